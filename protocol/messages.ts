@@ -1,0 +1,149 @@
+// The engine API: one request/response pair per method and a stream of events, the same over the
+// unix socket, the WebSocket of `diskline serve` and the Electron preload bridge.
+import { z } from 'zod';
+import {
+  ContainerSpecSchema,
+  DriveSchema,
+  JobSchema,
+  PlanSchema,
+  PointSummarySchema,
+  RetentionSchema,
+} from './model.ts';
+
+/** Largest message either side accepts; bigger input is refused before parsing. */
+export const MAX_MESSAGE_BYTES = 1 << 20;
+
+const repoRef = z.object({ repo: z.string().min(1) });
+const pointRef = z.object({ repo: z.string().min(1), point: z.string().min(1) });
+
+/** method name → [params schema, result schema]. */
+export const methods = {
+  'engine.status': [
+    z.object({}),
+    z.object({
+      version: z.string(),
+      privileged: z.boolean(),
+      schedulesPaused: z.boolean(),
+      nextRun: z.string().nullable(),
+    }),
+  ],
+  'drives.list': [z.object({}), z.array(DriveSchema)],
+  'points.list': [repoRef, z.array(PointSummarySchema)],
+  'repo.init': [repoRef.extend({ encrypted: z.boolean().default(true) }), z.object({ repo: z.string() })],
+  'backup.start': [
+    z.object({
+      source: z.string().min(1),
+      repo: z.string().min(1),
+      container: ContainerSpecSchema.optional(),
+    }),
+    JobSchema,
+  ],
+  /** Says exactly what a restore would overwrite, and the token that confirms this very target. */
+  'restore.preview': [
+    pointRef.extend({ to: z.string().min(1) }),
+    z.object({
+      target: z.string(),
+      targetKind: z.enum(['image', 'device']),
+      targetSize: z.number(),
+      targetDescription: z.string(),
+      overwrites: z.array(z.string()),
+      /** The typed confirmation a whole device needs (its name); null for an image file. */
+      typedConfirmation: z.string().nullable(),
+      confirmToken: z.string(),
+      refusal: z.string().nullable(),
+    }),
+  ],
+  'restore.start': [
+    pointRef.extend({ to: z.string().min(1), confirmToken: z.string(), instant: z.boolean().default(false) }),
+    JobSchema,
+  ],
+  'verify.start': [repoRef.extend({ readData: z.boolean().default(false) }), JobSchema],
+  'prune.start': [
+    repoRef.extend({ retention: RetentionSchema, dryRun: z.boolean().default(false) }),
+    JobSchema,
+  ],
+  'drill.start': [pointRef, JobSchema],
+  'mount.start': [pointRef.extend({ dir: z.string().optional() }), z.object({ path: z.string() })],
+  'mount.stop': [z.object({ path: z.string() }), z.object({})],
+  'jobs.list': [z.object({}), z.array(JobSchema)],
+  'jobs.cancel': [z.object({ id: z.string() }), z.object({})],
+  'plans.list': [z.object({}), z.array(PlanSchema)],
+  'plans.save': [PlanSchema.omit({ lastRun: true, nextRun: true }), PlanSchema],
+  'plans.delete': [z.object({ id: z.string() }), z.object({})],
+  'plans.runNow': [z.object({ id: z.string() }), JobSchema],
+  'schedules.setPaused': [z.object({ paused: z.boolean() }), z.object({ paused: z.boolean() })],
+  /** Starts the event stream of block-map cells for a backup job (a 'blockmap' event with the full map first). */
+  'blockmap.subscribe': [
+    z.object({
+      jobId: z.string(),
+      cells: z
+        .number()
+        .int()
+        .min(1)
+        .max(1 << 20),
+    }),
+    z.object({}),
+  ],
+} as const;
+
+export type MethodName = keyof typeof methods;
+export type Params<M extends MethodName> = z.input<(typeof methods)[M][0]>;
+export type Result<M extends MethodName> = z.output<(typeof methods)[M][1]>;
+
+/** Block-map cell states: a cell shows the most urgent state among the units it covers. */
+export const CellState = { free: 0, pending: 1, copied: 2, preserved: 3, writing: 4 } as const;
+
+export const eventSchemas = {
+  'job.updated': JobSchema,
+  'points.changed': z.object({ repo: z.string() }),
+  'plans.changed': z.object({}),
+  'plan.ran': z.object({
+    planId: z.string(),
+    name: z.string(),
+    ok: z.boolean(),
+    message: z.string(),
+    time: z.string(),
+  }),
+  /** Full map when `full`, otherwise changed cells as flat [cellIndex, state, cellIndex, state, ...]. */
+  blockmap: z.object({
+    jobId: z.string(),
+    cellCount: z.number(),
+    unitsPerCell: z.number(),
+    full: z.boolean(),
+    /** full: one state per cell, base64 of a byte array. */
+    cells: z.string().optional(),
+    changes: z.array(z.number()).optional(),
+  }),
+  'drives.changed': z.object({}),
+} as const;
+export type EventName = keyof typeof eventSchemas;
+export type EventData<E extends EventName> = z.output<(typeof eventSchemas)[E]>;
+
+export const RequestSchema = z.object({
+  type: z.literal('request'),
+  id: z.number().int(),
+  method: z.string(),
+  params: z.unknown(),
+});
+export type Request = z.infer<typeof RequestSchema>;
+
+export type ErrorCode =
+  | 'bad-request'
+  | 'unknown-method'
+  | 'not-found'
+  | 'refused'
+  | 'busy'
+  | 'failed'
+  | 'forbidden';
+export type Response =
+  | { type: 'response'; id: number; ok: true; result: unknown }
+  | { type: 'response'; id: number; ok: false; error: { code: ErrorCode; message: string } };
+export type EventMessage = { type: 'event'; event: EventName; data: unknown };
+export type ServerMessage = Response | EventMessage;
+
+/** The one client interface both transports implement (Electron bridge, WebSocket). */
+export interface EngineClient {
+  call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;
+  /** Returns the function that unsubscribes. */
+  on<E extends EventName>(event: E, listener: (data: EventData<E>) => void): () => void;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything Diskline needs on a fresh Debian machine: system packages for the engine,
+# its tests and benchmarks, the npm dependencies (with the pinned Node 24), and the native helper.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # interception: FUSE library and tools, loop devices (util-linux: losetup, mount)
+  fuse3 libfuse3-dev pkg-config util-linux
+  # file-system tools used to make and check test images
+  e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g
+  # peers and load generators for tests and benchmarks
+  partclone restic borgbackup fio qemu-utils zstd
+  # the renderer's end-to-end tests
+  chromium xvfb
+  # building the native helper
+  g++ make python3
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Electron's own postinstall downloads a binary from outside the npm registry; the shell is
+# type-checked against its typings and run where a binary exists, so skip the download.
+export ELECTRON_SKIP_BINARY_DOWNLOAD=1
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+npm run build
