@@ -1,0 +1,134 @@
+// The native helper's TypeScript face: loads build/Release/diskline_native.node (built by `npm run build`)
+// and types what it exports — aligned buffers for O_DIRECT, unix-socket peer credentials, file-system
+// freeze/thaw, block device geometry, and the FUSE tap that engine/tap drives.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** Credentials of the process at the other end of a connected unix socket. */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** A request the FUSE tap hands to JavaScript; finish it with `tapComplete(token, errno)`. */
+export type TapRequestKind = 'write' | 'read';
+
+/** Opaque handle of one running tap (a FUSE mount serving one file). */
+export type TapHandle = { readonly __tap: unique symbol };
+/** Opaque token of one request a FUSE thread waits on. */
+export type TapToken = { readonly __tapToken: unique symbol };
+
+export interface TapOptions {
+  /** Empty directory to mount the FUSE file system on. */
+  mountDir: string;
+  /** Name of the single file served (e.g. "volume"). */
+  fileName: string;
+  /** Size of the served file in bytes. */
+  size: number;
+  /** Backing file descriptor (device or image) for reads and writes; -1 when reads come from `onRead`. */
+  backingFd: number;
+  /** Serve read-only: writes fail with EROFS. */
+  readOnly: boolean;
+  /** Granularity of changed-block tracking in bytes (power of two). */
+  trackUnitSize: number;
+  /**
+   * Called on the JS thread when a write (kind "write") touches a unit whose intercept bit is set, or, with an
+   * intercept on reads armed, when a read does (kind "read"). The FUSE thread waits until tapComplete(token).
+   */
+  onAccess: (kind: TapRequestKind, offset: number, length: number, token: TapToken) => void;
+  /** With backingFd -1: called for every read; answer with tapCompleteRead(token, data). */
+  onRead?: (offset: number, length: number, token: TapToken) => void;
+}
+
+export interface TapStats {
+  reads: number;
+  writes: number;
+  /** Writes (or reads) that had to wait for JavaScript. */
+  interceptedCalls: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+export interface NativeHelper {
+  /** Zeroed memory starting at a multiple of `alignment` (default 4096), for O_DIRECT reads. */
+  allocAligned(size: number, alignment?: number): ArrayBuffer;
+  peerCredentials(fd: number): PeerCredentials;
+  /** FIFREEZE on the file system mounted at `mountpoint` (flushes it and blocks new writes). */
+  freeze(mountpoint: string): void;
+  /** FITHAW: undoes freeze. */
+  thaw(mountpoint: string): void;
+  blockDeviceSize(fd: number): number;
+  blockDeviceSectorSize(fd: number): number;
+
+  tapStart(options: TapOptions): TapHandle;
+  /** Bitmap (1 bit per unit, LSB first) the FUSE threads check on writes; all bits cleared. Null disarms. */
+  tapArm(tap: TapHandle, unitSize: number | null, interceptReads: boolean): Uint8Array | null;
+  /** Clears intercept bits [firstUnit, firstUnit + count): writes there now pass without asking JS. */
+  tapSettle(tap: TapHandle, firstUnit: number, count: number): void;
+  /** Sets intercept bits [firstUnit, firstUnit + count). */
+  tapMark(tap: TapHandle, firstUnit: number, count: number): void;
+  /** Wakes the FUSE thread waiting on `token`; errno 0 lets the access proceed (and settles its units). */
+  tapComplete(token: TapToken, errno: number): void;
+  /** Answers a read from `onRead` with the bytes (shorter = end of data; zero-filled), or an errno. */
+  tapCompleteRead(token: TapToken, data: Uint8Array | null, errno: number): void;
+  /** Copy of the changed-block bitmap (1 bit per track unit); with reset, atomically clears it. */
+  tapChanged(tap: TapHandle, reset: boolean): Uint8Array;
+  tapStats(tap: TapHandle): TapStats;
+  /** Unmounts the FUSE file system and joins its threads. Pending JS requests are failed with EIO. */
+  tapStop(tap: TapHandle): void;
+}
+
+const addonPath = fileURLToPath(new URL('./build/Release/diskline_native.node', import.meta.url));
+
+let loaded: NativeHelper | null = null;
+
+/** The native helper, or a clear error saying how to build it. */
+export function nativeHelper(): NativeHelper {
+  if (loaded) return loaded;
+  if (!existsSync(addonPath)) {
+    throw new Error(
+      `the native helper is not built (${addonPath} is missing): run 'npm run build' ` +
+        '(needs a C compiler, libfuse3-dev and pkg-config; scripts/setup.sh installs them)',
+    );
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    loaded = require(addonPath) as NativeHelper;
+  } catch (error) {
+    throw new Error(
+      `the native helper at ${addonPath} failed to load: ${(error as Error).message}; rebuild it with 'npm run build'`,
+    );
+  }
+  return loaded;
+}
+
+/** True when the helper is built and loads; tests use it to skip with a reason. */
+export function nativeHelperAvailable(): boolean {
+  try {
+    nativeHelper();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function allocAligned(size: number, alignment = 4096): ArrayBuffer {
+  return nativeHelper().allocAligned(size, alignment);
+}
+export function peerCredentials(fd: number): PeerCredentials {
+  return nativeHelper().peerCredentials(fd);
+}
+export function freeze(mountpoint: string): void {
+  nativeHelper().freeze(mountpoint);
+}
+export function thaw(mountpoint: string): void {
+  nativeHelper().thaw(mountpoint);
+}
+export function blockDeviceSize(fd: number): number {
+  return nativeHelper().blockDeviceSize(fd);
+}
+export function blockDeviceSectorSize(fd: number): number {
+  return nativeHelper().blockDeviceSectorSize(fd);
+}
