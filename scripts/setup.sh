@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  # interception: FUSE library and tools, loop devices (util-linux: losetup, mount)
-  fuse3 libfuse3-dev pkg-config util-linux
+  # interception: FUSE library and tools, loop devices (util-linux: losetup, mount; fdisk: sfdisk)
+  fuse3 libfuse3-dev pkg-config util-linux fdisk
   # file-system tools used to make and check test images
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g
   # peers and load generators for tests and benchmarks
