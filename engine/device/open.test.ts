@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { withTestDisk } from '../testing/disk.ts';
+import { withMount } from '../testing/filesystems.ts';
+import { MiB, withTempDir } from '../testing/image.ts';
+import { attachLoopRange, withLoop } from '../testing/loop.ts';
+import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
+import { DeviceRefusedError } from './errors.ts';
+import { openReader, openWriter } from './open.ts';
+
+test('an image file reads back byte for byte, shorter only at its end', async () => {
+  await withTempDir(async (dir) => {
+    const content = randomBytes(3 * MiB + 1234);
+    const image = join(dir, 'a.img');
+    await writeFile(image, content);
+    const reader = await openReader(image);
+    try {
+      assert.equal(reader.size, content.length);
+      assert.deepEqual(await reader.read(0, 4096), content.subarray(0, 4096));
+      assert.deepEqual(await reader.read(777, 2 * MiB + 5), content.subarray(777, 777 + 2 * MiB + 5));
+      assert.deepEqual(await reader.read(content.length - 10, 4096), content.subarray(content.length - 10));
+      assert.equal((await reader.read(content.length + 5, 10)).length, 0);
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
+test('a directory is refused as a disk with a message that says what to give', async () => {
+  await withTempDir(async (dir) => {
+    await assert.rejects(openReader(dir), /neither a disk image file nor a block device/);
+  });
+});
+
+test('a block device reads the same bytes as its image at unaligned offsets (O_DIRECT when available)', async (t) => {
+  const skip = loopUnavailableReason();
+  if (skip) return t.skip(skip);
+  await withTempDir(async (dir) => {
+    const content = randomBytes(4 * MiB);
+    const image = join(dir, 'b.img');
+    await writeFile(image, content);
+    const loop = await attachLoopRange(image, 0, content.length);
+    try {
+      const reader = await openReader(loop.device);
+      try {
+        assert.equal(reader.size, content.length);
+        assert.equal(reader.logicalSectorSize, 512);
+        assert.deepEqual(await reader.read(513, 10_000), content.subarray(513, 10_513));
+        assert.deepEqual(await reader.read(0, content.length), content);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await loop.detach();
+    }
+  });
+});
+
+test('openWriter creates an image of the minimum size and extends a smaller one sparsely', async () => {
+  await withTempDir(async (dir) => {
+    const target = join(dir, 'restore.img');
+    const writer = await openWriter(target, { minSize: 8 * MiB });
+    await writer.write(MiB, Buffer.from('hello'));
+    await writer.flush();
+    await writer.close();
+    assert.equal((await stat(target)).size, 8 * MiB);
+    assert.equal((await readFile(target)).subarray(MiB, MiB + 5).toString(), 'hello');
+    const again = await openWriter(target, { minSize: 16 * MiB });
+    await again.close();
+    assert.equal((await stat(target)).size, 16 * MiB);
+  });
+});
+
+test('openWriter refuses a device smaller than the restore needs', async (t) => {
+  const skip = loopUnavailableReason();
+  if (skip) return t.skip(skip);
+  await withTempDir(async (dir) => {
+    const image = join(dir, 'small.img');
+    await writeFile(image, Buffer.alloc(4 * MiB));
+    const loop = await attachLoopRange(image, 0, 4 * MiB);
+    try {
+      await assert.rejects(openWriter(loop.device, { minSize: 8 * MiB }), (error: Error) => {
+        assert.ok(error instanceof DeviceRefusedError);
+        assert.match(error.message, /holds 4194304 bytes but the restore point needs 8388608/);
+        return true;
+      });
+    } finally {
+      await loop.detach();
+    }
+  });
+});
+
+test('openWriter refuses a disk while one of its partitions is mounted, and names the mount', async (t) => {
+  const skip = loopUnavailableReason() ?? missingToolReason('sfdisk', 'mkfs.ext4', 'partx');
+  if (skip) return t.skip(skip);
+  await withTestDisk(
+    { size: 32 * MiB, table: 'gpt', partitions: [{ size: 16 * MiB, filesystem: 'ext4' }] },
+    async (disk) => {
+      await withLoop(disk.image, async (loop) => {
+        await withMount(loop.partitions[0]!, 'ext4', async (mountDir) => {
+          await assert.rejects(openWriter(loop.device, { minSize: 0 }), (error: Error) => {
+            assert.ok(error instanceof DeviceRefusedError);
+            assert.equal(error.exitCode, 3);
+            assert.ok(
+              error.message.includes(`${loop.partitions[0]} is mounted on ${mountDir}`),
+              error.message,
+            );
+            return true;
+          });
+          await assert.rejects(openWriter(loop.partitions[0]!, { minSize: 0 }), DeviceRefusedError);
+        });
+        const writer = await openWriter(loop.device, { minSize: disk.size });
+        await writer.close();
+      });
+    },
+  );
+});
