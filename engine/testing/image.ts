@@ -60,14 +60,22 @@ export async function partitionImage(
 }
 
 /** Where sfdisk put each partition, read back from the image (bytes). */
-export async function readPartitionTable(
-  path: string,
-): Promise<{ label: string; partitions: { node: string; start: number; size: number; type: string }[] }> {
+export async function readPartitionTable(path: string): Promise<{
+  label: string;
+  id: string;
+  /** GPT only: first and last usable LBA. */
+  firstLba?: number;
+  lastLba?: number;
+  partitions: { node: string; start: number; size: number; type: string }[];
+}> {
   const { stdout } = await runTool('sfdisk', ['--json', path]);
   const table = (
     JSON.parse(stdout) as {
       partitiontable: {
         label: string;
+        id: string;
+        firstlba?: number;
+        lastlba?: number;
         sectorsize?: number;
         partitions?: { node: string; start: number; size: number; type: string }[];
       };
@@ -76,6 +84,9 @@ export async function readPartitionTable(
   const sectorSize = table.sectorsize ?? 512;
   return {
     label: table.label,
+    id: table.id,
+    ...(table.firstlba !== undefined ? { firstLba: table.firstlba } : {}),
+    ...(table.lastlba !== undefined ? { lastLba: table.lastlba } : {}),
     partitions: (table.partitions ?? []).map((p) => ({
       node: p.node,
       start: p.start * sectorSize,
