@@ -25,6 +25,10 @@ export const methods = {
       privileged: z.boolean(),
       schedulesPaused: z.boolean(),
       nextRun: z.string().nullable(),
+      /** The repository used when the user names none (`diskline serve --repo R`). */
+      defaultRepo: z.string().nullable().optional(),
+      /** Repositories known by name in the engine's config. */
+      repositories: z.array(z.object({ name: z.string(), path: z.string() })).optional(),
     }),
   ],
   'drives.list': [z.object({}), z.array(DriveSchema)],

@@ -1,0 +1,454 @@
+// The engine as one object: state on disk, jobs, schedules, drives — and the API methods that expose them.
+// Transports (unix socket, WebSocket, in-process) only move frames; everything a method does is here.
+import { readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { EventName } from '../../protocol/messages.ts';
+import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
+import type { StateStore } from '../config/state.ts';
+import { listDrives } from '../drives/drivelist.ts';
+import { BlockMapView, type UnitStateSource } from '../jobs/blockmap.ts';
+import { type JobContext, JobManager } from '../jobs/manager.ts';
+import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
+import { ScheduleError } from '../schedule/presets.ts';
+import { Scheduler } from '../schedule/scheduler.ts';
+import type { Connection, Handlers } from './dispatcher.ts';
+import { ApiError } from './errors.ts';
+import { EventBus } from './events.ts';
+
+const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+/** How often a block-map subscription sends changed cells. */
+const BLOCKMAP_INTERVAL_MS = 100;
+
+/** The work behind each job kind; the defaults reach the other engine parts, tests may replace them. */
+export interface JobRunners {
+  backup(
+    params: { source: string; repo: string; container: Plan['container'] | undefined },
+    context: JobContext,
+    publishUnits: (source: UnitStateSource) => void,
+  ): Promise<Record<string, unknown> | null>;
+  restore(
+    params: { repo: string; point: string; to: string; instant: boolean },
+    context: JobContext,
+  ): Promise<Record<string, unknown> | null>;
+  verify(
+    params: { repo: string; readData: boolean },
+    context: JobContext,
+  ): Promise<Record<string, unknown> | null>;
+  prune(
+    params: { repo: string; retention: Plan['retention']; dryRun: boolean },
+    context: JobContext,
+  ): Promise<Record<string, unknown> | null>;
+  drill(
+    params: { repo: string; point: string },
+    context: JobContext,
+  ): Promise<Record<string, unknown> | null>;
+  mount(params: { repo: string; point: string; dir: string | undefined }): Promise<{ path: string }>;
+  unmount(path: string): Promise<void>;
+  listPoints(repo: string): Promise<PointSummary[]>;
+  initRepository(repo: string, encrypted: boolean): Promise<void>;
+}
+
+export interface EngineOptions {
+  state: StateStore;
+  runners: JobRunners;
+  /** Whether the engine runs as root (reported by engine.status). */
+  privileged?: boolean;
+}
+
+let nextConnectionId = 1;
+
+export class Engine {
+  readonly state: StateStore;
+  readonly events = new EventBus();
+  readonly jobs: JobManager;
+  readonly scheduler: Scheduler;
+  readonly runners: JobRunners;
+  readonly privileged: boolean;
+  readonly handlers: Handlers;
+  #tokens = new ConfirmTokens();
+  /** Backup job id → its unit states, while it runs (for block-map subscriptions). */
+  #unitSources = new Map<string, UnitStateSource>();
+  /** Paths that running jobs read or write: never a restore target. */
+  #busyPaths = new Map<string, Set<string>>();
+
+  constructor(options: EngineOptions) {
+    this.state = options.state;
+    this.runners = options.runners;
+    this.privileged = options.privileged ?? process.getuid?.() === 0;
+    this.jobs = new JobManager(this.state, this.events);
+    this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan));
+    this.handlers = this.#makeHandlers();
+  }
+
+  /** Reports jobs an earlier run left unfinished, then starts the schedules. */
+  async start(options: { schedules?: boolean } = {}): Promise<Job[]> {
+    const interrupted = await this.jobs.recoverInterrupted({});
+    for (const job of interrupted) this.events.emit('job.updated', job);
+    if (options.schedules !== false) await this.scheduler.start();
+    return interrupted;
+  }
+
+  async stop(): Promise<void> {
+    await this.scheduler.stop();
+    await this.jobs.cancelAll();
+    await this.state.flush();
+  }
+
+  /** A connection for code in the same process (the CLI hosting the engine, tests). */
+  localConnection(
+    onEvent: (event: EventName, data: unknown) => void = () => {},
+  ): Connection & { close(): void } {
+    const cleanups: (() => void)[] = [];
+    return {
+      id: nextConnectionId++,
+      transport: 'in-process',
+      uid: process.getuid?.() ?? null,
+      sendEvent: onEvent,
+      onClose: (cleanup) => cleanups.push(cleanup),
+      close: () => {
+        for (const cleanup of cleanups.splice(0)) cleanup();
+      },
+    };
+  }
+
+  static newConnectionId(): number {
+    return nextConnectionId++;
+  }
+
+  /** A repository named in the config resolves to its location; anything else is taken as a path. */
+  resolveRepo(repo: string): string {
+    return this.state.config.repositories[repo] ?? resolve(repo);
+  }
+
+  #busy(jobId: string, paths: string[]): void {
+    this.#busyPaths.set(jobId, new Set(paths.map((path) => resolve(path))));
+  }
+
+  /** Every path a running job reads or writes. */
+  #allBusyPaths(): Set<string> {
+    const all = new Set<string>();
+    for (const paths of this.#busyPaths.values()) for (const busy of paths) all.add(busy);
+    return all;
+  }
+
+  async #pointOf(repo: string, point: string): Promise<PointSummary> {
+    const points = await this.runners.listPoints(repo);
+    const found = points.find((candidate) => candidate.id === point || candidate.id.startsWith(point));
+    if (!found)
+      throw new ApiError('not-found', `No restore point '${point}' in ${repo}; list them with points.list.`);
+    if (!found.complete) {
+      throw new ApiError(
+        'refused',
+        `Restore point ${found.id} in ${repo} is incomplete (its backup did not finish).`,
+      );
+    }
+    return found;
+  }
+
+  #startBackup(
+    source: string,
+    repoRef: string,
+    container: Plan['container'] | undefined,
+    title?: string,
+  ): Job {
+    const repo = this.resolveRepo(repoRef);
+    const sourcePath = resolve(source);
+    const job = this.jobs.start({
+      kind: 'backup',
+      title: title ?? `Back up ${sourcePath} to ${repo}`,
+      repo,
+      detail: { source: sourcePath, repo },
+      run: async (context) => {
+        this.#busy(context.id, [sourcePath]);
+        try {
+          return await this.runners.backup({ source: sourcePath, repo, container }, context, (units) => {
+            this.#unitSources.set(context.id, units);
+          });
+        } finally {
+          this.#unitSources.delete(context.id);
+          this.#busyPaths.delete(context.id);
+          this.events.emit('points.changed', { repo });
+        }
+      },
+    });
+    return job;
+  }
+
+  async #runPlan(plan: Plan): Promise<{ ok: boolean; message: string }> {
+    const backup = await this.jobs.waitFor(
+      this.#startBackup(plan.source, plan.repo, plan.container, `Plan ${plan.name}: back up ${plan.source}`)
+        .id,
+    );
+    if (backup.state !== 'succeeded') {
+      return { ok: false, message: `Backup ${backup.state}: ${backup.error ?? ''}`.trim() };
+    }
+    const keeps = Object.values(plan.retention).some((count) => count !== undefined);
+    if (!keeps) return { ok: true, message: 'Backup succeeded.' };
+    const repo = this.resolveRepo(plan.repo);
+    const prune = await this.jobs.waitFor(
+      this.jobs.start({
+        kind: 'prune',
+        title: `Plan ${plan.name}: apply retention to ${repo}`,
+        repo,
+        run: (context) => this.runners.prune({ repo, retention: plan.retention, dryRun: false }, context),
+      }).id,
+    );
+    this.events.emit('points.changed', { repo });
+    if (prune.state !== 'succeeded') {
+      return {
+        ok: false,
+        message: `Backup succeeded; retention ${prune.state}: ${prune.error ?? ''}`.trim(),
+      };
+    }
+    return { ok: true, message: 'Backup succeeded; retention applied.' };
+  }
+
+  #makeHandlers(): Handlers {
+    return {
+      'engine.status': () => ({
+        version: packageJson.version,
+        privileged: this.privileged,
+        schedulesPaused: this.scheduler.paused,
+        nextRun: this.scheduler.nextRun(),
+        defaultRepo: this.state.config.defaultRepo,
+        repositories: Object.entries(this.state.config.repositories).map(([name, path]) => ({ name, path })),
+      }),
+      'drives.list': async () => {
+        const drives = await listDrives(this.state.config.images);
+        const attached = new Map(this.state.config.attached.map((volume) => [volume.source, volume]));
+        return drives.map((drive) => ({
+          ...drive,
+          attachedAs: attached.has(drive.device) ? drive.attachedAs : null,
+        }));
+      },
+      'points.list': ({ repo }) => this.runners.listPoints(this.resolveRepo(repo)),
+      'repo.init': async ({ repo, encrypted }) => {
+        const location = this.resolveRepo(repo);
+        await this.runners.initRepository(location, encrypted);
+        return { repo: location };
+      },
+      'backup.start': async ({ source, repo, container }) => {
+        const sourcePath = resolve(source);
+        const info = await stat(sourcePath).catch(() => null);
+        if (!info || !(info.isFile() || info.isBlockDevice())) {
+          throw new ApiError(
+            'not-found',
+            `No disk or image file at ${sourcePath}; choose one from drives.list.`,
+          );
+        }
+        if (this.#allBusyPaths().has(sourcePath)) {
+          throw new ApiError(
+            'busy',
+            `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
+          );
+        }
+        return this.#startBackup(sourcePath, repo, container);
+      },
+      'restore.preview': async ({ repo, point, to }) => {
+        const location = this.resolveRepo(repo);
+        const found = await this.#pointOf(location, point);
+        const identity = await targetIdentity(to);
+        const drives = await listDrives(this.state.config.images, false);
+        const description = await describeRestore({
+          identity,
+          pointSize: found.sourceSize,
+          pointLabel: `restore point ${found.id}`,
+          drive: drives.find((drive) => drive.device === identity.path),
+          busyPaths: this.#allBusyPaths(),
+        });
+        return { ...description, confirmToken: this.#tokens.issue(identity, location, found.id) };
+      },
+      'restore.start': async ({ repo, point, to, confirmToken, instant }) => {
+        const location = this.resolveRepo(repo);
+        const found = await this.#pointOf(location, point);
+        const identity = await targetIdentity(to);
+        if (!this.#tokens.matches(confirmToken, identity, location, found.id)) {
+          throw new ApiError(
+            'refused',
+            `The confirmation does not match ${identity.path} as it is now (another target, or it changed since the preview); ask for a new preview.`,
+          );
+        }
+        const drives = await listDrives(this.state.config.images, false);
+        const { refusal } = await describeRestore({
+          identity,
+          pointSize: found.sourceSize,
+          pointLabel: `restore point ${found.id}`,
+          drive: drives.find((drive) => drive.device === identity.path),
+          busyPaths: this.#allBusyPaths(),
+        });
+        if (refusal) throw new ApiError('refused', refusal);
+        return this.jobs.start({
+          kind: 'restore',
+          title: `Restore ${found.id.slice(0, 12)} to ${identity.path}`,
+          repo: null,
+          detail: { repo: location, point: found.id, target: identity.path },
+          run: async (context) => {
+            this.#busy(context.id, [identity.path]);
+            try {
+              return await this.runners.restore(
+                { repo: location, point: found.id, to: identity.path, instant },
+                context,
+              );
+            } finally {
+              this.#busyPaths.delete(context.id);
+              this.events.emit('drives.changed', {});
+            }
+          },
+        });
+      },
+      'verify.start': ({ repo, readData }) => {
+        const location = this.resolveRepo(repo);
+        return this.jobs.start({
+          kind: 'verify',
+          title: `Verify ${location}${readData ? ' (every byte)' : ''}`,
+          repo: null,
+          detail: { repo: location },
+          run: async (context) => {
+            try {
+              return await this.runners.verify({ repo: location, readData }, context);
+            } finally {
+              this.events.emit('points.changed', { repo: location });
+            }
+          },
+        });
+      },
+      'prune.start': ({ repo, retention, dryRun }) => {
+        const location = this.resolveRepo(repo);
+        return this.jobs.start({
+          kind: 'prune',
+          title: `${dryRun ? 'Preview pruning' : 'Prune'} ${location}`,
+          repo: location,
+          detail: { repo: location },
+          run: async (context) => {
+            try {
+              return await this.runners.prune({ repo: location, retention, dryRun }, context);
+            } finally {
+              this.events.emit('points.changed', { repo: location });
+            }
+          },
+        });
+      },
+      'drill.start': async ({ repo, point }) => {
+        const location = this.resolveRepo(repo);
+        const found = await this.#pointOf(location, point);
+        return this.jobs.start({
+          kind: 'drill',
+          title: `Restore drill of ${found.id.slice(0, 12)}`,
+          repo: null,
+          detail: { repo: location, point: found.id },
+          run: async (context) => {
+            try {
+              return await this.runners.drill({ repo: location, point: found.id }, context);
+            } finally {
+              this.events.emit('points.changed', { repo: location });
+            }
+          },
+        });
+      },
+      'mount.start': async ({ repo, point, dir }) => {
+        const location = this.resolveRepo(repo);
+        const found = await this.#pointOf(location, point);
+        return this.runners.mount({ repo: location, point: found.id, dir });
+      },
+      'mount.stop': async ({ path }) => {
+        await this.runners.unmount(path);
+        return {};
+      },
+      'jobs.list': () => this.jobs.list(),
+      'jobs.cancel': ({ id }) => {
+        const outcome = this.jobs.cancel(id);
+        if (outcome === 'not-found')
+          throw new ApiError('not-found', `No job '${id}'; list them with jobs.list.`);
+        if (outcome === 'finished') {
+          throw new ApiError(
+            'refused',
+            `Job ${id} has already ended (${this.jobs.get(id)?.state}); nothing to cancel.`,
+          );
+        }
+        return {};
+      },
+      'plans.list': () => this.scheduler.list(),
+      'plans.save': async (draft) => {
+        try {
+          return await this.scheduler.save(draft);
+        } catch (error) {
+          if (error instanceof ScheduleError) throw new ApiError('bad-request', error.message);
+          throw error;
+        }
+      },
+      'plans.delete': async ({ id }) => {
+        if (!(await this.scheduler.remove(id))) throw new ApiError('not-found', `No plan '${id}'.`);
+        return {};
+      },
+      'plans.runNow': async ({ id }) => {
+        const plan = this.state.plans.find((candidate) => candidate.id === id);
+        if (!plan) throw new ApiError('not-found', `No plan '${id}'.`);
+        if (this.scheduler.isRunning(id)) {
+          throw new ApiError('busy', `Plan '${plan.name}' is already running; runs never overlap.`);
+        }
+        const before = new Set(this.jobs.list().map((job) => job.id));
+        void this.scheduler.runNow(id, 'user');
+        const started = this.jobs.list().find((job) => !before.has(job.id) && job.kind === 'backup');
+        if (!started) throw new ApiError('failed', `Plan '${plan.name}' did not start a backup.`);
+        return started;
+      },
+      'schedules.setPaused': async ({ paused }) => {
+        await this.scheduler.setPaused(paused);
+        return { paused };
+      },
+      'blockmap.subscribe': ({ jobId, cells }, connection) => {
+        const job = this.jobs.get(jobId);
+        if (!job) throw new ApiError('not-found', `No job '${jobId}'.`);
+        if (job.kind !== 'backup')
+          throw new ApiError('bad-request', `Job ${jobId} is a ${job.kind}; only backups have a block map.`);
+        this.#feedBlockMap(jobId, cells, connection);
+        return {};
+      },
+    };
+  }
+
+  /** Sends a job's block map to one connection: the full map as soon as it exists, then changes at ≤10 Hz. */
+  #feedBlockMap(jobId: string, cells: number, connection: Connection): void {
+    let view: BlockMapView | null = null;
+    let source: UnitStateSource | undefined;
+    const tick = () => {
+      source ??= this.#unitSources.get(jobId);
+      const active = this.jobs.isActive(jobId);
+      if (!source) {
+        if (!active) stop();
+        return;
+      }
+      if (!view) {
+        view = new BlockMapView(source, cells);
+        connection.sendEvent('blockmap', {
+          jobId,
+          cellCount: view.cellCount,
+          unitsPerCell: view.unitsPerCell,
+          full: true,
+          cells: view.full(),
+        });
+      } else {
+        const changes = view.changes();
+        if (changes.length) {
+          connection.sendEvent('blockmap', {
+            jobId,
+            cellCount: view.cellCount,
+            unitsPerCell: view.unitsPerCell,
+            full: false,
+            changes,
+          });
+        }
+      }
+      // The job has ended: this was the last look, with its final states.
+      if (!active) stop();
+    };
+    const timer = setInterval(tick, BLOCKMAP_INTERVAL_MS);
+    const stop = () => clearInterval(timer);
+    connection.onClose(stop);
+    tick();
+  }
+}

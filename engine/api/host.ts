@@ -1,0 +1,36 @@
+// Hosting the engine in a process: open its state, start it, and stop it cleanly on SIGINT/SIGTERM.
+// Used by `diskline daemon`, `diskline serve` and the verbs that run a one-shot engine in-process.
+import { defaultStateDir, type StateStore, StateStore as Store } from '../config/state.ts';
+import { defaultRunners } from '../jobs/runners.ts';
+import { Engine, type JobRunners } from './engine.ts';
+
+export interface HostOptions {
+  stateDir?: string;
+  runners?: JobRunners;
+  /** Run plan schedules (daemon, serve); one-shot CLI engines do not. */
+  schedules?: boolean;
+}
+
+export async function openEngine(options: HostOptions = {}): Promise<Engine> {
+  const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir());
+  const engine = new Engine({ state, runners: options.runners ?? defaultRunners() });
+  await engine.start({ schedules: options.schedules ?? true });
+  return engine;
+}
+
+/** Resolves when the process is asked to stop (SIGINT or SIGTERM), after running `shutdown`. */
+export function untilSignal(shutdown: () => Promise<void>): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      shutdown()
+        .catch((error: Error) =>
+          process.stderr.write(`diskline: stopping the engine failed: ${error.message}\n`),
+        )
+        .finally(() => resolve(signal));
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

@@ -1,0 +1,183 @@
+// The daemon's transport: newline-delimited JSON frames on a unix socket. The socket file is created
+// 0660 (owner root, group root or the 'diskline' group), and every connection is checked again by the
+// peer's credentials (SO_PEERCRED): root, the daemon's own uid, or a uid allowed in the config. Frames over
+// MAX_MESSAGE_BYTES are refused before parsing; malformed input gets an error response and never ends the
+// daemon. A client that does not read its events is dropped rather than let memory grow.
+import { chmod, chown, lstat, mkdir, rm } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
+import { type PeerCredentials, peerCredentials } from '../native/index.ts';
+import { type Connection, dispatch, UNREADABLE_REQUEST_ID } from './dispatcher.ts';
+import type { Engine } from './engine.ts';
+import { encodeFrame, FrameDecoder } from './frames.ts';
+
+export const DEFAULT_SOCKET_PATH = '/run/diskline/engine.sock';
+/** Output queued for one client beyond which it is considered stuck and dropped. */
+const MAX_QUEUED_OUTPUT_BYTES = 16 * MAX_MESSAGE_BYTES;
+
+export function socketPath(): string {
+  return process.env.DISKLINE_SOCKET || DEFAULT_SOCKET_PATH;
+}
+
+export interface UnixServerOptions {
+  path: string;
+  /** File mode of the socket; 0660 by default. */
+  mode?: number;
+  /** Group owning the socket (members may connect if also allowed by uid); root's group by default. */
+  gid?: number;
+}
+
+/** Who is connecting; null when the kernel cannot tell (the native helper is not built). */
+function credentialsOf(socket: Socket): PeerCredentials | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (fd === undefined || fd < 0) return null;
+  try {
+    return peerCredentials(fd);
+  } catch {
+    return null;
+  }
+}
+
+/** Refuses to start over a live daemon; removes a socket file left by one that died. */
+async function clearStaleSocket(path: string): Promise<void> {
+  try {
+    const info = await lstat(path);
+    if (!info.isSocket()) {
+      throw new Error(
+        `${path} exists and is not a socket; remove it or set DISKLINE_SOCKET to another path.`,
+      );
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`Another Diskline engine is already listening on ${path}; stop it first.`);
+  await rm(path, { force: true });
+}
+
+export class UnixServer {
+  readonly path: string;
+  #engine: Engine;
+  #server: Server | null = null;
+  #sockets = new Set<Socket>();
+  #mode = 0o660;
+
+  constructor(engine: Engine, path: string) {
+    this.#engine = engine;
+    this.path = path;
+  }
+
+  async listen(options: Omit<UnixServerOptions, 'path'> = {}): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o755 });
+    await clearStaleSocket(this.path);
+    const server = createServer((socket) => this.#accept(socket));
+    this.#server = server;
+    // The socket file is born with the umask's mode: keep it owner-only until chmod sets the real mode.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(umask);
+    }
+    this.#mode = options.mode ?? 0o660;
+    await chmod(this.path, this.#mode);
+    if (options.gid !== undefined) await chown(this.path, process.getuid?.() ?? 0, options.gid);
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
+    await rm(this.path, { force: true });
+  }
+
+  #allowed(credentials: PeerCredentials | null): boolean {
+    if (!credentials) {
+      // Without SO_PEERCRED (native helper not built) only the socket's mode protects it: accept only when
+      // that mode admits the owner alone.
+      return (this.#mode & 0o077) === 0;
+    }
+    const ownUid = process.getuid?.() ?? 0;
+    return (
+      credentials.uid === 0 ||
+      credentials.uid === ownUid ||
+      this.#engine.state.config.allowedUids.includes(credentials.uid)
+    );
+  }
+
+  #accept(socket: Socket): void {
+    const credentials = credentialsOf(socket);
+    if (!this.#allowed(credentials)) {
+      const who = credentials ? `uid ${credentials.uid}` : 'a client whose uid could not be read';
+      socket.end(
+        encodeFrame({
+          type: 'response',
+          id: UNREADABLE_REQUEST_ID,
+          ok: false,
+          error: {
+            code: 'forbidden',
+            message: `The Diskline engine refuses ${who}: only root and the users allowed in its config may use it (add the uid to allowedUids in config.json).`,
+          },
+        }),
+      );
+      socket.on('error', () => {});
+      return;
+    }
+    this.#sockets.add(socket);
+    const decoder = new FrameDecoder(MAX_MESSAGE_BYTES);
+    const cleanups: (() => void)[] = [];
+    const send = (message: unknown) => {
+      if (socket.destroyed) return;
+      if (socket.writableLength > MAX_QUEUED_OUTPUT_BYTES) {
+        socket.destroy();
+        return;
+      }
+      socket.write(encodeFrame(message));
+    };
+    const connection: Connection = {
+      id: (this.#engine.constructor as typeof Engine).newConnectionId(),
+      transport: 'unix',
+      uid: credentials?.uid ?? null,
+      sendEvent: (event, data) => send({ type: 'event', event, data }),
+      onClose: (cleanup) => cleanups.push(cleanup),
+    };
+    cleanups.push(this.#engine.events.subscribe((event, data) => connection.sendEvent(event, data)));
+    socket.on('data', (data: Buffer) => {
+      for (const frame of decoder.push(data)) {
+        if (frame.kind === 'oversized') {
+          send({
+            type: 'response',
+            id: UNREADABLE_REQUEST_ID,
+            ok: false,
+            error: {
+              code: 'bad-request',
+              message: `Message of ${frame.bytes} bytes refused: the limit is ${MAX_MESSAGE_BYTES} bytes.`,
+            },
+          });
+          continue;
+        }
+        // Requests run concurrently; each response carries its request's id.
+        void dispatch(frame.text, this.#engine.handlers, connection).then(send);
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.#sockets.delete(socket);
+      for (const cleanup of cleanups.splice(0)) cleanup();
+    });
+  }
+}

@@ -1,0 +1,84 @@
+// Lists the drives a user can back up or restore to: the machine's disks (via drivelist, with the disk
+// the running system lives on flagged) plus the image files registered in the engine's config. Partitions
+// come from the layout inspector when the drive is readable; otherwise the list is empty, not an error.
+import { stat } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import drivelist from 'drivelist';
+import type { Drive, Partition } from '../../protocol/model.ts';
+import { inspectPartitions } from '../jobs/engine-parts.ts';
+
+async function partitionsOf(
+  device: string,
+): Promise<{ table: Drive['partitionTable']; partitions: Partition[] }> {
+  try {
+    return (await inspectPartitions(device)) ?? { table: null, partitions: [] };
+  } catch {
+    // Unreadable (no permission, no medium) or not inspectable yet: show the drive without partitions.
+    return { table: null, partitions: [] };
+  }
+}
+
+function tableKind(type: string | null | undefined): Drive['partitionTable'] {
+  if (type === 'gpt') return 'gpt';
+  if (type === 'mbr' || type === 'dos') return 'mbr';
+  return null;
+}
+
+/** The machine's disks. Virtual devices without a size (zram, empty loop devices) are left out. */
+export async function listDisks(withPartitions = true): Promise<Drive[]> {
+  const found = await drivelist.list();
+  const disks = found.filter(
+    (disk) => disk.size !== null && disk.size > 0 && !disk.device.startsWith('/dev/zram'),
+  );
+  return Promise.all(
+    disks.map(async (disk): Promise<Drive> => {
+      const layout = withPartitions ? await partitionsOf(disk.device) : { table: null, partitions: [] };
+      return {
+        device: disk.device,
+        description: disk.description || disk.device,
+        size: disk.size ?? 0,
+        isSystem: disk.isSystem,
+        isRemovable: disk.isRemovable,
+        mountpoints: disk.mountpoints.map((mount) => mount.path),
+        partitionTable: layout.table ?? tableKind(disk.partitionTableType),
+        partitions: layout.partitions,
+        attachedAs: null,
+      };
+    }),
+  );
+}
+
+/** One registered image file as a drive; a missing image is listed with size 0 so the user can remove it. */
+export async function imageDrive(path: string, withPartitions = true): Promise<Drive> {
+  const absolute = resolve(path);
+  let size = 0;
+  let description = `Image file ${basename(absolute)}`;
+  try {
+    size = (await stat(absolute)).size;
+  } catch {
+    description = `Image file ${basename(absolute)} (missing)`;
+  }
+  const layout =
+    withPartitions && size > 0
+      ? await partitionsOf(absolute)
+      : { table: null, partitions: [] as Partition[] };
+  return {
+    device: absolute,
+    description,
+    size,
+    isSystem: false,
+    isRemovable: false,
+    mountpoints: [],
+    partitionTable: layout.table,
+    partitions: layout.partitions,
+    attachedAs: null,
+  };
+}
+
+export async function listDrives(images: string[], withPartitions = true): Promise<Drive[]> {
+  const [disks, imageDrives] = await Promise.all([
+    listDisks(withPartitions).catch(() => [] as Drive[]),
+    Promise.all(images.map((image) => imageDrive(image, withPartitions))),
+  ]);
+  return [...disks, ...imageDrives];
+}

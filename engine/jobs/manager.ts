@@ -1,0 +1,312 @@
+// Runs the engine's long operations as jobs: each has an id, a state, progress published as 'job.updated'
+// events (at most 10 per second while running, at once on every state change) and can be cancelled.
+// Jobs that write a repository (backup, prune) run one at a time per repository; later ones queue.
+// Job records are persisted on every state change, so a daemon that restarts reports the jobs an earlier
+// run left unfinished as 'interrupted' and lets their kind clean up after them.
+import { randomUUID } from 'node:crypto';
+import type { ContainerState, Job, JobKind } from '../../protocol/model.ts';
+import type { EventBus } from '../api/events.ts';
+import type { StateStore } from '../config/state.ts';
+
+/** Shortest time between two progress events of one job. */
+export const PROGRESS_INTERVAL_MS = 100;
+/** Finished jobs kept in the list and on disk. */
+const FINISHED_JOBS_KEPT = 50;
+const WRITER_KINDS = new Set<JobKind>(['backup', 'prune']);
+
+export interface JobProgress {
+  doneBytes?: number;
+  totalBytes?: number;
+  container?: ContainerState | null;
+  units?: Job['units'];
+  unitSize?: number | null;
+}
+
+/** What a running job's code gets: its cancellation signal and a way to report progress. */
+export interface JobContext {
+  readonly id: string;
+  readonly signal: AbortSignal;
+  progress(update: JobProgress): void;
+}
+
+export interface JobSpec {
+  kind: JobKind;
+  title: string;
+  /** The repository a writer job locks; null for jobs that only read. */
+  repo: string | null;
+  /** Extra facts kept with the job record (source, target, point), e.g. for cleanup after a restart. */
+  detail?: Record<string, unknown>;
+  run(context: JobContext): Promise<Record<string, unknown> | null>;
+}
+
+/** Cleans up after a job an earlier engine run left unfinished; returns what it did, for the record. */
+export type InterruptedJobCleanup = (job: Job) => Promise<string>;
+
+export class JobCancelledError extends Error {
+  constructor(id: string) {
+    super(`Job ${id} was cancelled.`);
+  }
+}
+
+interface LiveJob {
+  record: Job;
+  spec: JobSpec;
+  abort: AbortController;
+  lastEmit: number;
+  emitTimer: NodeJS.Timeout | null;
+  /** Rate samples for bytesPerSecond: [time ms, doneBytes]. */
+  sampleAt: number;
+  sampleBytes: number;
+  done: Promise<void>;
+  finish: () => void;
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+export class JobManager {
+  #state: StateStore;
+  #events: EventBus;
+  #live = new Map<string, LiveJob>();
+  /** repo → the ids of writer jobs, the running one first. */
+  #writerQueues = new Map<string, string[]>();
+
+  constructor(state: StateStore, events: EventBus) {
+    this.#state = state;
+    this.#events = events;
+  }
+
+  /**
+   * Marks jobs that were queued or running when the engine last stopped as 'interrupted' and runs the
+   * cleanup for their kind. Call once at start, before any job starts.
+   */
+  async recoverInterrupted(cleanups: Partial<Record<JobKind, InterruptedJobCleanup>>): Promise<Job[]> {
+    const interrupted: Job[] = [];
+    for (const job of this.#state.jobs) {
+      if (job.state !== 'running' && job.state !== 'queued') continue;
+      let cleanupNote = '';
+      const cleanup = cleanups[job.kind];
+      if (cleanup) {
+        try {
+          cleanupNote = ` ${await cleanup(job)}`;
+        } catch (error) {
+          cleanupNote = ` Cleanup failed: ${(error as Error).message}`;
+        }
+      }
+      job.state = 'interrupted';
+      job.endedAt = now();
+      job.error = `The engine stopped while this job was ${job.startedAt ? 'running' : 'queued'} (restart or crash); run it again.${cleanupNote}`;
+      interrupted.push(job);
+    }
+    if (interrupted.length) await this.#state.saveJobs();
+    return interrupted;
+  }
+
+  list(): Job[] {
+    return this.#state.jobs.map((job) => ({ ...job }));
+  }
+
+  get(id: string): Job | undefined {
+    return this.#state.jobs.find((job) => job.id === id);
+  }
+
+  /** Resolves when the job has ended (any final state). */
+  async waitFor(id: string): Promise<Job> {
+    await this.#live.get(id)?.done;
+    const job = this.get(id);
+    if (!job) throw new Error(`No job ${id}.`);
+    return { ...job };
+  }
+
+  /** Whether a job is running or queued (used to keep plan runs from overlapping). */
+  isActive(id: string): boolean {
+    return this.#live.has(id);
+  }
+
+  start(spec: JobSpec): Job {
+    const record: Job = {
+      id: randomUUID(),
+      kind: spec.kind,
+      state: 'queued',
+      title: spec.title,
+      startedAt: null,
+      endedAt: null,
+      doneBytes: 0,
+      totalBytes: 0,
+      bytesPerSecond: 0,
+      etaSeconds: null,
+      container: null,
+      units: null,
+      unitSize: null,
+      error: null,
+      result: spec.detail ? { ...spec.detail } : null,
+    };
+    let finish = () => {};
+    const done = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const live: LiveJob = {
+      record,
+      spec,
+      abort: new AbortController(),
+      lastEmit: 0,
+      emitTimer: null,
+      sampleAt: 0,
+      sampleBytes: 0,
+      done,
+      finish,
+    };
+    this.#live.set(record.id, live);
+    this.#state.jobs.push(record);
+    this.#trimFinished();
+    void this.#state.saveJobs().catch(() => {});
+    this.#emitNow(live);
+    const lockKey = WRITER_KINDS.has(spec.kind) ? spec.repo : null;
+    if (lockKey) {
+      const queue = this.#writerQueues.get(lockKey) ?? [];
+      queue.push(record.id);
+      this.#writerQueues.set(lockKey, queue);
+      if (queue.length === 1) void this.#run(live, lockKey);
+    } else {
+      void this.#run(live, null);
+    }
+    return { ...record };
+  }
+
+  /** Cancels a queued or running job; the job ends 'cancelled' once its code has stopped. */
+  cancel(id: string): 'cancelling' | 'not-found' | 'finished' {
+    const live = this.#live.get(id);
+    if (!live) return this.get(id) ? 'finished' : 'not-found';
+    live.abort.abort(new JobCancelledError(id));
+    if (live.record.state === 'queued') {
+      const lockKey = WRITER_KINDS.has(live.spec.kind) ? live.spec.repo : null;
+      if (lockKey) {
+        const queue = this.#writerQueues.get(lockKey) ?? [];
+        this.#writerQueues.set(
+          lockKey,
+          queue.filter((queued) => queued !== id),
+        );
+      }
+      this.#end(live, 'cancelled', null, null);
+    }
+    return 'cancelling';
+  }
+
+  /** Cancels every job and waits until they have stopped (engine shutdown). */
+  async cancelAll(): Promise<void> {
+    const pending = [...this.#live.values()];
+    for (const live of pending) this.cancel(live.record.id);
+    await Promise.all(pending.map((live) => live.done));
+  }
+
+  async #run(live: LiveJob, lockKey: string | null): Promise<void> {
+    const { record, spec } = live;
+    if (live.abort.signal.aborted) return;
+    record.state = 'running';
+    record.startedAt = now();
+    live.sampleAt = Date.now();
+    void this.#state.saveJobs().catch(() => {});
+    this.#emitNow(live);
+    const context: JobContext = {
+      id: record.id,
+      signal: live.abort.signal,
+      progress: (update) => this.#progress(live, update),
+    };
+    try {
+      const result = await spec.run(context);
+      if (live.abort.signal.aborted) this.#end(live, 'cancelled', null, result);
+      else this.#end(live, 'succeeded', null, result);
+    } catch (error) {
+      if (live.abort.signal.aborted) this.#end(live, 'cancelled', null, null);
+      else this.#end(live, 'failed', (error as Error)?.message ?? String(error), null);
+    } finally {
+      if (lockKey) this.#startNextWriter(lockKey);
+    }
+  }
+
+  #startNextWriter(lockKey: string): void {
+    const queue = (this.#writerQueues.get(lockKey) ?? []).slice(1);
+    if (queue.length === 0) {
+      this.#writerQueues.delete(lockKey);
+      return;
+    }
+    this.#writerQueues.set(lockKey, queue);
+    const next = this.#live.get(queue[0]!);
+    if (next) void this.#run(next, lockKey);
+  }
+
+  #progress(live: LiveJob, update: JobProgress): void {
+    const { record } = live;
+    if (record.state !== 'running') return;
+    if (update.doneBytes !== undefined) record.doneBytes = update.doneBytes;
+    if (update.totalBytes !== undefined) record.totalBytes = update.totalBytes;
+    if (update.container !== undefined) record.container = update.container;
+    if (update.units !== undefined) record.units = update.units;
+    if (update.unitSize !== undefined) record.unitSize = update.unitSize;
+    const at = Date.now();
+    // Rate over the last second or so, so the figure follows the current speed.
+    if (at - live.sampleAt >= 1000) {
+      record.bytesPerSecond = Math.max(
+        0,
+        ((record.doneBytes - live.sampleBytes) * 1000) / (at - live.sampleAt),
+      );
+      live.sampleAt = at;
+      live.sampleBytes = record.doneBytes;
+    } else if (record.bytesPerSecond === 0 && at > live.sampleAt) {
+      const elapsed = at - Date.parse(record.startedAt ?? now());
+      if (elapsed > 0) record.bytesPerSecond = (record.doneBytes * 1000) / elapsed;
+    }
+    record.etaSeconds =
+      record.bytesPerSecond > 0 && record.totalBytes >= record.doneBytes
+        ? Math.round((record.totalBytes - record.doneBytes) / record.bytesPerSecond)
+        : null;
+    this.#emitThrottled(live);
+  }
+
+  #end(
+    live: LiveJob,
+    state: Job['state'],
+    error: string | null,
+    result: Record<string, unknown> | null,
+  ): void {
+    const { record } = live;
+    record.state = state;
+    record.endedAt = now();
+    record.error = state === 'cancelled' ? `Cancelled at ${record.endedAt}.` : error;
+    record.etaSeconds = null;
+    if (result) record.result = { ...(record.result ?? {}), ...result };
+    if (live.emitTimer) clearTimeout(live.emitTimer);
+    live.emitTimer = null;
+    this.#live.delete(record.id);
+    void this.#state.saveJobs().catch(() => {});
+    this.#emitNow(live);
+    live.finish();
+  }
+
+  #emitNow(live: LiveJob): void {
+    live.lastEmit = Date.now();
+    this.#events.emit('job.updated', { ...live.record });
+  }
+
+  #emitThrottled(live: LiveJob): void {
+    const wait = live.lastEmit + PROGRESS_INTERVAL_MS - Date.now();
+    if (wait <= 0) {
+      this.#emitNow(live);
+      return;
+    }
+    // Trailing event so the last progress before a pause is not lost.
+    live.emitTimer ??= setTimeout(() => {
+      live.emitTimer = null;
+      if (this.#live.has(live.record.id)) this.#emitNow(live);
+    }, wait);
+  }
+
+  #trimFinished(): void {
+    const finished = this.#state.jobs.filter((job) => !this.#live.has(job.id));
+    const excess = finished.length - FINISHED_JOBS_KEPT;
+    if (excess <= 0) return;
+    const drop = new Set(finished.slice(0, excess).map((job) => job.id));
+    this.#state.jobs = this.#state.jobs.filter((job) => !drop.has(job.id));
+  }
+}
