@@ -1,0 +1,151 @@
+// A repository backend on a local directory. Every put goes through a temp name, fsync, rename and a
+// directory fsync, so a file is visible under its final name only whole, even across a power cut.
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { type FileHandle, link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Backend } from './types.ts';
+
+/** How many pack files stay open for ranged reads (restore reads many chunks from few packs). */
+const OPEN_FILES = 32;
+
+export class LocalBackend implements Backend {
+  readonly location: string;
+  readonly #openFiles = new Map<string, Promise<FileHandle>>();
+
+  constructor(directory: string) {
+    this.location = directory;
+  }
+
+  #path(name: string): string {
+    if (name.includes('..') || name.startsWith('/'))
+      throw new Error(`invalid repository file name '${name}'`);
+    return join(this.location, name);
+  }
+
+  async get(name: string): Promise<Buffer> {
+    const handle = await open(this.#path(name), 'r');
+    try {
+      return await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async #handle(name: string): Promise<FileHandle> {
+    let handle = this.#openFiles.get(name);
+    if (!handle) {
+      if (this.#openFiles.size >= OPEN_FILES) {
+        const [oldest, closing] = this.#openFiles.entries().next().value!;
+        this.#openFiles.delete(oldest);
+        closing.then((h) => h.close()).catch(() => undefined);
+      }
+      handle = open(this.#path(name), 'r');
+      this.#openFiles.set(name, handle);
+      handle.catch(() => this.#openFiles.delete(name));
+    }
+    return handle;
+  }
+
+  async getRange(name: string, offset: number, length: number): Promise<Buffer> {
+    const handle = await this.#handle(name);
+    const buffer = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(buffer, done, length - done, offset + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done === length ? buffer : buffer.subarray(0, done);
+  }
+
+  async #writeTemp(data: Buffer): Promise<string> {
+    const temp = join(this.location, 'tmp', randomBytes(12).toString('hex'));
+    await mkdir(dirname(temp), { recursive: true });
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    return temp;
+  }
+
+  async #syncDir(dir: string): Promise<void> {
+    const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async put(name: string, data: Buffer): Promise<void> {
+    const path = this.#path(name);
+    await mkdir(dirname(path), { recursive: true });
+    const temp = await this.#writeTemp(data);
+    // Rename after the data is durable, then sync the directory so the rename itself survives a crash.
+    await rename(temp, path);
+    this.#forget(name);
+    await this.#syncDir(dirname(path));
+  }
+
+  async create(name: string, data: Buffer): Promise<void> {
+    const path = this.#path(name);
+    await mkdir(dirname(path), { recursive: true });
+    const temp = await this.#writeTemp(data);
+    // link() fails with EEXIST when the name exists, and the file appears with its whole content at once.
+    try {
+      await link(temp, path);
+    } finally {
+      await rm(temp, { force: true });
+    }
+    await this.#syncDir(dirname(path));
+  }
+
+  #forget(name: string): void {
+    const handle = this.#openFiles.get(name);
+    if (handle) {
+      this.#openFiles.delete(name);
+      handle.then((h) => h.close()).catch(() => undefined);
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    this.#forget(name);
+    await rm(this.#path(name), { force: true });
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const root = this.#path(prefix);
+    const names: string[] = [];
+    const walk = async (dir: string, relative: string): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return [];
+        throw error;
+      });
+      for (const entry of entries) {
+        if (entry.isDirectory()) await walk(join(dir, entry.name), `${relative}${entry.name}/`);
+        else names.push(`${relative}${entry.name}`);
+      }
+    };
+    await walk(root, prefix.endsWith('/') || prefix === '' ? prefix : `${prefix}/`);
+    return names;
+  }
+
+  async size(name: string): Promise<number | null> {
+    try {
+      return (await stat(this.#path(name))).size;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.#openFiles.values()];
+    this.#openFiles.clear();
+    await Promise.all(handles.map((h) => h.then((f) => f.close()).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,88 @@
+// The index: where each chunk is stored (pack, offset, lengths). In memory it is a map from chunk id; on disk
+// it is the union of sealed index files of 64-byte entries, minus the packs a prune has condemned.
+import { BLOB_HEADER_BYTES } from './chunk-codec.ts';
+
+export const INDEX_MAGIC = 'DLINDEX1';
+const ENTRY_BYTES = 64;
+
+export interface IndexEntry {
+  /** hex */
+  pack: string;
+  /** Offset of the stored bytes in the pack (the blob header is just before). */
+  offset: number;
+  storedLength: number;
+  rawLength: number;
+  flags: number;
+}
+
+export function headerOffsetOf(entry: IndexEntry): number {
+  return entry.offset - BLOB_HEADER_BYTES;
+}
+
+/** Chunk id (32 bytes) as a map key. */
+export function idKey(id: Buffer): string {
+  return id.toString('base64');
+}
+
+export class ChunkIndex {
+  readonly entries = new Map<string, IndexEntry>();
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  has(id: Buffer): boolean {
+    return this.entries.has(idKey(id));
+  }
+
+  get(id: Buffer): IndexEntry | undefined {
+    return this.entries.get(idKey(id));
+  }
+
+  set(id: Buffer, entry: IndexEntry): void {
+    this.entries.set(idKey(id), entry);
+  }
+
+  /** Adds every entry of a decoded index file, skipping packs in `ignoredPacks`. */
+  addFile(plaintext: Buffer, ignoredPacks: Set<string>): void {
+    for (const [key, entry] of decodeIndexEntries(plaintext)) {
+      if (!ignoredPacks.has(entry.pack)) this.entries.set(key, entry);
+    }
+  }
+
+  packs(): Set<string> {
+    const packs = new Set<string>();
+    for (const entry of this.entries.values()) packs.add(entry.pack);
+    return packs;
+  }
+}
+
+export function encodeIndexEntries(entries: Iterable<[string, IndexEntry]>): Buffer {
+  const list = [...entries];
+  const out = Buffer.alloc(list.length * ENTRY_BYTES);
+  list.forEach(([key, entry], i) => {
+    const at = i * ENTRY_BYTES;
+    Buffer.from(key, 'base64').copy(out, at);
+    Buffer.from(entry.pack, 'hex').copy(out, at + 32);
+    out.writeUInt32LE(entry.offset, at + 48);
+    out.writeUInt32LE(entry.storedLength, at + 52);
+    out.writeUInt32LE(entry.rawLength, at + 56);
+    out[at + 60] = entry.flags;
+  });
+  return out;
+}
+
+export function* decodeIndexEntries(plaintext: Buffer): Generator<[string, IndexEntry]> {
+  for (let at = 0; at + ENTRY_BYTES <= plaintext.length; at += ENTRY_BYTES) {
+    yield [
+      plaintext.subarray(at, at + 32).toString('base64'),
+      {
+        pack: plaintext.subarray(at + 32, at + 48).toString('hex'),
+        offset: plaintext.readUInt32LE(at + 48),
+        storedLength: plaintext.readUInt32LE(at + 52),
+        rawLength: plaintext.readUInt32LE(at + 56),
+        flags: plaintext[at + 60]!,
+      },
+    ];
+  }
+}

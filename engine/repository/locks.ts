@@ -1,0 +1,118 @@
+// The writer lock (short metadata steps: commits, prune bookkeeping) and backup registrations (so prune knows
+// which backups are running). Both record pid, host and time, so a holder that died is recognised as stale.
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Backend } from '../backend/types.ts';
+
+export const WRITER_LOCK = 'locks/writer';
+const STALE_AFTER_MS = 10 * 60 * 1000;
+
+export interface Holder {
+  pid: number;
+  host: string;
+  /** ISO time */
+  time: string;
+  purpose: string;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A holder is gone when it ran on this host and its process no longer exists. */
+export function holderIsGone(holder: Holder): boolean {
+  return holder.host === hostname() && !pidAlive(holder.pid);
+}
+
+function me(purpose: string): Holder {
+  return { pid: process.pid, host: hostname(), time: new Date().toISOString(), purpose };
+}
+
+/** Thrown when the writer lock stays held by a live holder for longer than the wait. */
+export class LockedError extends Error {}
+
+/** Runs `body` holding the writer lock; waits up to `waitMs` for a live holder, removes a stale one. */
+export async function withWriterLock<T>(
+  backend: Backend,
+  purpose: string,
+  body: () => Promise<T>,
+  waitMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  const mine = Buffer.from(JSON.stringify(me(purpose)));
+  for (let delay = 5; ; delay = Math.min(delay * 2, 250)) {
+    try {
+      await backend.create(WRITER_LOCK, mine);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    let holder: Holder | null = null;
+    try {
+      holder = JSON.parse((await backend.get(WRITER_LOCK)).toString('utf8')) as Holder;
+    } catch {
+      // Vanished between create and get, or a half-written lock of a crashed holder: retry / treat as stale.
+      holder = null;
+    }
+    const stale =
+      holder === null
+        ? (await backend.size(WRITER_LOCK)) === 0
+        : holderIsGone(holder) || Date.now() - Date.parse(holder.time) > STALE_AFTER_MS;
+    if (stale) {
+      await backend.delete(WRITER_LOCK);
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new LockedError(
+        `repository ${backend.location} is locked by process ${holder?.pid} on ${holder?.host} (${holder?.purpose}, since ${holder?.time}); ` +
+          'wait for it to finish, or remove locks/writer if that process is gone',
+      );
+    }
+    await sleep(delay);
+  }
+  try {
+    return await body();
+  } finally {
+    await backend.delete(WRITER_LOCK);
+  }
+}
+
+export interface BackupRegistration extends Holder {
+  pointId: string;
+  source: string;
+}
+
+export function registrationName(pointId: string): string {
+  return `locks/backup-${pointId}`;
+}
+
+export async function registerBackup(backend: Backend, pointId: string, source: string): Promise<void> {
+  const registration: BackupRegistration = { ...me('backup'), pointId, source };
+  await backend.put(registrationName(pointId), Buffer.from(JSON.stringify(registration)));
+}
+
+export async function unregisterBackup(backend: Backend, pointId: string): Promise<void> {
+  await backend.delete(registrationName(pointId));
+}
+
+/** Backups registered and still running (stale registrations of dead processes are removed). */
+export async function runningBackups(backend: Backend): Promise<BackupRegistration[]> {
+  const running: BackupRegistration[] = [];
+  for (const name of await backend.list('locks/')) {
+    if (!name.startsWith('locks/backup-')) continue;
+    let registration: BackupRegistration;
+    try {
+      registration = JSON.parse((await backend.get(name)).toString('utf8')) as BackupRegistration;
+    } catch {
+      continue;
+    }
+    if (holderIsGone(registration)) await backend.delete(name);
+    else running.push(registration);
+  }
+  return running;
+}

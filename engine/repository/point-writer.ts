@@ -1,0 +1,415 @@
+// Writes one restore point: the UnitSink the snapshot copier feeds. Units are hashed, compressed and encrypted
+// on worker threads, deduplicated against every chunk the repository knows, packed, and committed in the order
+// packs → index → manifest, with checkpoints so an interrupted backup resumes where it stopped.
+import type { Consistency } from '../../protocol/model.ts';
+import type { ByteRange } from '../device/types.ts';
+import type { UnitSink } from '../snapshot/types.ts';
+import { isAllZero } from './chunk-codec.ts';
+import { encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
+import { ChunkPool } from './chunk-pool.ts';
+import { RepositoryError } from './errors.ts';
+import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
+import {
+  bitmapFromRanges,
+  type Manifest,
+  type PartitionRecord,
+  rangesOfUnits,
+  type SourceIdentity,
+  setBit,
+  testBit,
+} from './manifest.ts';
+import { PackBuilder, packFileName } from './pack.ts';
+import { newId, type Repository } from './repository.ts';
+
+export interface PointWriterOptions {
+  source: SourceIdentity;
+  partitions: PartitionRecord[];
+  /** Byte ranges the file systems use; null when unknown: every unit is used. */
+  usedRanges: readonly ByteRange[] | null;
+  consistency: Consistency;
+  /** The consistent point's time; now by default. */
+  time?: string;
+  /** The previous point of this source, for dedup statistics and, with changedRanges, for incrementals. */
+  parent?: Manifest | null;
+  /** With a parent: the only ranges that can differ from it (changed-block tracking); the rest is taken from it. */
+  changedRanges?: readonly ByteRange[] | null;
+  /** A checkpoint of an interrupted backup of this source: its settled units are neither read nor written. */
+  resume?: Manifest | null;
+  /** Minimum time between checkpoints; 0 = after every pack. */
+  checkpointIntervalMs?: number;
+  threads?: number;
+  onProgress?: (progress: { doneBytes: number; totalBytes: number; storedBytes: number }) => void;
+}
+
+interface Snapshot {
+  units: Uint32Array;
+  chunkIds: Buffer[];
+  done: Uint8Array;
+  storedBytes: number;
+  newChunks: number;
+  zeroUnits: number;
+}
+
+export class PointWriter implements UnitSink {
+  readonly pointId: string;
+  readonly #repo: Repository;
+  readonly #options: PointWriterOptions;
+  readonly #unitSize: number;
+  readonly #unitCount: number;
+  readonly #used: Uint8Array;
+  readonly #done: Uint8Array;
+  readonly #units: Uint32Array;
+  readonly #chunkIds: Buffer[] = [];
+  readonly #chunkSlots = new Map<string, number>();
+  /** Chunks this backup has put in a pack (flushed or not): dedup within the backup. */
+  readonly #added = new Map<string, IndexEntry>();
+  /** Flushed but not yet in an index file. */
+  #unindexed: [string, IndexEntry][] = [];
+  /** Entries of the pack being built. */
+  #packEntries: [string, IndexEntry][] = [];
+  readonly #pending = new Set<Promise<void>>();
+  #pool: ChunkPool | null = null;
+  #pack: PackBuilder;
+  #packChain: Promise<void> = Promise.resolve();
+  #commitChain: Promise<void> = Promise.resolve();
+  #lastCheckpoint = Date.now();
+  #failure: Error | null = null;
+  #closed = false;
+  #storedBytes = 0;
+  #newChunks = 0;
+  #zeroUnits = 0;
+  #doneBytes = 0;
+  #totalBytes = 0;
+  readonly #time: string;
+  #result: Manifest | null = null;
+
+  private constructor(repo: Repository, options: PointWriterOptions) {
+    this.#repo = repo;
+    this.#options = options;
+    this.#unitSize = repo.chunkSize;
+    this.#unitCount = Math.ceil(options.source.size / this.#unitSize);
+    this.#used = options.usedRanges
+      ? bitmapFromRanges(options.usedRanges, this.#unitSize, this.#unitCount)
+      : new Uint8Array(Math.ceil(this.#unitCount / 8)).fill(0xff);
+    this.#done = new Uint8Array(this.#used.length);
+    this.#units = new Uint32Array(this.#unitCount);
+    this.#pack = new PackBuilder(newId());
+    const resume = options.resume ?? null;
+    this.pointId = resume ? resume.id : newId();
+    this.#time = resume ? resume.time : (options.time ?? new Date().toISOString());
+    this.#prefill();
+  }
+
+  /** Registers the backup, loads the index and starts the worker threads. */
+  static async create(repo: Repository, options: PointWriterOptions): Promise<PointWriter> {
+    for (const other of [options.parent, options.resume]) {
+      if (other && (other.unitSize !== repo.chunkSize || other.source.size !== options.source.size)) {
+        throw new RepositoryError(
+          `point ${other.id} was taken of a ${other.source.size}-byte source, this one has ${options.source.size} bytes: it cannot be a parent or resumed`,
+        );
+      }
+    }
+    const writer = new PointWriter(repo, options);
+    // Register before loading the index: a prune condemning packs after this moment waits for this backup.
+    await registerBackup(repo.backend, writer.pointId, options.source.path);
+    try {
+      await repo.loadIndex(true);
+      writer.#pool = new ChunkPool(repo.keys, options.threads);
+    } catch (error) {
+      await unregisterBackup(repo.backend, writer.pointId);
+      throw error;
+    }
+    return writer;
+  }
+
+  #slot(id: Buffer): number {
+    const key = idKey(id);
+    let slot = this.#chunkSlots.get(key);
+    if (slot === undefined) {
+      this.#chunkIds.push(id);
+      slot = this.#chunkIds.length;
+      this.#chunkSlots.set(key, slot);
+    }
+    return slot;
+  }
+
+  #prefill(): void {
+    const { parent, changedRanges, resume } = this.#options;
+    for (let unit = 0; unit < this.#unitCount; unit++)
+      if (!testBit(this.#used, unit)) setBit(this.#done, unit);
+    if (parent && changedRanges) {
+      const changed = bitmapFromRanges(changedRanges, this.#unitSize, this.#unitCount);
+      for (let unit = 0; unit < this.#unitCount; unit++) {
+        if (testBit(this.#used, unit) && testBit(parent.used, unit) && !testBit(changed, unit)) {
+          const k = parent.units[unit]!;
+          this.#units[unit] = k === 0 ? 0 : this.#slot(parent.chunkIds[k - 1]!);
+          setBit(this.#done, unit);
+        }
+      }
+    }
+    if (resume?.done) {
+      for (let unit = 0; unit < this.#unitCount; unit++) {
+        if (testBit(resume.done, unit) && testBit(this.#used, unit)) {
+          const k = resume.units[unit]!;
+          this.#units[unit] = k === 0 ? 0 : this.#slot(resume.chunkIds[k - 1]!);
+          setBit(this.#done, unit);
+        }
+      }
+      this.#storedBytes = resume.stats.storedBytes;
+      this.#newChunks = resume.stats.newChunks;
+    }
+    for (const range of this.rangesToRead()) this.#totalBytes += range.length;
+  }
+
+  /** The byte ranges the copier must read: used units not settled by the parent or a resumed checkpoint. */
+  rangesToRead(): ByteRange[] {
+    return rangesOfUnits(
+      this.#unitCount,
+      this.#unitSize,
+      this.#options.source.size,
+      (u) => !testBit(this.#done, u),
+    );
+  }
+
+  get unitSize(): number {
+    return this.#unitSize;
+  }
+
+  /** The committed manifest, after finish. */
+  get result(): Manifest {
+    if (!this.#result) throw new Error('the point is not committed yet');
+    return this.#result;
+  }
+
+  async writeUnit(offset: number, data: Buffer): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    if (this.#closed) throw new Error(`backup ${this.pointId} is already finished`);
+    if (offset % this.#unitSize !== 0)
+      throw new Error(`unit offset ${offset} is not a multiple of ${this.#unitSize}`);
+    const unit = offset / this.#unitSize;
+    if (unit >= this.#unitCount) throw new Error(`unit offset ${offset} is beyond the source's end`);
+    if (isAllZero(data)) {
+      this.#settle(unit, 0, data.length);
+      return;
+    }
+    const { encoded } = await this.#pool!.submit(data);
+    const length = data.length;
+    const work = encoded.then(
+      (chunk) => {
+        const key = idKey(chunk.id);
+        if (!this.#repo.loadIndexCached()?.has(chunk.id) && !this.#added.has(key)) {
+          const placed = this.#pack.add(chunk.blob);
+          const entry: IndexEntry = {
+            pack: this.#pack.packId,
+            offset: placed.headerOffset + 48,
+            storedLength: chunk.blob.length - 48,
+            rawLength: chunk.rawLength,
+            flags: chunk.flags,
+          };
+          this.#added.set(key, entry);
+          this.#packEntries.push([key, entry]);
+          this.#storedBytes += chunk.blob.length;
+          this.#newChunks += 1;
+          if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
+        }
+        this.#settle(unit, this.#slot(chunk.id), length);
+      },
+      (error: Error) => {
+        this.#failure ??= error;
+      },
+    );
+    this.#pending.add(work);
+    work.finally(() => this.#pending.delete(work));
+  }
+
+  #settle(unit: number, slot: number, length: number): void {
+    this.#units[unit] = slot;
+    if (slot === 0) this.#zeroUnits += 1;
+    if (!testBit(this.#done, unit)) {
+      setBit(this.#done, unit);
+      this.#doneBytes += length;
+    }
+    this.#options.onProgress?.({
+      doneBytes: this.#doneBytes,
+      totalBytes: this.#totalBytes,
+      storedBytes: this.#storedBytes,
+    });
+  }
+
+  /** Queues the current pack for writing (if it holds anything) and starts a new one. */
+  #rotatePack(mayCheckpoint: boolean): void {
+    const full = this.#pack;
+    if (full.count === 0) return;
+    this.#pack = new PackBuilder(newId());
+    const entries = this.#packEntries;
+    this.#packEntries = [];
+    this.#packChain = this.#packChain.then(async () => {
+      await this.#repo.backend.put(packFileName(full.packId), full.finish());
+      this.#unindexed.push(...entries);
+    });
+    this.#packChain.catch((error: Error) => {
+      this.#failure ??= error;
+    });
+    if (
+      mayCheckpoint &&
+      Date.now() - this.#lastCheckpoint >= (this.#options.checkpointIntervalMs ?? 15_000)
+    ) {
+      this.#lastCheckpoint = Date.now();
+      this.#checkpoint().catch((error: Error) => {
+        this.#failure ??= error;
+      });
+    }
+  }
+
+  #snapshot(): Snapshot {
+    return {
+      units: this.#units.slice(),
+      chunkIds: this.#chunkIds.slice(),
+      done: this.#done.slice(),
+      storedBytes: this.#storedBytes,
+      newChunks: this.#newChunks,
+      zeroUnits: this.#zeroUnits,
+    };
+  }
+
+  /** Commits what is settled so far as an incomplete point: everything it names is flushed first. */
+  #checkpoint(): Promise<void> {
+    // Taken synchronously: every unit in it has its chunk in a pack already queued (or known before).
+    const snapshot = this.#snapshot();
+    this.#rotatePack(false);
+    const packsWritten = this.#packChain;
+    this.#commitChain = this.#commitChain.then(async () => {
+      await packsWritten;
+      await this.#commit(snapshot, false);
+    });
+    return this.#commitChain;
+  }
+
+  #manifest(snapshot: Snapshot, complete: boolean): Manifest {
+    const { source, partitions, parent, consistency } = this.#options;
+    const parentManifest = parent ?? null;
+    let usedUnits = 0;
+    let changedUnits = 0;
+    for (let unit = 0; unit < this.#unitCount; unit++) {
+      if (!testBit(this.#used, unit)) continue;
+      usedUnits += 1;
+      const k = snapshot.units[unit]!;
+      const mine = k === 0 ? null : snapshot.chunkIds[k - 1]!;
+      if (!parentManifest || !testBit(parentManifest.used, unit)) {
+        changedUnits += 1;
+        continue;
+      }
+      const pk = parentManifest.units[unit]!;
+      const theirs = pk === 0 ? null : parentManifest.chunkIds[pk - 1]!;
+      if (mine === null ? theirs !== null : theirs === null || !mine.equals(theirs)) changedUnits += 1;
+    }
+    const lastUnitBytes = source.size - (this.#unitCount - 1) * this.#unitSize;
+    const unitBytes = (count: number, includesLast: boolean) =>
+      count * this.#unitSize - (includesLast ? this.#unitSize - lastUnitBytes : 0);
+    const lastUsed = this.#unitCount > 0 && testBit(this.#used, this.#unitCount - 1);
+    return {
+      format: 1,
+      id: this.pointId,
+      time: this.#time,
+      complete,
+      parent: parentManifest?.id ?? null,
+      consistency: this.#options.resume && consistency !== 'offline' ? 'crash-consistent' : consistency,
+      source,
+      partitions,
+      unitSize: this.#unitSize,
+      unitCount: this.#unitCount,
+      used: this.#used,
+      ...(complete ? {} : { done: snapshot.done }),
+      chunkIds: snapshot.chunkIds,
+      units: snapshot.units,
+      stats: {
+        usedBytes: unitBytes(usedUnits, lastUsed),
+        changedBytes: Math.min(unitBytes(usedUnits, lastUsed), changedUnits * this.#unitSize),
+        storedBytes: snapshot.storedBytes,
+        zeroUnits: snapshot.zeroUnits,
+        newChunks: snapshot.newChunks,
+      },
+    };
+  }
+
+  /** Under the writer lock: rescue condemned packs this point uses, write the index file, then the manifest. */
+  async #commit(snapshot: Snapshot, complete: boolean): Promise<Manifest> {
+    const manifest = this.#manifest(snapshot, complete);
+    await withWriterLock(this.#repo.backend, `backup ${this.pointId}`, async () => {
+      await this.#rescueCondemnedPacks(snapshot.chunkIds);
+      if (this.#unindexed.length > 0) {
+        const entries = this.#unindexed;
+        await this.#repo.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(entries));
+        this.#unindexed = this.#unindexed.slice(entries.length);
+      }
+      await this.#repo.writeManifest(manifest);
+    });
+    return manifest;
+  }
+
+  async #rescueCondemnedPacks(chunkIds: Buffer[]): Promise<void> {
+    const records = await this.#repo.pruneRecords();
+    if (records.length === 0) return;
+    const index = this.#repo.loadIndexCached()!;
+    const usedPacks = new Set<string>();
+    for (const id of chunkIds) {
+      const entry = index.get(id);
+      if (entry) usedPacks.add(entry.pack);
+    }
+    for (const record of records) {
+      const kept = record.packs.filter((pack) => !usedPacks.has(pack));
+      if (kept.length === record.packs.length) continue;
+      if (record.phase === 'deleting') {
+        throw new RepositoryError(
+          `backup ${this.pointId} uses chunks a prune is deleting (${record.name}); run the backup again`,
+        );
+      }
+      await this.#repo.writePruneRecord({ ...record, packs: kept });
+    }
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+  }
+
+  async finish(): Promise<void> {
+    try {
+      await this.#drain();
+      if (this.#failure) throw this.#failure;
+      let missing = 0;
+      for (let unit = 0; unit < this.#unitCount; unit++) if (!testBit(this.#done, unit)) missing += 1;
+      if (missing > 0) {
+        throw new RepositoryError(
+          `backup ${this.pointId} is incomplete: ${missing} used units never arrived`,
+        );
+      }
+      this.#closed = true;
+      this.#rotatePack(false);
+      await this.#packChain;
+      await this.#commitChain;
+      if (this.#failure) throw this.#failure;
+      this.#result = await this.#commit(this.#snapshot(), true);
+    } catch (error) {
+      await this.abort(error as Error);
+      throw error;
+    }
+    await this.#close();
+  }
+
+  /** Keeps what is settled as a checkpoint (so a new backup resumes from it) and stops. */
+  async abort(_reason: Error): Promise<void> {
+    if (this.#closed && this.#result) return;
+    this.#closed = true;
+    await this.#drain().catch(() => undefined);
+    if (!this.#failure) {
+      await this.#checkpoint().catch(() => undefined);
+    }
+    await this.#close();
+  }
+
+  async #close(): Promise<void> {
+    await this.#pool?.close();
+    this.#pool = null;
+    await unregisterBackup(this.#repo.backend, this.pointId);
+  }
+}

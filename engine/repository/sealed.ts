@@ -1,0 +1,58 @@
+// Sealed files: index files, manifests and prune records are compressed, then encrypted (AES-256-GCM) or,
+// in an unencrypted repository, followed by an HMAC — so any damaged byte is detected on open.
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import type { RepositoryKeys } from './keys.ts';
+
+/** A sealed file failed its check or has the wrong magic: the file is damaged (or from another repository). */
+export class DamagedFileError extends Error {}
+
+export function seal(keys: RepositoryKeys, magic: string, plaintext: Buffer): Buffer {
+  const head = Buffer.from(magic, 'ascii');
+  const packed = zstdCompressSync(plaintext);
+  if (!keys.encrypted) {
+    const mac = createHmac('sha256', keys.idKey).update(head).update(packed).digest();
+    return Buffer.concat([head, packed, mac]);
+  }
+  const nonce = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', keys.dataKey, nonce);
+  cipher.setAAD(head);
+  const body = Buffer.concat([cipher.update(packed), cipher.final()]);
+  return Buffer.concat([head, nonce, body, cipher.getAuthTag()]);
+}
+
+export function unseal(keys: RepositoryKeys, magic: string, file: Buffer, what: string): Buffer {
+  const head = Buffer.from(magic, 'ascii');
+  if (file.length < head.length + 32 || !file.subarray(0, head.length).equals(head)) {
+    throw new DamagedFileError(`${what} is damaged: it does not start with ${magic}`);
+  }
+  let packed: Buffer;
+  if (!keys.encrypted) {
+    packed = file.subarray(head.length, file.length - 32);
+    const mac = createHmac('sha256', keys.idKey).update(head).update(packed).digest();
+    if (!timingSafeEqual(mac, file.subarray(file.length - 32))) {
+      throw new DamagedFileError(`${what} is damaged: its checksum does not match`);
+    }
+  } else {
+    const decipher = createDecipheriv(
+      'aes-256-gcm',
+      keys.dataKey,
+      file.subarray(head.length, head.length + 12),
+    );
+    decipher.setAAD(head);
+    decipher.setAuthTag(file.subarray(file.length - 16));
+    try {
+      packed = Buffer.concat([
+        decipher.update(file.subarray(head.length + 12, file.length - 16)),
+        decipher.final(),
+      ]);
+    } catch {
+      throw new DamagedFileError(`${what} is damaged: it fails authentication (changed or truncated)`);
+    }
+  }
+  try {
+    return zstdDecompressSync(packed);
+  } catch {
+    throw new DamagedFileError(`${what} is damaged: its content does not decompress`);
+  }
+}
