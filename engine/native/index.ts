@@ -12,13 +12,11 @@ export interface PeerCredentials {
   gid: number;
 }
 
-/** A request the FUSE tap hands to JavaScript; finish it with `tapComplete(token, errno)`. */
-export type TapRequestKind = 'write' | 'read';
+/** What a FUSE thread waits on JavaScript for: a write (or, with reads intercepted, a read) touching armed units. */
+export type TapAccessKind = 'write' | 'read';
 
 /** Opaque handle of one running tap (a FUSE mount serving one file). */
 export type TapHandle = { readonly __tap: unique symbol };
-/** Opaque token of one request a FUSE thread waits on. */
-export type TapToken = { readonly __tapToken: unique symbol };
 
 export interface TapOptions {
   /** Empty directory to mount the FUSE file system on. */
@@ -34,18 +32,18 @@ export interface TapOptions {
   /** Granularity of changed-block tracking in bytes (power of two). */
   trackUnitSize: number;
   /**
-   * Called on the JS thread when a write (kind "write") touches a unit whose intercept bit is set, or, with an
-   * intercept on reads armed, when a read does (kind "read"). The FUSE thread waits until tapComplete(token).
+   * Called on the JS thread when a write touches a unit whose intercept bit is set (or a read does, with reads
+   * intercepted). The FUSE thread waits until tapComplete(tap, token, errno); errno 0 settles the units.
    */
-  onAccess: (kind: TapRequestKind, offset: number, length: number, token: TapToken) => void;
-  /** With backingFd -1: called for every read; answer with tapCompleteRead(token, data). */
-  onRead?: (offset: number, length: number, token: TapToken) => void;
+  onAccess: (kind: TapAccessKind, offset: number, length: number, token: number) => void;
+  /** Required with backingFd -1: called for every read; answer with tapCompleteRead. */
+  onRead?: (offset: number, length: number, token: number) => void;
 }
 
 export interface TapStats {
   reads: number;
   writes: number;
-  /** Writes (or reads) that had to wait for JavaScript. */
+  /** Accesses that had to wait for JavaScript. */
   interceptedCalls: number;
   bytesRead: number;
   bytesWritten: number;
@@ -62,21 +60,30 @@ export interface NativeHelper {
   blockDeviceSize(fd: number): number;
   blockDeviceSectorSize(fd: number): number;
 
+  /** Mounts the FUSE file system and starts its threads. */
   tapStart(options: TapOptions): TapHandle;
-  /** Bitmap (1 bit per unit, LSB first) the FUSE threads check on writes; all bits cleared. Null disarms. */
-  tapArm(tap: TapHandle, unitSize: number | null, interceptReads: boolean): Uint8Array | null;
-  /** Clears intercept bits [firstUnit, firstUnit + count): writes there now pass without asking JS. */
+  /**
+   * Atomically with respect to every write: sets every intercept bit (unitSize) or disarms (null); with
+   * resetChanged, returns the changed-block bitmap up to this instant and clears it.
+   */
+  tapArm(
+    tap: TapHandle,
+    unitSize: number | null,
+    interceptReads: boolean,
+    resetChanged: boolean,
+  ): Buffer | null;
+  /** Clears intercept bits [firstUnit, firstUnit + count): accesses there now pass without asking JS. */
   tapSettle(tap: TapHandle, firstUnit: number, count: number): void;
   /** Sets intercept bits [firstUnit, firstUnit + count). */
   tapMark(tap: TapHandle, firstUnit: number, count: number): void;
-  /** Wakes the FUSE thread waiting on `token`; errno 0 lets the access proceed (and settles its units). */
-  tapComplete(token: TapToken, errno: number): void;
-  /** Answers a read from `onRead` with the bytes (shorter = end of data; zero-filled), or an errno. */
-  tapCompleteRead(token: TapToken, data: Uint8Array | null, errno: number): void;
-  /** Copy of the changed-block bitmap (1 bit per track unit); with reset, atomically clears it. */
-  tapChanged(tap: TapHandle, reset: boolean): Uint8Array;
+  /** Wakes the FUSE thread waiting on `token`; errno 0 lets the access proceed, otherwise it fails with errno. */
+  tapComplete(tap: TapHandle, token: number, errno: number): void;
+  /** Answers an onRead request with bytes (shorter: the rest is zero-filled) or an errno. */
+  tapCompleteRead(tap: TapHandle, token: number, data: Uint8Array | null, errno: number): void;
+  /** Copy of the changed-block bitmap (1 bit per track unit, LSB first); with reset, clears it atomically. */
+  tapChanged(tap: TapHandle, reset: boolean): Buffer;
   tapStats(tap: TapHandle): TapStats;
-  /** Unmounts the FUSE file system and joins its threads. Pending JS requests are failed with EIO. */
+  /** Fails pending JS requests with EIO, unmounts the FUSE file system (lazily) and joins its threads. */
   tapStop(tap: TapHandle): void;
 }
 

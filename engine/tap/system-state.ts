@@ -1,0 +1,83 @@
+// What the kernel says about devices the tap works with: where a block device is mounted (from
+// /proc/self/mountinfo by major:minor), whether /dev/fuse and loop devices are usable, and loop attach/detach
+// through losetup (with direct I/O when the kernel accepts it for the backing file).
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** Mount points of the block device at `devicePath` (empty when not mounted). */
+export async function mountPointsOf(devicePath: string): Promise<string[]> {
+  const info = await stat(devicePath);
+  if (!info.isBlockDevice()) return [];
+  const major = Math.floor(info.rdev / 256) & 0xfff;
+  const minor = (info.rdev & 0xff) | ((info.rdev >> 12) & 0xfff00);
+  const devNumber = `${major}:${minor}`;
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const points: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": field 3 is major:minor, 5 the mount point.
+    const fields = line.split(' ');
+    if (fields[2] === devNumber && fields[4]) points.push(fields[4].replace(/\\040/g, ' '));
+  }
+  return points;
+}
+
+/** Null when this process can run a tap (root, /dev/fuse, loop devices); otherwise exactly what is missing. */
+export function tapUnavailableReason(): string | null {
+  if (process.getuid?.() !== 0)
+    return 'attaching a volume needs root (FUSE mount with allow_other and loop devices)';
+  if (!existsSync('/dev/fuse')) return 'no /dev/fuse: the fuse kernel module is not loaded (modprobe fuse)';
+  if (!existsSync('/dev/loop-control'))
+    return 'no /dev/loop-control: the loop driver is not available (modprobe loop)';
+  return null;
+}
+
+export interface LoopAttachment {
+  device: string;
+  /** Whether the loop device does direct I/O on its backing file. */
+  directIo: boolean;
+  /** Why direct I/O is off, when it was asked for and refused. */
+  note?: string;
+}
+
+/** Attaches `file` as a loop device; asks for direct I/O and falls back (with a note) if refused. */
+export async function attachLoopDevice(
+  file: string,
+  options: { directIo: boolean; readOnly: boolean; partscan: boolean },
+): Promise<LoopAttachment> {
+  const args = ['--find', '--show'];
+  if (options.readOnly) args.push('--read-only');
+  if (options.partscan) args.push('--partscan');
+  const { stdout } = await run('losetup', [...args, file]);
+  const device = stdout.trim();
+  if (!options.directIo) return { device, directIo: false };
+  try {
+    await run('losetup', ['--direct-io=on', device]);
+    return { device, directIo: true };
+  } catch (error) {
+    const reason = ((error as { stderr?: string }).stderr ?? (error as Error).message).trim();
+    return {
+      device,
+      directIo: false,
+      note: `direct I/O refused for ${device} (${reason}); using buffered I/O`,
+    };
+  }
+}
+
+/** Flushes and detaches a loop device, waiting until the kernel has released its backing file. */
+export async function detachLoopDevice(device: string): Promise<void> {
+  await run('blockdev', ['--flushbufs', device]).catch(() => undefined);
+  await run('losetup', ['--detach', device]);
+  const name = device.replace('/dev/', '');
+  for (let attempt = 0; attempt < 200; attempt++) {
+    // The loop device lets go of its backing file asynchronously after LOOP_CLR_FD.
+    const backing = await readFile(`/sys/block/${name}/loop/backing_file`, 'utf8').catch(() => '');
+    if (!backing) return;
+    await sleep(25);
+  }
+  throw new Error(`${device} still holds its backing file 5 s after losetup --detach`);
+}
