@@ -22,3 +22,45 @@ export interface UnitSink {
   /** Called instead of finish when the session fails or is cancelled: nothing may be presented as complete. */
   abort(reason: Error): Promise<void>;
 }
+
+/** A sink that can give back what it was given (an image file can; a remote repository may not). */
+export interface ReadableUnitSink extends UnitSink {
+  readUnit(offset: number, length: number): Promise<Buffer>;
+}
+
+/** How a copier hint reorders work: 'writing-now' goes before everything, 'first' after earlier hints. */
+export type HintKind = 'writing-now' | 'first';
+
+/** Writers: 'throttled' = delayed in proportion to container fill; 'suspended' = held until it drains. */
+export type PressureState = 'normal' | 'throttled' | 'suspended';
+
+export interface SessionStats {
+  unitSize: number;
+  units: Record<UnitState, number>;
+  container: {
+    usedBytes: number;
+    capacityBytes: number;
+    highWatermark: number;
+    lowWatermark: number;
+    pressure: PressureState;
+  };
+  /** Bytes of units the snapshot captures, and how many of them are in the sink. */
+  totalBytes: number;
+  bytesCopied: number;
+  bytesPerSecond: number;
+  etaSeconds: number | null;
+  writes: { intercepted: number; throttled: number; suspended: number };
+}
+
+export interface SessionResult {
+  unitSize: number;
+  unitCount: number;
+  /** Units written to the sink, and their bytes. */
+  copiedUnits: number;
+  bytesCopied: number;
+  /** Units whose old data went through the container. */
+  preservedUnits: number;
+  peakContainerBytes: number;
+  writes: { intercepted: number; throttled: number; suspended: number };
+  durationMs: number;
+}
