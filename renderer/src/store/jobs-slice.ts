@@ -1,0 +1,98 @@
+// Jobs (backup, restore, verify, prune, drill) as the engine reports them, the job the Live view follows, and a
+// short history of throughput per job for its chart. job.updated events arrive often: the slice replaces only the
+// one job, so components selecting other fields do not re-render.
+import type { ContainerSpec, Job } from '../../../protocol/model.ts';
+import type { SliceCreator } from './app-store.ts';
+
+export interface ThroughputSample {
+  /** Milliseconds since the epoch, as received. */
+  at: number;
+  bytesPerSecond: number;
+}
+
+/** Samples kept per job: ~4 minutes at 4 Hz. */
+export const THROUGHPUT_SAMPLES = 1000;
+
+export interface JobsSlice {
+  jobs: Record<string, Job>;
+  /** Job ids, newest first. */
+  jobOrder: string[];
+  /** The job the Live view shows. */
+  liveJobId: string | null;
+  throughput: Record<string, ThroughputSample[]>;
+  loadJobs(): Promise<void>;
+  applyJob(job: Job): void;
+  followJob(id: string | null): void;
+  cancelJob(id: string): Promise<void>;
+  startBackup(source: string, repo: string, container?: ContainerSpec): Promise<Job | null>;
+  startVerify(repo: string, readData: boolean): Promise<Job | null>;
+  startDrill(repo: string, point: string): Promise<Job | null>;
+}
+
+export function isActive(job: Job): boolean {
+  return job.state === 'queued' || job.state === 'running';
+}
+
+export const createJobsSlice: SliceCreator<JobsSlice> = (set, get, engine) => ({
+  jobs: {},
+  jobOrder: [],
+  liveJobId: null,
+  throughput: {},
+  async loadJobs() {
+    const jobs = await get().attempt('jobs', () => engine.call('jobs.list', {}));
+    if (!jobs) return;
+    for (const job of jobs) get().applyJob(job);
+    if (!get().liveJobId) {
+      const running = jobs.find(isActive);
+      if (running) get().followJob(running.id);
+    }
+  },
+  applyJob(job) {
+    const { jobs, jobOrder, throughput } = get();
+    const known = job.id in jobs;
+    let samples = throughput[job.id];
+    if (job.state === 'running') {
+      samples = [...(samples ?? []), { at: Date.now(), bytesPerSecond: job.bytesPerSecond }];
+      if (samples.length > THROUGHPUT_SAMPLES) samples = samples.slice(-THROUGHPUT_SAMPLES);
+    }
+    set({
+      jobs: { ...jobs, [job.id]: job },
+      jobOrder: known ? jobOrder : [job.id, ...jobOrder],
+      throughput: samples ? { ...throughput, [job.id]: samples } : throughput,
+    });
+    // A finished backup or restore changes what the timeline and the drives show.
+    const previous = jobs[job.id];
+    if (previous && isActive(previous) && !isActive(job)) {
+      if (job.kind === 'backup' || job.kind === 'verify' || job.kind === 'drill' || job.kind === 'prune') {
+        void get().loadPoints();
+      }
+    }
+  },
+  followJob(id) {
+    set({ liveJobId: id });
+  },
+  async cancelJob(id) {
+    await get().attempt(`cancel:${id}`, () => engine.call('jobs.cancel', { id }));
+  },
+  async startBackup(source, repo, container) {
+    const job = await get().attempt('backup', () =>
+      engine.call('backup.start', container ? { source, repo, container } : { source, repo }),
+    );
+    if (job) {
+      get().applyJob(job);
+      get().followJob(job.id);
+      get().setView('live');
+    }
+    return job;
+  },
+  async startVerify(repo, readData) {
+    const job = await get().attempt('verify', () => engine.call('verify.start', { repo, readData }));
+    if (job) get().applyJob(job);
+    return job;
+  },
+  async startDrill(repo, point) {
+    const job = await get().attempt(`drill:${point}`, () => engine.call('drill.start', { repo, point }));
+    if (job) get().applyJob(job);
+    return job;
+  },
+});

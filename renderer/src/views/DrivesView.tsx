@@ -1,0 +1,110 @@
+// Drives: model, size, partitions with file system and used space; the system disk flagged. From here a drive can
+// be backed up at once into the current repository.
+import type { Drive } from '../../../protocol/model.ts';
+import { ErrorNote, InlineError } from '../components/ErrorNote.tsx';
+import { PartitionBar } from '../components/PartitionBar.tsx';
+import { formatBytes } from '../format/units.ts';
+import { useApp } from '../store/app-store.ts';
+
+function DriveCard({ drive }: { drive: Drive }) {
+  const currentRepo = useApp((s) => s.currentRepo);
+  const startBackup = useApp((s) => s.startBackup);
+  const used = drive.partitions.reduce((sum, p) => sum + p.usedBytes, 0);
+  return (
+    <li className="card drive" aria-label={`${drive.description} ${drive.device}`}>
+      <header className="drive-head">
+        <div>
+          <h3>{drive.description || drive.device}</h3>
+          <div className="muted mono">{drive.device}</div>
+        </div>
+        <div className="badges">
+          {drive.isSystem && <span className="badge warn">System disk</span>}
+          {drive.isRemovable && <span className="badge">Removable</span>}
+          {drive.attachedAs && <span className="badge accent">Protected as {drive.attachedAs}</span>}
+          {drive.mountpoints.length > 0 && <span className="badge">Mounted</span>}
+        </div>
+        <div className="drive-size">
+          <strong>{formatBytes(drive.size)}</strong>
+          <span className="muted">{formatBytes(used)} used</span>
+        </div>
+      </header>
+      <PartitionBar drive={drive} />
+      <table className="partitions">
+        <thead>
+          <tr>
+            <th>#</th>
+            <th>File system</th>
+            <th>Size</th>
+            <th>Used</th>
+            <th>Type</th>
+          </tr>
+        </thead>
+        <tbody>
+          {drive.partitions.length === 0 && (
+            <tr>
+              <td colSpan={5} className="muted">
+                No partition table
+                {drive.partitionTable === 'none' ? ' (the whole drive is one file system)' : ''}
+              </td>
+            </tr>
+          )}
+          {drive.partitions.map((p) => (
+            <tr key={p.index}>
+              <td>{p.index}</td>
+              <td>{p.filesystem ?? <span className="muted">unknown (every block copied)</span>}</td>
+              <td>{formatBytes(p.size)}</td>
+              <td>{p.filesystem ? formatBytes(p.usedBytes) : '—'}</td>
+              <td className="muted">{p.type}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <footer className="card-actions">
+        {drive.mountpoints.length > 0 && (
+          <span className="muted small">Mounted at {drive.mountpoints.join(', ')}</span>
+        )}
+        <span className="spacer" />
+        <button
+          type="button"
+          className="primary"
+          disabled={!currentRepo}
+          title={currentRepo ? `Back up ${drive.device} into ${currentRepo}` : 'Choose a repository first'}
+          onClick={() => currentRepo && void startBackup(drive.device, currentRepo)}
+        >
+          Back up now
+        </button>
+      </footer>
+    </li>
+  );
+}
+
+export function DrivesView() {
+  const drives = useApp((s) => s.drives);
+  const loaded = useApp((s) => s.drivesLoaded);
+  const error = useApp((s) => s.drivesError);
+  const currentRepo = useApp((s) => s.currentRepo);
+  return (
+    <section className="view" aria-labelledby="drives-title">
+      <header className="view-head">
+        <h2 id="drives-title">Drives</h2>
+        <p className="muted">
+          {currentRepo ? (
+            <>
+              Back ups go to <span className="mono">{currentRepo}</span>
+            </>
+          ) : (
+            'Choose or add a repository in Settings to back up a drive.'
+          )}
+        </p>
+      </header>
+      <InlineError message={error} />
+      <ErrorNote place="backup" />
+      {loaded && drives.length === 0 && !error && <p className="empty">The engine sees no drives.</p>}
+      <ul className="drive-list" aria-label="Drives">
+        {drives.map((drive) => (
+          <DriveCard key={drive.device} drive={drive} />
+        ))}
+      </ul>
+    </section>
+  );
+}
