@@ -59,6 +59,10 @@ export async function dispatch(text: string, handlers: Handlers, connection: Con
       `Message is not valid JSON: ${(error as Error).message}`,
     );
   }
+  // A request without params means empty params.
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && !('params' in value)) {
+    value = { ...value, params: {} };
+  }
   const envelope = RequestSchema.safeParse(value);
   if (!envelope.success) {
     const id = (value as { id?: unknown } | null)?.id;
@@ -73,7 +77,7 @@ export async function dispatch(text: string, handlers: Handlers, connection: Con
     return failure(id, 'unknown-method', `Unknown method '${method}'.`);
   }
   const [paramsSchema, resultSchema] = methods[method];
-  const params = (paramsSchema as z.ZodType).safeParse(envelope.data.params ?? {});
+  const params = (paramsSchema as z.ZodType).safeParse(envelope.data.params);
   if (!params.success) {
     return failure(id, 'bad-request', `Invalid params for ${method}: ${issuesText(params.error)}`);
   }

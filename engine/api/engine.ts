@@ -7,7 +7,6 @@ import type { EventName } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { listDrives } from '../drives/drivelist.ts';
-import { BlockMapView, type UnitStateSource } from '../jobs/blockmap.ts';
 import { type JobContext, JobManager } from '../jobs/manager.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import { ScheduleError } from '../schedule/presets.ts';
@@ -20,6 +19,17 @@ const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import
   version: string;
 };
 
+/** A running backup's block map (a SnapshotSession): one watch per subscriber. */
+export interface BlockMapProvider {
+  watchBlockMap(cells: number): {
+    readonly cellCount: number;
+    readonly unitsPerCell: number;
+    full(): Uint8Array;
+    changes(): number[];
+    close(): void;
+  };
+}
+
 /** How often a block-map subscription sends changed cells. */
 const BLOCKMAP_INTERVAL_MS = 100;
 
@@ -28,7 +38,7 @@ export interface JobRunners {
   backup(
     params: { source: string; repo: string; container: Plan['container'] | undefined },
     context: JobContext,
-    publishUnits: (source: UnitStateSource) => void,
+    publishBlockMap: (source: BlockMapProvider) => void,
   ): Promise<Record<string, unknown> | null>;
   restore(
     params: { repo: string; point: string; to: string; instant: boolean },
@@ -70,10 +80,10 @@ export class Engine {
   readonly privileged: boolean;
   readonly handlers: Handlers;
   #tokens = new ConfirmTokens();
-  /** Backup job id → its unit states, while it runs (for block-map subscriptions). */
-  #unitSources = new Map<string, UnitStateSource>();
-  /** Paths that running jobs read or write: never a restore target. */
-  #busyPaths = new Map<string, Set<string>>();
+  /** Backup job id → its block map, while it runs (for block-map subscriptions). */
+  #blockMaps = new Map<string, BlockMapProvider>();
+  /** Paths that running jobs read (backups) or write (restores), by job id. */
+  #busyPaths = new Map<string, { paths: Set<string>; writing: boolean }>();
 
   constructor(options: EngineOptions) {
     this.state = options.state;
@@ -85,8 +95,8 @@ export class Engine {
   }
 
   /** Reports jobs an earlier run left unfinished, then starts the schedules. */
-  async start(options: { schedules?: boolean } = {}): Promise<Job[]> {
-    const interrupted = await this.jobs.recoverInterrupted({});
+  async start(options: { schedules?: boolean; recover?: boolean } = {}): Promise<Job[]> {
+    const interrupted = options.recover === false ? [] : await this.jobs.recoverInterrupted({});
     for (const job of interrupted) this.events.emit('job.updated', job);
     if (options.schedules !== false) await this.scheduler.start();
     return interrupted;
@@ -94,7 +104,7 @@ export class Engine {
 
   async stop(): Promise<void> {
     await this.scheduler.stop();
-    await this.jobs.cancelAll();
+    await this.jobs.interruptAll('The engine stopped while this job was running; run it again.');
     await this.state.flush();
   }
 
@@ -124,14 +134,16 @@ export class Engine {
     return this.state.config.repositories[repo] ?? resolve(repo);
   }
 
-  #busy(jobId: string, paths: string[]): void {
-    this.#busyPaths.set(jobId, new Set(paths.map((path) => resolve(path))));
+  #busy(jobId: string, paths: string[], writing: boolean): void {
+    this.#busyPaths.set(jobId, { paths: new Set(paths.map((path) => resolve(path))), writing });
   }
 
-  /** Every path a running job reads or writes. */
-  #allBusyPaths(): Set<string> {
+  /** Every path a running job writes, or (with `reads`) also reads. */
+  #allBusyPaths(reads = true): Set<string> {
     const all = new Set<string>();
-    for (const paths of this.#busyPaths.values()) for (const busy of paths) all.add(busy);
+    for (const { paths, writing } of this.#busyPaths.values()) {
+      if (writing || reads) for (const busy of paths) all.add(busy);
+    }
     return all;
   }
 
@@ -163,13 +175,13 @@ export class Engine {
       repo,
       detail: { source: sourcePath, repo },
       run: async (context) => {
-        this.#busy(context.id, [sourcePath]);
+        this.#busy(context.id, [sourcePath], false);
         try {
-          return await this.runners.backup({ source: sourcePath, repo, container }, context, (units) => {
-            this.#unitSources.set(context.id, units);
+          return await this.runners.backup({ source: sourcePath, repo, container }, context, (provider) => {
+            this.#blockMaps.set(context.id, provider);
           });
         } finally {
-          this.#unitSources.delete(context.id);
+          this.#blockMaps.delete(context.id);
           this.#busyPaths.delete(context.id);
           this.events.emit('points.changed', { repo });
         }
@@ -240,7 +252,7 @@ export class Engine {
             `No disk or image file at ${sourcePath}; choose one from drives.list.`,
           );
         }
-        if (this.#allBusyPaths().has(sourcePath)) {
+        if (this.#allBusyPaths(false).has(sourcePath)) {
           throw new ApiError(
             'busy',
             `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
@@ -287,7 +299,7 @@ export class Engine {
           repo: null,
           detail: { repo: location, point: found.id, target: identity.path },
           run: async (context) => {
-            this.#busy(context.id, [identity.path]);
+            this.#busy(context.id, [identity.path], true);
             try {
               return await this.runners.restore(
                 { repo: location, point: found.id, to: identity.path, instant },
@@ -413,31 +425,31 @@ export class Engine {
 
   /** Sends a job's block map to one connection: the full map as soon as it exists, then changes at ≤10 Hz. */
   #feedBlockMap(jobId: string, cells: number, connection: Connection): void {
-    let view: BlockMapView | null = null;
-    let source: UnitStateSource | undefined;
+    let watch: ReturnType<BlockMapProvider['watchBlockMap']> | null = null;
     const tick = () => {
-      source ??= this.#unitSources.get(jobId);
       const active = this.jobs.isActive(jobId);
-      if (!source) {
-        if (!active) stop();
-        return;
-      }
-      if (!view) {
-        view = new BlockMapView(source, cells);
+      if (!watch) {
+        const provider = this.#blockMaps.get(jobId);
+        if (!provider) {
+          if (!active) stop();
+          return;
+        }
+        watch = provider.watchBlockMap(cells);
+        const full = watch.full();
         connection.sendEvent('blockmap', {
           jobId,
-          cellCount: view.cellCount,
-          unitsPerCell: view.unitsPerCell,
+          cellCount: watch.cellCount,
+          unitsPerCell: watch.unitsPerCell,
           full: true,
-          cells: view.full(),
+          cells: Buffer.from(full.buffer, full.byteOffset, full.byteLength).toString('base64'),
         });
       } else {
-        const changes = view.changes();
+        const changes = watch.changes();
         if (changes.length) {
           connection.sendEvent('blockmap', {
             jobId,
-            cellCount: view.cellCount,
-            unitsPerCell: view.unitsPerCell,
+            cellCount: watch.cellCount,
+            unitsPerCell: watch.unitsPerCell,
             full: false,
             changes,
           });
@@ -447,7 +459,10 @@ export class Engine {
       if (!active) stop();
     };
     const timer = setInterval(tick, BLOCKMAP_INTERVAL_MS);
-    const stop = () => clearInterval(timer);
+    const stop = () => {
+      clearInterval(timer);
+      watch?.close();
+    };
     connection.onClose(stop);
     tick();
   }

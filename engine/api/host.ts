@@ -9,12 +9,17 @@ export interface HostOptions {
   runners?: JobRunners;
   /** Run plan schedules (daemon, serve); one-shot CLI engines do not. */
   schedules?: boolean;
+  /**
+   * Report jobs an earlier engine left unfinished as interrupted (daemon, serve). A one-shot CLI engine
+   * does not: the jobs on record may belong to a daemon using the same state.
+   */
+  recover?: boolean;
 }
 
 export async function openEngine(options: HostOptions = {}): Promise<Engine> {
   const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir());
   const engine = new Engine({ state, runners: options.runners ?? defaultRunners() });
-  await engine.start({ schedules: options.schedules ?? true });
+  await engine.start({ schedules: options.schedules ?? true, recover: options.recover ?? true });
   return engine;
 }
 

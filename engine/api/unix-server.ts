@@ -26,6 +26,8 @@ export interface UnixServerOptions {
   mode?: number;
   /** Group owning the socket (members may connect if also allowed by uid); root's group by default. */
   gid?: number;
+  /** Uids allowed for this run only, besides root and the config's (the user who started it via pkexec). */
+  extraAllowedUids?: number[];
 }
 
 /** Who is connecting; null when the kernel cannot tell (the native helper is not built). */
@@ -70,6 +72,7 @@ export class UnixServer {
   #server: Server | null = null;
   #sockets = new Set<Socket>();
   #mode = 0o660;
+  #extraAllowedUids: number[] = [];
 
   constructor(engine: Engine, path: string) {
     this.#engine = engine;
@@ -95,6 +98,7 @@ export class UnixServer {
       process.umask(umask);
     }
     this.#mode = options.mode ?? 0o660;
+    this.#extraAllowedUids = options.extraAllowedUids ?? [];
     await chmod(this.path, this.#mode);
     if (options.gid !== undefined) await chown(this.path, process.getuid?.() ?? 0, options.gid);
   }
@@ -115,6 +119,7 @@ export class UnixServer {
     return (
       credentials.uid === 0 ||
       credentials.uid === ownUid ||
+      this.#extraAllowedUids.includes(credentials.uid) ||
       this.#engine.state.config.allowedUids.includes(credentials.uid)
     );
   }

@@ -52,6 +52,8 @@ interface LiveJob {
   record: Job;
   spec: JobSpec;
   abort: AbortController;
+  /** Set when the engine stops under the job: it ends 'interrupted', not 'cancelled'. */
+  interruptedBy: string | null;
   lastEmit: number;
   emitTimer: NodeJS.Timeout | null;
   /** Rate samples for bytesPerSecond: [time ms, doneBytes]. */
@@ -150,6 +152,7 @@ export class JobManager {
       record,
       spec,
       abort: new AbortController(),
+      interruptedBy: null,
       lastEmit: 0,
       emitTimer: null,
       sampleAt: 0,
@@ -188,15 +191,21 @@ export class JobManager {
           queue.filter((queued) => queued !== id),
         );
       }
-      this.#end(live, 'cancelled', null, null);
+      this.#end(live, live.interruptedBy ? 'interrupted' : 'cancelled', live.interruptedBy, null);
     }
     return 'cancelling';
   }
 
-  /** Cancels every job and waits until they have stopped (engine shutdown). */
-  async cancelAll(): Promise<void> {
+  /**
+   * Stops every job because the engine stops; they end 'interrupted' (to be run again), and writers leave
+   * the repository as their own cancellation does. Waits until they have stopped.
+   */
+  async interruptAll(reason: string): Promise<void> {
     const pending = [...this.#live.values()];
-    for (const live of pending) this.cancel(live.record.id);
+    for (const live of pending) {
+      live.interruptedBy = reason;
+      this.cancel(live.record.id);
+    }
     await Promise.all(pending.map((live) => live.done));
   }
 
@@ -214,11 +223,12 @@ export class JobManager {
       progress: (update) => this.#progress(live, update),
     };
     try {
+      // A job that returns has done its work, even if a cancel came too late to stop it; to stop, it throws.
       const result = await spec.run(context);
-      if (live.abort.signal.aborted) this.#end(live, 'cancelled', null, result);
-      else this.#end(live, 'succeeded', null, result);
+      this.#end(live, 'succeeded', null, result);
     } catch (error) {
-      if (live.abort.signal.aborted) this.#end(live, 'cancelled', null, null);
+      if (live.interruptedBy) this.#end(live, 'interrupted', live.interruptedBy, null);
+      else if (live.abort.signal.aborted) this.#end(live, 'cancelled', null, null);
       else this.#end(live, 'failed', (error as Error)?.message ?? String(error), null);
     } finally {
       if (lockKey) this.#startNextWriter(lockKey);

@@ -1,0 +1,65 @@
+// `diskline daemon`: the engine as a system service, its API on a unix socket checked by peer credentials.
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { openEngine, untilSignal } from '../../api/host.ts';
+import { socketPath, UnixServer } from '../../api/unix-server.ts';
+import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+
+/** The gid of a group from /etc/group, or null when there is no such group. */
+function groupId(name: string): number | null {
+  const line = readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((entry) => entry.split(':')[0] === name);
+  return line ? Number(line.split(':')[2]) : null;
+}
+
+/** The primary gid of a uid (from /etc/passwd), or null. */
+function primaryGid(uid: number): number | null {
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((entry) => entry.split(':')[2] === String(uid));
+  return line ? Number(line.split(':')[3]) : null;
+}
+
+export const verb: Verb = {
+  usage: 'daemon [--socket PATH] [--group NAME]',
+  summary: 'run the engine as a service: API on a unix socket, schedules, jobs',
+  help: `Options:
+  --socket PATH  listen on PATH (default: DISKLINE_SOCKET, else /run/diskline/engine.sock)
+  --group NAME   group owning the socket (default: 'diskline' if that group exists, else root)
+The socket is mode 0660; each connection is also checked by its peer credentials: root, the daemon's own
+user, uids listed in allowedUids of the state's config.json, and, when started through pkexec, the user
+who started it. State lives in DISKLINE_STATE_DIR (default /var/lib/diskline).
+Runs until SIGTERM or SIGINT; jobs running then are reported 'interrupted' at the next start.`,
+  async run(args) {
+    const { values } = parseVerbArgs(args, { socket: { type: 'string' }, group: { type: 'string' } });
+    let gid: number | undefined;
+    if (values.group) {
+      const found = groupId(values.group);
+      if (found === null) throw new UsageError(`No group named '${values.group}' on this machine.`);
+      gid = found;
+    } else {
+      gid = groupId('diskline') ?? undefined;
+    }
+    // pkexec tells the program who asked for it: that user's desktop shell is the client.
+    const pkexecUid = process.env.PKEXEC_UID ? Number(process.env.PKEXEC_UID) : null;
+    if (pkexecUid !== null && gid === undefined) gid = primaryGid(pkexecUid) ?? undefined;
+    const path = values.socket ?? socketPath();
+    const engine = await openEngine();
+    const server = new UnixServer(engine, path);
+    try {
+      await server.listen({ gid, extraAllowedUids: pkexecUid !== null ? [pkexecUid] : [] });
+    } catch (error) {
+      await engine.stop();
+      throw error;
+    }
+    process.stderr.write(
+      `diskline daemon: listening on ${path} (user ${userInfo().username}, state in ${engine.state.dir})\n`,
+    );
+    await untilSignal(async () => {
+      await server.close();
+      await engine.stop();
+    });
+    return ExitCode.ok;
+  },
+};
