@@ -54,9 +54,19 @@ export class ImageSink implements ReadableUnitSink {
     if (bytesWritten !== data.length) throw new Error(`short write to ${this.partialPath} at ${offset}`);
   }
 
+  /** Reads back what was written (from the finished image once it is complete). */
   async readUnit(offset: number, length: number): Promise<Buffer> {
     const data = Buffer.alloc(length);
-    await this.open().read(data, 0, length, offset);
+    if (this.handle) {
+      await this.handle.read(data, 0, length, offset);
+      return data;
+    }
+    const finished = await open(this.path, 'r');
+    try {
+      await finished.read(data, 0, length, offset);
+    } finally {
+      await finished.close();
+    }
     return data;
   }
 

@@ -398,7 +398,11 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     if (this.phase === 'ready')
       throw new Error('arm() the snapshot session (the consistent point) before run()');
     if (this.phase !== 'armed') {
-      throw this.failure ?? new Error(`the snapshot session is ${this.phase}; run() can be called once`);
+      if (this.failure) {
+        await this.abortSink(this.failure);
+        throw this.failure;
+      }
+      throw new Error(`the snapshot session is ${this.phase}; run() can be called once`);
     }
     this.phase = 'running';
     this.startedAt = performance.now();
@@ -438,7 +442,6 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   cancel(reason = 'the backup was cancelled'): void {
     if (this.phase === 'done' || this.failure) return;
     this.fail(new SessionCancelled(reason));
-    if (this.phase !== 'running') void this.abortSink(this.failure!);
   }
 
   private async copierWorker(): Promise<void> {
@@ -633,6 +636,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
 
   private fail(error: Error): void {
     if (this.failure || this.phase === 'done') return;
+    const copying = this.phase === 'running';
     this.failure = error;
     this.phase = 'failed';
     this.suspended = false;
@@ -641,6 +645,8 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     this.wakeCopier();
     this.updatePressure();
     this.emit('failed', error);
+    // While copying, run() aborts the sink once in-flight sink writes have settled; otherwise do it now.
+    if (!copying) void this.abortSink(error);
   }
 
   private async abortSink(reason: Error): Promise<void> {
