@@ -9,6 +9,7 @@ import { EngineLink } from './engine-link.ts';
 import { EngineSupervisor, type SupervisorDeps } from './engine-supervisor.ts';
 import { makeJob } from './testing/fixtures.ts';
 import { TestEngine } from './testing/test-engine.ts';
+import { waitFor } from './testing/wait-for.ts';
 import type { EngineConnection } from './tray-model.ts';
 
 let dir: string;
@@ -125,13 +126,16 @@ test('a lost connection is retried without asking for rights again; listeners ke
     await supervisor.call('engine.status', {});
     await engine.close();
     engines.splice(engines.indexOf(engine), 1);
-    await waitFor(() => connections.some(([c]) => c.kind === 'offline'));
+    await waitFor('the loss to show', () => connections.some(([c]) => c.kind === 'offline'));
     assert.match(
       JSON.stringify(connections.find(([c]) => c.kind === 'offline')),
       /Lost the engine \(the engine closed the connection at .*system\.sock\); reconnecting…/,
     );
     const restarted = await startEngine(deps.systemSocket, true);
-    await waitFor(() => connections.at(-1)![0].kind === 'connected' && restarted.clientCount === 1);
+    await waitFor(
+      'a reconnect',
+      () => connections.at(-1)![0].kind === 'connected' && restarted.clientCount === 1,
+    );
     await supervisor.call('engine.status', {});
     restarted.emit('job.updated', makeJob({ id: 'after' }));
     await supervisor.call('engine.status', {});
@@ -174,11 +178,3 @@ test('pkexec exit 126 (dialog dismissed) is a decline; a socket that answers is 
     { kind: 'started' },
   );
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
