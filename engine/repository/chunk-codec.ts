@@ -53,8 +53,14 @@ export function encodeChunk(keys: RepositoryKeys, data: Buffer, knownId?: Buffer
   const id = knownId ?? chunkId(keys, data);
   let flags = 0;
   let body = data;
+  // Telling zstd the input size (and a window just big enough) sizes its tables for one chunk: without it, each
+  // call sets up tables for large inputs and compressing a 64 KiB chunk is several times slower.
   const compressed = zstdCompressSync(data, {
-    params: { [zlibConstants.ZSTD_c_compressionLevel]: ZSTD_LEVEL },
+    pledgedSrcSize: data.length,
+    params: {
+      [zlibConstants.ZSTD_c_compressionLevel]: ZSTD_LEVEL,
+      [zlibConstants.ZSTD_c_windowLog]: Math.max(10, Math.ceil(Math.log2(data.length))),
+    },
   });
   if (compressed.length < data.length) {
     body = compressed;

@@ -1,0 +1,62 @@
+// `diskline prune --repo R --keep-…`: forgets the restore points the policy does not keep and frees the packs
+// no point uses. Backups may run meanwhile (see docs/repository-format.md, "Prune").
+import type { Retention } from '../../../protocol/model.ts';
+import { pruneRepository } from '../../repository/prune.ts';
+import { formatBytes, openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
+import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+
+const keepFlags = {
+  'keep-last': 'keepLast',
+  'keep-hourly': 'keepHourly',
+  'keep-daily': 'keepDaily',
+  'keep-weekly': 'keepWeekly',
+  'keep-monthly': 'keepMonthly',
+  'keep-yearly': 'keepYearly',
+} as const;
+
+export const verb: Verb = {
+  usage: 'prune --repo R --keep-last N [--keep-hourly N …] [--dry-run] [--json]',
+  summary: 'Forget restore points a retention policy does not keep and free their space',
+  help:
+    `${repositoryHelp}\n  --keep-last N, --keep-hourly N, --keep-daily N, --keep-weekly N, --keep-monthly N, --keep-yearly N\n` +
+    '  --dry-run              say what would be forgotten, change nothing\n  --json                 print the report',
+  async run(args) {
+    const { values } = parseVerbArgs(args, {
+      ...repositoryOptions,
+      'keep-last': { type: 'string' },
+      'keep-hourly': { type: 'string' },
+      'keep-daily': { type: 'string' },
+      'keep-weekly': { type: 'string' },
+      'keep-monthly': { type: 'string' },
+      'keep-yearly': { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      json: { type: 'boolean' },
+    });
+    const policy: Retention = {};
+    for (const [flag, field] of Object.entries(keepFlags) as [keyof typeof keepFlags, keyof Retention][]) {
+      const text = values[flag];
+      if (text === undefined) continue;
+      if (!/^\d+$/.test(text)) throw new UsageError(`--${flag} takes a whole number, not '${text}'`);
+      policy[field] = Number(text);
+    }
+    if (Object.keys(policy).length === 0) throw new UsageError('give at least one --keep-… option');
+    const repo = await openRepository(values);
+    try {
+      const report = await pruneRepository(repo, policy, { dryRun: values['dry-run'] === true });
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify(report)}\n`);
+      } else {
+        const verbText = report.dryRun ? 'would forget' : 'forgot';
+        process.stdout.write(
+          `${report.dryRun ? 'Dry run: ' : ''}kept ${report.kept.length} point(s), ${verbText} ${report.forgotten.length}` +
+            `${report.forgotten.length ? ` (${report.forgotten.join(', ')})` : ''}; ` +
+            `${report.dryRun ? `${report.condemnedPacks} pack(s) would be freed` : `deleted ${report.deletedPacks} pack(s), freed ${formatBytes(report.freedBytes)}`}` +
+            `${report.waitingRecords ? `; ${report.waitingRecords} batch(es) wait for running backups (the next prune deletes them)` : ''}\n`,
+        );
+      }
+      return ExitCode.ok;
+    } finally {
+      await repo.close();
+    }
+  },
+};

@@ -1,0 +1,139 @@
+// `diskline restore <point> --repo R --to T`: writes a restore point to an image file or a device of the same
+// size or bigger. Every refusal (mounted, attached, being backed up, too small, a device without --yes) happens
+// before a single byte is written.
+import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
+import { deviceUses } from '../../device/busy.ts';
+import { openWriter } from '../../device/open.ts';
+import { kernelName, parentDisk, sysfsSize } from '../../device/sysfs.ts';
+import { runningBackups } from '../../repository/locks.ts';
+import { restorePoint } from '../../repository/restore.ts';
+import {
+  formatBytes,
+  openRepository,
+  progressLine,
+  repositoryHelp,
+  repositoryOptions,
+} from '../repository-access.ts';
+import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+
+async function sysText(path: string): Promise<string | null> {
+  const text = await readFile(path, 'utf8').catch(() => null);
+  return text?.trim() || null;
+}
+
+/** Loop devices whose backing file is `file` (an image attached is an image possibly mounted or tapped). */
+async function loopDevicesBackedBy(file: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of await readdir('/sys/class/block').catch(() => [] as string[])) {
+    if (!/^loop\d+$/.test(name)) continue;
+    const backing = await sysText(`/sys/class/block/${name}/loop/backing_file`);
+    if (backing && (backing === file || backing.replace(/ \(deleted\)$/, '') === file))
+      found.push(`/dev/${name}`);
+  }
+  return found;
+}
+
+const refuse = (message: string) => new ExitError(message, ExitCode.refused);
+
+export const verb: Verb = {
+  usage: 'restore <point> --repo R --to T [--yes] [--json]',
+  summary: 'Write a restore point to an image file or a device (same size or bigger)',
+  help:
+    `${repositoryHelp}\n  --to T                 target: an image file (created or emptied) or a block device\n` +
+    '  --yes                  confirm overwriting a device (its identity is printed)\n' +
+    "  --json                 print {point, target, writtenBytes}\n  <point> may be an id, a unique prefix of one, or 'latest'",
+  async run(args) {
+    const { values, positionals } = parseVerbArgs(args, {
+      ...repositoryOptions,
+      to: { type: 'string' },
+      yes: { type: 'boolean' },
+      json: { type: 'boolean' },
+    });
+    const [reference, ...extra] = positionals;
+    if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
+    if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    if (!values.to) throw new UsageError('--to is required: the image file or device to restore to');
+    const repo = await openRepository(values);
+    try {
+      const pointId = await repo.resolvePointId(reference);
+      const manifest = await repo.loadManifest(pointId);
+      if (!manifest.complete) {
+        throw new ExitError(
+          `restore point ${pointId} is incomplete (its backup was interrupted); run the backup again to finish it`,
+          ExitCode.failed,
+        );
+      }
+      const needed = manifest.source.size;
+      const existing = await stat(values.to).catch(() => null);
+      const target = existing ? await realpath(values.to) : values.to;
+      const backedUp = (await runningBackups(repo.backend)).filter((b) => b.source === target);
+      if (backedUp.length > 0)
+        throw refuse(
+          `refusing to restore to ${target}: it is being backed up right now (point ${backedUp[0]!.pointId})`,
+        );
+      const isDevice = existing?.isBlockDevice() ?? false;
+      if (isDevice) {
+        const name = await kernelName(target);
+        const disk = await parentDisk(name);
+        const size = (await sysfsSize(name)) ?? 0;
+        const model = (await sysText(`/sys/class/block/${disk}/device/model`)) ?? 'unknown model';
+        const serial = (await sysText(`/sys/class/block/${disk}/device/serial`)) ?? 'no serial';
+        const identity = `${target} (${model}, ${serial}, ${formatBytes(size)})`;
+        const uses = await deviceUses(target);
+        if (uses.length > 0)
+          throw refuse(
+            `refusing to restore to ${identity}: it is in use (${uses.join('; ')}); unmount it first`,
+          );
+        if (size < needed) {
+          throw refuse(
+            `refusing to restore to ${identity}: it holds ${size} bytes but point ${pointId} needs ${needed}; choose a device at least as large as the source`,
+          );
+        }
+        if (!values.yes) {
+          throw refuse(
+            `restoring point ${pointId} to ${identity} overwrites that device; check it is the right one and add --yes`,
+          );
+        }
+      } else {
+        if (existing && !existing.isFile())
+          throw refuse(`refusing to restore to ${target}: it is neither an image file nor a block device`);
+        const loops = existing ? await loopDevicesBackedBy(target) : [];
+        if (loops.length > 0) {
+          throw refuse(
+            `refusing to restore to ${target}: the image is attached as ${loops.join(', ')} (it may be mounted); detach it first`,
+          );
+        }
+        // An image starts all zero so unused and all-zero units need no writes; a bigger image keeps its size.
+        if (existing) await truncate(target, 0);
+        if (existing) await truncate(target, Math.max(existing.size, needed));
+      }
+      if (!values.json) process.stderr.write(`restoring point ${pointId} (${manifest.time}) to ${target}\n`);
+      const writer = await openWriter(target, { minSize: needed });
+      const progress = values.json ? null : progressLine('restore');
+      let result: Awaited<ReturnType<typeof restorePoint>>;
+      const started = Date.now();
+      try {
+        result = await restorePoint(repo, manifest, writer, {
+          targetIsZeroed: !isDevice,
+          onProgress: (p) => progress?.update(p.doneBytes, p.totalBytes),
+        });
+      } finally {
+        progress?.end();
+        await writer.close();
+      }
+      const seconds = (Date.now() - started) / 1000;
+      if (values.json) {
+        process.stdout.write(
+          `${JSON.stringify({ point: pointId, target, writtenBytes: result.writtenBytes, usedBytes: result.usedBytes, seconds })}\n`,
+        );
+      } else {
+        process.stdout.write(
+          `Restored point ${pointId} to ${target}: ${formatBytes(result.usedBytes)} used, ${formatBytes(result.writtenBytes)} written in ${seconds.toFixed(1)} s\n`,
+        );
+      }
+      return ExitCode.ok;
+    } finally {
+      await repo.close();
+    }
+  },
+};

@@ -1,0 +1,153 @@
+// Checks a repository: every index file and manifest opens, every chunk a point names is indexed and its pack
+// is whole where the index says; with readData every chunk is decrypted, decompressed and its id recomputed.
+// Reports each damaged point by id, with what is wrong, so the user knows which restore points to distrust.
+import { BLOB_HEADER_BYTES } from './chunk-codec.ts';
+import { decodeIndexEntries, headerOffsetOf, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
+import type { Manifest } from './manifest.ts';
+import { PACK_END_MAGIC, PACK_HEADER_BYTES, PACK_MAGIC, PACK_TRAILER_BYTES, packFileName } from './pack.ts';
+import type { Repository } from './repository.ts';
+import { unseal } from './sealed.ts';
+
+export interface VerifyReport {
+  ok: boolean;
+  pointsChecked: number;
+  chunksChecked: number;
+  bytesRead: number;
+  /** Points that cannot be restored exactly, with the first problems found. */
+  damagedPoints: { id: string; problems: string[] }[];
+  /** Problems not tied to one point (an unreadable index file, a damaged pack no point uses). */
+  problems: string[];
+}
+
+export interface VerifyOptions {
+  readData: boolean;
+  onProgress?: (progress: { doneChunks: number; totalChunks: number }) => void;
+}
+
+const MAX_PROBLEMS_PER_POINT = 10;
+
+export async function verifyRepository(repo: Repository, options: VerifyOptions): Promise<VerifyReport> {
+  const problems: string[] = [];
+  const damagedPoints: { id: string; problems: string[] }[] = [];
+  // Index: open every file; a damaged one is reported, the rest still count.
+  const condemned = new Set<string>();
+  try {
+    for (const record of await repo.pruneRecords()) for (const pack of record.packs) condemned.add(pack);
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+  const index = new Map<string, IndexEntry>();
+  for (const name of await repo.indexFiles()) {
+    try {
+      const plaintext = unseal(repo.keys, INDEX_MAGIC, await repo.backend.get(name), `index file ${name}`);
+      for (const [key, entry] of decodeIndexEntries(plaintext))
+        if (!condemned.has(entry.pack)) index.set(key, entry);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  // Packs: the structure of each pack the index names (header, trailer, each indexed blob header).
+  const packProblems = new Map<string, string>();
+  const byPack = new Map<string, [string, IndexEntry][]>();
+  for (const pair of index) {
+    const list = byPack.get(pair[1].pack);
+    if (list) list.push(pair);
+    else byPack.set(pair[1].pack, [pair]);
+  }
+  const badChunks = new Map<string, string>();
+  let bytesRead = 0;
+  for (const [pack, entries] of byPack) {
+    const name = packFileName(pack);
+    const size = await repo.backend.size(name);
+    if (size === null) {
+      packProblems.set(pack, `pack ${pack} is missing`);
+      continue;
+    }
+    const head = await repo.backend.getRange(name, 0, PACK_HEADER_BYTES);
+    const tail = await repo.backend.getRange(
+      name,
+      Math.max(0, size - PACK_TRAILER_BYTES),
+      PACK_TRAILER_BYTES,
+    );
+    if (!head.subarray(0, 8).equals(PACK_MAGIC) || head.subarray(8, 24).toString('hex') !== pack) {
+      packProblems.set(pack, `pack ${pack} is damaged: bad header`);
+      continue;
+    }
+    if (tail.length < PACK_TRAILER_BYTES || !tail.subarray(4).equals(PACK_END_MAGIC)) {
+      packProblems.set(pack, `pack ${pack} is damaged: truncated (${size} bytes, no trailer)`);
+    }
+    for (const [key, entry] of entries) {
+      const end = entry.offset + entry.storedLength;
+      if (end > size - PACK_TRAILER_BYTES) {
+        badChunks.set(key, `pack ${pack} is truncated: a chunk at ${entry.offset} ends past its end`);
+        continue;
+      }
+      const header = await repo.backend.getRange(name, headerOffsetOf(entry), BLOB_HEADER_BYTES);
+      if (
+        !header.subarray(0, 32).equals(Buffer.from(key, 'base64')) ||
+        header.readUInt32LE(40) !== entry.storedLength
+      ) {
+        badChunks.set(
+          key,
+          `pack ${pack} is damaged: the blob header at ${headerOffsetOf(entry)} does not match the index`,
+        );
+      }
+    }
+  }
+  // Points: every manifest opens; every chunk it names is indexed, in a sound pack, and (readData) decodes.
+  const manifests: Manifest[] = [];
+  for (const id of await repo.pointIds()) {
+    try {
+      manifests.push(await repo.loadManifest(id));
+    } catch (error) {
+      damagedPoints.push({ id, problems: [(error as Error).message] });
+    }
+  }
+  const needed = new Set<string>();
+  for (const manifest of manifests) for (const id of manifest.chunkIds) needed.add(idKey(id));
+  let chunksChecked = 0;
+  if (options.readData) {
+    await repo.loadIndex(true);
+    const total = needed.size;
+    for (const key of needed) {
+      if (badChunks.has(key) || !index.has(key) || packProblems.has(index.get(key)!.pack)) continue;
+      try {
+        const data = await repo.readChunk(Buffer.from(key, 'base64'), true);
+        bytesRead += data.length;
+      } catch (error) {
+        badChunks.set(key, (error as Error).message);
+      }
+      chunksChecked += 1;
+      options.onProgress?.({ doneChunks: chunksChecked, totalChunks: total });
+    }
+  } else {
+    chunksChecked = needed.size;
+  }
+  for (const manifest of manifests) {
+    const found: string[] = [];
+    for (const id of manifest.chunkIds) {
+      const key = idKey(id);
+      const entry = index.get(key);
+      const problem = !entry
+        ? `chunk ${id.toString('hex').slice(0, 16)} is not in the index`
+        : (packProblems.get(entry.pack) ?? badChunks.get(key));
+      if (problem && !found.includes(problem)) found.push(problem);
+      if (found.length >= MAX_PROBLEMS_PER_POINT) break;
+    }
+    if (found.length > 0) damagedPoints.push({ id: manifest.id, problems: found });
+  }
+  for (const problem of packProblems.values()) {
+    if (!damagedPoints.some((p) => p.problems.includes(problem)))
+      problems.push(`${problem} (no point uses it)`);
+  }
+  damagedPoints.sort((a, b) => a.id.localeCompare(b.id));
+  return {
+    ok: damagedPoints.length === 0 && problems.length === 0,
+    pointsChecked:
+      manifests.length + damagedPoints.filter((p) => !manifests.some((m) => m.id === p.id)).length,
+    chunksChecked,
+    bytesRead,
+    damagedPoints,
+    problems,
+  };
+}
