@@ -1,0 +1,149 @@
+// `diskline schedule`: the plans the engine runs on their own — list, add, remove, run now, pause, resume.
+import { resolve } from 'node:path';
+import type { EventData } from '../../../protocol/messages.ts';
+import type { Plan, Retention } from '../../../protocol/model.ts';
+import { type ClosableEngineClient, connectEngine } from '../../api/client.ts';
+import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1 << 10, m: 1 << 20, g: 1 << 30, t: 2 ** 40 };
+
+function parseSize(text: string, option: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`${option} must be a size like 256M or 2G, not '${text}'.`);
+  return Math.round(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!);
+}
+
+function parseCount(text: string | undefined, option: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text)) throw new UsageError(`${option} must be a whole number, not '${text}'.`);
+  return Number(text);
+}
+
+async function findPlan(client: ClosableEngineClient, ref: string | undefined): Promise<Plan> {
+  if (!ref) throw new UsageError('name the plan (its id or name).');
+  const plans = await client.call('plans.list', {});
+  const plan =
+    plans.find((candidate) => candidate.id === ref) ?? plans.find((candidate) => candidate.name === ref);
+  if (!plan) throw new ExitError(`No plan '${ref}'; 'diskline schedule list' shows them.`, ExitCode.failed);
+  return plan;
+}
+
+function describe(plan: Plan): string {
+  const keep = Object.entries(plan.retention)
+    .filter(([, count]) => count !== undefined)
+    .map(([rule, count]) => `${rule.replace(/^keep/, '').toLowerCase()} ${count}`)
+    .join(', ');
+  const last = plan.lastRun
+    ? `${plan.lastRun.time} ${plan.lastRun.ok ? 'ok' : 'FAILED'}: ${plan.lastRun.message}`
+    : 'never';
+  return [
+    `${plan.name}  (${plan.id})${plan.enabled ? '' : '  [disabled]'}`,
+    `  ${plan.source} → ${plan.repo}`,
+    `  schedule: ${plan.schedule ?? 'manual'}   next: ${plan.nextRun ?? '-'}   keep: ${keep || 'all'}`,
+    `  last run: ${last}`,
+  ].join('\n');
+}
+
+export const verb: Verb = {
+  usage: 'schedule list|add|remove|run|pause|resume [...]',
+  summary: 'manage backup plans that run on a schedule (with retention after each run)',
+  help: `Subcommands:
+  list [--json]                       the plans, their next and last runs
+  add --name N --source S --repo R --at WHEN [--keep-last N] [--keep-hourly N] [--keep-daily N]
+      [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--container-size SIZE] [--container-file PATH]
+      [--disabled] [--json]
+        WHEN: '@hourly', 'daily 02:30', 'weekly mon 03:00', or a cron expression (seconds first if 6 fields)
+        container: RAM of SIZE (default 256M), or a file at PATH of SIZE
+  remove ID|NAME                      delete a plan (its restore points stay)
+  run ID|NAME                         run a plan now and wait for its outcome (exit 0 only if it succeeded)
+  pause | resume                      stop or restart every schedule
+Talks to the daemon when its socket answers; otherwise edits the engine's state directly (and 'run' runs here).`,
+  async run(args) {
+    const [sub, ...rest] = args;
+    const { values, positionals } = parseVerbArgs(rest, {
+      json: { type: 'boolean' },
+      name: { type: 'string' },
+      source: { type: 'string' },
+      repo: { type: 'string' },
+      at: { type: 'string' },
+      'keep-last': { type: 'string' },
+      'keep-hourly': { type: 'string' },
+      'keep-daily': { type: 'string' },
+      'keep-weekly': { type: 'string' },
+      'keep-monthly': { type: 'string' },
+      'keep-yearly': { type: 'string' },
+      'container-size': { type: 'string' },
+      'container-file': { type: 'string' },
+      disabled: { type: 'boolean' },
+    });
+    if (!sub || !['list', 'add', 'remove', 'run', 'pause', 'resume'].includes(sub)) {
+      throw new UsageError(
+        sub ? `unknown subcommand '${sub}'.` : 'say what to do: list, add, remove, run, pause or resume.',
+      );
+    }
+    const client = await connectEngine();
+    try {
+      if (sub === 'list') {
+        const plans = await client.call('plans.list', {});
+        if (values.json) process.stdout.write(`${JSON.stringify(plans)}\n`);
+        else process.stdout.write(plans.length ? `${plans.map(describe).join('\n\n')}\n` : 'No plans.\n');
+        return ExitCode.ok;
+      }
+      if (sub === 'add') {
+        for (const required of ['name', 'source', 'repo', 'at'] as const) {
+          if (!values[required]) throw new UsageError(`add needs --${required}.`);
+        }
+        const retention: Retention = {
+          keepLast: parseCount(values['keep-last'], '--keep-last'),
+          keepHourly: parseCount(values['keep-hourly'], '--keep-hourly'),
+          keepDaily: parseCount(values['keep-daily'], '--keep-daily'),
+          keepWeekly: parseCount(values['keep-weekly'], '--keep-weekly'),
+          keepMonthly: parseCount(values['keep-monthly'], '--keep-monthly'),
+          keepYearly: parseCount(values['keep-yearly'], '--keep-yearly'),
+        };
+        const capacityBytes = parseSize(values['container-size'] ?? '256M', '--container-size');
+        const plan = await client.call('plans.save', {
+          id: '',
+          name: values.name!,
+          source: resolve(values.source!),
+          // A bare word is a repository named in the engine's config; anything else a path from here.
+          repo: /[/.]/.test(values.repo!) ? resolve(values.repo!) : values.repo!,
+          schedule: values.at!,
+          retention: Object.fromEntries(Object.entries(retention).filter(([, count]) => count !== undefined)),
+          container: values['container-file']
+            ? { kind: 'file', path: values['container-file'], capacityBytes }
+            : { kind: 'memory', capacityBytes },
+          enabled: !values.disabled,
+        });
+        process.stdout.write(
+          values.json
+            ? `${JSON.stringify(plan)}\n`
+            : `Added plan ${plan.name} (${plan.id}); next run ${plan.nextRun ?? '-'}.\n`,
+        );
+        return ExitCode.ok;
+      }
+      if (sub === 'remove') {
+        const plan = await findPlan(client, positionals[0]);
+        await client.call('plans.delete', { id: plan.id });
+        process.stdout.write(`Removed plan ${plan.name}; its restore points stay in ${plan.repo}.\n`);
+        return ExitCode.ok;
+      }
+      if (sub === 'run') {
+        const plan = await findPlan(client, positionals[0]);
+        const outcome = new Promise<EventData<'plan.ran'>>((resolve) =>
+          client.on('plan.ran', (data) => data.planId === plan.id && resolve(data)),
+        );
+        await client.call('plans.runNow', { id: plan.id });
+        const ran = await outcome;
+        process.stdout.write(values.json ? `${JSON.stringify(ran)}\n` : `${plan.name}: ${ran.message}\n`);
+        return ran.ok ? ExitCode.ok : ExitCode.failed;
+      }
+      const paused = sub === 'pause';
+      await client.call('schedules.setPaused', { paused });
+      process.stdout.write(paused ? 'Schedules paused.\n' : 'Schedules resumed.\n');
+      return ExitCode.ok;
+    } finally {
+      await client.close();
+    }
+  },
+};
