@@ -3,5 +3,7 @@
 import { cleanup } from '@testing-library/react';
 import { afterEach } from 'vitest';
 
-HTMLCanvasElement.prototype.getContext = (() => null) as unknown as HTMLCanvasElement['getContext'];
+if (typeof HTMLCanvasElement !== 'undefined') {
+  HTMLCanvasElement.prototype.getContext = (() => null) as unknown as HTMLCanvasElement['getContext'];
+}
 afterEach(() => cleanup());

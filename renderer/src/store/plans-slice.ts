@@ -38,12 +38,17 @@ export const createPlansSlice: SliceCreator<PlansSlice> = (set, get, engine) => 
   },
   async loadStatus() {
     const status = await get().attempt('status', () => engine.call('engine.status', {}));
-    if (status)
-      set({
-        schedulesPaused: status.schedulesPaused,
-        engineVersion: status.version,
-        enginePrivileged: status.privileged,
-      });
+    if (!status) return;
+    set({
+      schedulesPaused: status.schedulesPaused,
+      engineVersion: status.version,
+      enginePrivileged: status.privileged,
+    });
+    // The engine's default repository (serve --repo) and its named ones join the list; the default becomes
+    // current when the user has not chosen one.
+    const known = [status.defaultRepo, ...(status.repositories ?? []).map((r) => r.path)];
+    for (const repo of known) if (repo && !get().repos.includes(repo)) set({ repos: [...get().repos, repo] });
+    if (!get().currentRepo && status.defaultRepo) get().setCurrentRepo(status.defaultRepo);
   },
   async savePlan(draft) {
     const plan = await get().attempt('plan.save', () => engine.call('plans.save', draft));

@@ -1,0 +1,47 @@
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import { describe, expect, it } from 'vitest';
+import { FakeEngine, makeDrive, makeJob } from '../testing/fake-engine.ts';
+import { renderWithStore } from '../testing/render.tsx';
+import { DrivesView } from './DrivesView.tsx';
+
+describe('Drives view', () => {
+  it('lists drives with partitions, file systems and used space, and flags the system disk', () => {
+    const { store } = renderWithStore(<DrivesView />);
+    act(() =>
+      store.setState({
+        drivesLoaded: true,
+        drives: [
+          makeDrive({
+            device: '/dev/nvme0n1',
+            description: 'System SSD',
+            isSystem: true,
+            mountpoints: ['/'],
+          }),
+          makeDrive(),
+        ],
+      }),
+    );
+    const drives = within(screen.getByRole('list', { name: 'Drives' })).getAllByRole('listitem');
+    expect(drives).toHaveLength(2);
+    expect(within(drives[0]!).getByText('System disk')).toBeTruthy();
+    expect(within(drives[1]!).queryByText('System disk')).toBeNull();
+    const row = within(drives[1]!).getByRole('row', { name: /ext4/ });
+    expect(row.textContent).toContain('20.0 GiB');
+  });
+
+  it('backs up a drive into the current repository and reports a refusal next to it', async () => {
+    const engine = new FakeEngine().fail(
+      'backup.start',
+      'busy',
+      '/dev/sdb is in use by a running job; wait or cancel it.',
+    );
+    const { store } = renderWithStore(<DrivesView />, engine);
+    act(() => store.setState({ drivesLoaded: true, drives: [makeDrive()], currentRepo: '/backups/r' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Back up now' }));
+    expect((await screen.findByRole('alert')).textContent).toContain('/dev/sdb is in use by a running job');
+    engine.handle('backup.start', () => makeJob({ id: 'j' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Back up now' }));
+    await waitFor(() => expect(store.getState().view).toBe('live'));
+    expect(engine.callsOf('backup.start').at(-1)).toEqual({ source: '/dev/sdb', repo: '/backups/r' });
+  });
+});
