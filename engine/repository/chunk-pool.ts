@@ -65,7 +65,11 @@ export class ChunkPool {
     const seq = this.#seq++;
     const encoded = new Promise<EncodedChunk>((resolve, reject) => this.#jobs.set(seq, { resolve, reject }));
     const worker = this.#workers[this.#next++ % this.#workers.length]!;
-    worker.postMessage({ seq, data });
+    // A copy in its own ArrayBuffer, transferred: cloning a view would copy the whole buffer behind it (the
+    // copier's read buffer is megabytes), and the caller may reuse its buffer as soon as this resolves.
+    const copy = new Uint8Array(data.length);
+    copy.set(data);
+    worker.postMessage({ seq, data: copy }, [copy.buffer]);
     return { encoded };
   }
 

@@ -3,8 +3,9 @@
 // caller starts from an all-zero (sparse) file so they are skipped. If it is interrupted, the target holds a
 // mix of old and restored data: run it again (restores are idempotent).
 import type { BlockWriter } from '../device/types.ts';
-import { RepositoryError } from './errors.ts';
+import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { isUsed, type Manifest } from './manifest.ts';
+import { packFileName } from './pack.ts';
 import type { Repository } from './repository.ts';
 
 /** Bytes per write to the target: consecutive units are gathered into one write. */
@@ -21,6 +22,36 @@ export interface RestoreOptions {
 export interface RestoreResult {
   writtenBytes: number;
   usedBytes: number;
+}
+
+/**
+ * Before a byte is written: every chunk of the point is in the index and every pack holding one is there and
+ * long enough. Damage inside a pack (flipped bytes) is found only when the chunk is read.
+ */
+export async function checkChunksPresent(repo: Repository, manifest: Manifest): Promise<void> {
+  const index = await repo.loadIndex();
+  const packEnds = new Map<string, number>();
+  for (const id of manifest.chunkIds) {
+    const entry = index.get(id);
+    if (!entry) {
+      throw new DamagedRepositoryError(
+        `restore point ${manifest.id} is damaged: chunk ${id.toString('hex').slice(0, 16)} is not in the index; nothing was written`,
+      );
+    }
+    packEnds.set(entry.pack, Math.max(packEnds.get(entry.pack) ?? 0, entry.offset + entry.storedLength));
+  }
+  for (const [pack, end] of packEnds) {
+    const size = await repo.backend.size(packFileName(pack));
+    if (size === null)
+      throw new DamagedRepositoryError(
+        `restore point ${manifest.id} is damaged: pack ${pack} is missing; nothing was written`,
+      );
+    if (size < end) {
+      throw new DamagedRepositoryError(
+        `restore point ${manifest.id} is damaged: pack ${pack} is truncated (${size} bytes); nothing was written`,
+      );
+    }
+  }
 }
 
 export async function restorePoint(
@@ -40,7 +71,7 @@ export async function restorePoint(
       3,
     );
   }
-  await repo.loadIndex();
+  await checkChunksPresent(repo, manifest);
   const { unitSize, unitCount } = manifest;
   const size = manifest.source.size;
   const units: number[] = [];

@@ -6,7 +6,7 @@ import { deviceUses } from '../../device/busy.ts';
 import { openWriter } from '../../device/open.ts';
 import { kernelName, parentDisk, sysfsSize } from '../../device/sysfs.ts';
 import { runningBackups } from '../../repository/locks.ts';
-import { restorePoint } from '../../repository/restore.ts';
+import { checkChunksPresent, restorePoint } from '../../repository/restore.ts';
 import {
   formatBytes,
   openRepository,
@@ -63,6 +63,8 @@ export const verb: Verb = {
           ExitCode.failed,
         );
       }
+      // Missing or truncated packs are found before anything is written (or emptied).
+      await checkChunksPresent(repo, manifest);
       const needed = manifest.source.size;
       const existing = await stat(values.to).catch(() => null);
       const target = existing ? await realpath(values.to) : values.to;
