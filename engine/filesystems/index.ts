@@ -1,0 +1,73 @@
+// Picks the reader for whatever file system a volume holds and returns its used map. Unknown content,
+// and metadata that cannot be trusted, become an explicit every-block map with a warning saying why —
+// never a crash and never a silently short map.
+import { btrfsReader } from './btrfs.ts';
+import { extReader } from './ext.ts';
+import { fatReader } from './fat.ts';
+import { ntfsReader } from './ntfs.ts';
+import { swapReader } from './swap.ts';
+import {
+  allBlocksMap,
+  FilesystemDamagedError,
+  type FilesystemReader,
+  type UsedMap,
+  type Volume,
+} from './types.ts';
+import { xfsReader } from './xfs.ts';
+
+/** In detection order: signatures at fixed offsets that cannot be mistaken for one another first. */
+export const filesystemReaders: readonly FilesystemReader[] = [
+  extReader,
+  xfsReader,
+  btrfsReader,
+  ntfsReader,
+  fatReader,
+  swapReader,
+];
+
+export interface MapOptions {
+  /** Throw FilesystemDamagedError instead of falling back to every block. */
+  strict?: boolean;
+  /** Unit used when the whole volume is copied (default 4096). */
+  fallbackBlockSize?: number;
+}
+
+/** The reader whose signature the volume carries, or null. */
+export async function detectFilesystem(volume: Volume): Promise<FilesystemReader | null> {
+  for (const reader of filesystemReaders) {
+    try {
+      if (await reader.detect(volume)) return reader;
+    } catch (error) {
+      if (!(error instanceof FilesystemDamagedError)) throw error;
+    }
+  }
+  return null;
+}
+
+/** The used map of a volume: from its file system's allocation metadata, or every block with a warning. */
+export async function usedMapOf(volume: Volume, options: MapOptions = {}): Promise<UsedMap> {
+  const fallbackBlockSize = options.fallbackBlockSize ?? 4096;
+  const reader = await detectFilesystem(volume);
+  if (!reader) {
+    return {
+      ...allBlocksMap(
+        'unknown',
+        volume,
+        fallbackBlockSize,
+        `${volume.name}: no known file system; every block is copied`,
+      ),
+      filesystem: 'unknown',
+    };
+  }
+  try {
+    return await reader.usedMap(volume);
+  } catch (error) {
+    if (options.strict || !(error instanceof FilesystemDamagedError)) throw error;
+    return allBlocksMap(
+      reader.family,
+      volume,
+      fallbackBlockSize,
+      `${(error as Error).message}. Every block of it is copied instead`,
+    );
+  }
+}

@@ -1,0 +1,114 @@
+// A disk's layout as the snapshot core and the repository use it: the partition table, each partition's
+// file system and used ranges, and the disk's used ranges — table structures and boot area, plus every
+// partition's used bytes, absolute, sorted and merged. Unallocated gaps are not in it.
+import { mergeRanges, rangesBytes, shiftRanges } from '../device/ranges.ts';
+import type { BlockReader, ByteRange } from '../device/types.ts';
+import { type MapOptions, usedMapOf } from '../filesystems/index.ts';
+import { partitionVolume } from '../filesystems/volume.ts';
+import { readPartitionTable } from '../partition/read.ts';
+import type { PartitionEntry } from '../partition/types.ts';
+import { partitionTypeName } from './type-names.ts';
+
+/** Space before the first partition that boot loaders use (GRUB's core image on MBR disks lives here). */
+const bootAreaLimit = 1024 * 1024;
+
+export interface PartitionLayout {
+  index: number;
+  start: number;
+  size: number;
+  /** GPT type GUID or MBR type byte ("0x83"); "none" for a device without a table. */
+  type: string;
+  /** A readable name of the type, when known ("Linux filesystem", "EFI System"). */
+  typeName?: string;
+  /** "ext4", "fat32", "ntfs", "xfs", "btrfs", "swap", …; null when no known file system was found. */
+  filesystem: string | null;
+  /** The file system's allocation unit (or the fallback unit for an every-block map). */
+  blockSize: number;
+  usedBytes: number;
+  /** Every block is copied (unknown content, or metadata that could not be trusted; see warnings). */
+  allBlocks: boolean;
+  /** Absolute device bytes, sorted and merged. */
+  usedRanges: ByteRange[];
+  label?: string;
+  uuid?: string;
+  /** GPT partition name. */
+  name?: string;
+}
+
+export interface DiskLayout {
+  path: string;
+  size: number;
+  partitionTable: 'gpt' | 'mbr' | 'none';
+  sectorSize: number;
+  diskId?: string;
+  partitions: PartitionLayout[];
+  /** Everything a backup must copy: table structures, the boot area, every partition's used bytes. */
+  usedRanges: ByteRange[];
+  usedBytes: number;
+  warnings: string[];
+}
+
+async function layoutPartition(
+  reader: BlockReader,
+  entry: PartitionEntry,
+  volumeName: string,
+  options: MapOptions,
+): Promise<{ layout: PartitionLayout; warnings: string[] }> {
+  const volume = partitionVolume(reader, entry.start, entry.size, volumeName);
+  const map = await usedMapOf(volume, options);
+  const usedRanges = shiftRanges(map.usedRanges, entry.start, volume.size);
+  const typeName = partitionTypeName(entry.type);
+  return {
+    layout: {
+      index: entry.index,
+      start: entry.start,
+      size: entry.size,
+      type: entry.type,
+      ...(typeName ? { typeName } : {}),
+      filesystem: map.filesystem === 'unknown' ? null : map.filesystem,
+      blockSize: map.blockSize,
+      usedBytes: rangesBytes(usedRanges),
+      allBlocks: map.allBlocks,
+      usedRanges,
+      ...(map.label ? { label: map.label } : {}),
+      ...(map.uuid ? { uuid: map.uuid } : {}),
+      ...(entry.name ? { name: entry.name } : {}),
+    },
+    warnings: map.warnings,
+  };
+}
+
+/**
+ * Reads the partition table and every partition's allocation metadata. Throws PartitionTableError when the
+ * table cannot be trusted; a file system whose metadata cannot be trusted is copied whole, with a warning
+ * (or, with `strict`, throws FilesystemDamagedError naming the partition).
+ */
+export async function inspectDisk(reader: BlockReader, options: MapOptions = {}): Promise<DiskLayout> {
+  const table = await readPartitionTable(reader);
+  const warnings = [...table.warnings];
+  const partitions: PartitionLayout[] = [];
+  for (const entry of table.partitions) {
+    const name = table.kind === 'none' ? reader.path : `partition ${entry.index} of ${reader.path}`;
+    const { layout, warnings: found } = await layoutPartition(reader, entry, name, options);
+    partitions.push(layout);
+    warnings.push(...found);
+  }
+  const used: ByteRange[] = [...table.tableRanges];
+  if (table.kind !== 'none') {
+    const firstStart = Math.min(reader.size, ...table.partitions.map((p) => p.start));
+    used.push({ start: 0, length: Math.min(firstStart, bootAreaLimit) });
+  }
+  for (const p of partitions) used.push(...p.usedRanges);
+  const usedRanges = mergeRanges(shiftRanges(used, 0, reader.size));
+  return {
+    path: reader.path,
+    size: reader.size,
+    partitionTable: table.kind,
+    sectorSize: table.sectorSize,
+    ...(table.diskId ? { diskId: table.diskId } : {}),
+    partitions,
+    usedRanges,
+    usedBytes: rangesBytes(usedRanges),
+    warnings,
+  };
+}
