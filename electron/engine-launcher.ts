@@ -75,11 +75,18 @@ export async function startElevatedEngine(
   return outcome;
 }
 
-/** Starts `enginePath daemon` as the user, listening at socketPath; the returned process ends with the shell. */
-export function startUserEngine(enginePath: string, socketPath: string): Promise<ChildProcess> {
+/**
+ * Starts `enginePath daemon` as the user, listening at socketPath with its state in stateDir (the service's
+ * /var/lib/diskline is root's). The returned process ends with the shell.
+ */
+export function startUserEngine(
+  enginePath: string,
+  socketPath: string,
+  stateDir: string,
+): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(enginePath, ['daemon'], {
-      env: { ...process.env, DISKLINE_SOCKET: socketPath },
+    const child = spawn(enginePath, ['daemon', '--socket', socketPath], {
+      env: { ...process.env, DISKLINE_STATE_DIR: stateDir },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     child.once('error', (error) => reject(new Error(`could not run ${enginePath}: ${error.message}`)));

@@ -49,7 +49,11 @@ const config: ShellConfig = {
           }
         }),
       startUnprivileged: async (socketPath) => {
-        userEngine = await startUserEngine(enginePath, socketPath);
+        userEngine = await startUserEngine(
+          enginePath,
+          socketPath,
+          join(electron.app.getPath('userData'), 'engine-state'),
+        );
         // Give it a moment to listen before the supervisor's first connect.
         for (let i = 0; i < 40; i++) {
           try {
@@ -66,4 +70,9 @@ const config: ShellConfig = {
 };
 
 electron.app.on('will-quit', () => userEngine?.kill());
-void startShell(electron, config);
+// Kept on the main process's global for diagnostics and the end-to-end test (which reads the tray's
+// state through Playwright); renderers cannot reach it.
+// No top-level await: Electron must see the app scheme registered before 'ready', and the module finish.
+void startShell(electron, config).then((shell) => {
+  (globalThis as { disklineShell?: unknown }).disklineShell = shell;
+});

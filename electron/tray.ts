@@ -37,6 +37,8 @@ export class TrayPresenter {
   readonly #dispatch: (action: TrayAction) => void;
   readonly #tray: ShellTray;
   #shownIcon: TrayIconState | null = null;
+  /** Every icon state shown, in order (one entry per change): what the tray told the user over time. */
+  readonly shownIcons: TrayIconState[] = ['idle'];
   #timer: ReturnType<typeof setTimeout> | null = null;
   #lastRender = 0;
   readonly #renderIntervalMs: number;
@@ -73,6 +75,7 @@ export class TrayPresenter {
         this.#electron.nativeImage.createFromPath(trayIconPath(this.#assetsDir, view.icon)),
       );
       this.#shownIcon = view.icon;
+      this.shownIcons.push(view.icon);
     }
     this.#tray.setToolTip(view.tooltip);
     this.#tray.setContextMenu(this.#electron.Menu.buildFromTemplate(menuTemplate(view.menu, this.#dispatch)));
