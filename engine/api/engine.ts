@@ -237,7 +237,15 @@ export class Engine {
           attachedAs: attached.has(drive.device) ? drive.attachedAs : null,
         }));
       },
-      'points.list': ({ repo }) => this.runners.listPoints(this.resolveRepo(repo)),
+      'points.list': async ({ repo }) => {
+        const location = this.resolveRepo(repo);
+        const checks = this.state.checks[location] ?? {};
+        return (await this.runners.listPoints(location)).map((point) => ({
+          ...point,
+          verify: checks[point.id]?.verify ?? point.verify,
+          drill: checks[point.id]?.drill ?? point.drill,
+        }));
+      },
       'repo.init': async ({ repo, encrypted }) => {
         const location = this.resolveRepo(repo);
         await this.runners.initRepository(location, encrypted);

@@ -6,7 +6,7 @@ import { Engine, type JobRunners } from './engine.ts';
 
 export interface HostOptions {
   stateDir?: string;
-  runners?: JobRunners;
+  runners?: (state: StateStore) => JobRunners;
   /** Run plan schedules (daemon, serve); one-shot CLI engines do not. */
   schedules?: boolean;
   /**
@@ -18,7 +18,7 @@ export interface HostOptions {
 
 export async function openEngine(options: HostOptions = {}): Promise<Engine> {
   const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir());
-  const engine = new Engine({ state, runners: options.runners ?? defaultRunners() });
+  const engine = new Engine({ state, runners: (options.runners ?? defaultRunners)(state) });
   await engine.start({ schedules: options.schedules ?? true, recover: options.recover ?? true });
   return engine;
 }

@@ -28,6 +28,13 @@ export const ConfigSchema = z.object({
 export type Config = z.infer<typeof ConfigSchema>;
 
 const PlansSchema = z.array(PlanSchema);
+
+/** What the engine learned about restore points by checking them (verify, restore drill), per repository. */
+export const PointCheckSchema = z.object({
+  verify: z.enum(['ok', 'damaged']).optional(),
+  drill: z.object({ time: z.string(), ok: z.boolean(), detail: z.string() }).optional(),
+});
+const ChecksSchema = z.record(z.string(), z.record(z.string(), PointCheckSchema));
 const JobsSchema = z.array(JobSchema);
 
 /** Where state lives: DISKLINE_STATE_DIR, else /var/lib/diskline for root, else the user's state dir. */
@@ -66,6 +73,8 @@ export class StateStore {
   config: Config = ConfigSchema.parse({});
   plans: z.infer<typeof PlansSchema> = [];
   jobs: z.infer<typeof JobsSchema> = [];
+  /** repository path → point id → what checks found. */
+  checks: z.infer<typeof ChecksSchema> = {};
   #writes: Promise<void> = Promise.resolve();
 
   constructor(dir: string) {
@@ -78,6 +87,7 @@ export class StateStore {
     store.config = await readJson(join(dir, 'config.json'), ConfigSchema, {});
     store.plans = await readJson(join(dir, 'plans.json'), PlansSchema, []);
     store.jobs = await readJson(join(dir, 'jobs.json'), JobsSchema, []);
+    store.checks = await readJson(join(dir, 'checks.json'), ChecksSchema, {});
     return store;
   }
 
@@ -96,6 +106,9 @@ export class StateStore {
   }
   saveJobs(): Promise<void> {
     return this.#enqueue('jobs.json', this.jobs);
+  }
+  saveChecks(): Promise<void> {
+    return this.#enqueue('checks.json', this.checks);
   }
   /** Resolves when every write queued so far is on disk. */
   flush(): Promise<void> {

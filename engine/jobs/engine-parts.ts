@@ -3,7 +3,7 @@
 // can) even on a build where a part is missing; a job that needs a missing part fails saying which.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Drive, Partition, PointSummary } from '../../protocol/model.ts';
+import type { Drive, Partition } from '../../protocol/model.ts';
 
 export class PartNotAvailableError extends Error {}
 
@@ -41,37 +41,4 @@ export async function inspectPartitions(
   if (!layout?.inspectDisk) return null;
   const disk = await layout.inspectDisk(device);
   return { table: disk.partitionTable ?? null, partitions: disk.partitions ?? [] };
-}
-
-/** The repository passphrase for the engine's jobs: DISKLINE_PASSWORD, else the file DISKLINE_PASSWORD_FILE. */
-export function repositoryPassword(): string | undefined {
-  return process.env.DISKLINE_PASSWORD;
-}
-
-/** Facts a job reports while it runs. */
-export interface PartProgress {
-  doneBytes?: number;
-  totalBytes?: number;
-}
-
-export interface PartRunOptions {
-  signal: AbortSignal;
-  onProgress(update: PartProgress): void;
-}
-
-// Each function below is the one place a job reaches another engineer's module; when a module's API
-// changes, only its adapter here changes.
-
-export async function listPoints(repo: string): Promise<PointSummary[]> {
-  await requirePart('repository/repository.ts', 'Repository', `Listing the restore points of ${repo}`);
-  throw new PartNotAvailableError(`Listing the restore points of ${repo}: not available yet.`);
-}
-
-export async function initRepository(repo: string, encrypted: boolean): Promise<void> {
-  await requirePart(
-    'repository/repository.ts',
-    'Repository',
-    `Creating the repository ${repo} (encrypted: ${encrypted})`,
-  );
-  throw new PartNotAvailableError(`Creating the repository ${repo}: not available yet.`);
 }

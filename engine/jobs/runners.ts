@@ -1,23 +1,35 @@
-// The work behind each job kind, as the engine runs it by default: backup through a snapshot session into
-// the repository, restore, verify, prune, restore drill and mount. Each reaches the other engine parts only
-// through engine-parts.ts; a part that has not landed makes its job fail saying so.
+// The work behind each job kind, as the engine runs it: backup through a snapshot session into the
+// repository, restore, verify, prune and the restore drill. Mounting a point waits for the tap's mount.
 import type { JobRunners } from '../api/engine.ts';
-import { initRepository, listPoints, PartNotAvailableError } from './engine-parts.ts';
+import type { StateStore } from '../config/state.ts';
+import { Repository } from '../repository/repository.ts';
+import { runBackup } from './backup.ts';
+import { runDrill } from './drill.ts';
+import { PartNotAvailableError } from './engine-parts.ts';
+import { runPrune, runVerify } from './maintenance.ts';
+import { enginePassphrase, withRepository } from './repository-access.ts';
+import { runRestore } from './restore.ts';
 
-function notYet(what: string): never {
-  throw new PartNotAvailableError(`${what}: not available yet in this build of the engine.`);
-}
-
-export function defaultRunners(): JobRunners {
+export function defaultRunners(state: StateStore): JobRunners {
   return {
-    listPoints,
-    initRepository,
-    backup: async ({ source, repo }) => notYet(`Backing up ${source} to ${repo}`),
-    restore: async ({ point, to }) => notYet(`Restoring ${point} to ${to}`),
-    verify: async ({ repo }) => notYet(`Verifying ${repo}`),
-    prune: async ({ repo }) => notYet(`Pruning ${repo}`),
-    drill: async ({ point }) => notYet(`Restore drill of ${point}`),
-    mount: async ({ point }) => notYet(`Mounting ${point}`),
-    unmount: async (path) => notYet(`Unmounting ${path}`),
+    listPoints: (repo) => withRepository(repo, async (opened) => (await opened.listPoints()).points),
+    initRepository: async (repo, encrypted) => {
+      const created = await Repository.init(repo, {
+        password: enginePassphrase(),
+        insecureNoEncryption: !encrypted,
+      });
+      await created.close();
+    },
+    backup: (params, context, publishBlockMap) => runBackup(params, context, publishBlockMap),
+    restore: (params, context) => runRestore(params, context),
+    verify: (params, context) => runVerify(params, context, state),
+    prune: (params, context) => runPrune(params, context),
+    drill: (params, context) => runDrill(params, context, state),
+    mount: async ({ point }) => {
+      throw new PartNotAvailableError(`Mounting ${point}: not available yet in this build of the engine.`);
+    },
+    unmount: async (path) => {
+      throw new PartNotAvailableError(`Unmounting ${path}: not available yet in this build of the engine.`);
+    },
   };
 }

@@ -1,0 +1,58 @@
+// Repository upkeep jobs: verify (structure, or every byte) and prune (retention). Verify's findings are
+// recorded per point in the engine's state, so the timeline can show which points are known good or damaged.
+import type { Retention } from '../../protocol/model.ts';
+import type { StateStore } from '../config/state.ts';
+import { pruneRepository } from '../repository/prune.ts';
+import { verifyRepository } from '../repository/verify.ts';
+import type { JobContext } from './manager.ts';
+import { withRepository } from './repository-access.ts';
+
+export async function runVerify(
+  params: { repo: string; readData: boolean },
+  context: JobContext,
+  state: StateStore,
+): Promise<Record<string, unknown>> {
+  const report = await withRepository(params.repo, async (repo) => {
+    const pointIds = await repo.pointIds();
+    const report = await verifyRepository(repo, {
+      readData: params.readData,
+      onProgress: ({ doneChunks, totalChunks }) => {
+        context.progress({
+          doneBytes: doneChunks * repo.chunkSize,
+          totalBytes: totalChunks * repo.chunkSize,
+        });
+        context.signal.throwIfAborted();
+      },
+    });
+    const damaged = new Set(report.damagedPoints.map((point) => point.id));
+    const checks = (state.checks[params.repo] ??= {});
+    for (const id of pointIds) {
+      checks[id] = { ...checks[id], verify: damaged.has(id) ? 'damaged' : 'ok' };
+    }
+    await state.saveChecks();
+    return report;
+  });
+  if (!report.ok) {
+    const first = report.damagedPoints[0];
+    throw new Error(
+      `${params.repo} is damaged: ${report.damagedPoints.length} point(s) cannot be restored exactly` +
+        (first ? ` (${first.id}: ${first.problems[0]})` : '') +
+        (report.problems.length ? `; ${report.problems[0]}` : '') +
+        '. Back up again to replace them; prune the damaged points.',
+    );
+  }
+  return { ...report };
+}
+
+export async function runPrune(
+  params: { repo: string; retention: Retention; dryRun: boolean },
+  context: JobContext,
+): Promise<Record<string, unknown>> {
+  return withRepository(params.repo, async (repo) => {
+    const report = await pruneRepository(repo, params.retention, {
+      dryRun: params.dryRun,
+      onStep: () => context.signal.throwIfAborted(),
+    });
+    return { ...report };
+  });
+}

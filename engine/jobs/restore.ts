@@ -1,0 +1,66 @@
+// The restore job: writes a restore point to an image file (emptied first, so unused and zero units cost
+// nothing) or a block device. The target was confirmed by the caller (restore.preview's token); the device
+// layer still refuses a mounted, swap, held or too-small device. If interrupted, the target holds a mix of old
+// and restored data: restoring again is safe (restores are idempotent).
+import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
+import { openWriter } from '../device/open.ts';
+import { restorePoint } from '../repository/restore.ts';
+import type { JobContext } from './manager.ts';
+import { withRepository } from './repository-access.ts';
+
+/** Loop devices backed by `file`: an attached image may be mounted, so it is never a restore target. */
+export async function loopDevicesBackedBy(file: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of await readdir('/sys/class/block').catch(() => [] as string[])) {
+    if (!/^loop\d+$/.test(name)) continue;
+    const backing = await readFile(`/sys/class/block/${name}/loop/backing_file`, 'utf8').catch(() => '');
+    if (backing.trim().replace(/ \(deleted\)$/, '') === file) found.push(`/dev/${name}`);
+  }
+  return found;
+}
+
+export interface RestoreParams {
+  repo: string;
+  point: string;
+  to: string;
+}
+
+export async function runRestore(
+  params: RestoreParams,
+  context: JobContext,
+): Promise<Record<string, unknown>> {
+  return withRepository(params.repo, async (repo) => {
+    const manifest = await repo.loadManifest(await repo.resolvePointId(params.point));
+    const needed = manifest.source.size;
+    const existing = await stat(params.to).catch(() => null);
+    const target = existing ? await realpath(params.to) : params.to;
+    const isDevice = existing?.isBlockDevice() ?? false;
+    if (!isDevice) {
+      const loops = existing ? await loopDevicesBackedBy(target) : [];
+      if (loops.length) {
+        throw new Error(
+          `Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`,
+        );
+      }
+      // Empty the image, so units the point does not use read as zeros, then give it the point's size.
+      if (existing) await truncate(target, 0);
+      if (existing) await truncate(target, Math.max(existing.size, needed));
+    }
+    const writer = await openWriter(target, { minSize: needed });
+    try {
+      context.signal.throwIfAborted();
+      const result = await restorePoint(repo, manifest, writer, {
+        targetIsZeroed: !isDevice,
+        onProgress: (progress) => {
+          context.progress(progress);
+          // restorePoint has no cancel hook: stop it from its progress callback.
+          context.signal.throwIfAborted();
+        },
+      });
+      await writer.flush();
+      return { point: manifest.id, target, ...result };
+    } finally {
+      await writer.close();
+    }
+  });
+}
