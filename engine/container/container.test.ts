@@ -15,6 +15,7 @@ import { attachLoop } from '../testing/loop.ts';
 import { DeviceContainer } from './device.ts';
 import { FileContainer } from './file.ts';
 import { MemoryContainer } from './memory.ts';
+import { openContainer } from './open.ts';
 import { SlotAllocator } from './slot-allocator.ts';
 import type { IntermediateContainer } from './types.ts';
 
@@ -204,5 +205,24 @@ test('device container on a loop device: refuses it mounted or as the source, ca
     } finally {
       await loop.detach();
     }
+  });
+});
+
+test('openContainer builds each kind from a plan spec and refuses a file or device spec without a path', async () => {
+  await withTempDir(async (dir) => {
+    const options = { slotSize: SLOT, sourcePath: join(dir, 'source.img') };
+    const memory = await openContainer({ kind: 'memory', capacityBytes: 4 * SLOT }, options);
+    await checkHoldsAndFrees(memory);
+    const file = await openContainer(
+      { kind: 'file', path: join(dir, 'c'), capacityBytes: 4 * SLOT },
+      options,
+    );
+    await checkHoldsAndFrees(file);
+    await file.close();
+    await assert.rejects(openContainer({ kind: 'file', capacityBytes: SLOT }, options), /needs a path/);
+    await assert.rejects(
+      openContainer({ kind: 'device', path: options.sourcePath, capacityBytes: SLOT }, options),
+      /refusing to use .*source\.img as the container/,
+    );
   });
 });
