@@ -1,6 +1,7 @@
 // A disk's layout as the snapshot core and the repository use it: the partition table, each partition's
 // file system and used ranges, and the disk's used ranges — table structures and boot area, plus every
 // partition's used bytes, absolute, sorted and merged. Unallocated gaps are not in it.
+import { openReader } from '../device/open.ts';
 import { mergeRanges, rangesBytes, shiftRanges } from '../device/ranges.ts';
 import type { BlockReader, ByteRange } from '../device/types.ts';
 import { type MapOptions, usedMapOf } from '../filesystems/index.ts';
@@ -81,9 +82,24 @@ async function layoutPartition(
 /**
  * Reads the partition table and every partition's allocation metadata. Throws PartitionTableError when the
  * table cannot be trusted; a file system whose metadata cannot be trusted is copied whole, with a warning
- * (or, with `strict`, throws FilesystemDamagedError naming the partition).
+ * (or, with `strict`, throws FilesystemDamagedError naming the partition). Given a path, opens it read-only.
+ *
+ * The map is exact for the bytes read: inspect a live file system through the snapshot's view at the
+ * consistent point (or frozen/unmounted), since allocations made after the read are not in it.
  */
-export async function inspectDisk(reader: BlockReader, options: MapOptions = {}): Promise<DiskLayout> {
+export async function inspectDisk(
+  source: BlockReader | string,
+  options: MapOptions = {},
+): Promise<DiskLayout> {
+  if (typeof source === 'string') {
+    const reader = await openReader(source);
+    try {
+      return await inspectDisk(reader, options);
+    } finally {
+      await reader.close();
+    }
+  }
+  const reader = source;
   const table = await readPartitionTable(reader);
   const warnings = [...table.warnings];
   const partitions: PartitionLayout[] = [];
