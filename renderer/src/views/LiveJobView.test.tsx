@@ -81,15 +81,13 @@ describe('Live job view', () => {
     });
     expect(screen.getByRole('button', { name: 'Cancel backup' })).toBeTruthy();
     act(() =>
-      store
-        .getState()
-        .applyJob(
-          makeJob({
-            id: 'b1',
-            state: 'failed',
-            error: 'Could not read /dev/sdb at 4096: I/O error. Check the cable.',
-          }),
-        ),
+      store.getState().applyJob(
+        makeJob({
+          id: 'b1',
+          state: 'failed',
+          error: 'Could not read /dev/sdb at 4096: I/O error. Check the cable.',
+        }),
+      ),
     );
     expect(screen.queryByRole('button', { name: 'Cancel backup' })).toBeNull();
     expect(screen.getByRole('alert').textContent).toBe(

@@ -1,0 +1,133 @@
+// The end-to-end fixture: a real engine (`bin/diskline serve --json`) over a real repository and real image
+// files made with mkfs.ext4 -d, and a real headless Chromium pointed at the address serve printed. Everything
+// lives in one temp dir that is removed afterwards, and the engine is stopped, even when a step fails.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { runTool } from '../engine/testing/tools.ts';
+
+const projectRoot = fileURLToPath(new URL('..', import.meta.url));
+export const diskline = join(projectRoot, 'bin', 'diskline');
+export const chromiumPath = '/usr/bin/chromium';
+const MiB = 1024 * 1024;
+
+export const password = 'e2e correct horse battery staple';
+
+/** Why this machine cannot run the UI end-to-end test, or null when it can. */
+export function e2eUnavailableReason(): string | null {
+  if (!existsSync(chromiumPath)) return `no Chromium at ${chromiumPath} (scripts/setup.sh installs it)`;
+  if (!existsSync(join(projectRoot, 'renderer', 'dist', 'index.html')))
+    return 'the renderer is not built: run `npm run build` first';
+  if (!existsSync(join(projectRoot, 'engine', 'cli', 'verbs', 'serve.ts')))
+    return '`diskline serve` is missing';
+  return null;
+}
+
+export interface Fixture {
+  dir: string;
+  repo: string;
+  source: string;
+  target: string;
+  run(args: string[]): Promise<string>;
+  startServe(): Promise<string>;
+  openPage(url: string): Promise<Page>;
+  close(): Promise<void>;
+}
+
+export function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Writes random bytes over part of an (unmounted) image, so the next backup has something changed to copy. */
+export async function scribble(image: string, offset: number, length: number): Promise<void> {
+  const bytes = await readFile(image);
+  randomBytes(length).copy(bytes, offset);
+  await writeFile(image, bytes);
+}
+
+export async function makeFixture(sizeMiB = 32): Promise<Fixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'diskline-e2e-'));
+  const env = { ...process.env, DISKLINE_PASSWORD: password, DISKLINE_STATE_DIR: join(dir, 'state') };
+  let serve: ChildProcess | null = null;
+  let browser: Browser | null = null;
+  const fixture: Fixture = {
+    dir,
+    repo: join(dir, 'repo'),
+    source: join(dir, 'source.img'),
+    target: join(dir, 'target.img'),
+    async run(args) {
+      const { stdout } = await runTool(diskline, args, { env: env as Record<string, string> });
+      return stdout;
+    },
+    async startServe() {
+      const child = spawn(
+        diskline,
+        ['serve', '--json', '--repo', fixture.repo, '--image', fixture.source, '--image', fixture.target],
+        { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      serve = child;
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      return new Promise<string>((resolve, reject) => {
+        let stdout = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const line = stdout.split('\n')[0];
+          if (stdout.includes('\n') && line) {
+            try {
+              resolve((JSON.parse(line) as { url: string }).url);
+            } catch {
+              reject(new Error(`diskline serve --json printed '${line}', not JSON`));
+            }
+          }
+        });
+        child.once('exit', (code) =>
+          reject(new Error(`diskline serve exited (${code}) before it was ready: ${stderr}`)),
+        );
+      });
+    },
+    async openPage(url) {
+      browser ??= await chromium.launch({
+        executablePath: chromiumPath,
+        args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
+      });
+      const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+      page.setDefaultTimeout(15_000);
+      await page.goto(url);
+      return page;
+    },
+    async close() {
+      await browser?.close().catch(() => {});
+      const child = serve as ChildProcess | null;
+      if (child && child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    const files = join(dir, 'files');
+    await mkdir(join(files, 'docs'), { recursive: true });
+    for (let i = 0; i < 6; i++)
+      await writeFile(join(files, 'docs', `file-${i}.bin`), randomBytes(512 * 1024));
+    await writeFile(join(files, 'hello.txt'), 'Diskline end-to-end\n');
+    await runTool('mkfs.ext4', ['-q', '-F', '-d', files, fixture.source, `${sizeMiB}M`]);
+    await writeFile(fixture.target, Buffer.alloc(0));
+    await runTool('truncate', ['-s', `${sizeMiB * MiB}`, fixture.target]);
+  } catch (error) {
+    await fixture.close();
+    throw error;
+  }
+  return fixture;
+}
