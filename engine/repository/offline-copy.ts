@@ -29,6 +29,8 @@ export async function copyRangesOffline(
   for (let i = 0; i < steps.length; i++) {
     const current = ahead ?? read(steps[i]!);
     ahead = i + 1 < steps.length ? read(steps[i + 1]!) : null;
+    // A failed read ahead is reported when its turn comes (or not at all if an earlier step fails first).
+    ahead?.catch(() => undefined);
     const { offset, data } = await current;
     for (let at = 0; at < data.length; at += unitSize) {
       await sink.writeUnit(offset + at, data.subarray(at, Math.min(at + unitSize, data.length)));

@@ -338,9 +338,18 @@ export class PointWriter implements UnitSink {
     await withWriterLock(this.#repo.backend, `backup ${this.pointId}`, async () => {
       await this.#rescueCondemnedPacks(snapshot.chunkIds);
       if (this.#unindexed.length > 0) {
+        // Take the list: packs finishing while this index file is written go into a fresh one.
         const entries = this.#unindexed;
-        await this.#repo.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(entries));
-        this.#unindexed = this.#unindexed.slice(entries.length);
+        this.#unindexed = [];
+        try {
+          await this.#repo.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(entries));
+        } catch (error) {
+          this.#unindexed.unshift(...entries);
+          throw error;
+        }
+        // Readers of this Repository object (openPoint right after the backup) see the new chunks.
+        const index = this.#repo.loadIndexCached();
+        for (const [key, entry] of entries) index?.entries.set(key, entry);
       }
       await this.#repo.writeManifest(manifest);
     });
