@@ -419,3 +419,33 @@ test('an aborted image sink leaves no file behind; an existing image is never ov
     );
   });
 });
+
+test('restrictTo after arm(): units outside the list become free and leave the container; not after run()', async () => {
+  const disk = new MemoryDisk('disk', patterned(16 * UNIT));
+  const original = Buffer.from(disk.bytes);
+  const sink = new RecordingSink(disk.size);
+  const settled: number[][] = [];
+  const snap = session(disk, sink, { onSettle: (first, count) => settled.push([first, count]) });
+  snap.arm();
+  await snap.beforeWrite(3 * UNIT, 1);
+  await snap.beforeWrite(10 * UNIT, 1);
+  disk.bytes.fill(5, 3 * UNIT, 3 * UNIT + 1);
+  disk.bytes.fill(5, 10 * UNIT, 10 * UNIT + 1);
+  assert.equal(snap.stats().container.usedBytes, 2 * UNIT);
+  snap.restrictTo([{ start: 3 * UNIT, length: 3 * UNIT }]);
+  assert.equal(snap.stats().container.usedBytes, UNIT);
+  assert.deepEqual(snap.stats().units, { free: 13, pending: 2, preserved: 1, copied: 0 });
+  assert.deepEqual(settled.slice(2), [
+    [0, 3],
+    [6, 4],
+    [11, 5],
+  ]);
+  const result = await snap.run();
+  assert.deepEqual(
+    sink.order.sort((a, b) => a - b),
+    [3, 4, 5],
+  );
+  assert.equal(result.bytesCopied, 3 * UNIT);
+  assert.ok(sink.image.subarray(3 * UNIT, 6 * UNIT).equals(original.subarray(3 * UNIT, 6 * UNIT)));
+  assert.throws(() => snap.restrictTo([]), /can be narrowed only before run\(\); the session is done/);
+});

@@ -90,6 +90,8 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   private readonly mixedUnits: Set<number>;
   private readonly onSettle: ((firstUnit: number, count: number) => void) | undefined;
   private readonly writtenSinceArm: UnitBits;
+  private readonly excludedInput: readonly ByteRange[] | undefined;
+  private readonly onlyInput: readonly ByteRange[] | undefined;
 
   // Container accounting, in units (each costs one slot).
   private readonly slotBytes: number;
@@ -126,7 +128,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   private sinkAborted = false;
   private readonly watches = new Set<BlockMapWatch>();
 
-  private readonly totalBytes: number;
+  private totalBytes = 0;
   private bytesCopied = 0;
   private copiedUnits = 0;
   private preservedEver = 0;
@@ -155,6 +157,8 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     this.excluded = plan.excluded;
     this.mixedUnits = plan.mixedUnits;
     this.onSettle = options.onSettle;
+    this.excludedInput = options.excludedRanges;
+    this.onlyInput = options.onlyRanges;
     this.writtenSinceArm = new UnitBits(this.unitCount);
 
     if (this.container.slotSize < this.unitSize) {
@@ -178,18 +182,60 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     this.readRequestUnits = Math.max(1, Math.floor((options.readRequestBytes ?? 1 << 20) / this.unitSize));
     this.readsInFlight = Math.max(1, options.readsInFlight ?? 4);
 
+    this.countTotalBytes();
+  }
+
+  private countTotalBytes(): void {
     let total = 0;
-    for (
-      let unit = this.states.findNext(0, PENDING);
-      unit >= 0;
-      unit = this.states.findNext(unit + 1, PENDING)
-    ) {
-      total += this.unitLength(unit);
+    for (let unit = 0; unit < this.unitCount; unit++) {
+      if (this.states.get(unit) !== FREE) total += this.unitLength(unit);
     }
     this.totalBytes = total;
   }
 
   // ── Consistent point and interception ───────────────────────────────────────────────────────────────
+
+  /**
+   * Narrows what the snapshot captures, after arm() and before run(). The safe order for a disk in use:
+   * construct with the whole disk as used, arm() at the freeze, list the used blocks from readSnapshot (the
+   * consistent point itself, so blocks allocated between listing and freezing cannot be missed), then
+   * restrictTo(that list). Units that leave the capture become free (their preserved bytes leave the
+   * container); a unit being preserved right now stays captured.
+   */
+  restrictTo(usedRanges: readonly ByteRange[]): void {
+    if (this.phase !== 'ready' && this.phase !== 'armed') {
+      throw new Error(`the capture can be narrowed only before run(); the session is ${this.phase}`);
+    }
+    const plan = planUnits({
+      size: this.size,
+      unitSize: this.unitSize,
+      usedRanges,
+      excludedRanges: this.excludedInput,
+      onlyRanges: this.onlyInput,
+    });
+    let settledFrom = -1;
+    for (let unit = 0; unit <= this.unitCount; unit++) {
+      let settles = false;
+      if (unit < this.unitCount && plan.states.get(unit) !== PENDING) {
+        const state = this.states.get(unit);
+        if (state === PENDING && !this.busyUnits.has(unit)) {
+          this.setState(unit, FREE);
+          settles = true;
+        } else if (state === PRESERVED) {
+          this.container.free(unit);
+          this.heldUnits--;
+          this.setState(unit, FREE);
+        }
+      }
+      if (settles && settledFrom < 0) settledFrom = unit;
+      if (!settles && settledFrom >= 0) {
+        this.onSettle?.(settledFrom, unit - settledFrom);
+        settledFrom = -1;
+      }
+    }
+    this.countTotalBytes();
+    this.containerSpaceReleased();
+  }
 
   /** The consistent point: from now on writes are intercepted. Call with the file system frozen. */
   arm(): void {
@@ -221,7 +267,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     }
     if (!mustWait || this.failure || this.phase === 'done') return RESOLVED;
     this.interceptedWrites++;
-    return this.waitForUnits(first, last, offset, end);
+    return this.waitForUnits(first, last, offset, end).catch((error: Error) => this.fail(error));
   }
 
   /** True when a mixed unit's part in [start, end) is all excluded bytes (the container's own blocks). */
@@ -555,6 +601,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       this.preservedQueue = this.preservedQueue.slice(this.preservedQueueHead);
       this.preservedQueueHead = 0;
     }
+    if (this.states.get(unit) !== PRESERVED) return; // left the capture (restrictTo)
     try {
       const data = await this.container.take(unit);
       await this.writeToSink(unit, data);
