@@ -96,7 +96,15 @@ export class Engine {
 
   /** Reports jobs an earlier run left unfinished, then starts the schedules. */
   async start(options: { schedules?: boolean; recover?: boolean } = {}): Promise<Job[]> {
-    const interrupted = options.recover === false ? [] : await this.jobs.recoverInterrupted({});
+    const interrupted =
+      options.recover === false
+        ? []
+        : await this.jobs.recoverInterrupted({
+            backup: async (job) =>
+              `The next backup of ${job.result?.source ?? 'this source'} resumes from its last checkpoint.`,
+            restore: async (job) =>
+              `${job.result?.target ?? 'The target'} holds a mix of old and restored data: restore it again.`,
+          });
     for (const job of interrupted) this.events.emit('job.updated', job);
     if (options.schedules !== false) await this.scheduler.start();
     return interrupted;

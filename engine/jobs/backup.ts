@@ -25,6 +25,12 @@ import { withRepository } from './repository-access.ts';
 /** Container used when the request names none: RAM enough for 64 MiB of preserved units. */
 const DEFAULT_CONTAINER_BYTES = 64 << 20;
 
+/** Time between checkpoints of a running backup; DISKLINE_CHECKPOINT_MS overrides the writer's default. */
+function checkpointInterval(): number | undefined {
+  const text = process.env.DISKLINE_CHECKPOINT_MS;
+  return text && /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
 async function sysText(path: string): Promise<string | null> {
   const text = await readFile(path, 'utf8').catch(() => null);
   return text?.trim() || null;
@@ -126,6 +132,7 @@ export async function runBackup(
         consistency: mounted.length > 0 ? 'crash-consistent' : 'offline',
         parent,
         resume: checkpoint,
+        checkpointIntervalMs: checkpointInterval(),
       });
       const container = await openContainer(params.container, repo.chunkSize);
       const session = new SnapshotSession({
