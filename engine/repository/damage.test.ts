@@ -81,7 +81,7 @@ test('a flipped byte in a pack: verify --read-data names the damaged point only;
   const repo = await copyRepo('flipped');
   const packPath = join(repo, packFileName(packsOfA[0]!));
   const pack = await readFile(packPath);
-  pack[200] ^= 0x40; // inside the first blob's stored bytes
+  pack[200]! ^= 0x40; // inside the first blob's stored bytes
   await writeFile(packPath, pack);
   const structural = await runCli(['verify', '--repo', repo]);
   assert.equal(structural.status, 0, 'the structure is intact');
@@ -278,7 +278,7 @@ test('an index file that fails its check is reported', async () => {
   const [first] = await readdir(join(repo, 'index'));
   const path = join(repo, 'index', first!);
   const bytes = await readFile(path);
-  bytes[bytes.length - 3] ^= 1;
+  bytes[bytes.length - 3]! ^= 1;
   await writeFile(path, bytes);
   const verify = await runCli(['verify', '--repo', repo]);
   assert.equal(verify.status, 4);
