@@ -3,7 +3,7 @@
 // refuse a mounted device and the source disk. Each backend also carries a whole snapshot session.
 
 import assert from 'node:assert/strict';
-import { stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { MemoryDisk } from '../snapshot/memory-disk.ts';
@@ -12,6 +12,7 @@ import type { UnitSink } from '../snapshot/types.ts';
 import { makeFilesystem, withMount } from '../testing/filesystems.ts';
 import { makeSparseImage, withTempDir } from '../testing/image.ts';
 import { attachLoop } from '../testing/loop.ts';
+import { runTool } from '../testing/tools.ts';
 import { DeviceContainer } from './device.ts';
 import { FileContainer } from './file.ts';
 import { MemoryContainer } from './memory.ts';
@@ -224,5 +225,52 @@ test('openContainer builds each kind from a plan spec and refuses a file or devi
       openContainer({ kind: 'device', path: options.sourcePath, capacityBytes: SLOT }, options),
       /refusing to use .*source\.img as the container/,
     );
+  });
+});
+
+test('a file container that cannot grow (file system full) fails the session cleanly, naming the file', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root to mount a tiny tmpfs');
+  await withTempDir(async (dir) => {
+    const mountDir = join(dir, 'small');
+    await mkdir(mountDir);
+    await runTool('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mountDir]);
+    try {
+      const path = join(mountDir, 'c.dlc');
+      const container = await FileContainer.create({
+        path,
+        capacityBytes: 64 * SLOT,
+        initialBytes: SLOT,
+        growStepBytes: 32 * SLOT,
+        slotSize: SLOT,
+      });
+      const size = 32 * SLOT;
+      const disk = new MemoryDisk('disk', Buffer.alloc(size, 7));
+      let aborted: Error | null = null;
+      const session = new SnapshotSession({
+        reader: disk,
+        usedRanges: [{ start: 0, length: size }],
+        unitSize: SLOT,
+        container,
+        sink: {
+          writeUnit: async () => {},
+          finish: async () => {},
+          abort: async (reason) => {
+            aborted = reason;
+          },
+        },
+        maxThrottleDelayMs: 0,
+      });
+      try {
+        session.arm();
+        await session.beforeWrite(0, 1);
+        await session.beforeWrite(SLOT, 1); // needs a second slot: the file must grow, and cannot
+        await assert.rejects(session.run(), /could not grow container file .*c\.dlc to \d+ bytes: .*ENOSPC/);
+        assert.match(String(aborted), /ENOSPC/);
+      } finally {
+        await container.close();
+      }
+    } finally {
+      await runTool('umount', [mountDir]);
+    }
   });
 });

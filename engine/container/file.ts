@@ -37,8 +37,10 @@ async function preallocate(handle: FileHandle, path: string, offset: number, len
   const zeros = Buffer.alloc(Math.min(length, 1 << 20));
   for (let done = 0; done < length; ) {
     const chunk = Math.min(zeros.length, length - done);
-    await handle.write(zeros, 0, chunk, offset + done);
-    done += chunk;
+    // A full file system first answers with a short write, then with ENOSPC: keep writing until one of them.
+    const { bytesWritten } = await handle.write(zeros, 0, chunk, offset + done);
+    if (bytesWritten === 0) throw new Error(`no space left on the file system of ${path} (ENOSPC)`);
+    done += bytesWritten;
   }
 }
 

@@ -128,6 +128,19 @@ async function runScenario(
   seed: number,
   makeDevice: (initial: Buffer) => Promise<Device>,
 ): Promise<ScenarioOutcome> {
+  try {
+    return await raceOnce(seed, makeDevice);
+  } catch (error) {
+    const message = (error as Error).message;
+    if (message.includes(`seed ${seed}`)) throw error;
+    throw new Error(`seed ${seed} (rerun with DISKLINE_SEED=${seed}): ${message}`, { cause: error });
+  }
+}
+
+async function raceOnce(
+  seed: number,
+  makeDevice: (initial: Buffer) => Promise<Device>,
+): Promise<ScenarioOutcome> {
   const r = random(seed);
   const unitSize = 4096 * (1 + r.int(2));
   const size = unitSize * (16 + r.int(80)) - (r.chance(0.3) ? 512 * (1 + r.int(7)) : 0);
