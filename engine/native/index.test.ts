@@ -135,3 +135,33 @@ test('blockDeviceSize on a regular file says it is not a block device', {
     closeSync(fd);
   }
 });
+
+test('freezeAsync/thawAsync freeze and thaw on a worker thread', {
+  skip: (!built && 'native helper not built') || (!isRoot && 'needs root for loop devices and mounts'),
+}, async () => {
+  const { freezeAsync, thawAsync } = await import('./index.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'diskline-native-'));
+  const image = join(dir, 'disk.img');
+  const mountDir = join(dir, 'mnt');
+  let loop = '';
+  let mounted = false;
+  try {
+    execFileSync('truncate', ['-s', '32M', image]);
+    execFileSync('mkfs.ext4', ['-q', '-F', image]);
+    loop = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
+    execFileSync('mkdir', [mountDir]);
+    execFileSync('mount', [loop, mountDir]);
+    mounted = true;
+    await freezeAsync(mountDir);
+    await assert.rejects(freezeAsync(mountDir), {
+      code: 'EBUSY',
+      message: new RegExp(`freeze ${mountDir} failed`),
+    });
+    await thawAsync(mountDir);
+    await assert.rejects(thawAsync(join(dir, 'missing')), { message: /cannot open the mount point/ });
+  } finally {
+    if (mounted) execFileSync('umount', [mountDir]);
+    if (loop) execFileSync('losetup', ['-d', loop]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

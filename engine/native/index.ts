@@ -57,6 +57,12 @@ export interface NativeHelper {
   freeze(mountpoint: string): void;
   /** FITHAW: undoes freeze. */
   thaw(mountpoint: string): void;
+  /**
+   * freeze/thaw on a worker thread. Use these while a tap in this process is armed: thawing writes the
+   * superblock, which may need this process's event loop to answer the tap.
+   */
+  freezeAsync(mountpoint: string): Promise<void>;
+  thawAsync(mountpoint: string): Promise<void>;
   blockDeviceSize(fd: number): number;
   blockDeviceSectorSize(fd: number): number;
 
@@ -132,6 +138,12 @@ export function freeze(mountpoint: string): void {
 }
 export function thaw(mountpoint: string): void {
   nativeHelper().thaw(mountpoint);
+}
+export function freezeAsync(mountpoint: string): Promise<void> {
+  return nativeHelper().freezeAsync(mountpoint);
+}
+export function thawAsync(mountpoint: string): Promise<void> {
+  return nativeHelper().thawAsync(mountpoint);
 }
 export function blockDeviceSize(fd: number): number {
   return nativeHelper().blockDeviceSize(fd);

@@ -97,6 +97,84 @@ static napi_value freeze_ioctl(napi_env env, napi_callback_info info, unsigned l
 static napi_value freeze_fs(napi_env env, napi_callback_info info) { return freeze_ioctl(env, info, FIFREEZE, "freeze"); }
 static napi_value thaw_fs(napi_env env, napi_callback_info info) { return freeze_ioctl(env, info, FITHAW, "thaw"); }
 
+/* Async freeze/thaw: the ioctl runs on a libuv worker thread. Needed while a tap is armed: thawing writes the
+ * superblock, that write may wait for JavaScript, and JavaScript must not be the thread stuck in the ioctl. */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  unsigned long request;
+  const char *name;
+  char path[4096];
+  int err;
+  int open_failed;
+} freeze_work;
+
+static void freeze_execute(napi_env env, void *data) {
+  freeze_work *w = data;
+  int fd = open(w->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    w->err = errno;
+    w->open_failed = 1;
+    return;
+  }
+  if (ioctl(fd, w->request, 0) != 0) w->err = errno;
+  close(fd);
+}
+
+static void freeze_complete(napi_env env, napi_status status, void *data) {
+  freeze_work *w = data;
+  if (w->err == 0) {
+    napi_value undefined;
+    napi_get_undefined(env, &undefined);
+    napi_resolve_deferred(env, w->deferred, undefined);
+  } else {
+    char message[4400];
+    snprintf(message, sizeof message, "%s %s%s: %s", w->name, w->path,
+             w->open_failed ? ": cannot open the mount point" : " failed", strerror(w->err));
+    napi_value msg, err, num;
+    napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_create_int32(env, w->err, &num);
+    napi_set_named_property(env, err, "errno", num);
+    napi_value code;
+    napi_create_string_utf8(env, w->err == EBUSY ? "EBUSY" : w->err == EINVAL ? "EINVAL" : w->err == EPERM ? "EPERM" : w->err == EOPNOTSUPP ? "EOPNOTSUPP" : "EIO", NAPI_AUTO_LENGTH, &code);
+    napi_set_named_property(env, err, "code", code);
+    napi_reject_deferred(env, w->deferred, err);
+  }
+  napi_delete_async_work(env, w->work);
+  free(w);
+}
+
+static napi_value freeze_async_common(napi_env env, napi_callback_info info, unsigned long request, const char *name) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  freeze_work *w = calloc(1, sizeof *w);
+  if (!w) {
+    throw_errno(env, name, ENOMEM);
+    return NULL;
+  }
+  if (argc < 1 || !arg_string(env, argv[0], "mountpoint", w->path, sizeof w->path)) {
+    free(w);
+    return NULL;
+  }
+  w->request = request;
+  w->name = name;
+  napi_value promise, resource;
+  napi_create_promise(env, &w->deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  napi_create_async_work(env, NULL, resource, freeze_execute, freeze_complete, w, &w->work);
+  napi_queue_async_work(env, w->work);
+  return promise;
+}
+
+static napi_value freeze_fs_async(napi_env env, napi_callback_info info) {
+  return freeze_async_common(env, info, FIFREEZE, "freeze");
+}
+static napi_value thaw_fs_async(napi_env env, napi_callback_info info) {
+  return freeze_async_common(env, info, FITHAW, "thaw");
+}
+
 /* blockDeviceSize(fd): size in bytes of the block device open on fd (BLKGETSIZE64). */
 static napi_value block_device_size(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -136,6 +214,8 @@ void register_system(napi_env env, napi_value exports) {
   EXPORT_FN(env, exports, "peerCredentials", peer_credentials);
   EXPORT_FN(env, exports, "freeze", freeze_fs);
   EXPORT_FN(env, exports, "thaw", thaw_fs);
+  EXPORT_FN(env, exports, "freezeAsync", freeze_fs_async);
+  EXPORT_FN(env, exports, "thawAsync", thaw_fs_async);
   EXPORT_FN(env, exports, "blockDeviceSize", block_device_size);
   EXPORT_FN(env, exports, "blockDeviceSectorSize", block_device_sector_size);
 }
