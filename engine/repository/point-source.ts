@@ -1,0 +1,95 @@
+// What a restore point records about its source and where a new backup of it starts: the disk's identity
+// (path, model, serial, size), its layout (partition table, file systems, used ranges from inspectDisk), the
+// parent (the latest complete point of the same source) and an interrupted backup of it to resume.
+// Shared by the backup verb and the engine's backup job so both make the same points.
+import { readFile, realpath, stat } from 'node:fs/promises';
+import type { Consistency } from '../../protocol/model.ts';
+import { deviceUses } from '../device/busy.ts';
+import { kernelName, parentDisk } from '../device/sysfs.ts';
+import type { BlockReader, ByteRange } from '../device/types.ts';
+import { inspectDisk } from '../layout/inspect.ts';
+import { runningBackups } from './locks.ts';
+import type { Manifest, PartitionRecord, SourceIdentity } from './manifest.ts';
+import type { Repository } from './repository.ts';
+
+export interface PointSource {
+  identity: SourceIdentity;
+  partitions: PartitionRecord[];
+  /** Bytes the backup must capture; null: every byte (no usable layout). */
+  usedRanges: ByteRange[] | null;
+  /** Why the device is busy (mounted, swap, held); empty for an image or an idle device. */
+  inUse: string[];
+  /** 'offline' when nothing can write to the source; 'crash-consistent' for a device in use without the tap. */
+  consistency: Consistency;
+  warnings: string[];
+}
+
+async function sysText(path: string): Promise<string | null> {
+  const text = await readFile(path, 'utf8').catch(() => null);
+  return text?.trim() || null;
+}
+
+/** Identity and layout of the source `reader` reads (opened from `path`). */
+export async function describeSource(path: string, reader: BlockReader): Promise<PointSource> {
+  const real = await realpath(path);
+  const isDevice = (await stat(real)).isBlockDevice();
+  let model: string | null = null;
+  let serial: string | null = null;
+  if (isDevice) {
+    const disk = await parentDisk(await kernelName(real));
+    model = await sysText(`/sys/class/block/${disk}/device/model`);
+    serial =
+      (await sysText(`/sys/class/block/${disk}/device/serial`)) ??
+      (await sysText(`/sys/class/block/${disk}/device/wwid`));
+  }
+  const inUse = isDevice ? await deviceUses(real) : [];
+  const identity: SourceIdentity = { path: real, model, serial, size: reader.size, partitionTable: null };
+  const base = { inUse, consistency: (inUse.length > 0 ? 'crash-consistent' : 'offline') as Consistency };
+  try {
+    const layout = await inspectDisk(reader);
+    identity.partitionTable = layout.partitionTable;
+    return {
+      ...base,
+      identity,
+      partitions: layout.partitions.map((p) => ({
+        index: p.index,
+        start: p.start,
+        size: p.size,
+        type: p.type,
+        filesystem: p.filesystem,
+        blockSize: p.blockSize,
+        usedBytes: p.usedBytes,
+      })),
+      usedRanges: layout.usedRanges,
+      warnings: layout.warnings,
+    };
+  } catch (error) {
+    // A table that cannot be trusted: copy every byte rather than guess.
+    return {
+      ...base,
+      identity,
+      partitions: [],
+      usedRanges: null,
+      warnings: [
+        `the layout of ${real} could not be read (${(error as Error).message}); every byte is backed up`,
+      ],
+    };
+  }
+}
+
+/** The latest complete point of this source (the parent) and, when `resume`, an interrupted one to finish. */
+export async function findRelatives(
+  repo: Repository,
+  identity: SourceIdentity,
+  resume = true,
+): Promise<{ parent: Manifest | null; checkpoint: Manifest | null }> {
+  const { points } = await repo.listPoints();
+  const same = points.filter((p) => p.source === identity.path && p.sourceSize === identity.size);
+  const running = new Set((await runningBackups(repo.backend)).map((r) => r.pointId));
+  const parent = same.filter((p) => p.complete).at(-1);
+  const checkpoint = resume ? same.filter((p) => !p.complete && !running.has(p.id)).at(-1) : undefined;
+  return {
+    parent: parent ? await repo.loadManifest(parent.id) : null,
+    checkpoint: checkpoint ? await repo.loadManifest(checkpoint.id) : null,
+  };
+}
