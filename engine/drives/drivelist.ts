@@ -7,19 +7,31 @@ import drivelist from 'drivelist';
 import type { Drive, Partition } from '../../protocol/model.ts';
 import { inspectPartitions } from '../jobs/engine-parts.ts';
 
-async function partitionsOf(
-  device: string,
-): Promise<{ table: Drive['partitionTable']; partitions: Partition[] }> {
+type Layout = { table: Drive['partitionTable']; partitions: Partition[] };
+
+/** Inspected layouts by device, reused while the device's size and mtime are unchanged (and for 10 s at most). */
+const layoutCache = new Map<string, { key: string; at: number; layout: Layout }>();
+const LAYOUT_CACHE_MS = 10_000;
+
+async function partitionsOf(device: string): Promise<Layout> {
+  const info = await stat(device).catch(() => null);
+  const key = `${info?.size}:${info?.mtimeMs}:${info?.rdev}`;
+  const cached = layoutCache.get(device);
+  if (cached && cached.key === key && Date.now() - cached.at < LAYOUT_CACHE_MS) return cached.layout;
+  let layout: Layout;
   try {
-    return (await inspectPartitions(device)) ?? { table: null, partitions: [] };
+    layout = (await inspectPartitions(device)) ?? { table: null, partitions: [] };
   } catch {
-    // Unreadable (no permission, no medium) or not inspectable yet: show the drive without partitions.
-    return { table: null, partitions: [] };
+    // Unreadable (no permission, no medium) or not inspectable: show the drive without partitions.
+    layout = { table: null, partitions: [] };
   }
+  layoutCache.set(device, { key, at: Date.now(), layout });
+  return layout;
 }
 
 function tableKind(type: string | null | undefined): Drive['partitionTable'] {
   if (type === 'gpt') return 'gpt';
+  if (type === 'none') return 'none';
   if (type === 'mbr' || type === 'dos') return 'mbr';
   return null;
 }
@@ -40,7 +52,7 @@ export async function listDisks(withPartitions = true): Promise<Drive[]> {
         isSystem: disk.isSystem,
         isRemovable: disk.isRemovable,
         mountpoints: disk.mountpoints.map((mount) => mount.path),
-        partitionTable: layout.table ?? tableKind(disk.partitionTableType),
+        partitionTable: tableKind(layout.table) ?? tableKind(disk.partitionTableType),
         partitions: layout.partitions,
         attachedAs: null,
       };

@@ -13,6 +13,7 @@ import { deviceUses } from '../device/busy.ts';
 import { openReader } from '../device/open.ts';
 import { kernelName, parentDisk } from '../device/sysfs.ts';
 import type { BlockReader, ByteRange } from '../device/types.ts';
+import { inspectDisk } from '../layout/inspect.ts';
 import { readPartitionTable } from '../partition/read.ts';
 import { runningBackups } from '../repository/locks.ts';
 import type { Manifest, PartitionRecord, SourceIdentity } from '../repository/manifest.ts';
@@ -54,29 +55,53 @@ async function sourceIdentity(
   return { path: real, model, serial, size: reader.size, partitionTable: null, isDevice };
 }
 
-/** Partitions of the source; every byte counts as used until the file-system maps are wired in. */
+/**
+ * Partitions of the source and the byte ranges its file systems use (the layout inspector); if the source
+ * cannot be inspected, the partition table alone with every byte counted as used.
+ */
 async function sourceLayout(reader: BlockReader): Promise<{
   table: SourceIdentity['partitionTable'];
   partitions: PartitionRecord[];
   usedRanges: ByteRange[] | null;
+  warnings: string[];
 }> {
   try {
-    const table = await readPartitionTable(reader);
+    const disk = await inspectDisk(reader);
     return {
-      table: table.kind,
-      partitions: table.partitions.map((partition) => ({
+      table: disk.partitionTable,
+      partitions: disk.partitions.map((partition) => ({
         index: partition.index,
         start: partition.start,
         size: partition.size,
         type: partition.type,
-        filesystem: null,
-        blockSize: table.sectorSize,
-        usedBytes: partition.size,
+        filesystem: partition.filesystem,
+        blockSize: partition.blockSize,
+        usedBytes: partition.usedBytes,
       })),
-      usedRanges: null,
+      usedRanges: disk.usedRanges,
+      warnings: disk.warnings,
     };
-  } catch {
-    return { table: null, partitions: [], usedRanges: null };
+  } catch (error) {
+    const warning = `The layout of ${reader.path} could not be read (${(error as Error).message}); every byte is copied.`;
+    try {
+      const table = await readPartitionTable(reader);
+      return {
+        table: table.kind,
+        partitions: table.partitions.map((partition) => ({
+          index: partition.index,
+          start: partition.start,
+          size: partition.size,
+          type: partition.type,
+          filesystem: null,
+          blockSize: table.sectorSize,
+          usedBytes: partition.size,
+        })),
+        usedRanges: null,
+        warnings: [warning],
+      };
+    } catch {
+      return { table: null, partitions: [], usedRanges: null, warnings: [warning] };
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // The restore drill: proves a restore point restores to file systems that check clean. The point is
-// restored to a sparse scratch image (only used bytes take space), attached read-only with its partitions,
-// and each file system is checked without repair (fsck -n and its kin); the scratch image is removed after.
+// restored to a sparse scratch image (only used bytes take space), each partition is attached read-only as
+// its own loop device, and each file system is checked without repair (fsck -n and its kin); the scratch
+// image is removed after. A point with no file system to check fails the drill: nothing was proven.
 // The outcome is recorded with the point in the engine's state.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -8,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { StateStore } from '../config/state.ts';
+import { openReader } from '../device/open.ts';
+import { readPartitionTable } from '../partition/read.ts';
 import type { JobContext } from './manager.ts';
 import { runRestore } from './restore.ts';
 
@@ -26,7 +29,8 @@ const CHECKS: Record<string, (device: string) => [string, string[]]> = {
 
 async function filesystemType(device: string): Promise<string | null> {
   try {
-    return (await run('blkid', ['-o', 'value', '-s', 'TYPE', device])).stdout.trim() || null;
+    // -p probes the device itself: the blkid cache may remember what an earlier user of this loop device held.
+    return (await run('blkid', ['-p', '-o', 'value', '-s', 'TYPE', device])).stdout.trim() || null;
   } catch {
     return null;
   }
@@ -61,23 +65,45 @@ export async function runDrill(
   let loop: string | null = null;
   const lines: string[] = [];
   let ok = true;
+  let checked = 0;
   try {
     await runRestore({ repo: params.repo, point: params.point, to: image }, context);
-    loop = (await run('losetup', ['--find', '--show', '--read-only', '--partscan', image])).stdout.trim();
-    await run('udevadm', ['settle']).catch(() => {});
-    const { stdout } = await run('lsblk', ['-lnpo', 'NAME', loop]);
-    const devices = stdout
-      .split('\n')
-      .map((name) => name.trim())
-      .filter(Boolean);
-    for (const device of devices) {
-      context.signal.throwIfAborted();
-      const outcome = await check(device);
-      if (!outcome) continue;
-      lines.push(outcome.line);
-      ok &&= outcome.ok;
+    // One read-only loop device per partition (offset and size limit), so no partition nodes are needed.
+    const reader = await openReader(image);
+    let table: Awaited<ReturnType<typeof readPartitionTable>>;
+    try {
+      table = await readPartitionTable(reader);
+    } finally {
+      await reader.close();
     }
-    if (lines.length === 0) lines.push('no file system found to check');
+    const volumes = table.partitions.length
+      ? table.partitions.map((partition) => ({
+          name: `partition ${partition.index}`,
+          start: partition.start,
+          size: partition.size,
+        }))
+      : [{ name: 'whole disk', start: 0, size: 0 }];
+    for (const volume of volumes) {
+      context.signal.throwIfAborted();
+      const args = ['--find', '--show', '--read-only', '--offset', String(volume.start)];
+      if (volume.size) args.push('--sizelimit', String(volume.size));
+      loop = (await run('losetup', [...args, image])).stdout.trim();
+      try {
+        const outcome = await check(loop);
+        if (outcome) {
+          lines.push(`${volume.name}: ${outcome.line.slice(loop.length + 2)}`);
+          checked++;
+          ok &&= outcome.ok;
+        }
+      } finally {
+        await run('losetup', ['-d', loop]).catch(() => {});
+        loop = null;
+      }
+    }
+    if (checked === 0) {
+      ok = false;
+      lines.push('no file system found to check: the drill cannot vouch for this point');
+    }
   } catch (error) {
     if (context.signal.aborted) throw error;
     ok = false;

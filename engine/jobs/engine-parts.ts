@@ -40,5 +40,18 @@ export async function inspectPartitions(
   const layout = await loadPart('layout/inspect.ts');
   if (!layout?.inspectDisk) return null;
   const disk = await layout.inspectDisk(device);
-  return { table: disk.partitionTable ?? null, partitions: disk.partitions ?? [] };
+  return {
+    table: disk.partitionTable ?? null,
+    partitions: (disk.partitions ?? []).map(
+      (partition: Partition & { typeName?: string }): Partition => ({
+        index: partition.index,
+        start: partition.start,
+        size: partition.size,
+        type: partition.typeName ?? partition.type,
+        filesystem: partition.filesystem,
+        blockSize: partition.blockSize,
+        usedBytes: partition.usedBytes,
+      }),
+    ),
+  };
 }
