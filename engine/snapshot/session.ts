@@ -186,11 +186,10 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   }
 
   private countTotalBytes(): void {
-    let total = 0;
-    for (let unit = 0; unit < this.unitCount; unit++) {
-      if (this.states.get(unit) !== FREE) total += this.unitLength(unit);
-    }
-    this.totalBytes = total;
+    const capturedUnits = this.unitCount - this.states.counts[FREE]!;
+    const lastUnit = this.unitCount - 1;
+    const lastShortfall = this.states.get(lastUnit) !== FREE ? this.unitSize - this.unitLength(lastUnit) : 0;
+    this.totalBytes = capturedUnits * this.unitSize - lastShortfall;
   }
 
   // ── Consistent point and interception ───────────────────────────────────────────────────────────────
@@ -214,8 +213,28 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       onlyRanges: this.onlyInput,
     });
     let settledFrom = -1;
+    const ALL_PENDING = 0b01010101;
     for (let unit = 0; unit <= this.unitCount; unit++) {
       let settles = false;
+      if ((unit & 3) === 0 && unit + 4 <= this.unitCount) {
+        // Whole bytes first: all captured or all free already (nothing changes), or pending → free.
+        const planned = plan.states.packed[unit >>> 2]!;
+        const now = this.states.packed[unit >>> 2]!;
+        const skip = planned === ALL_PENDING || now === 0;
+        const freeAll = planned === 0 && now === ALL_PENDING && !this.anyBusy(unit, unit + 4);
+        if (skip || freeAll) {
+          if (freeAll) {
+            this.states.fillByte(unit >>> 2, 0);
+            for (let i = 0; i < 4; i++) this.unitChanged(unit + i);
+            if (settledFrom < 0) settledFrom = unit;
+          } else if (settledFrom >= 0) {
+            this.onSettle?.(settledFrom, unit - settledFrom);
+            settledFrom = -1;
+          }
+          unit += 3;
+          continue;
+        }
+      }
       if (unit < this.unitCount && plan.states.get(unit) !== PENDING) {
         const state = this.states.get(unit);
         if (state === PENDING && !this.busyUnits.has(unit)) {
@@ -418,6 +437,12 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       else this.writingUnits.delete(unit);
       this.unitChanged(unit);
     }
+  }
+
+  private anyBusy(first: number, end: number): boolean {
+    if (this.busyUnits.size === 0) return false;
+    for (let unit = first; unit < end; unit++) if (this.busyUnits.has(unit)) return true;
+    return false;
   }
 
   // ── Copier ─────────────────────────────────────────────────────────────────────────────────────────

@@ -74,3 +74,27 @@ test('the state of a 2 TB disk at 64 KiB units costs 8 MiB, and a full block map
   assert.equal(map[1023], CellState.preserved);
   assert.equal(map[1], CellState.free);
 });
+
+test('UnitStates.fill and fillByte agree with setting units one by one (states and counts)', () => {
+  const unitCount = 203;
+  const bulk = new UnitStates(unitCount);
+  const single = new UnitStates(unitCount);
+  let seed = 12345;
+  const next = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let round = 0; round < 300; round++) {
+    const first = next(unitCount);
+    const end = first + next(unitCount - first + 1);
+    const state = next(4) as 0 | 1 | 2 | 3;
+    bulk.fill(first, end, state);
+    for (let unit = first; unit < end; unit++) single.set(unit, state);
+    assert.deepEqual(bulk.packed, single.packed, `round ${round}: fill(${first}, ${end}, ${state})`);
+    assert.deepEqual(bulk.counts, single.counts, `round ${round}: counts`);
+  }
+  assert.equal(
+    bulk.counts.reduce((sum, count) => sum + count, 0),
+    unitCount,
+  );
+});

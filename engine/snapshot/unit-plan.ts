@@ -123,7 +123,7 @@ export function planUnits(input: UnitPlanInput): UnitPlan {
   for (const range of capture) {
     const first = Math.floor(range.start / unitSize);
     const last = Math.floor((range.start + range.length - 1) / unitSize);
-    for (let unit = first; unit <= last; unit++) states.set(unit, PENDING);
+    states.fill(first, last + 1, PENDING);
   }
   const mixedUnits = new Set<number>();
   for (const range of excluded) {

@@ -40,6 +40,37 @@ export class UnitStates {
     this.packed[index] = (byte & ~(3 << shift)) | (state << shift);
   }
 
+  /** Sets units [first, end) to `state`; whole bytes at a time in the middle (a 2 TB disk in milliseconds). */
+  fill(first: number, end: number, state: UnitStateCode): void {
+    let unit = first;
+    for (; unit < end && (unit & 3) !== 0; unit++) this.set(unit, state);
+    const pattern = state * 0b01010101;
+    const firstByte = unit >>> 2;
+    const endByte = firstByte + ((end - unit) >>> 2);
+    let untouched = 0; // bytes that held 4 free units: the common case, counted in bulk
+    for (let index = firstByte; index < endByte; index++) {
+      const old = this.packed[index]!;
+      if (old === 0) untouched++;
+      else for (let i = 0; i < 8; i += 2) this.counts[(old >>> i) & 3]!--;
+    }
+    this.counts[FREE]! -= 4 * untouched;
+    this.counts[state]! += 4 * (endByte - firstByte);
+    this.packed.fill(pattern, firstByte, endByte);
+    unit += 4 * (endByte - firstByte);
+    for (; unit < end; unit++) this.set(unit, state);
+  }
+
+  /** Replaces the 4 units of byte `index` (all inside unitCount) with the states packed in `byte`. */
+  fillByte(index: number, byte: number): void {
+    const old = this.packed[index]!;
+    if (old === byte) return;
+    for (let i = 0; i < 8; i += 2) {
+      this.counts[(old >>> i) & 3]!--;
+      this.counts[(byte >>> i) & 3]!++;
+    }
+    this.packed[index] = byte;
+  }
+
   /** First unit at or after `from` in state `state`, or -1. Skips whole bytes that hold none. */
   findNext(from: number, state: UnitStateCode): number {
     let unit = from;
