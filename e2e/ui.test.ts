@@ -3,10 +3,13 @@
 // restored bytes equal the source's.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { e2eUnavailableReason, makeFixture, scribble, sha256 } from './ui-engine.ts';
 
 const MiB = 1024 * 1024;
+/** Set to a directory to keep screenshots of each step (for looking at the UI with real data). */
+const screenshotDir = process.env.DISKLINE_E2E_SCREENSHOTS;
 
 test('timeline, live backup and drag-to-restore against a real engine', { timeout: 90_000 }, async (t) => {
   const unavailable = e2eUnavailableReason();
@@ -23,6 +26,9 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
     const page = await fixture.openPage(url);
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
+    const snap = async (name: string) => {
+      if (screenshotDir) await page.screenshot({ path: join(screenshotDir, `${name}.png`) });
+    };
 
     await t.test('the timeline lists the repository’s restore point', async () => {
       const timeline = page.getByRole('list', { name: 'Timeline' });
@@ -30,6 +36,7 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
       assert.equal(await timeline.getByRole('listitem').count(), 1);
       await timeline.getByRole('button').first().click();
       await page.getByRole('region', { name: 'Selected restore point' }).waitFor();
+      await snap('1-timeline');
     });
 
     await t.test('the drives list shows both images with their file system', async () => {
@@ -87,6 +94,7 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         const total = Number(await progress.getAttribute('aria-valuemax'));
         assert.ok(total > 0 && done === total, `progress ends full (${done} of ${total})`);
         assert.ok(seen.size >= 2, `the progress bar moved (saw ${[...seen].join(', ')})`);
+        await snap('2-backup-done');
         assert.ok(
           Number(await meter.getAttribute('aria-valuemax')) > 0,
           'the container meter has a capacity',
@@ -119,6 +127,7 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         await newest.dragTo(target);
         const dialog = page.getByRole('dialog');
         await dialog.getByRole('list', { name: 'Will be overwritten' }).waitFor();
+        await snap('3-restore-dialog');
         assert.match(
           (await dialog.textContent()) ?? '',
           new RegExp(`This overwrites the image file ${fixture.target}`),

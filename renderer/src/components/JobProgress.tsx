@@ -29,7 +29,7 @@ export function JobProgress({ jobId, label = 'Copy progress' }: { jobId: string;
       if (rateRef.current)
         rateRef.current.textContent = job.state === 'running' ? formatRate(job.bytesPerSecond) : '—';
       if (etaRef.current)
-        etaRef.current.textContent = job.state === 'running' ? formatDuration(job.etaSeconds) : job.state;
+        etaRef.current.textContent = job.state === 'running' ? formatDuration(job.etaSeconds) : '—';
     },
     [jobId],
   );

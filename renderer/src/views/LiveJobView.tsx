@@ -37,12 +37,14 @@ function JobHeader({ jobId }: { jobId: string }) {
   return (
     <header className="view-head row">
       <div>
-        <h2 id="live-title">{job.title}</h2>
+        <div className="title-row">
+          <h2 id="live-title">{job.title}</h2>
+          <span className={`badge job-${job.state}`}>{stateLabel[job.state] ?? job.state}</span>
+        </div>
         <p className="muted">
           {job.kind} · started {job.startedAt ? formatAgo(job.startedAt) : 'soon'}
         </p>
       </div>
-      <span className={`badge job-${job.state}`}>{stateLabel[job.state] ?? job.state}</span>
       {active && (
         <button type="button" className="danger-outline" onClick={() => void cancelJob(jobId)}>
           Cancel {job.kind}

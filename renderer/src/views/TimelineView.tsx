@@ -8,7 +8,7 @@ import { ErrorNote } from '../components/ErrorNote.tsx';
 import { formatAgo, formatBytes, formatTime } from '../format/units.ts';
 import { useApp } from '../store/app-store.ts';
 import { zoomLevels } from '../store/points-slice.ts';
-import { layoutTimeline } from './timeline-layout.ts';
+import { layoutTimeline, pixelsPerHour, zoomToFit } from './timeline-layout.ts';
 
 const pointType = 'application/x-diskline-point';
 const driveType = 'application/x-diskline-drive';
@@ -44,13 +44,26 @@ function TimelineTrack() {
   const [dropTarget, setDropTarget] = useState<string | null>(null);
   const layout = layoutTimeline(points, zoom, Date.now(), viewportWidth);
   const laneHeight = 26;
-  const trackHeight = 24 + layout.lanes * laneHeight;
+  const barsHeight = 44;
+  const trackHeight = 28 + layout.lanes * laneHeight + barsHeight;
+  const largestChange = points.reduce((max, p) => Math.max(max, p.changedBytes), 1);
+  const nowX = ((Date.now() - layout.start) / 3_600_000) * pixelsPerHour[zoom];
+
+  const setZoom = useApp((s) => s.setZoom);
+  const zoomFitted = useRef(false);
 
   useLayoutEffect(() => {
     const scroller = scrollerRef.current;
     if (!scroller) return;
     setViewportWidth(scroller.clientWidth || 800);
   }, []);
+
+  // The first time points arrive, open at the zoom that shows them all.
+  useEffect(() => {
+    if (zoomFitted.current || points.length === 0) return;
+    zoomFitted.current = true;
+    setZoom(zoomToFit(points, Date.now(), scrollerRef.current?.clientWidth || 800));
+  }, [points, setZoom]);
 
   // Keep the selected point (or the newest) in view when zooming or when points arrive.
   // biome-ignore lint/correctness/useExhaustiveDependencies: re-centre on zoom and data changes only.
@@ -101,6 +114,19 @@ function TimelineTrack() {
               {tick.label && <span>{tick.label}</span>}
             </div>
           ))}
+          <div className="now-line" style={{ left: nowX }}>
+            <span>now</span>
+          </div>
+          {points.map((point, index) => (
+            <div
+              key={point.id}
+              className={`change-bar ${pointState(point)}`}
+              style={{
+                left: layout.markers[index]!.x - 3,
+                height: Math.max(2, Math.sqrt(point.changedBytes / largestChange) * (barsHeight - 8)),
+              }}
+            />
+          ))}
         </div>
         <ul className="timeline-points" aria-label="Timeline">
           {points.map((point, index) => {
@@ -110,7 +136,7 @@ function TimelineTrack() {
               <li
                 key={point.id}
                 className={`point-marker ${state}${point.id === selectedId ? ' selected' : ''}${dropTarget === point.id ? ' drop' : ''}`}
-                style={{ left: marker.x, top: 24 + marker.lane * laneHeight }}
+                style={{ left: marker.x, top: 26 + marker.lane * laneHeight }}
                 onDragOver={(event: DragEvent) => {
                   if (!point.complete || !event.dataTransfer.types.includes(driveType)) return;
                   event.preventDefault();
@@ -386,6 +412,7 @@ function RestoreTargets() {
             <span className="small">
               {formatBytes(drive.size)}
               {drive.isSystem ? ' · system disk' : ''}
+              {selected?.source === drive.device ? ' · source of this point' : ''}
               {drive.mountpoints.length ? ' · mounted' : ''}
             </span>
             {selected?.complete && (
@@ -471,8 +498,8 @@ export function TimelineView() {
         <TimelineTrack />
         <div className="timeline-legend muted small" aria-hidden="true">
           <span className="dot verified" /> verified <span className="dot unverified" /> not verified{' '}
-          <span className="dot damaged" /> damaged <span className="dot interrupted" /> interrupted ·
-          Ctrl+wheel or +/− to zoom
+          <span className="dot damaged" /> damaged <span className="dot interrupted" /> interrupted · bars:
+          bytes changed · Ctrl+wheel or +/− to zoom
         </div>
       </div>
       <div className="timeline-lower">

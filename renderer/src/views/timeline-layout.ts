@@ -124,6 +124,15 @@ export function layoutTimeline(
   return { start, width, lanes: Math.max(1, laneEnds.length), markers, ticks };
 }
 
+/** The closest zoom at which every point fits in `width` pixels (the timeline opens at it). */
+export function zoomToFit(points: PointSummary[], now: number, width: number): ZoomLevel {
+  const times = points.map((p) => new Date(p.time).getTime()).filter(Number.isFinite);
+  if (times.length === 0) return 'days';
+  const spanHours = (Math.max(now, ...times) - Math.min(...times)) / hour;
+  const levels = Object.keys(pixelsPerHour) as ZoomLevel[];
+  return levels.find((level) => spanHours * pixelsPerHour[level] <= width - 160) ?? 'years';
+}
+
 export function timeToX(layout: TimelineLayout, zoom: ZoomLevel, iso: string): number {
   return ((new Date(iso).getTime() - layout.start) / hour) * pixelsPerHour[zoom];
 }
