@@ -4,6 +4,7 @@
 // blocks are computed from the layout, as e2fsprogs does).
 import { forEachSetRun, mergeRanges } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
+import { inodeBlockRuns, journalCopies, replayedVolume } from './ext-journal.ts';
 import { FilesystemDamagedError, type FilesystemReader, type UsedMap, type Volume } from './types.ts';
 
 const superblockOffset = 1024;
@@ -27,6 +28,9 @@ interface ExtGeometry {
   descSize: number;
   descPerBlock: number;
   inodeBlocksPerGroup: number;
+  inodesPerGroup: number;
+  inodeSize: number;
+  journalInode: number;
   reservedGdtBlocks: number;
   firstMetaBg: number;
   compat: number;
@@ -140,6 +144,9 @@ function readGeometry(sb: Buffer, volume: Volume): ExtGeometry {
     descSize,
     descPerBlock: blockSize / descSize,
     inodeBlocksPerGroup: Math.ceil((inodesPerGroup * inodeSize) / blockSize),
+    inodesPerGroup,
+    inodeSize,
+    journalInode: sb.readUInt32LE(224),
     reservedGdtBlocks: sb.readUInt16LE(206),
     firstMetaBg: sb.readUInt32LE(260),
     compat: featureCompat,
@@ -192,6 +199,79 @@ async function readDescriptors(volume: Volume, geo: ExtGeometry): Promise<GroupD
   return descriptors;
 }
 
+/** Used bytes from the group descriptors and block bitmaps (sorted, merged; may run past the last block). */
+async function bitmapUsedRanges(volume: Volume, geo: ExtGeometry): Promise<ByteRange[]> {
+  const descriptors = await readDescriptors(volume, geo);
+  const checksummed = (geo.roCompat & (roCompat.gdtCsum | roCompat.metadataCsum)) !== 0;
+  const clusterBytes = geo.blockSize * geo.clusterRatio;
+  const blockRanges: ByteRange[] = [];
+  const used: ByteRange[] = [];
+  // Block 0 of a 1 KiB-block file system lies before group 0: the boot block. Keep it.
+  if (geo.firstDataBlock > 0) used.push({ start: 0, length: geo.firstDataBlock * geo.blockSize });
+  const initialized: number[] = [];
+  for (let g = 0; g < geo.groupCount; g++) {
+    const desc = descriptors[g]!;
+    if (checksummed && desc.flags & blockUninit && g > 0) {
+      blockRanges.push(...superAndDescriptorBlocks(geo, g));
+      blockRanges.push({ start: desc.blockBitmap, length: 1 }, { start: desc.inodeBitmap, length: 1 });
+      blockRanges.push({ start: desc.inodeTable, length: geo.inodeBlocksPerGroup });
+    } else {
+      initialized.push(g);
+    }
+  }
+  // Read bitmaps in runs of adjacent blocks (flex_bg packs them together).
+  initialized.sort((a, b) => descriptors[a]!.blockBitmap - descriptors[b]!.blockBitmap);
+  for (let i = 0; i < initialized.length; ) {
+    let j = i + 1;
+    const firstBlock = descriptors[initialized[i]!]!.blockBitmap;
+    while (
+      j < initialized.length &&
+      descriptors[initialized[j]!]!.blockBitmap === firstBlock + (j - i) &&
+      (j - i + 1) * geo.blockSize <= maxBitmapRead
+    ) {
+      j++;
+    }
+    const bitmaps = await volume.read(firstBlock * geo.blockSize, (j - i) * geo.blockSize);
+    for (let k = i; k < j; k++) {
+      const g = initialized[k]!;
+      const bitmap = bitmaps.subarray((k - i) * geo.blockSize, (k - i + 1) * geo.blockSize);
+      const groupStartCluster = (groupFirstBlock(geo, g) - geo.firstDataBlock) / geo.clusterRatio;
+      const totalClusters = Math.ceil((geo.blocksCount - geo.firstDataBlock) / geo.clusterRatio);
+      const clustersHere = Math.min(geo.clustersPerGroup, totalClusters - groupStartCluster);
+      forEachSetRun(bitmap, clustersHere, (first, count) => {
+        used.push({
+          start: geo.firstDataBlock * geo.blockSize + (groupStartCluster + first) * clusterBytes,
+          length: count * clusterBytes,
+        });
+      });
+    }
+    i = j;
+  }
+  for (const r of blockRanges)
+    used.push({ start: r.start * geo.blockSize, length: r.length * geo.blockSize });
+  return mergeRanges(used);
+}
+
+/** The journal's committed, not yet checkpointed block copies (empty when it is clean). */
+async function committedJournalCopies(volume: Volume, geo: ExtGeometry) {
+  if (geo.journalInode === 0) {
+    throw new FilesystemDamagedError(
+      `${volume.name} needs recovery from an external journal, which is not read`,
+    );
+  }
+  const descriptors = await readDescriptors(volume, geo);
+  const index = geo.journalInode - 1;
+  const desc = descriptors[Math.floor(index / geo.inodesPerGroup)];
+  if (!desc)
+    throw new FilesystemDamagedError(`${volume.name}: the journal inode ${geo.journalInode} does not exist`);
+  const inode = await volume.read(
+    desc.inodeTable * geo.blockSize + (index % geo.inodesPerGroup) * geo.inodeSize,
+    geo.inodeSize,
+  );
+  const runs = await inodeBlockRuns(volume, geo.blockSize, inode);
+  return journalCopies(volume, geo.blockSize, runs);
+}
+
 export const extReader: FilesystemReader = {
   family: 'ext',
 
@@ -228,19 +308,6 @@ export const extReader: FilesystemReader = {
         warnings: [`${volume.name} is an external ext journal device; every block is copied`],
       };
     }
-    if (geo.incompat & incompat.recover) {
-      // The journal holds committed metadata (bitmaps included) not yet written to its home blocks: the on-disk
-      // bitmaps may miss blocks in use. Freezing the file system (or unmounting it) clears this state.
-      return {
-        ...base,
-        usedRanges: [{ start: 0, length: volume.size }],
-        allBlocks: true,
-        warnings: [
-          `${volume.name} (${name}) has a journal that needs recovery (mounted, or not cleanly unmounted); its ` +
-            'bitmaps may be stale, so every block is copied. Freeze or unmount it for a used-blocks-only backup',
-        ],
-      };
-    }
     if (geo.blocksCount * geo.blockSize > volume.size) {
       throw new FilesystemDamagedError(
         `${volume.name}: the ${name} file system says it has ${geo.blocksCount} blocks of ${geo.blockSize} bytes, more ` +
@@ -250,56 +317,31 @@ export const extReader: FilesystemReader = {
     if (sb.readUInt16LE(58) & 0x2) {
       warnings.push(`${volume.name}: the ${name} file system is marked as having errors; run e2fsck on it`);
     }
-    const descriptors = await readDescriptors(volume, geo);
-    const checksummed = (geo.roCompat & (roCompat.gdtCsum | roCompat.metadataCsum)) !== 0;
-    const clusterBytes = geo.blockSize * geo.clusterRatio;
-    const blockRanges: ByteRange[] = [];
-    const used: ByteRange[] = [];
-    // Block 0 of a 1 KiB-block file system lies before group 0: the boot block. Keep it.
-    if (geo.firstDataBlock > 0) used.push({ start: 0, length: geo.firstDataBlock * geo.blockSize });
-    const initialized: number[] = [];
-    for (let g = 0; g < geo.groupCount; g++) {
-      const desc = descriptors[g]!;
-      if (checksummed && desc.flags & blockUninit && g > 0) {
-        blockRanges.push(...superAndDescriptorBlocks(geo, g));
-        blockRanges.push({ start: desc.blockBitmap, length: 1 }, { start: desc.inodeBitmap, length: 1 });
-        blockRanges.push({ start: desc.inodeTable, length: geo.inodeBlocksPerGroup });
-      } else {
-        initialized.push(g);
+    let used = await bitmapUsedRanges(volume, geo);
+    if (geo.incompat & incompat.recover) {
+      // The journal holds committed metadata (bitmaps among it) not yet written home: the used map is the union
+      // of the blocks used before and after its replay, so the copy is whole whether or not it gets replayed.
+      try {
+        const copies = await committedJournalCopies(volume, geo);
+        if (copies.size) {
+          const replayed = await bitmapUsedRanges(replayedVolume(volume, geo.blockSize, copies), geo);
+          used = mergeRanges([...used, ...replayed]);
+        }
+      } catch (error) {
+        if (!(error instanceof FilesystemDamagedError)) throw error;
+        return {
+          ...base,
+          usedRanges: [{ start: 0, length: volume.size }],
+          allBlocks: true,
+          warnings: [
+            `${error.message}; its bitmaps may be stale, so every block is copied. Freeze or unmount the file ` +
+              'system for a used-blocks-only backup',
+          ],
+        };
       }
     }
-    // Read bitmaps in runs of adjacent blocks (flex_bg packs them together).
-    initialized.sort((a, b) => descriptors[a]!.blockBitmap - descriptors[b]!.blockBitmap);
-    for (let i = 0; i < initialized.length; ) {
-      let j = i + 1;
-      const firstBlock = descriptors[initialized[i]!]!.blockBitmap;
-      while (
-        j < initialized.length &&
-        descriptors[initialized[j]!]!.blockBitmap === firstBlock + (j - i) &&
-        (j - i + 1) * geo.blockSize <= maxBitmapRead
-      ) {
-        j++;
-      }
-      const bitmaps = await volume.read(firstBlock * geo.blockSize, (j - i) * geo.blockSize);
-      for (let k = i; k < j; k++) {
-        const g = initialized[k]!;
-        const bitmap = bitmaps.subarray((k - i) * geo.blockSize, (k - i + 1) * geo.blockSize);
-        const groupStartCluster = (groupFirstBlock(geo, g) - geo.firstDataBlock) / geo.clusterRatio;
-        const totalClusters = Math.ceil((geo.blocksCount - geo.firstDataBlock) / geo.clusterRatio);
-        const clustersHere = Math.min(geo.clustersPerGroup, totalClusters - groupStartCluster);
-        forEachSetRun(bitmap, clustersHere, (first, count) => {
-          used.push({
-            start: geo.firstDataBlock * geo.blockSize + (groupStartCluster + first) * clusterBytes,
-            length: count * clusterBytes,
-          });
-        });
-      }
-      i = j;
-    }
-    for (const r of blockRanges)
-      used.push({ start: r.start * geo.blockSize, length: r.length * geo.blockSize });
     const fsEnd = geo.blocksCount * geo.blockSize;
-    const usedRanges = mergeRanges(used).filter((r) => r.start < fsEnd);
+    const usedRanges = used.filter((r) => r.start < fsEnd).map((r) => ({ ...r }));
     const last = usedRanges[usedRanges.length - 1];
     if (last && last.start + last.length > fsEnd) last.length = fsEnd - last.start;
     return { ...base, usedRanges, allBlocks: false, warnings };
