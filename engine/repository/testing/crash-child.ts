@@ -1,0 +1,36 @@
+// A child process for the crash tests: runs one backup or one prune against a repository, printing "ready"
+// when it starts working, so the test can kill -9 it at a random moment of the work.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { findRelatives } from '../point-source.ts';
+import { pruneRepository } from '../prune.ts';
+import { Repository } from '../repository.ts';
+import { backupImage } from './backup-image.ts';
+
+const [operation, repoPath, argument] = process.argv.slice(2);
+const repo = await Repository.open(repoPath!, { password: process.env.DISKLINE_PASSWORD ?? null });
+process.stdout.write('ready\n');
+if (operation === 'backup') {
+  const { size } = await import('node:fs/promises').then((fs) => fs.stat(argument!));
+  const { parent, checkpoint } = await findRelatives(repo, {
+    path: argument!,
+    model: null,
+    serial: null,
+    size,
+    partitionTable: null,
+  });
+  const point = await backupImage(repo, argument!, {
+    parent,
+    resume: checkpoint,
+    checkpointIntervalMs: 0,
+    threads: 1,
+  });
+  process.stdout.write(`committed ${point.id}\n`);
+} else if (operation === 'prune') {
+  const report = await pruneRepository(
+    repo,
+    { keepLast: Number(argument) },
+    { dryRun: false, onStep: () => sleep(Math.floor(Math.random() * 15)) },
+  );
+  process.stdout.write(`pruned ${JSON.stringify(report.forgotten)}\n`);
+}
+await repo.close();
