@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { FileContainer } from '../container/file.ts';
 import { MemoryContainer } from '../container/memory.ts';
 import type { IntermediateContainer } from '../container/types.ts';
 import { openReader } from '../device/open.ts';
@@ -127,9 +128,10 @@ interface ScenarioOutcome {
 async function runScenario(
   seed: number,
   makeDevice: (initial: Buffer) => Promise<Device>,
+  makeContainer: ContainerMaker = memoryContainer,
 ): Promise<ScenarioOutcome> {
   try {
-    return await raceOnce(seed, makeDevice);
+    return await raceOnce(seed, makeDevice, makeContainer);
   } catch (error) {
     const message = (error as Error).message;
     if (message.includes(`seed ${seed}`)) throw error;
@@ -140,6 +142,7 @@ async function runScenario(
 async function raceOnce(
   seed: number,
   makeDevice: (initial: Buffer) => Promise<Device>,
+  makeContainer: ContainerMaker,
 ): Promise<ScenarioOutcome> {
   const r = random(seed);
   const unitSize = 4096 * (1 + r.int(2));
@@ -155,10 +158,7 @@ async function raceOnce(
     const onlyRanges = r.chance(0.15) ? randomRanges(r, size, 1 + r.int(6), unitSize * 10) : undefined;
     const capacityUnits = 1 + r.int(4);
     const peak = { bytes: 0 };
-    const container = watchedContainer(
-      new MemoryContainer({ capacityBytes: capacityUnits * unitSize, slotSize: unitSize }),
-      peak,
-    );
+    const container = watchedContainer(await makeContainer(capacityUnits * unitSize, unitSize), peak);
     const sink = new MemorySink(size, unitSize);
     // Some seeds take the safe order for a disk in use: capture everything at arm(), narrow before run().
     const restrictAfterArm = r.chance(0.2);
@@ -283,6 +283,11 @@ async function raceOnce(
   }
 }
 
+type ContainerMaker = (capacityBytes: number, slotSize: number) => Promise<IntermediateContainer>;
+
+const memoryContainer: ContainerMaker = async (capacityBytes, slotSize) =>
+  new MemoryContainer({ capacityBytes, slotSize });
+
 function memoryDevice(initial: Buffer): Promise<Device> {
   const disk = new MemoryDisk('memory disk', initial);
   return Promise.resolve({
@@ -313,25 +318,46 @@ test('200 seeded races on a memory disk: the sink holds the consistent point, th
   }
 });
 
-test('20 seeded races on a real image file (read through openReader): same invariant', async () => {
+test('20 seeded races on a real image file (read through openReader) with a file container: same invariant', async () => {
   await withTempDir(async (dir) => {
     for (const seed of seedsToRun(20, 5001)) {
       const path = join(dir, `disk-${seed}.img`);
-      await runScenario(seed, async (initial) => {
-        const handle = await open(path, 'w+');
-        await handle.write(initial, 0, initial.length, 0);
-        const reader = await openReader(path);
-        return {
-          reader,
-          write: async (offset, data) => {
-            await handle.write(data, 0, data.length, offset);
+      const containers: IntermediateContainer[] = [];
+      const fileContainer: ContainerMaker = async (capacityBytes, slotSize) => {
+        const container = await FileContainer.create({
+          path: join(dir, `container-${seed}.dlc`),
+          capacityBytes,
+          // Odd seeds start with one slot and grow (one fallocate per step); even ones are preallocated.
+          initialBytes: seed % 2 ? slotSize : capacityBytes,
+          growStepBytes: 2 * slotSize,
+          slotSize,
+        });
+        containers.push(container);
+        return container;
+      };
+      try {
+        await runScenario(
+          seed,
+          async (initial) => {
+            const handle = await open(path, 'w+');
+            await handle.write(initial, 0, initial.length, 0);
+            const reader = await openReader(path);
+            return {
+              reader,
+              write: async (offset, data) => {
+                await handle.write(data, 0, data.length, offset);
+              },
+              close: async () => {
+                await reader.close();
+                await handle.close();
+              },
+            };
           },
-          close: async () => {
-            await reader.close();
-            await handle.close();
-          },
-        };
-      });
+          fileContainer,
+        );
+      } finally {
+        for (const container of containers) await container.close();
+      }
     }
   });
 });
