@@ -1,18 +1,14 @@
 // Entry point: connects to the engine (desktop bridge or WebSocket), builds the store, wires events into it and
 // renders the app. Without a bridge or a token it says how to open the UI properly.
+import './engine/zod-without-eval.ts';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
-import { z } from 'zod';
 import { App } from './App.tsx';
 import { connectToEngine } from './engine/choose-transport.ts';
 import { fragmentParam } from './engine/websocket-client.ts';
 import { createAppStore, StoreContext } from './store/app-store.ts';
 import { bindEngine } from './store/bind-engine.ts';
 import './styles.css';
-
-// zod probes for eval (new Function) before its first object parse; the desktop shell's CSP forbids eval, and
-// Chromium reports the swallowed attempt as a CSP violation. jitless skips the probe and the eval fast path.
-z.config({ jitless: true });
 
 const rootElement = document.getElementById('root')!;
 const connection = connectToEngine(window);
