@@ -449,3 +449,20 @@ test('restrictTo after arm(): units outside the list become free and leave the c
   assert.ok(sink.image.subarray(3 * UNIT, 6 * UNIT).equals(original.subarray(3 * UNIT, 6 * UNIT)));
   assert.throws(() => snap.restrictTo([]), /can be narrowed only before run\(\); the session is done/);
 });
+
+test('snapshotReader reads the consistent point while writers change the device', async () => {
+  const disk = new MemoryDisk('/dev/example', patterned(16 * UNIT));
+  const original = Buffer.from(disk.bytes);
+  const sink = new RecordingSink(disk.size);
+  const snap = session(disk, sink);
+  const reader = snap.snapshotReader();
+  assert.equal(reader.path, '/dev/example (snapshot)');
+  assert.equal(reader.size, disk.size);
+  snap.arm();
+  await snap.beforeWrite(UNIT + 100, 2 * UNIT);
+  disk.bytes.fill(0xcc, UNIT + 100, 3 * UNIT + 100);
+  assert.ok((await reader.read(0, disk.size)).equals(original));
+  snap.restrictTo([{ start: 0, length: 8 * UNIT }]);
+  await snap.run();
+  assert.ok(sink.image.subarray(0, 8 * UNIT).equals(original.subarray(0, 8 * UNIT)));
+});

@@ -765,6 +765,20 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     return out;
   }
 
+  /**
+   * The snapshot as a BlockReader (reads go through readSnapshot), e.g. for listing the used blocks at the
+   * consistent point after arm(): `restrictTo(inspectDisk(session.snapshotReader()).usedRanges)`.
+   */
+  snapshotReader(): BlockReader {
+    return {
+      path: `${this.reader.path} (snapshot)`,
+      size: this.size,
+      logicalSectorSize: this.reader.logicalSectorSize,
+      read: (offset, length) => this.readSnapshot(offset, length),
+      close: async () => {},
+    };
+  }
+
   /** Whether the device's bytes of `unit` are still those of the consistent point (checked after a read). */
   private deviceHoldsSnapshot(unit: number): boolean {
     if (this.phase === 'ready') return true;
