@@ -1,0 +1,139 @@
+// Prune: retention policies, freed space, dry runs, and backups that run during a prune (their chunks are
+// rescued, the packs they use are not deleted, and the prune finishes next time).
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { openReader } from '../device/open.ts';
+import { copyRangesOffline } from './offline-copy.ts';
+import { PointWriter } from './point-writer.ts';
+import { pruneRepository } from './prune.ts';
+import { Repository } from './repository.ts';
+import { applyRetention } from './retention.ts';
+import { backupImage, readWholePoint } from './testing/backup-image.ts';
+import { patternedImage } from './testing/patterned-image.ts';
+import { runCli, TEST_PASSWORD } from './testing/run-cli.ts';
+import { verifyRepository } from './verify.ts';
+
+const UNIT = 64 * 1024;
+let dir: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'diskline-prune-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function repoWithPoints(name: string, count: number) {
+  const repo = await Repository.init(join(dir, name), {
+    password: TEST_PASSWORD,
+    scrypt: { N: 1024, r: 8, p: 1 },
+    packSize: 256 * 1024,
+  });
+  const images = new Map<string, Buffer>();
+  for (let i = 0; i < count; i++) {
+    const bytes = patternedImage(`${name}-${i}`, 24, UNIT);
+    const path = join(dir, `${name}-${i}.img`);
+    await writeFile(path, bytes);
+    images.set((await backupImage(repo, path)).id, bytes);
+  }
+  return { repo, images };
+}
+
+test('retention keeps the newest N and the newest point of each hour, day, week, month and year', () => {
+  const points = [
+    { id: 'a', time: '2026-01-01T10:00:00Z' },
+    { id: 'b', time: '2026-01-01T10:30:00Z' },
+    { id: 'c', time: '2026-01-01T11:15:00Z' },
+    { id: 'd', time: '2026-01-02T09:00:00Z' },
+    { id: 'e', time: '2026-02-10T09:00:00Z' },
+    { id: 'f', time: '2027-03-01T09:00:00Z' },
+  ];
+  assert.deepEqual([...applyRetention(points, { keepLast: 2 }).keys()].sort(), ['e', 'f']);
+  assert.deepEqual([...applyRetention(points, { keepHourly: 3 }).keys()].sort(), ['d', 'e', 'f']);
+  assert.deepEqual([...applyRetention(points, { keepDaily: 10 }).keys()].sort(), ['c', 'd', 'e', 'f']);
+  assert.deepEqual([...applyRetention(points, { keepMonthly: 2, keepYearly: 2 }).keys()].sort(), ['e', 'f']);
+  assert.deepEqual(applyRetention(points, { keepLast: 1, keepYearly: 1 }).get('f'), ['last', 'yearly']);
+});
+
+test('prune forgets points outside the policy and deletes their packs; the rest restore exactly', async () => {
+  const { repo, images } = await repoWithPoints('policy', 4);
+  const ids = [...images.keys()];
+  const dry = await pruneRepository(repo, { keepLast: 2 }, { dryRun: true });
+  assert.deepEqual(dry.forgotten.sort(), ids.slice(0, 2).sort());
+  assert.equal((await repo.pointIds()).length, 4, 'a dry run changes nothing');
+  const report = await pruneRepository(repo, { keepLast: 2 }, { dryRun: false });
+  assert.deepEqual(report.forgotten.sort(), ids.slice(0, 2).sort());
+  assert.ok(report.deletedPacks > 0 && report.freedBytes > 0, JSON.stringify(report));
+  assert.deepEqual((await repo.pointIds()).sort(), ids.slice(2).sort());
+  const verify = await verifyRepository(repo, { readData: true });
+  assert.ok(verify.ok, JSON.stringify(verify));
+  for (const id of ids.slice(2)) assert.ok((await readWholePoint(repo, id)).equals(images.get(id)!));
+  await repo.close();
+});
+
+test('a backup running across a prune keeps the chunks it shares with a forgotten point', async () => {
+  const { repo, images } = await repoWithPoints('rescue', 1);
+  const [oldId] = [...images.keys()];
+  const shared = images.get(oldId!)!;
+  // The new backup starts (registered, index loaded) before the prune, and dedups against the old point.
+  const path = join(dir, 'rescue-new.img');
+  await writeFile(path, shared);
+  const reader = await openReader(path);
+  const writer = await PointWriter.create(repo, {
+    source: { path, model: null, serial: null, size: reader.size, partitionTable: null },
+    partitions: [],
+    usedRanges: null,
+    consistency: 'offline',
+  });
+  const ranges = writer.rangesToRead();
+  await copyRangesOffline(reader, [{ start: 0, length: UNIT * 8 }], UNIT, writer);
+
+  const pruner = await Repository.open(join(dir, 'rescue'), { password: TEST_PASSWORD });
+  const first = await pruneRepository(pruner, { keepLast: 0 }, { dryRun: false });
+  assert.deepEqual(first.forgotten, [oldId]);
+  assert.equal(first.deletedPacks, 0, 'no pack is deleted while an older backup runs');
+  assert.equal(first.waitingRecords, 1);
+
+  await copyRangesOffline(
+    reader,
+    ranges
+      .map((r) => ({
+        start: Math.max(r.start, UNIT * 8),
+        length: r.start + r.length - Math.max(r.start, UNIT * 8),
+      }))
+      .filter((r) => r.length > 0),
+    UNIT,
+    writer,
+  );
+  await writer.finish();
+  await reader.close();
+  assert.equal(writer.result.stats.newChunks, 0, 'every chunk came from the forgotten point');
+
+  const second = await pruneRepository(pruner, { keepLast: 1 }, { dryRun: false });
+  assert.deepEqual(second.forgotten, []);
+  assert.equal(second.waitingRecords, 0);
+  const verify = await verifyRepository(pruner, { readData: true });
+  assert.ok(verify.ok, JSON.stringify(verify));
+  assert.ok((await readWholePoint(pruner, writer.pointId)).equals(shared), 'the new point restores exactly');
+  await pruner.close();
+  await repo.close();
+});
+
+test('the prune verb needs a policy and reports what it did', async () => {
+  const { repo } = await repoWithPoints('verb', 3);
+  await repo.close();
+  const path = join(dir, 'verb');
+  const none = await runCli(['prune', '--repo', path]);
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /give at least one --keep-/);
+  const dry = await runCli(['prune', '--repo', path, '--keep-last', '1', '--dry-run']);
+  assert.equal(dry.status, 0, dry.stderr);
+  assert.match(dry.stdout, /Dry run: kept 1 point\(s\), would forget 2/);
+  const real = JSON.parse((await runCli(['prune', '--repo', path, '--keep-last', '1', '--json'])).stdout);
+  assert.equal(real.forgotten.length, 2);
+  const points = JSON.parse((await runCli(['points', '--repo', path, '--json'])).stdout);
+  assert.equal(points.length, 1);
+});
