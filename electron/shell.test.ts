@@ -120,7 +120,13 @@ test('the window is sandboxed, isolated, without Node, with our preload, on our 
       schemes: [
         {
           scheme: 'app',
-          privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true },
+          privileges: {
+            standard: true,
+            secure: true,
+            supportFetchAPI: true,
+            corsEnabled: true,
+            codeCache: true,
+          },
         },
       ],
       beforeReady: true,

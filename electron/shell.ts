@@ -48,7 +48,10 @@ export type Shell = {
 /** The URL scheme is registered before the app is ready, as Electron requires. */
 export function registerAppScheme(electron: Pick<ShellElectron, 'protocol'>): void {
   electron.protocol.registerSchemesAsPrivileged([
-    { scheme: 'app', privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true } },
+    {
+      scheme: 'app',
+      privileges: { standard: true, secure: true, supportFetchAPI: true, corsEnabled: true, codeCache: true },
+    },
   ]);
 }
 
