@@ -55,6 +55,7 @@ export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: numb
   const drawnRevision = useRef(-1);
   const scheduled = useRef(0);
   const palette = useRef<{ colors: Uint32Array; at: number } | null>(null);
+  const imageRef = useRef<ImageData | null>(null);
 
   function draw(): void {
     scheduled.current = 0;
@@ -84,8 +85,14 @@ export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: numb
       palette.current = { colors: readPalette(canvas), at: now };
     }
     const colors = palette.current.colors;
-    const image = context.createImageData(width, drawHeight);
+    // One ImageData reused while the size stays; every pixel is rewritten below.
+    let image = imageRef.current;
+    if (!image || image.width !== width || image.height !== drawHeight) {
+      image = context.createImageData(width, drawHeight);
+      imageRef.current = image;
+    }
     const pixels = new Uint32Array(image.data.buffer);
+    pixels.fill(0);
     const gap = cellPx >= 4 ? 1 : 0;
     const cells = frame.cells;
     for (let index = 0; index < cells.length; index++) {

@@ -1,5 +1,5 @@
 // Throughput over the job's life as an area chart in a canvas, redrawn from a store subscription.
-import { useRef } from 'react';
+import { useEffect, useRef } from 'react';
 import { formatRate } from '../format/units.ts';
 import type { ThroughputSample } from '../store/jobs-slice.ts';
 import { useStoreEffect } from './use-store-effect.ts';
@@ -7,6 +7,21 @@ import { useStoreEffect } from './use-store-effect.ts';
 export function ThroughputChart({ jobId }: { jobId: string }) {
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const peakRef = useRef<HTMLSpanElement>(null);
+  const latest = useRef<ThroughputSample[] | undefined>(undefined);
+  const scheduled = useRef(0);
+  const colours = useRef<{ grid: string; accent: string; at: number } | null>(null);
+
+  // Many updates a second arrive; draw at most once per animation frame.
+  function schedule(samples: ThroughputSample[] | undefined): void {
+    latest.current = samples;
+    if (!scheduled.current)
+      scheduled.current = requestAnimationFrame(() => {
+        scheduled.current = 0;
+        draw(latest.current);
+      });
+  }
+
+  useEffect(() => () => cancelAnimationFrame(scheduled.current), []);
 
   function draw(samples: ThroughputSample[] | undefined): void {
     const canvas = canvasRef.current;
@@ -23,9 +38,16 @@ export function ThroughputChart({ jobId }: { jobId: string }) {
       canvas.height = height;
     }
     context.clearRect(0, 0, width, height);
-    const style = getComputedStyle(canvas);
-    const grid = style.getPropertyValue('--border').trim() || '#ccc';
-    const accent = style.getPropertyValue('--accent').trim() || '#3b82f6';
+    const now = performance.now();
+    if (!colours.current || now - colours.current.at > 1000) {
+      const style = getComputedStyle(canvas);
+      colours.current = {
+        grid: style.getPropertyValue('--border').trim() || '#ccc',
+        accent: style.getPropertyValue('--accent').trim() || '#3b82f6',
+        at: now,
+      };
+    }
+    const { grid, accent } = colours.current;
     context.strokeStyle = grid;
     context.lineWidth = ratio;
     for (let i = 1; i < 4; i++) {
@@ -57,7 +79,7 @@ export function ThroughputChart({ jobId }: { jobId: string }) {
     context.stroke();
   }
 
-  useStoreEffect((s) => s.throughput[jobId], draw, [jobId]);
+  useStoreEffect((s) => s.throughput[jobId], schedule, [jobId]);
 
   return (
     <figure className="throughput">

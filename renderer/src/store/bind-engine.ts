@@ -23,7 +23,10 @@ export function bindEngine(store: AppStore, connection: EngineConnection): () =>
     connection.onState((connectionState) => {
       const wasConnected = state().connection.status === 'connected';
       state().setConnection(connectionState);
-      if (connectionState.status === 'connected' && !wasConnected) void reloadAll(store);
+      if (connectionState.status === 'connected' && !wasConnected) {
+        state().forgetBlockMapSubscriptions();
+        void reloadAll(store);
+      }
     }),
   ];
   return () => {
