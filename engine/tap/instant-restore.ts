@@ -1,0 +1,228 @@
+// Instant restore: the target T is served through the tap at once (a loop device the user can mount and use)
+// while a background copier fills it from the restore point. Every unit starts "not restored" (its intercept
+// bit set, for reads and writes): the first access to such a unit waits while that unit is fetched from the
+// repository and written to T, then proceeds on T; a write therefore lands on restored data and marks its unit
+// done. The copier walks the remaining units in disk order. Interrupted (detach, crash) before the copier
+// finishes, T is partly restored and must not be used on its own: restore again.
+import { closeSync, constants, fstatSync, openSync, write as writeCallback } from 'node:fs';
+import { mkdtemp, rmdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { deviceUses } from '../device/busy.ts';
+import { blockDeviceSize, nativeHelper, type TapHandle } from '../native/index.ts';
+import { TapRefusedError } from './attach.ts';
+import { attachLoopDevice, detachLoopDevice, mountPointsOf, tapUnavailableReason } from './system-state.ts';
+
+const writeAt = promisify(writeCallback);
+const EIO = 5;
+
+/** What instant restore needs of a restore point (the repository's PointReader satisfies it). */
+export interface RestorablePoint {
+  readonly manifest: {
+    id: string;
+    unitSize: number;
+    unitCount: number;
+    source: { size: number };
+    /** 0 = the unit is zeros. */
+    units: Uint32Array;
+  };
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export interface InstantRestoreOptions {
+  /** Scan the loop device for partitions (default true). */
+  partscan?: boolean;
+  /** Limit the background copier (bytes per second); accesses by users are never limited. */
+  copyBytesPerSecond?: number;
+}
+
+export interface InstantRestoreProgress {
+  restoredUnits: number;
+  totalUnits: number;
+  /** Units restored because someone read or wrote them before the copier got there. */
+  onDemandUnits: number;
+  complete: boolean;
+}
+
+export interface InstantRestore {
+  readonly target: string;
+  readonly loopDevice: string;
+  readonly fuseFile: string;
+  progress(): InstantRestoreProgress;
+  /** Resolves when every unit is on the target; rejects if the copier failed (reads from the repository). */
+  readonly whenComplete: Promise<void>;
+  /** Detaches (refused while mounted). Before completion the target is left partly restored, and this says so. */
+  detach(): Promise<void>;
+}
+
+export async function startInstantRestore(
+  point: RestorablePoint,
+  target: string,
+  options: InstantRestoreOptions = {},
+): Promise<InstantRestore> {
+  const unavailable = tapUnavailableReason();
+  if (unavailable) throw new TapRefusedError(`cannot restore to ${target} instantly: ${unavailable}`);
+  const native = nativeHelper();
+  const { unitSize, unitCount } = point.manifest;
+  const size = point.manifest.source.size;
+  const existing = await stat(target).catch(() => null);
+  const isDevice = existing?.isBlockDevice() ?? false;
+  if (isDevice) {
+    const uses = await deviceUses(target);
+    if (uses.length) throw new TapRefusedError(`refusing to restore to ${target}: ${uses.join('; ')}`);
+  } else if (existing && !existing.isFile()) {
+    throw new TapRefusedError(`refusing to restore to ${target}: not an image file or a block device`);
+  }
+  // A new or empty image reads as zeros: zero units need no writing there.
+  const targetStartsZeroed = !existing || (existing.isFile() && existing.size === 0);
+  const fd = openSync(
+    target,
+    constants.O_RDWR | constants.O_CREAT | (isDevice ? constants.O_EXCL : 0),
+    0o600,
+  );
+  let tap: TapHandle | null = null;
+  const mountDir = await mkdtemp(join(tmpdir(), 'diskline-instant-'));
+  try {
+    const targetSize = isDevice ? blockDeviceSize(fd) : fstatSync(fd).size;
+    if (isDevice && targetSize < size)
+      throw new TapRefusedError(
+        `refusing to restore to ${target}: it holds ${targetSize} bytes, the point needs ${size}; choose a bigger target`,
+      );
+    if (!isDevice && targetSize < size) {
+      const { ftruncateSync } = await import('node:fs');
+      ftruncateSync(fd, size);
+    }
+
+    const restored = new Uint8Array(unitCount);
+    const inFlight = new Map<number, Promise<void>>();
+    let restoredUnits = 0;
+    let onDemandUnits = 0;
+    let stopping = false;
+
+    const restoreUnit = (unit: number, onDemand: boolean): Promise<void> => {
+      if (restored[unit]) return Promise.resolve();
+      const running = inFlight.get(unit);
+      if (running) return running;
+      const work = (async () => {
+        const offset = unit * unitSize;
+        const length = Math.min(unitSize, size - offset);
+        if (!(targetStartsZeroed && point.manifest.units[unit] === 0)) {
+          const data = await point.read(offset, length);
+          let done = 0;
+          while (done < length)
+            done += (await writeAt(fd, data, done, length - done, offset + done)).bytesWritten;
+        }
+        restored[unit] = 1;
+        restoredUnits++;
+        if (onDemand) onDemandUnits++;
+        native.tapSettle(handle, unit, 1);
+      })().finally(() => inFlight.delete(unit));
+      inFlight.set(unit, work);
+      return work;
+    };
+
+    const restoreRange = async (offset: number, length: number): Promise<void> => {
+      const first = Math.floor(offset / unitSize);
+      const last = Math.min(unitCount - 1, Math.floor((offset + Math.max(1, length) - 1) / unitSize));
+      const pending: Promise<void>[] = [];
+      for (let unit = first; unit <= last; unit++) pending.push(restoreUnit(unit, true));
+      await Promise.all(pending);
+    };
+
+    const handle: TapHandle = native.tapStart({
+      mountDir,
+      fileName: 'volume',
+      size,
+      backingFd: fd,
+      readOnly: false,
+      trackUnitSize: unitSize,
+      onAccess: (_kind, offset, length, token) => {
+        restoreRange(offset, length).then(
+          () => native.tapComplete(handle, token, 0),
+          (error: unknown) => {
+            process.emitWarning(
+              `instant restore of point ${point.manifest.id} to ${target}: fetching bytes at ${offset} failed (${(error as Error).message})`,
+            );
+            native.tapComplete(handle, token, EIO);
+          },
+        );
+      },
+    });
+    tap = handle;
+    // Every unit starts not restored: reads and writes of it wait for it.
+    native.tapArm(handle, unitSize, true, false);
+    if (targetStartsZeroed) {
+      for (let unit = 0; unit < unitCount; unit++) {
+        if (point.manifest.units[unit] === 0) {
+          restored[unit] = 1;
+          restoredUnits++;
+          native.tapSettle(handle, unit, 1);
+        }
+      }
+    }
+    const fuseFile = join(mountDir, 'volume');
+    const loop = await attachLoopDevice(fuseFile, {
+      directIo: true,
+      readOnly: false,
+      partscan: options.partscan ?? true,
+    });
+
+    const copier = (async () => {
+      const started = performance.now();
+      let copiedBytes = 0;
+      for (let unit = 0; unit < unitCount && !stopping; unit++) {
+        if (restored[unit]) continue;
+        await restoreUnit(unit, false);
+        copiedBytes += unitSize;
+        if (options.copyBytesPerSecond) {
+          const due = (copiedBytes / options.copyBytesPerSecond) * 1000 - (performance.now() - started);
+          if (due > 0) await sleep(due);
+        }
+      }
+      if (stopping) throw new Error(`instant restore to ${target} was stopped before it finished`);
+      native.tapArm(handle, null, false, false);
+    })();
+    copier.catch(() => undefined);
+
+    let detached = false;
+    return {
+      target,
+      loopDevice: loop.device,
+      fuseFile,
+      progress: () => ({
+        restoredUnits,
+        totalUnits: unitCount,
+        onDemandUnits,
+        complete: restoredUnits === unitCount,
+      }),
+      whenComplete: copier,
+      async detach() {
+        if (detached) return;
+        const mounted = await mountPointsOf(loop.device);
+        if (mounted.length)
+          throw new TapRefusedError(
+            `cannot detach ${target}: ${loop.device} is mounted on ${mounted.join(', ')}; unmount it first`,
+          );
+        stopping = true;
+        await copier.catch(() => undefined);
+        await Promise.allSettled([...inFlight.values()]);
+        await detachLoopDevice(loop.device);
+        native.tapStop(handle);
+        detached = true;
+        closeSync(fd);
+        await rmdir(mountDir).catch(() => undefined);
+        if (restoredUnits < unitCount)
+          throw new Error(
+            `${target} is only partly restored (${restoredUnits} of ${unitCount} units): do not use it on its own; restore point ${point.manifest.id} again`,
+          );
+      },
+    };
+  } catch (error) {
+    if (tap) native.tapStop(tap);
+    closeSync(fd);
+    await rmdir(mountDir).catch(() => undefined);
+    throw error;
+  }
+}
