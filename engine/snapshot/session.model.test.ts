@@ -150,6 +150,7 @@ async function raceOnce(
   const initial = r.bytes(size);
   const consistentPoint = Buffer.from(initial);
   const device = await makeDevice(initial);
+  let drawing: NodeJS.Timeout | undefined;
   try {
     const usedRanges = r.chance(0.1)
       ? [{ start: 0, length: size }]
@@ -187,6 +188,15 @@ async function raceOnce(
     }
     const isExcluded = (at: number) => excludedBytes[at] === 1;
 
+    // A block-map subscriber that only ever applies changes() must end with the same map as a fresh render.
+    const cells = 1 + r.int(40);
+    const watch = session.watchBlockMap(cells);
+    const drawn = watch.full();
+    const applyChanges = () => {
+      const changes = watch.changes();
+      for (let i = 0; i < changes.length; i += 2) drawn[changes[i]!] = changes[i + 1]!;
+    };
+    drawing = setInterval(applyChanges, 1);
     session.arm();
     let running: ReturnType<typeof session.run> | undefined;
     if (!restrictAfterArm) running = session.run();
@@ -267,6 +277,10 @@ async function raceOnce(
     }
     assert.ok(peak.bytes <= capacityUnits * unitSize, `seed ${seed}: container peaked at ${peak.bytes}`);
     assert.equal(container.usedBytes, 0, `seed ${seed}: container not drained`);
+    clearInterval(drawing);
+    applyChanges();
+    assert.deepEqual(drawn, session.blockMap(cells), `seed ${seed}: block map drawn from changes differs`);
+    watch.close();
     const stats = session.stats();
     assert.equal(stats.units.pending, 0, `seed ${seed}: units left pending`);
     assert.equal(stats.units.preserved, 0, `seed ${seed}: units left preserved`);
@@ -279,6 +293,7 @@ async function raceOnce(
       intercepted: result.writes.intercepted,
     };
   } finally {
+    clearInterval(drawing);
     await device.close();
   }
 }
