@@ -3,6 +3,7 @@ import { open, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openReader } from '../device/open.ts';
+import { makeFilesystem } from '../testing/filesystems.ts';
 import {
   MiB,
   makeSparseImage,
@@ -10,7 +11,7 @@ import {
   readPartitionTable as sfdiskTable,
   withTempDir,
 } from '../testing/image.ts';
-import { missingToolReason } from '../testing/tools.ts';
+import { loopUnavailableReason, missingToolReason, runTool } from '../testing/tools.ts';
 import { readPartitionTable } from './read.ts';
 import type { PartitionTable } from './types.ts';
 
@@ -178,3 +179,47 @@ test('a device without a table is one partition covering all of it', async () =>
     assert.deepEqual(table.partitions, [{ index: 1, start: 0, size: 4 * MiB, type: 'none' }]);
   });
 });
+
+test('a 4096-byte-sector GPT (written through a 4Kn loop device) is read from the image file too', async (t) => {
+  const skip = loopUnavailableReason() ?? skipReason();
+  if (skip) return t.skip(skip);
+  await withTempDir(async (dir) => {
+    const image = await makeSparseImage(join(dir, '4kn.img'), 64 * MiB);
+    const { stdout } = await runTool('losetup', ['--find', '--show', '--sector-size', '4096', image]);
+    const device = stdout.trim();
+    try {
+      await runTool('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', device], {
+        input: 'label: gpt\n,16M\n,\n',
+      });
+      const fromDevice = await tableOf(device);
+      assert.equal(fromDevice.sectorSize, 4096);
+      assert.deepEqual(
+        fromDevice.partitions.map((p) => [p.start, p.size]),
+        [
+          [MiB, 16 * MiB],
+          [17 * MiB, 46 * MiB],
+        ],
+      );
+    } finally {
+      await runTool('losetup', ['--detach', device]);
+    }
+    const fromImage = await tableOf(image);
+    assert.equal(fromImage.kind, 'gpt');
+    assert.equal(fromImage.sectorSize, 4096);
+    assert.equal(fromImage.partitions.length, 2);
+  });
+});
+
+for (const kind of ['fat32', 'ntfs'] as const) {
+  test(`a ${kind} volume over the whole device (no table, its boot sector ends in 55 AA) has no table`, async (t) => {
+    const skip = missingToolReason(kind === 'ntfs' ? 'mkfs.ntfs' : 'mkfs.vfat');
+    if (skip) return t.skip(skip);
+    await withTempDir(async (dir) => {
+      const image = await makeSparseImage(join(dir, 'superfloppy.img'), 64 * MiB);
+      await makeFilesystem(image, kind);
+      const table = await tableOf(image);
+      assert.equal(table.kind, 'none');
+      assert.deepEqual(table.partitions, [{ index: 1, start: 0, size: 64 * MiB, type: 'none' }]);
+    });
+  });
+}

@@ -40,8 +40,28 @@ export async function readPartitionTable(reader: BlockReader): Promise<Partition
     // The protective MBR promises a GPT that neither copy of the header shows: let readGpt report both.
     return readGpt(reader, reader.logicalSectorSize);
   }
-  if (looksLikeMbr(sector0, Math.floor(reader.size / 512))) return readMbr(reader);
+  // A FAT or NTFS volume written to the whole device ("superfloppy") also ends its first sector in 55 AA;
+  // its boot sector's own fields say so, and then there is no table.
+  if (looksLikeMbr(sector0, Math.floor(reader.size / 512)) && !isVolumeBootSector(sector0, reader.size)) {
+    return readMbr(reader);
+  }
   return wholeDeviceTable(reader);
+}
+
+/** True when sector 0 is an NTFS or FAT boot sector describing a volume that fits the device. */
+function isVolumeBootSector(sector0: Buffer, deviceSize: number): boolean {
+  if (sector0.toString('latin1', 3, 11) === 'NTFS    ') return true;
+  if (sector0[0] !== 0xeb && sector0[0] !== 0xe9) return false;
+  const bytesPerSector = sector0.readUInt16LE(11);
+  const sectorsPerCluster = sector0[13]!;
+  const totalSectors = sector0.readUInt16LE(19) || sector0.readUInt32LE(32);
+  const validGeometry =
+    [512, 1024, 2048, 4096].includes(bytesPerSector) &&
+    sectorsPerCluster > 0 &&
+    (sectorsPerCluster & (sectorsPerCluster - 1)) === 0 &&
+    sector0.readUInt16LE(14) > 0 &&
+    sector0[16]! > 0;
+  return validGeometry && totalSectors > 0 && totalSectors * bytesPerSector <= deviceSize;
 }
 
 async function backupGptSignature(reader: BlockReader, sectorSize: number): Promise<boolean> {
