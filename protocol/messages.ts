@@ -69,6 +69,16 @@ export const methods = {
   'drill.start': [pointRef, JobSchema],
   'mount.start': [pointRef.extend({ dir: z.string().optional() }), z.object({ path: z.string() })],
   'mount.stop': [z.object({ path: z.string() }), z.object({})],
+  /**
+   * Serves a disk or image through the tap (a loop device the user mounts instead of the disk), so backups of it
+   * are consistent while it is in use. Kept across engine restarts until volumes.detach.
+   */
+  'volumes.attach': [
+    z.object({ source: z.string().min(1) }),
+    z.object({ source: z.string(), loopDevice: z.string(), notes: z.array(z.string()) }),
+  ],
+  /** Stops serving a volume; refused while its loop device is mounted. */
+  'volumes.detach': [z.object({ source: z.string().min(1) }), z.object({})],
   'jobs.list': [z.object({}), z.array(JobSchema)],
   'jobs.cancel': [z.object({ id: z.string() }), z.object({})],
   'plans.list': [z.object({}), z.array(PlanSchema)],

@@ -2,7 +2,7 @@
 // Transports (unix socket, WebSocket, in-process) only move frames; everything a method does is here.
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { EventName } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
@@ -11,6 +11,7 @@ import { type JobContext, JobManager } from '../jobs/manager.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import { ScheduleError } from '../schedule/presets.ts';
 import { Scheduler } from '../schedule/scheduler.ts';
+import type { AttachedVolume } from '../tap/attach.ts';
 import type { Connection, Handlers } from './dispatcher.ts';
 import { ApiError } from './errors.ts';
 import { EventBus } from './events.ts';
@@ -36,7 +37,13 @@ const BLOCKMAP_INTERVAL_MS = 100;
 /** The work behind each job kind; the defaults reach the other engine parts, tests may replace them. */
 export interface JobRunners {
   backup(
-    params: { source: string; repo: string; container: Plan['container'] | undefined },
+    params: {
+      source: string;
+      repo: string;
+      container: Plan['container'] | undefined;
+      /** The tap serving the source, when attached: the backup takes a consistent point through it. */
+      volume: AttachedVolume | null;
+    },
     context: JobContext,
     publishBlockMap: (source: BlockMapProvider) => void,
   ): Promise<Record<string, unknown> | null>;
@@ -58,6 +65,8 @@ export interface JobRunners {
   ): Promise<Record<string, unknown> | null>;
   mount(params: { repo: string; point: string; dir: string | undefined }): Promise<{ path: string }>;
   unmount(path: string): Promise<void>;
+  /** Serves `source` through the tap; change tracking persists under `trackingDir`. */
+  attach(source: string, trackingDir: string): Promise<AttachedVolume>;
   listPoints(repo: string): Promise<PointSummary[]>;
   initRepository(repo: string, encrypted: boolean): Promise<void>;
 }
@@ -82,6 +91,10 @@ export class Engine {
   #tokens = new ConfirmTokens();
   /** Backup job id → its block map, while it runs (for block-map subscriptions). */
   #blockMaps = new Map<string, BlockMapProvider>();
+  /** Volumes served through the tap, by source path. */
+  #volumes = new Map<string, AttachedVolume>();
+  /** Problems met re-attaching volumes at start, for the log. */
+  readonly startNotes: string[] = [];
   /** Paths that running jobs read (backups) or write (restores), by job id. */
   #busyPaths = new Map<string, { paths: Set<string>; writing: boolean }>();
 
@@ -95,7 +108,7 @@ export class Engine {
   }
 
   /** Reports jobs an earlier run left unfinished, then starts the schedules. */
-  async start(options: { schedules?: boolean; recover?: boolean } = {}): Promise<Job[]> {
+  async start(options: { schedules?: boolean; recover?: boolean; reattach?: boolean } = {}): Promise<Job[]> {
     const interrupted =
       options.recover === false
         ? []
@@ -106,6 +119,7 @@ export class Engine {
               `${job.result?.target ?? 'The target'} holds a mix of old and restored data: restore it again.`,
           });
     for (const job of interrupted) this.events.emit('job.updated', job);
+    if (options.reattach !== false) await this.#reattachVolumes();
     if (options.schedules !== false) await this.scheduler.start();
     return interrupted;
   }
@@ -113,7 +127,21 @@ export class Engine {
   async stop(): Promise<void> {
     await this.scheduler.stop();
     await this.jobs.interruptAll('The engine stopped while this job was running; run it again.');
+    // Volumes stay recorded in the config (re-attached at the next start); a mounted one cannot be detached
+    // and keeps being served until this process ends.
+    for (const volume of this.#volumes.values()) await volume.detach().catch(() => {});
+    this.#volumes.clear();
     await this.state.flush();
+  }
+
+  async #reattachVolumes(): Promise<void> {
+    for (const { source } of this.state.config.attached) {
+      try {
+        this.#volumes.set(source, await this.runners.attach(source, join(this.state.dir, 'tracking')));
+      } catch (error) {
+        this.startNotes.push(`Could not re-attach ${source}: ${(error as Error).message}`);
+      }
+    }
   }
 
   /** A connection for code in the same process (the CLI hosting the engine, tests). */
@@ -185,9 +213,14 @@ export class Engine {
       run: async (context) => {
         this.#busy(context.id, [sourcePath], false);
         try {
-          return await this.runners.backup({ source: sourcePath, repo, container }, context, (provider) => {
-            this.#blockMaps.set(context.id, provider);
-          });
+          const volume = this.#volumes.get(sourcePath) ?? null;
+          return await this.runners.backup(
+            { source: sourcePath, repo, container, volume },
+            context,
+            (provider) => {
+              this.#blockMaps.set(context.id, provider);
+            },
+          );
         } finally {
           this.#blockMaps.delete(context.id);
           this.#busyPaths.delete(context.id);
@@ -239,10 +272,9 @@ export class Engine {
       }),
       'drives.list': async () => {
         const drives = await listDrives(this.state.config.images);
-        const attached = new Map(this.state.config.attached.map((volume) => [volume.source, volume]));
         return drives.map((drive) => ({
           ...drive,
-          attachedAs: attached.has(drive.device) ? drive.attachedAs : null,
+          attachedAs: this.#volumes.get(drive.device)?.loopDevice ?? null,
         }));
       },
       'points.list': async ({ repo }) => {
@@ -384,6 +416,58 @@ export class Engine {
       },
       'mount.stop': async ({ path }) => {
         await this.runners.unmount(path);
+        return {};
+      },
+      'volumes.attach': async ({ source }) => {
+        const sourcePath = resolve(source);
+        let volume = this.#volumes.get(sourcePath);
+        if (!volume) {
+          if (this.#allBusyPaths().has(sourcePath)) {
+            throw new ApiError(
+              'busy',
+              `${sourcePath} is in use by a running job; attach it when the job has ended.`,
+            );
+          }
+          try {
+            volume = await this.runners.attach(sourcePath, join(this.state.dir, 'tracking'));
+          } catch (error) {
+            if ((error as { exitCode?: number }).exitCode === 3)
+              throw new ApiError('refused', (error as Error).message);
+            throw error;
+          }
+          this.#volumes.set(sourcePath, volume);
+          if (!this.state.config.attached.some((entry) => entry.source === sourcePath)) {
+            this.state.config.attached.push({ source: sourcePath, container: null });
+            await this.state.saveConfig();
+          }
+          this.events.emit('drives.changed', {});
+        }
+        return { source: sourcePath, loopDevice: volume.loopDevice, notes: [...volume.notes] };
+      },
+      'volumes.detach': async ({ source }) => {
+        const sourcePath = resolve(source);
+        const volume = this.#volumes.get(sourcePath);
+        if (!volume) throw new ApiError('not-found', `${sourcePath} is not attached.`);
+        if ([...this.#busyPaths.values()].some(({ paths }) => paths.has(sourcePath))) {
+          throw new ApiError(
+            'busy',
+            `${sourcePath} is being backed up; detach it when the backup has ended.`,
+          );
+        }
+        const mounted = await volume.mountPoints();
+        if (mounted.length) {
+          throw new ApiError(
+            'refused',
+            `${volume.loopDevice} (serving ${sourcePath}) is mounted on ${mounted.join(', ')}; unmount it, then detach.`,
+          );
+        }
+        await volume.detach();
+        this.#volumes.delete(sourcePath);
+        this.state.config.attached = this.state.config.attached.filter(
+          (entry) => entry.source !== sourcePath,
+        );
+        await this.state.saveConfig();
+        this.events.emit('drives.changed', {});
         return {};
       },
       'jobs.list': () => this.jobs.list(),

@@ -61,6 +61,9 @@ export function controlledRunners(work: ControlledWork, pointSize = 1 << 20): Jo
     drill: async () => ({ ok: true, detail: 'fsck -n: clean' }),
     mount: async ({ point }) => ({ path: `/mnt/${point}` }),
     unmount: async () => {},
+    attach: async (source) => {
+      throw new Error(`attaching ${source} is not part of this test engine`);
+    },
   };
 }
 

@@ -3,17 +3,24 @@
 // session (its block map and container state feed the job's progress) and deduplicated into the repository by
 // the point writer; an interrupted backup of the same source is resumed, the latest complete point is the
 // parent. Without the tap attached to the source there are no writers to intercept: an image file or an
-// unmounted device gives an 'offline' point, a mounted device a 'crash-consistent' one.
+// unmounted device gives an 'offline' point, a mounted device a 'crash-consistent' one. With the tap attached,
+// the backup takes a consistent point through it (freeze, arm, thaw) while the volume stays in use, lists the
+// used blocks from the snapshot itself, and gives a 'frozen' point (or 'crash-consistent' when nothing mounted
+// could be frozen).
 import type { ContainerSpec } from '../../protocol/model.ts';
 import type { BlockMapProvider } from '../api/engine.ts';
 import { FileContainer } from '../container/file.ts';
 import { MemoryContainer } from '../container/memory.ts';
 import type { IntermediateContainer } from '../container/types.ts';
 import { openReader } from '../device/open.ts';
+import type { BlockReader } from '../device/types.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import { describeSource, findRelatives } from '../repository/point-source.ts';
 import { PointWriter } from '../repository/point-writer.ts';
 import { SnapshotSession } from '../snapshot/session.ts';
+import type { UnitSink } from '../snapshot/types.ts';
+import type { AttachedVolume } from '../tap/attach.ts';
+import { takeConsistentPoint } from '../tap/consistent-point.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 
@@ -43,6 +50,117 @@ export interface BackupParams {
   source: string;
   repo: string;
   container: ContainerSpec | undefined;
+  volume: AttachedVolume | null;
+}
+
+/** A sink whose target (the point writer) is known only after the consistent point; units come later. */
+class DeferredSink implements UnitSink {
+  target: UnitSink | null = null;
+  #need(): UnitSink {
+    if (!this.target)
+      throw new Error('the backup wrote a unit before its point writer was ready (engine bug)');
+    return this.target;
+  }
+  writeUnit(offset: number, data: Buffer): Promise<void> {
+    return this.#need().writeUnit(offset, data);
+  }
+  finish(): Promise<void> {
+    return this.#need().finish();
+  }
+  async abort(reason: Error): Promise<void> {
+    await this.target?.abort(reason);
+  }
+}
+
+/** Reads the disk as it was at the consistent point (what the session is capturing). */
+function snapshotReader(reader: BlockReader, session: SnapshotSession): BlockReader {
+  return {
+    path: reader.path,
+    size: reader.size,
+    logicalSectorSize: reader.logicalSectorSize,
+    read: (offset, length) => session.readSnapshot(offset, length),
+    close: async () => {},
+  };
+}
+
+function progressReporter(session: SnapshotSession, context: JobContext): () => void {
+  return () => {
+    const stats = session.stats();
+    context.progress({
+      doneBytes: stats.bytesCopied,
+      totalBytes: stats.totalBytes,
+      container: stats.container,
+      units: stats.units,
+      unitSize: stats.unitSize,
+    });
+  };
+}
+
+async function runAttachedBackup(
+  repo: Parameters<Parameters<typeof withRepository>[1]>[0],
+  volume: AttachedVolume,
+  params: BackupParams,
+  context: JobContext,
+  publishBlockMap: (provider: BlockMapProvider) => void,
+): Promise<Record<string, unknown>> {
+  const reader = await openReader(volume.source);
+  const container = await openContainer(params.container, repo.chunkSize);
+  const sink = new DeferredSink();
+  // The whole disk is protected from the freeze on; the capture narrows to the used blocks once they are
+  // listed from the consistent point itself (blocks allocated between a listing and the freeze cannot be missed).
+  const session = new SnapshotSession({
+    reader,
+    usedRanges: [{ start: 0, length: reader.size }],
+    unitSize: repo.chunkSize,
+    container,
+    sink,
+    onSettle: (firstUnit, count) => volume.settleUnits(firstUnit, count),
+  });
+  const report = progressReporter(session, context);
+  session.on('progress', report);
+  const cancel = () => session.cancel('the backup was cancelled');
+  context.signal.addEventListener('abort', cancel, { once: true });
+  publishBlockMap(session);
+  try {
+    const point = await takeConsistentPoint(volume, session);
+    const source = await describeSource(volume.source, snapshotReader(reader, session));
+    // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
+    const { parent } = await findRelatives(repo, source.identity, false);
+    const writer = await PointWriter.create(repo, {
+      source: source.identity,
+      partitions: source.partitions,
+      usedRanges: source.usedRanges,
+      consistency: point.consistency === 'file-system-consistent' ? 'frozen' : 'crash-consistent',
+      parent,
+      checkpointIntervalMs: checkpointInterval(),
+    });
+    sink.target = writer;
+    try {
+      session.restrictTo(writer.rangesToRead());
+    } catch (error) {
+      await writer.abort(error as Error);
+      throw error;
+    }
+    context.signal.throwIfAborted();
+    await session.run();
+    report();
+    const manifest: Manifest = writer.result;
+    return {
+      point: manifest.id,
+      resumed: null,
+      parent: parent?.id ?? null,
+      consistency: manifest.consistency,
+      frozen: point.frozenMountPoints,
+      frozenMs: point.frozenMs,
+      ...manifest.stats,
+      warnings: [...point.notes, ...source.warnings],
+    };
+  } finally {
+    context.signal.removeEventListener('abort', cancel);
+    await volume.setInterceptor(null, repo.chunkSize).catch(() => {});
+    await container.close();
+    await reader.close();
+  }
 }
 
 export async function runBackup(
@@ -51,6 +169,7 @@ export async function runBackup(
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
   return withRepository(params.repo, async (repo) => {
+    if (params.volume) return runAttachedBackup(repo, params.volume, params, context, publishBlockMap);
     const reader = await openReader(params.source);
     try {
       const source = await describeSource(params.source, reader);
@@ -73,16 +192,7 @@ export async function runBackup(
         sink: writer,
         onlyRanges: writer.rangesToRead(),
       });
-      const report = () => {
-        const stats = session.stats();
-        context.progress({
-          doneBytes: stats.bytesCopied,
-          totalBytes: stats.totalBytes,
-          container: stats.container,
-          units: stats.units,
-          unitSize: stats.unitSize,
-        });
-      };
+      const report = progressReporter(session, context);
       session.on('progress', report);
       const cancel = () =>
         session.cancel('the backup was cancelled; start it again to resume where it stopped');

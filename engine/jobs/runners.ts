@@ -3,6 +3,7 @@
 import type { JobRunners } from '../api/engine.ts';
 import type { StateStore } from '../config/state.ts';
 import { Repository } from '../repository/repository.ts';
+import { attachVolume } from '../tap/attach.ts';
 import { runBackup } from './backup.ts';
 import { runDrill } from './drill.ts';
 import { PartNotAvailableError } from './engine-parts.ts';
@@ -28,6 +29,7 @@ export function defaultRunners(state: StateStore): JobRunners {
     mount: async ({ point }) => {
       throw new PartNotAvailableError(`Mounting ${point}: not available yet in this build of the engine.`);
     },
+    attach: (source, trackingDir) => attachVolume(source, { trackingDir }),
     unmount: async (path) => {
       throw new PartNotAvailableError(`Unmounting ${path}: not available yet in this build of the engine.`);
     },
