@@ -39,6 +39,15 @@ export function isTrustedUrl(url: string, origins: readonly string[]): boolean {
   return origin !== null && origins.includes(origin);
 }
 
+/**
+ * What the call channel answers. Errors travel as data, not as a rejected invoke, because Electron would
+ * wrap their message in "Error invoking remote method …" and drop the code; the preload turns them back
+ * into an Error with the engine's own message and a `code`.
+ */
+export type CallAnswer =
+  | { ok: true; result: unknown }
+  | { ok: false; error: { code: string; message: string } };
+
 /** What Electron tells us about the frame that sent an IPC message (a subset of WebFrameMain). */
 export type SenderFrame = { url: string; isMainFrame: boolean } | null;
 

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import type { Job } from '../protocol/model.ts';
 import { EngineLink } from './engine-link.ts';
 import { EngineSupervisor } from './engine-supervisor.ts';
-import { callChannel } from './ipc-policy.ts';
+import { type CallAnswer, callChannel } from './ipc-policy.ts';
 import { type Shell, startShell } from './shell.ts';
 import { EngineProcess } from './testing/engine-process.ts';
 import { createFakeElectron, type FakeElectron } from './testing/fake-electron.ts';
@@ -20,7 +20,12 @@ let engine: EngineProcess;
 let fake: FakeElectron;
 let shell: Shell;
 const ourPage = { url: 'app://diskline/index.html', parent: null };
-const call = (method: string, params: unknown) => fake.invoke(callChannel, ourPage, { method, params });
+/** A call as the preload makes it: the answer's result, or its error thrown. */
+async function call(method: string, params: unknown): Promise<unknown> {
+  const answer = (await fake.invoke(callChannel, ourPage, { method, params })) as CallAnswer;
+  if (!answer.ok) throw Object.assign(new Error(answer.error.message), { code: answer.error.code });
+  return answer.result;
+}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'diskline-shell-daemon-'));

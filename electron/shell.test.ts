@@ -194,28 +194,43 @@ test('every response carries the strict CSP, and the app scheme serves only the 
 
 test('calls from our page reach the engine; calls from elsewhere or for unknown methods are refused', async () => {
   await started();
-  assert.deepEqual(await fake.invoke(callChannel, ourPage, { method: 'plans.list', params: {} }), [
-    makePlan(),
-  ]);
+  assert.deepEqual(await fake.invoke(callChannel, ourPage, { method: 'plans.list', params: {} }), {
+    ok: true,
+    result: [makePlan()],
+  });
   assert.deepEqual(engine.requests.at(-1), { method: 'plans.list', params: {} });
   const before = engine.requests.length;
-  await assert.rejects(
-    fake.invoke(
+  const refused = (message: string) => ({ ok: false, error: { code: 'forbidden', message } });
+  assert.deepEqual(
+    await fake.invoke(
       callChannel,
       { url: 'https://evil.example/', parent: null },
       { method: 'plans.list', params: {} },
     ),
-    { message: 'Diskline refused the call: a page from https://evil.example may not call the engine' },
+    refused('Diskline refused the call: a page from https://evil.example may not call the engine'),
   );
-  await assert.rejects(
-    fake.invoke(callChannel, { url: 'app://diskline/frame.html', parent: ourPage }, { method: 'plans.list' }),
-    /a subframe \(app:\/\/diskline\/frame\.html\) may not call the engine/,
+  assert.deepEqual(
+    await fake.invoke(
+      callChannel,
+      { url: 'app://diskline/frame.html', parent: ourPage },
+      { method: 'plans.list' },
+    ),
+    refused('Diskline refused the call: a subframe (app://diskline/frame.html) may not call the engine'),
   );
-  await assert.rejects(fake.invoke(callChannel, ourPage, { method: 'engine.shutdown', params: {} }), {
-    message: "Diskline refused the call: unknown method 'engine.shutdown'",
-  });
+  assert.deepEqual(
+    await fake.invoke(callChannel, ourPage, { method: 'engine.shutdown', params: {} }),
+    refused("Diskline refused the call: unknown method 'engine.shutdown'"),
+  );
   assert.equal(engine.requests.length, before, 'nothing refused reached the engine');
   assert.deepEqual([...fake.ipcHandlers.keys()], [callChannel]);
+});
+
+test("the engine's errors reach the page as data: its code and its message", async () => {
+  await started();
+  assert.deepEqual(await fake.invoke(callChannel, ourPage, { method: 'drives.list', params: {} }), {
+    ok: false,
+    error: { code: 'unknown-method', message: 'no drives.list here' },
+  });
 });
 
 test('the tray follows a backup: busy with progress, then idle with a notification', async () => {

@@ -4,7 +4,7 @@
 // state of its own beyond what the tray shows: everything comes from the engine.
 import { join } from 'node:path';
 import { type EngineClient, type EventName, eventSchemas } from '../protocol/messages.ts';
-import { callChannel, checkCall, eventChannel, trustedOrigins } from './ipc-policy.ts';
+import { type CallAnswer, callChannel, checkCall, eventChannel, trustedOrigins } from './ipc-policy.ts';
 import { Notifier } from './notifications.ts';
 import type { ShellElectron, ShellInvokeEvent, ShellWindow } from './shell-electron.ts';
 import { TrayPresenter } from './tray.ts';
@@ -194,17 +194,33 @@ export async function startShell(electron: ShellElectron, config: ShellConfig): 
   );
   tray.tray.on('click', showWindow);
 
-  electron.ipcMain.handle(callChannel, (event: ShellInvokeEvent, payload: unknown) => {
-    const frame = event.senderFrame;
-    const check = checkCall(
-      callChannel,
-      frame && { url: frame.url, isMainFrame: frame.parent === null },
-      payload,
-      origins,
-    );
-    if (!check.ok) throw new Error(`Diskline refused the call: ${check.reason}`);
-    return engine.call(check.method, check.params as never);
-  });
+  electron.ipcMain.handle(
+    callChannel,
+    async (event: ShellInvokeEvent, payload: unknown): Promise<CallAnswer> => {
+      const frame = event.senderFrame;
+      const check = checkCall(
+        callChannel,
+        frame && { url: frame.url, isMainFrame: frame.parent === null },
+        payload,
+        origins,
+      );
+      if (!check.ok) {
+        return {
+          ok: false,
+          error: { code: 'forbidden', message: `Diskline refused the call: ${check.reason}` },
+        };
+      }
+      try {
+        return { ok: true, result: await engine.call(check.method, check.params as never) };
+      } catch (error) {
+        const { code, message } = error as { code?: unknown; message?: unknown };
+        return {
+          ok: false,
+          error: { code: typeof code === 'string' ? code : 'failed', message: String(message ?? error) },
+        };
+      }
+    },
+  );
 
   // The tray's own view of the engine; every event also goes to the window as is.
   engine.on('job.updated', (job) => {

@@ -15,7 +15,14 @@ module.exports = {
   ipcRenderer: {
     invoke(channel: string, payload: unknown) {
       invocations.push({ channel, payload });
-      return Promise.resolve({ answered: channel });
+      const { method } = payload as { method: string };
+      if (method === 'mount.stop') {
+        return Promise.resolve({
+          ok: false,
+          error: { code: 'not-found', message: 'Nothing is mounted at /mnt/x.' },
+        });
+      }
+      return Promise.resolve({ ok: true, result: { answered: channel } });
     },
     on(channel: string, listener: IpcListener) {
       ipcListeners.set(channel, [...(ipcListeners.get(channel) ?? []), listener]);
