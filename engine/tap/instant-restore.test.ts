@@ -84,3 +84,58 @@ test('instant restore: the target mounts and serves the point before the copier 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('diskline restore --instant serves the target at once and finishes with a byte-equal image', {
+  skip: skipReason ?? false,
+  timeout: 90_000,
+}, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'diskline-instant-cli-'));
+  const env = { ...process.env, DISKLINE_PASSWORD: 'instant cli' };
+  const mnt = join(dir, 'mnt');
+  try {
+    const image = join(dir, 'disk.img');
+    await run('truncate', ['-s', '32M', image]);
+    await run('mkfs.ext4', ['-q', '-F', image]);
+    await mkdir(mnt);
+    await run('mount', ['-o', 'loop', image, mnt]);
+    await writeFile(join(mnt, 'a.txt'), 'restored on the fly\n');
+    await run('umount', [mnt]);
+    const repo = join(dir, 'repo');
+    await run(process.execPath, [cli, 'init', '--repo', repo], { env });
+    await run(process.execPath, [cli, 'backup', image, '--repo', repo], { env });
+    const target = join(dir, 'target.img');
+    const { spawn } = await import('node:child_process');
+    const child = spawn(
+      process.execPath,
+      [cli, 'restore', 'latest', '--repo', repo, '--to', target, '--instant', '--json'],
+      { env },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const started = await new Promise<{ loopDevice: string }>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (chunk) => {
+        out += chunk;
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] as string));
+      });
+      child.on('exit', (code) => reject(new Error(`restore exited ${code}: ${stderr}`)));
+    });
+    await run('mount', ['-o', 'ro,noload', started.loopDevice, mnt]);
+    try {
+      assert.equal(await readFile(join(mnt, 'a.txt'), 'utf8'), 'restored on the fly\n');
+    } finally {
+      await run('umount', [mnt]);
+    }
+    assert.equal(await exited, 0, stderr);
+    assert.ok(
+      (await readFile(target)).equals(await readFile(image)),
+      'the restored image equals the original',
+    );
+  } finally {
+    await run('umount', [mnt]).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+});

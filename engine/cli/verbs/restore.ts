@@ -7,6 +7,7 @@ import { openWriter } from '../../device/open.ts';
 import { kernelName, parentDisk, sysfsSize } from '../../device/sysfs.ts';
 import { runningBackups } from '../../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../../repository/restore.ts';
+import { runInstantRestoreInForeground } from '../../tap/instant-restore.ts';
 import {
   formatBytes,
   openRepository,
@@ -36,11 +37,12 @@ async function loopDevicesBackedBy(file: string): Promise<string[]> {
 const refuse = (message: string) => new ExitError(message, ExitCode.refused);
 
 export const verb: Verb = {
-  usage: 'restore <point> --repo R --to T [--yes] [--json]',
+  usage: 'restore <point> --repo R --to T [--instant] [--yes] [--json]',
   summary: 'Write a restore point to an image file or a device (same size or bigger)',
   help:
     `${repositoryHelp}\n  --to T                 target: an image file (created or emptied) or a block device\n` +
     '  --yes                  confirm overwriting a device (its identity is printed)\n' +
+    '  --instant              serve T at once as a loop device (usable while it fills); runs until done and unmounted\n' +
     "  --json                 print {point, target, writtenBytes}\n  <point> may be an id, a unique prefix of one, or 'latest'",
   async run(args) {
     const { values, positionals } = parseVerbArgs(args, {
@@ -48,6 +50,7 @@ export const verb: Verb = {
       to: { type: 'string' },
       yes: { type: 'boolean' },
       json: { type: 'boolean' },
+      instant: { type: 'boolean' },
     });
     const [reference, ...extra] = positionals;
     if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
@@ -108,6 +111,13 @@ export const verb: Verb = {
         // An image starts all zero so unused and all-zero units need no writes; a bigger image keeps its size.
         if (existing) await truncate(target, 0);
         if (existing) await truncate(target, Math.max(existing.size, needed));
+      }
+      if (values.instant) {
+        const point = await repo.openPoint(pointId);
+        return await runInstantRestoreInForeground(point, target, {
+          targetIsZeroed: !isDevice,
+          json: values.json,
+        });
       }
       if (!values.json) process.stderr.write(`restoring point ${pointId} (${manifest.time}) to ${target}\n`);
       const writer = await openWriter(target, { minSize: needed });
