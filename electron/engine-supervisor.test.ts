@@ -113,6 +113,14 @@ test('when no engine at all can be had, the shell is offline and says why', asyn
     /declined\. .* Starting the engine without rights failed too: could not run \/opt\/diskline\/bin\/diskline: ENOENT$/,
   );
   await assert.rejects(supervisor.call('drives.list', {}), /Cannot drives\.list: Diskline is not connected/);
+  try {
+    // The service comes up later (installed, or started by hand): the shell finds it without a restart.
+    await startEngine(join(dir, 'system.sock'), true);
+    await waitFor('the late service', () => connections.at(-1)![0].kind === 'connected');
+    assert.deepEqual(connections.at(-1), [{ kind: 'connected', privileged: true }, null]);
+  } finally {
+    supervisor.stop();
+  }
 });
 
 test('a lost connection is retried without asking for rights again; listeners keep working', async () => {

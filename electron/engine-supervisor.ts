@@ -52,7 +52,13 @@ export class EngineSupervisor implements EngineClient {
   async start(): Promise<void> {
     this.#deps.onConnection({ kind: 'connecting' }, null);
     const socketPath = await this.#firstConnection();
-    if (socketPath !== null) void this.#keepConnected(socketPath);
+    if (socketPath !== null) {
+      void this.#keepConnected(socketPath);
+    } else {
+      // No engine could be had now; the service may be installed or started later, so keep looking for it.
+      this.notice = null;
+      void this.#keepConnected(this.#deps.systemSocket);
+    }
   }
 
   stop(): void {
@@ -146,15 +152,18 @@ export class EngineSupervisor implements EngineClient {
     return userSocket;
   }
 
+  /** Waits for the link to close, then reconnects with backoff; with no link yet, starts by connecting. */
   async #keepConnected(socketPath: string): Promise<void> {
     while (!this.#stopped) {
-      const reason = await this.#link!.closed;
-      this.#link = null;
-      if (this.#stopped) return;
-      this.#deps.onConnection(
-        { kind: 'offline', reason: `Lost the engine (${reason}); reconnecting…` },
-        this.notice,
-      );
+      if (this.#link) {
+        const reason = await this.#link.closed;
+        this.#link = null;
+        if (this.#stopped) return;
+        this.#deps.onConnection(
+          { kind: 'offline', reason: `Lost the engine (${reason}); reconnecting…` },
+          this.notice,
+        );
+      }
       let delay = firstRetryMs;
       let link: Link | null = null;
       while (!this.#stopped && !(link = await this.#tryConnect(socketPath))) {

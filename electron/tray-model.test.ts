@@ -144,6 +144,15 @@ test('engine offline: attention, the reason, no schedule controls', () => {
   assert.ok(!labels(view.menu).some((l) => l.includes('scheduled backups')));
 });
 
+test('an engine without rights is called limited in the tooltip', () => {
+  const state = connectedState();
+  state.setConnection({ kind: 'connected', privileged: false });
+  assert.equal(
+    state.view(options).tooltip,
+    'Diskline\nLimited mode: no administrator rights, browsing restore points only\nNext backup: tomorrow 02:30',
+  );
+});
+
 test('start at login shows as checked and offers to turn it off', () => {
   const item = find(connectedState().view({ ...options, startAtLogin: true }).menu, 'Start at login');
   assert.equal(item.type === 'checkbox' && item.checked, true);

@@ -162,6 +162,9 @@ export class TrayState {
     const lines: string[] = [];
     if (this.connection.kind === 'connecting') lines.push('Connecting to the engine…');
     if (this.connection.kind === 'offline') lines.push(this.connection.reason);
+    if (this.connection.kind === 'connected' && !this.connection.privileged) {
+      lines.push('Limited mode: no administrator rights, browsing restore points only');
+    }
     const jobs = this.activeJobs;
     lines.push(...jobs.map(jobProgressText));
     lines.push(...this.problems);
