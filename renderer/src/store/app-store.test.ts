@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CellState } from '../../../protocol/messages.ts';
 import { FakeEngine, makeJob, makePoint } from '../testing/fake-engine.ts';
-import { createAppStore } from './app-store.ts';
+import { createAppStore, messageOf } from './app-store.ts';
 import { bindEngine } from './bind-engine.ts';
 
 const flush = () => new Promise((resolve) => setTimeout(resolve, 0));
@@ -112,6 +112,30 @@ describe('block map slice', () => {
     expect([...second.cells]).toEqual([0, 3, 4, 2]);
     expect(second.cells).toBe(first.cells);
     expect(second.revision).toBe(first.revision + 1);
+  });
+});
+
+describe('block-map subscriptions', () => {
+  it('asks once per job and connection, and again after the store forgets them on reconnection', async () => {
+    const engine = new FakeEngine().handle('blockmap.subscribe', () => ({}));
+    const store = createAppStore(engine);
+    await store.getState().subscribeBlockMap('j', 100);
+    await store.getState().subscribeBlockMap('j', 100);
+    expect(engine.callsOf('blockmap.subscribe')).toHaveLength(1);
+    store.getState().forgetBlockMapSubscriptions();
+    await store.getState().subscribeBlockMap('j', 100);
+    expect(engine.callsOf('blockmap.subscribe')).toHaveLength(2);
+  });
+});
+
+describe('error messages', () => {
+  it('drop the wrapping Electron adds to errors crossing IPC', () => {
+    expect(
+      messageOf(
+        new Error("Error invoking remote method 'diskline:call': Error: No restore point 'x' in /r."),
+      ),
+    ).toBe("No restore point 'x' in /r.");
+    expect(messageOf('plain')).toBe('plain');
   });
 });
 

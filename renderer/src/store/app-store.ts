@@ -60,5 +60,7 @@ export function useApp<T>(selector: (state: AppState) => T): T {
 
 /** Turns anything thrown by a call into the sentence the UI shows. */
 export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  const message = error instanceof Error ? error.message : String(error);
+  // Errors crossing Electron's IPC arrive wrapped; the user needs only the engine's sentence.
+  return message.replace(/^Error invoking remote method '[^']*': (?:\w*Error: )?/, '');
 }

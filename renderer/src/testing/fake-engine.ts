@@ -8,7 +8,7 @@ import type {
   Params,
   Result,
 } from '../../../protocol/messages.ts';
-import type { ContainerState, Drive, Job, PointSummary } from '../../../protocol/model.ts';
+import type { ContainerState, Drive, Job, Plan, PointSummary } from '../../../protocol/model.ts';
 import { EngineError } from '../engine/connection.ts';
 
 type Handler<M extends MethodName> = (params: Params<M>) => Result<M> | Promise<Result<M>>;
@@ -129,6 +129,22 @@ export function makeJob(overrides: Partial<Job> = {}): Job {
     unitSize: 65536,
     error: null,
     result: null,
+    ...overrides,
+  };
+}
+
+export function makePlan(overrides: Partial<Plan> = {}): Plan {
+  return {
+    id: 'plan-1',
+    name: 'Nightly',
+    source: '/dev/sda',
+    repo: '/backups/r',
+    schedule: 'daily 02:30',
+    retention: { keepDaily: 7 },
+    container: { kind: 'memory', capacityBytes: 256 * 1024 * 1024 },
+    enabled: true,
+    lastRun: null,
+    nextRun: '2026-11-26T02:30:00.000Z',
     ...overrides,
   };
 }

@@ -1,8 +1,7 @@
 // Repository health: what the points of the current repository add up to, which are damaged or interrupted, and
 // verification (structure only, or every byte read back and checked).
-import { useShallow } from 'zustand/react/shallow';
 import { ErrorNote } from '../components/ErrorNote.tsx';
-import { JobProgress } from '../components/JobProgress.tsx';
+import { JobOutcome } from '../components/JobOutcome.tsx';
 import { formatBytes, formatTime } from '../format/units.ts';
 import { useApp } from '../store/app-store.ts';
 
@@ -10,13 +9,6 @@ export function HealthView() {
   const currentRepo = useApp((s) => s.currentRepo);
   const points = useApp((s) => s.points);
   const startVerify = useApp((s) => s.startVerify);
-  const lastVerify = useApp(
-    useShallow((s) => {
-      const id = s.jobOrder.find((jobId) => s.jobs[jobId]?.kind === 'verify');
-      const job = id ? s.jobs[id] : undefined;
-      return job ? { id: job.id, state: job.state, error: job.error, endedAt: job.endedAt } : null;
-    }),
-  );
   const complete = points.filter((p) => p.complete);
   const interrupted = points.filter((p) => !p.complete);
   const damaged = points.filter((p) => p.verify === 'damaged');
@@ -75,21 +67,7 @@ export function HealthView() {
           </button>
         </div>
         <ErrorNote place="verify" />
-        {lastVerify && (
-          <div className="verify-status">
-            <JobProgress jobId={lastVerify.id} label="Verify progress" />
-            {lastVerify.error && (
-              <div className="error-note" role="alert">
-                {lastVerify.error}
-              </div>
-            )}
-            {lastVerify.state === 'succeeded' && (
-              <p className="ok">
-                Verified {lastVerify.endedAt ? formatTime(lastVerify.endedAt) : ''}: no damage found.
-              </p>
-            )}
-          </div>
-        )}
+        <JobOutcome kind="verify" label="Verify progress" />
       </section>
       {(damaged.length > 0 || interrupted.length > 0) && (
         <section className="card" aria-labelledby="attention-title">

@@ -1,6 +1,7 @@
 // Schedules and retention: when each plan runs next, how its last run went, pausing every schedule at once, and
 // pruning a repository by a plan's retention (with a dry run that only says what would go).
 import { ErrorNote } from '../components/ErrorNote.tsx';
+import { JobOutcome } from '../components/JobOutcome.tsx';
 import { formatAgo, formatTime } from '../format/units.ts';
 import { useApp } from '../store/app-store.ts';
 import { describeRetention } from './PlansView.tsx';
@@ -84,6 +85,7 @@ export function SchedulesView() {
             ))}
           </tbody>
         </table>
+        <JobOutcome kind="prune" label="Prune progress" />
       </div>
     </section>
   );

@@ -5,6 +5,7 @@ import { type DragEvent, type KeyboardEvent, useEffect, useLayoutEffect, useRef,
 import { useShallow } from 'zustand/react/shallow';
 import type { PointSummary } from '../../../protocol/model.ts';
 import { ErrorNote } from '../components/ErrorNote.tsx';
+import { JobOutcome } from '../components/JobOutcome.tsx';
 import { formatAgo, formatBytes, formatTime } from '../format/units.ts';
 import { useApp } from '../store/app-store.ts';
 import { zoomLevels } from '../store/points-slice.ts';
@@ -355,6 +356,7 @@ function PointDetails() {
           files out.
         </p>
       )}
+      <JobOutcome kind="drill" label="Restore drill progress" />
       <ErrorNote place={`drill:${point.id}`} />
       <ErrorNote place={`mount:${point.id}`} />
     </section>
