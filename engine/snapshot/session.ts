@@ -42,7 +42,11 @@ export interface SnapshotSessionOptions {
   maxThrottleDelayMs?: number;
   /** Largest device read of the copier; default 1 MiB. */
   readRequestBytes?: number;
-  /** Copier requests in flight; default 4. */
+  /**
+   * Copier reads in flight; default 2. Node serves file I/O from a pool of 4 threads (UV_THREADPOOL_SIZE):
+   * two copier reads keep a sequential source busy and leave threads for the reads that preserve units for
+   * waiting writers, and for the sink's own file writes.
+   */
   readsInFlight?: number;
   /** Units [firstUnit, firstUnit + count) no longer need interception (a tap clears its intercept bits). */
   onSettle?: (firstUnit: number, count: number) => void;
@@ -180,7 +184,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     this.lowUnits = Math.max(0, Math.min(this.highUnits - 1, Math.floor(this.capacityUnits * low)));
     this.maxThrottleDelayMs = options.maxThrottleDelayMs ?? 100;
     this.readRequestUnits = Math.max(1, Math.floor((options.readRequestBytes ?? 1 << 20) / this.unitSize));
-    this.readsInFlight = Math.max(1, options.readsInFlight ?? 4);
+    this.readsInFlight = Math.max(1, options.readsInFlight ?? 2);
 
     this.countTotalBytes();
   }
