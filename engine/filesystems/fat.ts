@@ -66,6 +66,7 @@ function entryReader(fat: Buffer, kind: FatGeometry['kind']): (n: number) => num
 }
 
 const badCluster = { fat12: 0xff7, fat16: 0xfff7, fat32: 0x0ffffff7 };
+const fatPieceBytes = 3 * 1024 * 1024;
 
 export const fatReader: FilesystemReader = {
   family: 'fat',
@@ -95,15 +96,26 @@ export const fatReader: FilesystemReader = {
           'the boot sector is damaged — run fsck.vfat on it',
       );
     }
-    const fat = await volume.read(geo.reservedSectors * sector, Math.ceil(fatBytesNeeded / sector) * sector);
-    const entry = entryReader(fat, geo.kind);
     const bad = badCluster[geo.kind];
     const used = new RangeBuilder();
     used.add(0, geo.dataStartSector * sector);
     const dataStart = geo.dataStartSector * sector;
-    for (let cluster = 2; cluster < geo.clusterCount + 2; cluster++) {
-      const value = entry(cluster);
-      if (value !== 0 && value !== bad) used.add(dataStart + (cluster - 2) * clusterBytes, clusterBytes);
+    // Read the FAT in pieces (a FAT32 FAT can be hundreds of MiB); the piece size is a multiple of 3 and 4 bytes,
+    // so every piece starts on an entry boundary (an even entry, for FAT12's 1.5-byte entries).
+    const fatStart = geo.reservedSectors * sector;
+    const clusterEnd = geo.clusterCount + 2;
+    for (let pieceStart = 0; pieceStart < fatBytesNeeded; pieceStart += fatPieceBytes) {
+      const piece = await volume.read(
+        fatStart + pieceStart,
+        Math.min(fatPieceBytes, fatBytesNeeded - pieceStart),
+      );
+      const entry = entryReader(piece, geo.kind);
+      const firstEntry = pieceStart / entryBytes;
+      const lastEntry = Math.min(clusterEnd, firstEntry + Math.floor(piece.length / entryBytes));
+      for (let cluster = Math.max(2, firstEntry); cluster < lastEntry; cluster++) {
+        const value = entry(cluster - firstEntry);
+        if (value !== 0 && value !== bad) used.add(dataStart + (cluster - 2) * clusterBytes, clusterBytes);
+      }
     }
     const labelAt = geo.kind === 'fat32' ? 71 : 43;
     const serialAt = geo.kind === 'fat32' ? 67 : 39;

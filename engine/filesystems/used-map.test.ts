@@ -2,13 +2,14 @@
 // file systems made by mkfs and filled with files (some deleted again, so free space holds stale data).
 import assert from 'node:assert/strict';
 import { open, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { openReader } from '../device/open.ts';
 import { invertRanges, mergeRanges, rangesBytes } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
 import { withTestDisk } from '../testing/disk.ts';
-import type { FillOptions, TestFilesystem } from '../testing/filesystems.ts';
-import { MiB } from '../testing/image.ts';
+import { type FillOptions, makeFilesystem, type TestFilesystem } from '../testing/filesystems.ts';
+import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
 import { partcloneUsedRanges } from '../testing/partclone.ts';
 import { loopUnavailableReason, missingToolReason, runTool } from '../testing/tools.ts';
 import { type MapOptions, usedMapOf } from './index.ts';
@@ -264,4 +265,26 @@ test('the used map never covers bytes the file system reports free', () => {
     { start: 10, length: 10 },
     { start: 25, length: 5 },
   ]);
+});
+
+test('a FAT32 whose FAT spans several read pieces still maps a cluster near its end', async (t) => {
+  const skip = missingToolReason('mkfs.vfat');
+  if (skip) return t.skip(skip);
+  await withTempDir(async (dir) => {
+    const image = await makeSparseImage(join(dir, 'big-fat.img'), 600 * MiB);
+    await makeFilesystem(image, 'fat32', ['-s', '1']);
+    const reader = await openReader(image);
+    const boot = await reader.read(0, 512);
+    await reader.close();
+    const reserved = boot.readUInt16LE(14);
+    const fatSectors = boot.readUInt32LE(36);
+    const dataStart = (reserved + 2 * fatSectors) * 512;
+    // Mark cluster 1,100,000 (FAT byte 4.4 MB, past the first 3 MiB piece) as a one-cluster chain.
+    const cluster = 1_100_000;
+    const endOfChain = Buffer.alloc(4);
+    endOfChain.writeUInt32LE(0x0fffffff);
+    await corrupt(image, reserved * 512 + cluster * 4, endOfChain);
+    const map = await mapOf(image, { strict: true });
+    assert.deepEqual(map.usedRanges.at(-1), { start: dataStart + (cluster - 2) * 512, length: 512 });
+  });
 });

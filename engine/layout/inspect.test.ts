@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import { openReader, openWriter } from '../device/open.ts';
 import { rangesBytes } from '../device/ranges.ts';
 import { type TestDisk, withTestDisk } from '../testing/disk.ts';
-import { checkFilesystem, readFilesystemChecksums } from '../testing/filesystems.ts';
+import { checkFilesystem, readFilesystemChecksums, withMount } from '../testing/filesystems.ts';
 import { MiB, makeSparseImage, readPartitionTable } from '../testing/image.ts';
-import { withLoop } from '../testing/loop.ts';
+import { attachLoopRange, withLoop } from '../testing/loop.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
 import { type DiskLayout, inspectDisk } from './inspect.ts';
 
@@ -147,6 +147,32 @@ test('the disk map holds the table areas and the boot area, and skips unallocate
       ]);
       assert.equal(layout.partitions[0]!.allBlocks, true);
       assert.equal(layout.partitions[0]!.filesystem, null);
+    },
+  );
+});
+
+test('inspecting a mounted device warns that its map is a moment of a live file system', async (t) => {
+  const skip = loopUnavailableReason() ?? missingToolReason('mkfs.ext4');
+  if (skip) return t.skip(skip);
+  await withTestDisk(
+    { size: 32 * MiB, table: 'none', partitions: [{ filesystem: 'ext4' }] },
+    async (disk) => {
+      const loop = await attachLoopRange(disk.image, 0, disk.size);
+      try {
+        await withMount(loop.device, 'ext4', async (dir) => {
+          const layout = await inspectDisk(loop.device);
+          assert.equal(layout.partitions[0]!.filesystem, 'ext4');
+          assert.ok(
+            layout.warnings.some((w) =>
+              w.startsWith(`${loop.device} is mounted on ${dir}: the used map is a moment's view`),
+            ),
+            layout.warnings.join('\n'),
+          );
+        });
+        assert.deepEqual((await inspectDisk(loop.device)).warnings, []);
+      } finally {
+        await loop.detach();
+      }
     },
   );
 });

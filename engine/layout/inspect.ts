@@ -1,6 +1,8 @@
 // A disk's layout as the snapshot core and the repository use it: the partition table, each partition's
 // file system and used ranges, and the disk's used ranges — table structures and boot area, plus every
 // partition's used bytes, absolute, sorted and merged. Unallocated gaps are not in it.
+import { stat } from 'node:fs/promises';
+import { deviceUses } from '../device/busy.ts';
 import { openReader } from '../device/open.ts';
 import { mergeRanges, rangesBytes, shiftRanges } from '../device/ranges.ts';
 import type { BlockReader, ByteRange } from '../device/types.ts';
@@ -79,6 +81,18 @@ async function layoutPartition(
   };
 }
 
+/** A mounted source keeps changing under the map: say so (the snapshot core reads it at the consistent point). */
+async function liveUseWarnings(path: string): Promise<string[]> {
+  const info = await stat(path).catch(() => null);
+  if (!info?.isBlockDevice()) return [];
+  const uses = (await deviceUses(path)).filter((use) => use.includes(' is mounted on '));
+  if (!uses.length) return [];
+  return [
+    `${uses.join('; ')}: the used map is a moment's view of a live file system; back it up through a snapshot ` +
+      '(which reads the map at the consistent point) rather than copying this map later',
+  ];
+}
+
 /**
  * Reads the partition table and every partition's allocation metadata. Throws PartitionTableError when the
  * table cannot be trusted; a file system whose metadata cannot be trusted is copied whole, with a warning
@@ -101,7 +115,7 @@ export async function inspectDisk(
   }
   const reader = source;
   const table = await readPartitionTable(reader);
-  const warnings = [...table.warnings];
+  const warnings = [...table.warnings, ...(await liveUseWarnings(reader.path))];
   const partitions: PartitionLayout[] = [];
   for (const entry of table.partitions) {
     const name = table.kind === 'none' ? reader.path : `partition ${entry.index} of ${reader.path}`;
