@@ -313,6 +313,37 @@ test('start at login is a checkbox that starts the app hidden in the tray', asyn
   );
 });
 
+test("ended jobs in the engine's list are history, not news: no attention, no notification", async () => {
+  engine.handle('jobs.list', () => [
+    makeJob({ id: 'old-failure', state: 'failed', error: 'disk full', endedAt: '2026-11-20T02:31:00Z' }),
+    makeJob({ id: 'old-success', state: 'succeeded', endedAt: '2026-11-21T02:31:00Z' }),
+  ]);
+  await started();
+  engine.emit('plans.changed', {});
+  await waitFor(
+    'a second refresh',
+    () => engine.requests.filter((r) => r.method === 'jobs.list').length >= 2,
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(fake.trays[0]!.icon, '/opt/diskline/assets/tray/tray-idle.png');
+  assert.deepEqual(fake.notifications, []);
+});
+
+test('a job that ended while the shell was not looking is folded in from the list on refresh', async () => {
+  let jobs = [makeJob({ id: 'j', state: 'running' })];
+  engine.handle('jobs.list', () => jobs);
+  shell = await startShell(fake.electron, config());
+  await waitFor('the busy icon', () => fake.trays[0]!.icon.endsWith('tray-busy.png'));
+  jobs = [makeJob({ id: 'j', state: 'failed', error: 'source vanished' })];
+  engine.emit('plans.changed', {});
+  await waitFor('the attention icon', () => fake.trays[0]!.icon.endsWith('tray-attention.png'));
+  assert.deepEqual(fake.notifications.at(-1), {
+    title: 'Backup failed',
+    body: '/dev/sda failed: source vanished',
+    urgency: 'critical',
+  });
+});
+
 test('started hidden, only the tray shows until the user opens the window', async () => {
   await started({ startHidden: true });
   assert.equal(fake.windows.length, 0);

@@ -136,9 +136,13 @@ export async function startShell(electron: ShellElectron, config: ShellConfig): 
       ]);
       trayState.setEngineStatus(status);
       trayState.setPlans(plans);
+      const shownActive = new Set(trayState.activeJobs.map((job) => job.id));
       for (const job of jobs) {
-        trayState.jobUpdated(job);
-        notifier.jobUpdated(job);
+        // The list keeps ended jobs; only those the tray showed as active are news (an old failure is not).
+        const active = job.state === 'queued' || job.state === 'running';
+        if (active || shownActive.has(job.id)) trayState.jobUpdated(job);
+        const notification = notifier.jobUpdated(job);
+        if (notification) notify(notification.title, notification.body, notification.urgent);
       }
     } catch (error) {
       console.error(`diskline: could not read the engine's status: ${(error as Error).message}`);
