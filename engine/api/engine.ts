@@ -8,6 +8,7 @@ import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { listDrives } from '../drives/drivelist.ts';
 import { type JobContext, JobManager } from '../jobs/manager.ts';
+import { NotMountedError } from '../jobs/mount.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import { ScheduleError } from '../schedule/presets.ts';
 import { Scheduler } from '../schedule/scheduler.ts';
@@ -65,6 +66,8 @@ export interface JobRunners {
   ): Promise<Record<string, unknown> | null>;
   mount(params: { repo: string; point: string; dir: string | undefined }): Promise<{ path: string }>;
   unmount(path: string): Promise<void>;
+  /** Releases what the runners hold (mounted points) when the engine stops. */
+  close?(): Promise<void>;
   /** Serves `source` through the tap; change tracking persists under `trackingDir`. */
   attach(source: string, trackingDir: string): Promise<AttachedVolume>;
   listPoints(repo: string): Promise<PointSummary[]>;
@@ -127,6 +130,7 @@ export class Engine {
   async stop(): Promise<void> {
     await this.scheduler.stop();
     await this.jobs.interruptAll('The engine stopped while this job was running; run it again.');
+    await this.runners.close?.();
     // Volumes stay recorded in the config (re-attached at the next start); a mounted one cannot be detached
     // and keeps being served until this process ends.
     for (const volume of this.#volumes.values()) await volume.detach().catch(() => {});
@@ -415,7 +419,9 @@ export class Engine {
         return this.runners.mount({ repo: location, point: found.id, dir });
       },
       'mount.stop': async ({ path }) => {
-        await this.runners.unmount(path);
+        await this.runners.unmount(path).catch((error: Error) => {
+          throw error instanceof NotMountedError ? new ApiError('not-found', error.message) : error;
+        });
         return {};
       },
       'volumes.attach': async ({ source }) => {
