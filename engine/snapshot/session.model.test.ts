@@ -163,6 +163,11 @@ async function raceOnce(
     const sink = new MemorySink(size, unitSize);
     // Some seeds take the safe order for a disk in use: capture everything at arm(), narrow before run().
     const restrictAfterArm = r.chance(0.2);
+    // Half the seeds model the FUSE tap: a write asks beforeWrite only while one of its units has its intercept
+    // bit set; once let through, its units' bits clear; onSettle and the pending runs at arm() clear them too.
+    const asTap = r.chance(0.5);
+    const unitCount = Math.ceil(size / unitSize);
+    const interceptBits = new Uint8Array(unitCount);
     const session = new SnapshotSession({
       reader: device.reader,
       usedRanges: restrictAfterArm ? [{ start: 0, length: size }] : usedRanges,
@@ -174,6 +179,7 @@ async function raceOnce(
       maxThrottleDelayMs: r.int(3),
       readRequestBytes: unitSize * (1 + r.int(8)),
       readsInFlight: 1 + r.int(4),
+      onSettle: (first, count) => interceptBits.fill(0, first, first + count),
     });
     // The model, byte by byte: a unit is captured when any byte is used (and changed, with onlyRanges) and
     // not excluded.
@@ -198,6 +204,15 @@ async function raceOnce(
     };
     drawing = setInterval(applyChanges, 1);
     session.arm();
+    interceptBits.fill(1);
+    {
+      let next = 0;
+      session.forEachPendingRun((first, count) => {
+        interceptBits.fill(0, next, first);
+        next = first + count;
+      });
+      interceptBits.fill(0, next);
+    }
     let running: ReturnType<typeof session.run> | undefined;
     if (!restrictAfterArm) running = session.run();
     const snapshotChecks: Promise<void>[] = [];
@@ -214,7 +229,12 @@ async function raceOnce(
             const offset = writerRandom.int(size - 1);
             const data = writerRandom.bytes(Math.min(length, size - offset));
             if (writerRandom.chance(0.1)) session.hint({ start: offset, length: data.length }, 'first');
-            await session.beforeWrite(offset, data.length);
+            const firstUnit = Math.floor(offset / unitSize);
+            const endUnit = Math.floor((offset + data.length - 1) / unitSize) + 1;
+            if (!asTap || interceptBits.subarray(firstUnit, endUnit).includes(1)) {
+              await session.beforeWrite(offset, data.length);
+              if (asTap) interceptBits.fill(0, firstUnit, endUnit);
+            }
             await device.write(offset, data);
             if (writerRandom.chance(0.3)) await new Promise<void>((resolve) => setImmediate(resolve));
             if (writerRandom.chance(0.1)) {

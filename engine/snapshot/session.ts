@@ -22,7 +22,7 @@ import type {
   WriteInterceptor,
 } from './types.ts';
 import { coveredBy, DEFAULT_UNIT_SIZE, planUnits } from './unit-plan.ts';
-import { COPIED, FREE, PENDING, PRESERVED, UnitBits, type UnitStates } from './unit-states.ts';
+import { COPIED, FREE, PENDING, PRESERVED, type UnitStates } from './unit-states.ts';
 
 export interface SnapshotSessionOptions {
   reader: BlockReader;
@@ -93,7 +93,6 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   private readonly excluded: ByteRange[];
   private readonly mixedUnits: Set<number>;
   private readonly onSettle: ((firstUnit: number, count: number) => void) | undefined;
-  private readonly writtenSinceArm: UnitBits;
   private readonly excludedInput: readonly ByteRange[] | undefined;
   private readonly onlyInput: readonly ByteRange[] | undefined;
 
@@ -163,7 +162,6 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     this.onSettle = options.onSettle;
     this.excludedInput = options.excludedRanges;
     this.onlyInput = options.onlyRanges;
-    this.writtenSinceArm = new UnitBits(this.unitCount);
 
     if (this.container.slotSize < this.unitSize) {
       throw new Error(
@@ -285,15 +283,17 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     const last = Math.floor((end - 1) / this.unitSize);
     let mustWait = false;
     for (let unit = first; unit <= last; unit++) {
-      this.writtenSinceArm.add(unit);
-      if (this.states.get(unit) === PENDING && !this.writeMissesUnitData(unit, offset, end)) mustWait = true;
+      if (this.states.get(unit) === PENDING) {
+        mustWait = true;
+        break;
+      }
     }
     if (!mustWait || this.failure || this.phase === 'done') return RESOLVED;
     this.interceptedWrites++;
     return this.waitForUnits(first, last, offset, end).catch((error: Error) => this.fail(error));
   }
 
-  /** True when a mixed unit's part in [start, end) is all excluded bytes (the container's own blocks). */
+  /** True when the write's part of a mixed unit, [start, end) ∩ unit, is all excluded bytes (container blocks). */
   private writeMissesUnitData(unit: number, start: number, end: number): boolean {
     if (this.mixedUnits.size === 0 || !this.mixedUnits.has(unit)) return false;
     const unitStart = unit * this.unitSize;
@@ -313,8 +313,16 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
         let waitFor: Promise<void> | undefined;
         const toPreserve: number[] = [];
         for (let unit = first; unit <= last; unit++) {
-          if (this.states.get(unit) !== PENDING || this.writeMissesUnitData(unit, start, end)) continue;
-          const busy = this.busyUnits.get(unit);
+          if (this.states.get(unit) !== PENDING) continue;
+          let busy = this.busyUnits.get(unit);
+          if (!busy && this.writeMissesUnitData(unit, start, end)) {
+            // A write to the container's own blocks inside a pending unit (the container lives on this
+            // volume). Storing it must not need the container, yet the unit must leave `pending` before the
+            // write passes (a tap stops intercepting a unit once a write to it was let through): copy the unit
+            // now, straight from the device.
+            void this.copyRun(unit, 1);
+            busy = this.busyUnits.get(unit);
+          }
           if (busy) waitFor ??= busy;
           else toPreserve.push(unit);
         }
@@ -738,18 +746,21 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   // ── Reading the snapshot ───────────────────────────────────────────────────────────────────────────
 
   /**
-   * The bytes at the consistent point: the device where no write has touched them since, the container for
-   * preserved units, the sink (if it can read back) for copied units written since. Excluded bytes read as
-   * zeros, as do free units written since the consistent point (they are not part of the snapshot).
+   * The bytes at the consistent point: the device for pending units (and for all before arm()), the container
+   * for preserved units, the sink (if it can read back) for copied ones. Free units and excluded bytes read as
+   * zeros after arm(): they are not part of the snapshot.
    */
   async readSnapshot(offset: number, length: number): Promise<Buffer> {
     if (this.failure) throw this.failure;
     const end = Math.min(this.size, offset + length);
     if (offset < 0 || end <= offset) return Buffer.alloc(0);
     const out = Buffer.alloc(end - offset);
-    const device = await this.readRange(offset, end - offset);
     const first = Math.floor(offset / this.unitSize);
     const last = Math.floor((end - 1) / this.unitSize);
+    let deviceNeeded = this.phase === 'ready';
+    for (let unit = first; unit <= last && !deviceNeeded; unit++)
+      deviceNeeded = this.states.get(unit) === PENDING;
+    const device = deviceNeeded ? await this.readRange(offset, end - offset) : out;
     for (let unit = first; unit <= last; unit++) {
       const unitStart = unit * this.unitSize;
       const from = Math.max(offset, unitStart);
@@ -783,11 +794,14 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     };
   }
 
-  /** Whether the device's bytes of `unit` are still those of the consistent point (checked after a read). */
+  /**
+   * Whether the device's bytes of `unit` are those of the consistent point, checked after reading them: before
+   * arm() always; after, only while the unit is pending (no write reaches a pending unit). A copied or free
+   * unit may have been written since without the session hearing of it (a tap stops asking once a unit is
+   * settled), so its device bytes are never trusted.
+   */
   private deviceHoldsSnapshot(unit: number): boolean {
-    if (this.phase === 'ready') return true;
-    const state = this.states.get(unit);
-    return state === PENDING || !this.writtenSinceArm.has(unit);
+    return this.phase === 'ready' || this.states.get(unit) === PENDING;
   }
 
   private async unitAtConsistentPoint(unit: number): Promise<Buffer> {
@@ -803,18 +817,18 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
         if (this.states.get(unit) === PRESERVED) return data; // not freed (and its slot reused) meanwhile
         continue;
       }
-      if (state === PENDING || !this.writtenSinceArm.has(unit)) {
+      if (state === PENDING) {
         const data = await this.readRange(unitStart, length);
         if (this.deviceHoldsSnapshot(unit)) return data;
         continue;
       }
       if (state === FREE) return Buffer.alloc(length);
-      if (state === COPIED && !this.inTransit.has(unit)) {
+      if (state === COPIED) {
         const readable = this.sink as Partial<ReadableUnitSink>;
         if (typeof readable.readUnit !== 'function') {
           throw new Error(
-            `the snapshot's bytes at ${unitStart} of ${this.reader.path} were overwritten on the device after ` +
-              'being copied, and this destination cannot read them back; read them from the restore point instead',
+            `the snapshot's bytes at ${unitStart} of ${this.reader.path} are already copied and this ` +
+              'destination cannot read them back; read them from the restore point instead',
           );
         }
         return readable.readUnit(unitStart, length);

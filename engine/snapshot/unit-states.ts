@@ -97,17 +97,3 @@ function byteHolds(byte: number, state: number): boolean {
     ((byte >>> 6) & 3) === state
   );
 }
-
-/** A plain bitset, 1 bit per unit (e.g. "written since the consistent point"). */
-export class UnitBits {
-  readonly bits: Uint8Array;
-  constructor(unitCount: number) {
-    this.bits = new Uint8Array(Math.ceil(unitCount / 8));
-  }
-  has(unit: number): boolean {
-    return (this.bits[unit >>> 3]! & (1 << (unit & 7))) !== 0;
-  }
-  add(unit: number): void {
-    this.bits[unit >>> 3]! |= 1 << (unit & 7);
-  }
-}
