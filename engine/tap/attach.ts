@@ -11,7 +11,13 @@ import type { ByteRange } from '../device/types.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle, type TapStats } from '../native/index.ts';
 import type { WriteInterceptor } from '../snapshot/types.ts';
 import { type ChangedSince, ChangeTracking } from './change-tracking.ts';
-import { attachLoopDevice, detachLoopDevice, mountPointsOf, tapUnavailableReason } from './system-state.ts';
+import {
+  attachLoopDevice,
+  detachLoopDevice,
+  loopDevicesBackedBy,
+  mountPointsOf,
+  tapUnavailableReason,
+} from './system-state.ts';
 
 export interface AttachOptions {
   /** Where change tracking is persisted (the daemon's state dir + "/tracking"); omitted: no persistence. */
@@ -88,6 +94,13 @@ export async function attachVolume(source: string, options: AttachOptions = {}):
       );
   } else if (!sourceInfo.isFile()) {
     throw new TapRefusedError(`cannot attach ${source}: not a block device or an image file`);
+  } else {
+    // An image attached elsewhere (a plain loop device, or another tap) is written around this tap.
+    const loops = await loopDevicesBackedBy(source);
+    if (loops.length)
+      throw new TapRefusedError(
+        `cannot attach ${source}: it is already attached as ${loops.join(', ')}; detach that first (losetup -d)`,
+      );
   }
   const trackUnitSize = options.trackUnitSize ?? 65536;
   // O_EXCL on a block device: nobody else can mount it (or open it exclusively) while we serve it.

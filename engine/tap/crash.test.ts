@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nativeHelperAvailable } from '../native/index.ts';
 import { attachVolume } from './attach.ts';
-import { tapUnavailableReason } from './system-state.ts';
+import { recoverStaleTaps, tapUnavailableReason } from './system-state.ts';
 
 const run = promisify(execFile);
 const skipReason = !nativeHelperAvailable()
@@ -83,9 +83,14 @@ test('kill -9 of the host while writing: acknowledged writes survive, tracking i
       `the host died mid-run (${acknowledged} writes acknowledged)`,
     );
 
-    // Clean up what the dead host left: the loop device over a dead FUSE file and the FUSE mount.
-    await run('losetup', ['-d', loopDevice]);
-    await run('umount', ['-l', dirname(attachment?.fuseFile as string)]).catch(() => undefined);
+    // Recovery cleans up what the dead host left: the loop device over a dead FUSE file, and the FUSE mount.
+    const cleaned = await recoverStaleTaps();
+    assert.ok(
+      cleaned.includes(
+        `detached ${loopDevice}, left over a dead tap at ${dirname(attachment?.fuseFile as string)}`,
+      ),
+      cleaned.join('\n'),
+    );
     attachment = null;
 
     const data = await readFile(image);

@@ -81,3 +81,45 @@ export async function detachLoopDevice(device: string): Promise<void> {
   }
   throw new Error(`${device} still holds its backing file 5 s after losetup --detach`);
 }
+
+/** Loop devices whose backing file is `file`. */
+export async function loopDevicesBackedBy(file: string): Promise<string[]> {
+  const { readdir } = await import('node:fs/promises');
+  const found: string[] = [];
+  for (const name of await readdir('/sys/class/block').catch(() => [] as string[])) {
+    if (!/^loop\d+$/.test(name)) continue;
+    const backing = (
+      await readFile(`/sys/class/block/${name}/loop/backing_file`, 'utf8').catch(() => '')
+    ).trim();
+    if (backing && backing.replace(/ \(deleted\)$/, '') === file) found.push(`/dev/${name}`);
+  }
+  return found;
+}
+
+/**
+ * Cleans up after hosts that died (kill -9, crash): a tap FUSE mount whose server is gone answers ENOTCONN; the
+ * loop devices over it are detached and the mount lazily unmounted. Live taps (answering) are left alone.
+ * Returns what was cleaned, one line each. Run at daemon start, before re-attaching volumes.
+ */
+export async function recoverStaleTaps(): Promise<string[]> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const cleaned: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [before, after] = line.split(' - ');
+    if (!before || !after?.startsWith('fuse.diskline ')) continue;
+    const mountDir = (before.split(' ')[4] ?? '').replace(/\\040/g, ' ');
+    const fuseFile = `${mountDir}/volume`;
+    const alive = await stat(fuseFile).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => error.code !== 'ENOTCONN' && error.code !== 'ECONNABORTED',
+    );
+    if (alive) continue;
+    for (const device of await loopDevicesBackedBy(fuseFile)) {
+      await run('losetup', ['--detach', device]).catch(() => undefined);
+      cleaned.push(`detached ${device}, left over a dead tap at ${mountDir}`);
+    }
+    await run('umount', ['-l', mountDir]).catch(() => undefined);
+    cleaned.push(`unmounted the dead tap at ${mountDir}`);
+  }
+  return cleaned;
+}
