@@ -20,6 +20,8 @@ export interface JobProgress {
   container?: ContainerState | null;
   units?: Job['units'];
   unitSize?: number | null;
+  /** Facts to show while the job runs (merged into the job's result), e.g. the loop device of an instant restore. */
+  detail?: Record<string, unknown>;
 }
 
 /** What a running job's code gets: its cancellation signal and a way to report progress. */
@@ -254,6 +256,7 @@ export class JobManager {
     if (update.container !== undefined) record.container = update.container;
     if (update.units !== undefined) record.units = update.units;
     if (update.unitSize !== undefined) record.unitSize = update.unitSize;
+    if (update.detail) record.result = { ...(record.result ?? {}), ...update.detail };
     const at = Date.now();
     // Rate over the last second or so, so the figure follows the current speed.
     if (at - live.sampleAt >= 1000) {

@@ -57,3 +57,45 @@ test('mount.start serves a restore point read-only with its files; mount.stop un
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('an instant restore serves the target at once, fills it in the background, and equals a plain restore', {
+  skip: skipReason ?? false,
+}, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'diskline-instant-test-'));
+  process.env.DISKLINE_PASSWORD = 'instant test';
+  const engine = await openEngine({ stateDir: join(dir, 'state'), schedules: false });
+  const client = new InProcessClient(engine);
+  try {
+    const files = join(dir, 'files');
+    await mkdir(files);
+    await writeFile(join(files, 'a.bin'), randomBytes(500_000));
+    await run('mkfs.ext4', ['-q', '-F', '-d', files, join(dir, 'disk.img'), '24M']);
+    const repo = join(dir, 'repo');
+    await client.call('repo.init', { repo });
+    const backup = await engine.jobs.waitFor(
+      (await client.call('backup.start', { source: join(dir, 'disk.img'), repo })).id,
+    );
+    const point = String(backup.result?.point);
+    const restoreTo = async (to: string, instant: boolean) => {
+      const preview = await client.call('restore.preview', { repo, point, to });
+      const job = await client.call('restore.start', {
+        repo,
+        point,
+        to,
+        confirmToken: preview.confirmToken,
+        instant,
+      });
+      return engine.jobs.waitFor(job.id);
+    };
+    const instant = await restoreTo(join(dir, 'instant.img'), true);
+    assert.equal(instant.state, 'succeeded', instant.error ?? '');
+    assert.match(String(instant.result?.loopDevice), /^\/dev\/loop\d+$/);
+    const plain = await restoreTo(join(dir, 'plain.img'), false);
+    assert.equal(plain.state, 'succeeded', plain.error ?? '');
+    assert.deepEqual(await readFile(join(dir, 'instant.img')), await readFile(join(dir, 'plain.img')));
+    await run('e2fsck', ['-n', '-f', join(dir, 'instant.img')]);
+  } finally {
+    await client.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -8,6 +8,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Drive } from '../../protocol/model.ts';
+import { loopDevicesBackedBy } from './restore.ts';
 
 const run = promisify(execFile);
 
@@ -139,6 +140,10 @@ export async function describeRestore(facts: PreviewFacts): Promise<Omit<Restore
   } else {
     description = `Image file ${identity.path} (${identity.size} bytes)`;
     overwrites.push(`the image file ${identity.path}: all ${identity.size} bytes`);
+    const loops = await loopDevicesBackedBy(identity.path);
+    if (loops.length) {
+      refusal = `${identity.path} is attached as ${loops.join(', ')} (it may be mounted); detach it, then ask for a new preview.`;
+    }
   }
   if (!refusal && facts.busyPaths.has(identity.path)) {
     refusal = `${identity.path} is being read or written by a running job; wait for it to finish or cancel it.`;

@@ -6,6 +6,7 @@ import { Repository } from '../repository/repository.ts';
 import { attachVolume } from '../tap/attach.ts';
 import { runBackup } from './backup.ts';
 import { runDrill } from './drill.ts';
+import { runInstantRestore } from './instant-restore.ts';
 import { runPrune, runVerify } from './maintenance.ts';
 import { MountTable } from './mount.ts';
 import { enginePassphrase, withRepository } from './repository-access.ts';
@@ -23,7 +24,8 @@ export function defaultRunners(state: StateStore): JobRunners {
       await created.close();
     },
     backup: (params, context, publishBlockMap) => runBackup(params, context, publishBlockMap),
-    restore: (params, context) => runRestore(params, context),
+    restore: (params, context) =>
+      params.instant ? runInstantRestore(params, context) : runRestore(params, context),
     verify: (params, context) => runVerify(params, context, state),
     prune: (params, context) => runPrune(params, context),
     drill: (params, context) => runDrill(params, context, state),
