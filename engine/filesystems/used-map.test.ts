@@ -48,6 +48,17 @@ const extCases: { title: string; kind: TestFilesystem; args: string[] }[] = [
   { title: 'ext4 with 4 KiB blocks and without 64bit', kind: 'ext4', args: ['-b', '4096', '-O', '^64bit'] },
   { title: 'ext4 without flex_bg or metadata_csum', kind: 'ext4', args: ['-O', '^flex_bg,^metadata_csum'] },
   { title: 'ext4 with meta_bg', kind: 'ext4', args: ['-O', 'meta_bg,^resize_inode'] },
+  { title: 'ext4 with sparse_super2', kind: 'ext4', args: ['-O', 'sparse_super2'] },
+  {
+    title: 'ext4 with uninit_bg (gdt_csum) instead of metadata_csum',
+    kind: 'ext4',
+    args: ['-O', '^metadata_csum,uninit_bg'],
+  },
+  {
+    title: 'ext4 with 2 KiB blocks and no resize inode',
+    kind: 'ext4',
+    args: ['-b', '2048', '-O', '^resize_inode'],
+  },
   { title: 'ext3', kind: 'ext3', args: [] },
   { title: 'ext2', kind: 'ext2', args: [] },
 ];
