@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { openEngine, untilSignal } from '../../api/host.ts';
 import { socketPath, UnixServer } from '../../api/unix-server.ts';
+import { recoverStaleTaps } from '../../tap/system-state.ts';
 import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 /** The gid of a group from /etc/group, or null when there is no such group. */
@@ -45,7 +46,16 @@ Runs until SIGTERM or SIGINT; jobs running then are reported 'interrupted' at th
     const pkexecUid = process.env.PKEXEC_UID ? Number(process.env.PKEXEC_UID) : null;
     if (pkexecUid !== null && gid === undefined) gid = primaryGid(pkexecUid) ?? undefined;
     const path = values.socket ?? socketPath();
+    // A daemon that crashed left its taps dead (loop devices answering I/O errors): clean them up before
+    // the volumes are attached again.
+    if (process.getuid?.() === 0) {
+      const cleaned = await recoverStaleTaps().catch((error: Error) => [
+        `could not look for stale taps: ${error.message}`,
+      ]);
+      for (const line of cleaned) process.stderr.write(`diskline daemon: ${line}\n`);
+    }
     const engine = await openEngine();
+    for (const note of engine.startNotes) process.stderr.write(`diskline daemon: ${note}\n`);
     const server = new UnixServer(engine, path);
     try {
       await server.listen({ gid, extraAllowedUids: pkexecUid !== null ? [pkexecUid] : [] });
