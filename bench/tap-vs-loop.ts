@@ -1,8 +1,10 @@
 // Write performance through the tap against a plain loop device, measured with fio in the same run:
 // 4 KiB random writes at QD16 and 1 MiB sequential writes — plain loop (direct I/O on the image), our tap with
 // no backup, and our tap during a backup (throughput and the writers' p50/p99 latency) — then peak container
-// use on a rewrite-heavy workload (random writes over an eighth of the device, three quarters in) with copy-order hints ("ranges being written go first") vs plain disk order.
-// Usage: npx node bench/tap-vs-loop.ts [--size 256M] [--seconds 10]. Needs root, /dev/fuse, loop, fio.
+// use on a rewrite-heavy workload (random writes over an eighth of the device, three quarters in) with
+// copy-order hints ("ranges being written go first") vs plain disk order. Peers: a buffered plain loop and,
+// with --js-fuse, the same server written with a JS FUSE binding (fuse-native).
+// Usage: npx node bench/tap-vs-loop.ts [--size 256M] [--seconds 10] [--js-fuse DIR]. Needs root, /dev/fuse, loop, fio.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +20,12 @@ import { tapUnavailableReason } from '../engine/tap/system-state.ts';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
-  options: { size: { type: 'string', default: '256M' }, seconds: { type: 'string', default: '10' } },
+  options: {
+    size: { type: 'string', default: '256M' },
+    seconds: { type: 'string', default: '10' },
+    // A directory where `npm install fuse-native` was run: adds that JS FUSE binding as a peer.
+    'js-fuse': { type: 'string' },
+  },
   allowPositionals: true,
 });
 const MiB = 1024 * 1024;
@@ -80,6 +87,62 @@ async function fio(
 function show(label: string, result: FioResult, peer?: FioResult): string {
   const ratio = peer ? `  (${((result.iops / peer.iops) * 100).toFixed(0)}% of plain loop)` : '';
   return `${label.padEnd(34)} ${result.iops.toFixed(0).padStart(7)} IOPS ${result.mibPerSecond.toFixed(1).padStart(8)} MiB/s  p50 ${result.p50us.toFixed(0).padStart(6)} µs  p99 ${result.p99us.toFixed(0).padStart(7)} µs${ratio}`;
+}
+
+/** The same single-file server written with a JS FUSE binding (fuse-native): every read and write in JS. */
+const jsFuseHost = `
+const Fuse = require('fuse-native');
+const fs = require('node:fs');
+const [image, mnt] = process.argv.slice(1);
+const fd = fs.openSync(image, 'r+');
+const size = fs.fstatSync(fd).size;
+const now = new Date();
+const stat = (mode, size) => ({ mtime: now, atime: now, ctime: now, size, mode, uid: 0, gid: 0 });
+const fuse = new Fuse(mnt, {
+  readdir: (path, cb) => cb(0, ['volume']),
+  getattr: (path, cb) => path === '/' ? cb(0, stat(0o40700, 4096)) : path === '/volume' ? cb(0, stat(0o100600, size)) : cb(Fuse.ENOENT),
+  open: (path, flags, cb) => cb(0, 1),
+  release: (path, handle, cb) => cb(0),
+  read: (path, handle, buf, len, pos, cb) => fs.read(fd, buf, 0, len, pos, (err, n) => cb(err ? Fuse.EIO : n)),
+  write: (path, handle, buf, len, pos, cb) => fs.write(fd, buf, 0, len, pos, (err, n) => cb(err ? Fuse.EIO : n)),
+  fsync: (path, datasync, handle, cb) => fs.fdatasync(fd, () => cb(0)),
+}, { force: true, mkdir: true, allowOther: true, directIO: true });
+fuse.mount((err) => { if (err) { console.error(err.message); process.exit(1); } console.log('mounted'); });
+process.on('SIGTERM', () => fuse.unmount(() => process.exit(0)));
+`;
+
+async function measureJsFuse(
+  image: string,
+  dir: string,
+  moduleDir: string,
+): Promise<{ rand: FioResult; seq: FioResult }> {
+  const { spawn } = await import('node:child_process');
+  const mnt = join(dir, 'js-fuse');
+  const host = spawn(process.execPath, ['-e', jsFuseHost, image, mnt], {
+    env: { ...process.env, NODE_PATH: join(moduleDir, 'node_modules') },
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    host.stdout.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('mounted')) resolve();
+    });
+    host.on('exit', (code) => reject(new Error(`the fuse-native host exited with ${code}`)));
+  });
+  try {
+    const loop = (
+      await run('losetup', ['--find', '--show', '--direct-io=on', join(mnt, 'volume')])
+    ).stdout.trim();
+    try {
+      return { rand: await fio(loop, 'rand4k'), seq: await fio(loop, 'seq1m') };
+    } finally {
+      await run('losetup', ['-d', loop]);
+    }
+  } finally {
+    const exited = new Promise((resolve) => host.on('exit', resolve));
+    host.kill('SIGTERM');
+    await exited;
+  }
 }
 
 /** A sink that discards, paced to `bytesPerSecond` (a repository's ingest rate), so the backup spans the run. */
@@ -189,6 +252,16 @@ async function main(): Promise<void> {
       `${show('plain loop buffered, 4k rand QD16', bufferedRand)}\n${show('plain loop buffered, 1M seq', bufferedSeq)}\n`,
     );
 
+    const jsFuse = values['js-fuse'] ? await measureJsFuse(image, dir, values['js-fuse']) : null;
+    if (jsFuse) {
+      process.stdout.write(`${show('JS FUSE binding, 4k rand QD16', jsFuse.rand, plainRand)}\n`);
+      process.stdout.write(
+        `${show('JS FUSE binding, 1M seq', jsFuse.seq)}  (${((jsFuse.seq.mibPerSecond / plainSeq.mibPerSecond) * 100).toFixed(0)}% of plain loop bandwidth)\n`,
+      );
+    } else
+      process.stdout.write(
+        'JS FUSE binding: not measured (give --js-fuse DIR where `npm install fuse-native` ran)\n',
+      );
     const volume = await attachVolume(image, { partscan: false });
     try {
       if (volume.notes.length) process.stdout.write(`note: ${volume.notes.join('; ')}\n`);
