@@ -1,7 +1,9 @@
 // Copy throughput of the snapshot core (SnapshotSession with a discarding sink) against `cat IMG > /dev/null`
-// on the same image, both from the page cache (each source read once before timing) — the core must not be
-// the bottleneck. With --cold (root), the page cache is dropped before every run instead. Also shows the
-// core while writers keep hitting not-yet-copied units (preserves through a memory container).
+// and plain sequential reads in Node on the same image, all from the page cache (each source read once before
+// timing) — the core must not be the bottleneck. With --cold (root), the page cache is dropped before every
+// run instead. Also the core while writers keep hitting not-yet-copied units (preserves through a memory
+// container). Wall-clock figures suffer on a shared machine; CPU seconds per GB (user + system, all threads)
+// say what each costs regardless of who else runs.
 //
 //   npx node bench/core-throughput.ts [--size 256M] [--rounds 3] [--cold]
 
@@ -68,16 +70,36 @@ function dropCaches(): void {
   writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
-function seconds(start: bigint): number {
-  return Number(process.hrtime.bigint() - start) / 1e9;
+interface Measured {
+  wall: number;
+  cpu: number;
+  preserved?: number;
 }
 
-function catSeconds(path: string): number {
+/** Runs `body`, measuring wall-clock and this process's CPU seconds (all threads, user + system). */
+async function measure(body: () => Promise<number | undefined>): Promise<Measured> {
+  dropCaches();
+  const cpuBefore = process.cpuUsage();
+  const start = process.hrtime.bigint();
+  const preserved = await body();
+  const wall = Number(process.hrtime.bigint() - start) / 1e9;
+  const cpu = process.cpuUsage(cpuBefore);
+  return { wall, cpu: (cpu.user + cpu.system) / 1e6, preserved };
+}
+
+/** cat's own wall time and CPU (bash's `times` reports the child's user and system seconds). */
+function catRun(path: string): Measured {
   dropCaches();
   const start = process.hrtime.bigint();
-  const run = spawnSync('sh', ['-c', 'cat "$1" > /dev/null', 'sh', path]);
+  const run = spawnSync('bash', ['-c', 'cat "$1" > /dev/null && times', 'bash', path], { encoding: 'utf8' });
+  const wall = Number(process.hrtime.bigint() - start) / 1e9;
   if (run.status !== 0) throw new Error(`cat failed: ${run.stderr}`);
-  return seconds(start);
+  const children = run.stdout.trim().split('\n')[1] ?? '';
+  const cpu = [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce(
+    (sum, m) => sum + Number(m[1]) * 60 + Number(m[2]),
+    0,
+  );
+  return { wall, cpu };
 }
 
 interface CoreRun {
@@ -86,11 +108,7 @@ interface CoreRun {
   writers: number;
 }
 
-async function coreSeconds(
-  reader: BlockReader,
-  run: CoreRun,
-): Promise<{ seconds: number; preserved: number }> {
-  dropCaches();
+async function coreCopy(reader: BlockReader, run: CoreRun): Promise<number> {
   const session = new SnapshotSession({
     reader,
     usedRanges: [{ start: 0, length: size }],
@@ -100,7 +118,6 @@ async function coreSeconds(
     readsInFlight: run.readsInFlight,
   });
   session.arm();
-  const start = process.hrtime.bigint();
   const copying = session.run();
   let done = false;
   const writers = Array.from({ length: run.writers }, async (_, writer) => {
@@ -113,22 +130,19 @@ async function coreSeconds(
     }
   });
   const result = await copying;
-  const elapsed = seconds(start);
   done = true;
   await Promise.all(writers);
-  return { seconds: elapsed, preserved: result.preservedUnits };
+  return result.preservedUnits;
+}
+
+async function plainReads(reader: BlockReader, request: number): Promise<undefined> {
+  for (let offset = 0; offset < size; offset += request)
+    await reader.read(offset, Math.min(request, size - offset));
+  return undefined;
 }
 
 const gbps = (bytes: number, s: number) => (bytes / s / 1e9).toFixed(2);
-
-/** Node's own sequential reads through the same reader: the cost the core adds is the gap to this. */
-async function plainReadSeconds(reader: BlockReader, request: number): Promise<number> {
-  dropCaches();
-  const start = process.hrtime.bigint();
-  for (let offset = 0; offset < size; offset += request)
-    await reader.read(offset, Math.min(request, size - offset));
-  return seconds(start);
-}
+const gib = size / 2 ** 30;
 
 const dir = await mkdtemp(join(tmpdir(), 'diskline-bench-'));
 try {
@@ -146,63 +160,51 @@ try {
   console.log(
     `image ${(size / 2 ** 20).toFixed(0)} MiB of random bytes, 64 KiB units; reads from the ${mode}`,
   );
-  console.log(
-    `best of ${rounds} interleaved rounds each (the machine may be shared: compare within this run)`,
-  );
-  catSeconds(path); // warm-up read
+  console.log(`best of ${rounds} interleaved rounds each; CPU = user + system seconds of all threads`);
+  catRun(path); // warm-up read
 
   const buffered = await bufferedReader(path);
   const direct = await openReader(path);
-  const peers: [string, () => Promise<number>][] = [
-    ['cat IMG > /dev/null', async () => catSeconds(path)],
-    ['node sequential 1 MiB reads (no core)', () => plainReadSeconds(buffered, 1 << 20)],
+  const runs: [string, () => Promise<Measured>][] = [
+    ['cat IMG > /dev/null', async () => catRun(path)],
+    ['node sequential 1 MiB reads (no core)', () => measure(() => plainReads(buffered, 1 << 20))],
   ];
   const cores: [string, BlockReader, CoreRun][] = [
     [
-      'core, buffered, 1 MiB x4 in flight',
-      buffered,
-      { readRequestBytes: 1 << 20, readsInFlight: 4, writers: 0 },
-    ],
-    [
-      'core, buffered, 1 MiB x2 in flight',
+      'core, 1 MiB x2 in flight (default)',
       buffered,
       { readRequestBytes: 1 << 20, readsInFlight: 2, writers: 0 },
     ],
-    [
-      'core, buffered, 4 MiB x2 in flight',
-      buffered,
-      { readRequestBytes: 4 << 20, readsInFlight: 2, writers: 0 },
-    ],
+    ['core, 1 MiB x4 in flight', buffered, { readRequestBytes: 1 << 20, readsInFlight: 4, writers: 0 }],
+    ['core, 4 MiB x2 in flight', buffered, { readRequestBytes: 4 << 20, readsInFlight: 2, writers: 0 }],
     [
       'core, openReader (O_DIRECT if built)',
       direct,
-      { readRequestBytes: 1 << 20, readsInFlight: 4, writers: 0 },
+      { readRequestBytes: 1 << 20, readsInFlight: 2, writers: 0 },
     ],
-    ['core, 1 MiB x4, 4 busy writers', buffered, { readRequestBytes: 1 << 20, readsInFlight: 4, writers: 4 }],
+    ['core, default, 4 busy writers', buffered, { readRequestBytes: 1 << 20, readsInFlight: 2, writers: 4 }],
   ];
-  const best = new Map<string, number>();
-  const preserved = new Map<string, number>();
-  const keep = (label: string, value: number) =>
-    best.set(label, Math.min(best.get(label) ?? Infinity, value));
+  for (const [label, reader, run] of cores) runs.push([label, () => measure(() => coreCopy(reader, run))]);
+  const best = new Map<string, Measured>();
   for (let round = 0; round <= rounds; round++) {
     // Round 0 warms up (JIT, page cache) and is not counted.
-    for (const [label, measure] of peers) {
-      const value = await measure();
-      if (round > 0) keep(label, value);
-    }
-    for (const [label, reader, run] of cores) {
-      const result = await coreSeconds(reader, run);
-      if (round > 0) keep(label, result.seconds);
-      preserved.set(label, result.preserved);
+    for (const [label, run] of runs) {
+      const value = await run();
+      if (round === 0) continue;
+      const kept = best.get(label);
+      best.set(label, {
+        wall: Math.min(kept?.wall ?? Infinity, value.wall),
+        cpu: Math.min(kept?.cpu ?? Infinity, value.cpu),
+        preserved: value.preserved,
+      });
     }
   }
   const cat = best.get('cat IMG > /dev/null')!;
-  const plain = best.get('node sequential 1 MiB reads (no core)')!;
   for (const [label, value] of best) {
-    const extra = preserved.get(label) ? `, ${preserved.get(label)} units preserved for writers` : '';
+    const extra = value.preserved ? `, ${value.preserved} units preserved for writers` : '';
     console.log(
-      `${label.padEnd(40)} ${gbps(size, value).padStart(6)} GB/s  ${(cat / value).toFixed(2)} of cat  ` +
-        `${(plain / value).toFixed(2)} of node reads${extra}`,
+      `${label.padEnd(38)} ${gbps(size, value.wall).padStart(6)} GB/s (${(cat.wall / value.wall).toFixed(2)} of cat)  ` +
+        `CPU ${(value.cpu / gib).toFixed(2)} s/GiB (${(value.cpu / Math.max(cat.cpu, 1e-3)).toFixed(1)}x cat)${extra}`,
     );
   }
   // The write path's fast case (units already copied): what every write pays once the copy has passed.
@@ -221,7 +223,7 @@ try {
     position = (position * 1103515245 + 12345) % 2147483648;
     void fastPath.beforeWrite((position % (size / 4096)) * 4096, 4096);
   }
-  const perCall = (seconds(start) / calls) * 1e9;
+  const perCall = Number(process.hrtime.bigint() - start) / calls;
   console.log(`beforeWrite fast path (copied units, 4 KiB writes): ${perCall.toFixed(0)} ns per call`);
   await buffered.close();
   await direct.close();
