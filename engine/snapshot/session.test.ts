@@ -12,7 +12,7 @@ import { withTempDir } from '../testing/image.ts';
 import { ImageSink } from './image-sink.ts';
 import { MemoryDisk } from './memory-disk.ts';
 import { SessionCancelled, SnapshotSession, type SnapshotSessionOptions } from './session.ts';
-import type { UnitSink } from './types.ts';
+import type { SessionStats, UnitSink } from './types.ts';
 
 const UNIT = 4096;
 
@@ -311,6 +311,33 @@ test('excluded ranges are neither intercepted nor copied; in a shared unit they 
       .equals(original.subarray(8 * UNIT, 8 * UNIT + UNIT / 2)),
   );
   assert.ok(sink.image.subarray(8 * UNIT + UNIT / 2, 9 * UNIT).every((byte) => byte === 0));
+});
+
+test('progress events carry stats; the last one shows everything copied with an ETA of zero', async () => {
+  const disk = new MemoryDisk('disk', patterned(64 * UNIT));
+  const sink = new RecordingSink(disk.size);
+  const snap = session(disk, sink, { usedRanges: [{ start: 0, length: 40 * UNIT }] });
+  const seen: SessionStats[] = [];
+  snap.on('progress', (stats: SessionStats) => seen.push(stats));
+  const before = snap.stats();
+  assert.deepEqual(before.units, { free: 24, pending: 40, preserved: 0, copied: 0 });
+  assert.equal(before.totalBytes, 40 * UNIT);
+  assert.equal(before.etaSeconds, null);
+  assert.deepEqual(before.container, {
+    usedBytes: 0,
+    capacityBytes: 8 * UNIT,
+    highWatermark: 6 * UNIT,
+    lowWatermark: 4 * UNIT,
+    pressure: 'normal',
+  });
+  snap.arm();
+  await snap.run();
+  const last = seen.at(-1)!;
+  assert.ok(last, 'no progress event');
+  assert.equal(last.bytesCopied, 40 * UNIT);
+  assert.deepEqual(last.units, { free: 24, pending: 0, preserved: 0, copied: 40 });
+  assert.equal(last.etaSeconds, 0);
+  assert.ok(last.bytesPerSecond > 0);
 });
 
 test('onlyRanges (changed-block tracking) copies only the units they touch', async () => {
