@@ -33,6 +33,8 @@ export interface Fixture {
   repo: string;
   source: string;
   target: string;
+  /** The current contents of changing.bin inside the source image. */
+  changingFile: Buffer;
   run(args: string[]): Promise<string>;
   startServe(): Promise<string>;
   openPage(url: string): Promise<Page>;
@@ -43,11 +45,23 @@ export function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Writes random bytes over part of an (unmounted) image, so the next backup has something changed to copy. */
-export async function scribble(image: string, offset: number, length: number): Promise<void> {
-  const bytes = await readFile(image);
-  randomBytes(length).copy(bytes, offset);
-  await writeFile(image, bytes);
+/** Bytes of the file `changing.bin` the fixture puts in the source file system (found in the image later). */
+const changingFileBytes = 256 * 1024;
+
+/**
+ * Rewrites the contents of `changing.bin` in place inside the (unmounted) source image, so the next backup has
+ * something changed to copy. The backup reads only blocks the file system uses, so the change must land in a
+ * file's blocks, not in free space. Returns the new bytes of the image.
+ */
+export async function changeFileInImage(fixture: Fixture): Promise<Buffer> {
+  const image = await readFile(fixture.source);
+  const at = image.indexOf(fixture.changingFile.subarray(0, 4096));
+  if (at < 0) throw new Error(`changing.bin's contents are not in ${fixture.source} as one extent`);
+  const fresh = randomBytes(changingFileBytes);
+  fresh.copy(image, at);
+  fixture.changingFile = fresh;
+  await writeFile(fixture.source, image);
+  return image;
 }
 
 export async function makeFixture(sizeMiB = 32): Promise<Fixture> {
@@ -60,6 +74,7 @@ export async function makeFixture(sizeMiB = 32): Promise<Fixture> {
     repo: join(dir, 'repo'),
     source: join(dir, 'source.img'),
     target: join(dir, 'target.img'),
+    changingFile: randomBytes(changingFileBytes),
     async run(args) {
       const { stdout } = await runTool(diskline, args, { env: env as Record<string, string> });
       return stdout;
@@ -122,6 +137,7 @@ export async function makeFixture(sizeMiB = 32): Promise<Fixture> {
     for (let i = 0; i < 6; i++)
       await writeFile(join(files, 'docs', `file-${i}.bin`), randomBytes(512 * 1024));
     await writeFile(join(files, 'hello.txt'), 'Diskline end-to-end\n');
+    await writeFile(join(files, 'changing.bin'), fixture.changingFile);
     await runTool('mkfs.ext4', ['-q', '-F', '-d', files, fixture.source, `${sizeMiB}M`]);
     await writeFile(fixture.target, Buffer.alloc(0));
     await runTool('truncate', ['-s', `${sizeMiB * MiB}`, fixture.target]);

@@ -5,9 +5,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { e2eUnavailableReason, makeFixture, scribble, sha256 } from './ui-engine.ts';
+import { changeFileInImage, e2eUnavailableReason, makeFixture, sha256 } from './ui-engine.ts';
 
-const MiB = 1024 * 1024;
 /** Set to a directory to keep screenshots of each step (for looking at the UI with real data). */
 const screenshotDir = process.env.DISKLINE_E2E_SCREENSHOTS;
 
@@ -49,10 +48,10 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
     });
 
     // Something changed since the first point, so the second one differs from it.
-    await scribble(fixture.source, 20 * MiB, 2 * MiB);
-    const sourceBytes = await readFile(fixture.source);
+    const firstPointBytes = await readFile(fixture.source);
+    const sourceBytes = await changeFileInImage(fixture);
 
-    let backupRan = true;
+    let backupRan = false;
     await t.test(
       'a backup started from the UI moves the progress bar and fills the block map',
       async (st) => {
@@ -84,12 +83,12 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
               .textContent()
               .catch(() => null)) ?? state;
           if (/not available yet/.test(reason ?? '')) {
-            backupRan = false;
             st.skip(`the engine cannot back up from the API yet: ${reason}`);
             return;
           }
           assert.fail(`the backup ended '${state}': ${reason}`);
         }
+        backupRan = true;
         const done = Number(await progress.getAttribute('aria-valuenow'));
         const total = Number(await progress.getAttribute('aria-valuemax'));
         assert.ok(total > 0 && done === total, `progress ends full (${done} of ${total})`);
@@ -152,6 +151,11 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         }
         const restored = await readFile(fixture.target);
         assert.equal(restored.length, sourceBytes.length);
+        assert.notEqual(
+          sha256(restored),
+          sha256(firstPointBytes),
+          'the newest point was restored, not the first one (made before the change)',
+        );
         assert.equal(
           sha256(restored),
           sha256(sourceBytes),
@@ -159,6 +163,50 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         );
       },
     );
+
+    await t.test('a restore drill from the timeline passes and is recorded on the point', async (st) => {
+      if (!backupRan) {
+        st.skip('no point from the UI backup to drill');
+        return;
+      }
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Timeline' }).click();
+      await page.getByRole('list', { name: 'Timeline' }).getByRole('button').last().click();
+      const details = page.getByRole('region', { name: 'Selected restore point' });
+      await details.getByRole('button', { name: 'Restore drill' }).click();
+      const outcome = details.getByRole('region', { name: 'Latest drill' });
+      await outcome.locator('.badge.job-succeeded, .badge.job-failed').waitFor({ timeout: 30_000 });
+      assert.match(
+        (await outcome.textContent()) ?? '',
+        /succeeded/,
+        `the drill ended: ${await outcome.textContent()}`,
+      );
+      await details.getByText(/^Passed/).waitFor();
+      await snap('4-drill');
+    });
+
+    await t.test('verifying every byte from Repository health marks the points verified', async (st) => {
+      if (!backupRan) {
+        st.skip('the UI backup did not run');
+        return;
+      }
+      await page
+        .getByRole('navigation', { name: 'Main' })
+        .getByRole('button', { name: 'Repository health' })
+        .click();
+      await page.getByRole('button', { name: 'Verify every byte' }).click();
+      const outcome = page.getByRole('region', { name: 'Latest verify' });
+      await outcome.locator('.badge.job-succeeded, .badge.job-failed').waitFor({ timeout: 30_000 });
+      assert.match(
+        (await outcome.textContent()) ?? '',
+        /succeeded/,
+        `the verify ended: ${await outcome.textContent()}`,
+      );
+      const verified = page.locator('.stat').filter({ hasText: 'verified' }).locator('.stat-value');
+      await page.waitForFunction((element) => element?.textContent === '2', await verified.elementHandle(), {
+        timeout: 10_000,
+      });
+      await snap('5-health');
+    });
 
     assert.deepEqual(errors, [], 'no uncaught errors in the page');
   } finally {

@@ -24,6 +24,23 @@ function labelOf(key: string): string {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
+/** The facts a job reported in its result (bytes written, points removed, the device of an instant restore…). */
+export function ResultFacts({ result }: { result: Record<string, unknown> | null }) {
+  if (!result || Object.keys(result).length === 0) return null;
+  return (
+    <dl className="facts">
+      {Object.entries(result)
+        .slice(0, 9)
+        .map(([key, value]) => (
+          <div key={key}>
+            <dt>{labelOf(key)}</dt>
+            <dd>{describeValue(key, value)}</dd>
+          </div>
+        ))}
+    </dl>
+  );
+}
+
 export function JobOutcome({ kind, label }: { kind: JobKind; label: string }) {
   const job = useApp(
     useShallow((s) => {
@@ -56,18 +73,7 @@ export function JobOutcome({ kind, label }: { kind: JobKind; label: string }) {
           {job.error}
         </div>
       )}
-      {!job.active && job.result && Object.keys(job.result).length > 0 && (
-        <dl className="facts">
-          {Object.entries(job.result)
-            .slice(0, 9)
-            .map(([key, value]) => (
-              <div key={key}>
-                <dt>{labelOf(key)}</dt>
-                <dd>{describeValue(key, value)}</dd>
-              </div>
-            ))}
-        </dl>
-      )}
+      {!job.active && <ResultFacts result={job.result} />}
     </section>
   );
 }

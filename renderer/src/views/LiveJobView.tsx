@@ -5,6 +5,7 @@ import { useShallow } from 'zustand/react/shallow';
 import { BlockMap } from '../components/BlockMap.tsx';
 import { ContainerMeter } from '../components/ContainerMeter.tsx';
 import { ErrorNote } from '../components/ErrorNote.tsx';
+import { ResultFacts } from '../components/JobOutcome.tsx';
 import { JobProgress } from '../components/JobProgress.tsx';
 import { ThroughputChart } from '../components/ThroughputChart.tsx';
 import { formatAgo, formatBytes } from '../format/units.ts';
@@ -57,6 +58,12 @@ function JobHeader({ jobId }: { jobId: string }) {
       )}
     </header>
   );
+}
+
+/** What the job reported: shown when it ends, or at once for an instant restore (the device to use). */
+function LiveResult({ jobId }: { jobId: string }) {
+  const result = useApp((s) => s.jobs[jobId]?.result ?? null);
+  return <ResultFacts result={result} />;
 }
 
 function RecentJobs() {
@@ -133,6 +140,7 @@ export function LiveJobView() {
             label={kind === 'backup' ? 'Copy progress' : `${kind ?? 'Job'} progress`}
           />
           <ThroughputChart jobId={liveJobId} />
+          <LiveResult jobId={liveJobId} />
         </section>
         {(kind === 'backup' || hasContainer) && (
           <section className="card" aria-labelledby="container-title">
