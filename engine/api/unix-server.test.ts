@@ -115,12 +115,15 @@ test('backup.start of a missing source is not-found; a backup job reports progre
   work.released = false;
   const updates: Job[] = [];
   const off = client.on('job.updated', (job) => updates.push(job));
+  const started = Date.now();
   const job = await client.call('backup.start', { source: image, repo: join(daemon.dir, 'repo') });
   assert.equal(job.kind, 'backup');
   await sleep(1000);
   const running = updates.filter((update) => update.id === job.id && update.state === 'running');
-  assert.ok(running.length >= 5, `progress events arrive (${running.length})`);
-  assert.ok(running.length <= 12, `no more than 10 per second, plus the state change (${running.length})`);
+  const elapsed = Date.now() - started;
+  assert.ok(running.length >= 3, `progress events arrive (${running.length})`);
+  // At most one per 100 ms, plus the state change and a trailing one.
+  assert.ok(running.length <= Math.ceil(elapsed / 100) + 2, `${running.length} events in ${elapsed} ms`);
   assert.ok(running.at(-1)!.doneBytes > 0);
   await client.call('jobs.cancel', { id: job.id });
   const ended = await waitForState(job.id, ['cancelled']);
