@@ -1,10 +1,17 @@
 // XFS used blocks: per allocation group, everything except the extents of the by-block free-space B+tree
 // (bnobt) rooted in the AGF, and the blocks on the AG free list (AGFL). The internal log counts as used. Handles v4 and v5 (CRC)
-// block headers. The on-disk trees are exact when the file system is unmounted or frozen.
+// block headers. The trees are trusted only when the log is clean (unmounted or frozen); otherwise every block is copied.
 
 import { invertRanges, mergeRanges } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
-import { FilesystemDamagedError, type FilesystemReader, type UsedMap, type Volume } from './types.ts';
+import {
+  allBlocksMap,
+  FilesystemDamagedError,
+  type FilesystemReader,
+  type UsedMap,
+  type Volume,
+} from './types.ts';
+import { assertCleanLog, internalLog } from './xfs-log.ts';
 
 const nullBlock = 0xffffffff;
 const bnoMagics = new Set(['ABTB', 'AB3B']);
@@ -115,7 +122,8 @@ export const xfsReader: FilesystemReader = {
   },
 
   async usedMap(volume: Volume): Promise<UsedMap> {
-    const geo = xfsGeometry(await volume.read(0, 512));
+    const sb = await volume.read(0, 512);
+    const geo = xfsGeometry(sb);
     if (!geo) throw new FilesystemDamagedError(`${volume.name}: the XFS superblock is not valid`);
     const { blockSize, agBlocks } = geo;
     if (blockSize < 512 || blockSize > 65536 || agBlocks === 0 || geo.agCount === 0 || geo.sectorSize < 512) {
@@ -125,6 +133,26 @@ export const xfsReader: FilesystemReader = {
       throw new FilesystemDamagedError(
         `${volume.name}: the XFS file system says it has ${geo.dataBlocks} blocks of ${blockSize} bytes, more than ` +
           `the ${volume.size}-byte partition holds; the partition or image is truncated`,
+      );
+    }
+    const log = internalLog(sb);
+    if (!log) {
+      return allBlocksMap(
+        'xfs',
+        volume,
+        blockSize,
+        `${volume.name}: XFS with an external log is not mapped; every block is copied`,
+      );
+    }
+    try {
+      await assertCleanLog(volume, log);
+    } catch (error) {
+      if (!(error instanceof FilesystemDamagedError)) throw error;
+      return allBlocksMap(
+        'xfs',
+        volume,
+        blockSize,
+        `${error.message}, so every block is copied. Freeze or unmount it for a used-blocks-only backup`,
       );
     }
     const used: ByteRange[] = [];
