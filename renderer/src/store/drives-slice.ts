@@ -6,13 +6,44 @@ export interface DrivesSlice {
   drives: Drive[];
   drivesLoaded: boolean;
   drivesError: string | null;
+  /** What the engine said when it attached a drive (e.g. "mount /dev/loop3 instead of the disk"). */
+  attachNotes: Record<string, string[]>;
   loadDrives(): Promise<void>;
+  /** Serves a drive through the tap, so backups of it stay consistent while it is in use. */
+  attachDrive(device: string): Promise<void>;
+  detachDrive(device: string): Promise<void>;
 }
 
-export const createDrivesSlice: SliceCreator<DrivesSlice> = (set, _get, engine) => ({
+export const createDrivesSlice: SliceCreator<DrivesSlice> = (set, get, engine) => ({
   drives: [],
   drivesLoaded: false,
   drivesError: null,
+  attachNotes: {},
+  async attachDrive(device) {
+    const attached = await get().attempt(`attach:${device}`, () =>
+      engine.call('volumes.attach', { source: device }),
+    );
+    if (!attached) return;
+    set({
+      attachNotes: {
+        ...get().attachNotes,
+        [device]: [
+          `Mount ${attached.loopDevice} instead of ${device} while it is in use.`,
+          ...attached.notes,
+        ],
+      },
+    });
+    await get().loadDrives();
+  },
+  async detachDrive(device) {
+    const done = await get().attempt(`attach:${device}`, () =>
+      engine.call('volumes.detach', { source: device }),
+    );
+    if (!done) return;
+    const { [device]: _gone, ...rest } = get().attachNotes;
+    set({ attachNotes: rest });
+    await get().loadDrives();
+  },
   async loadDrives() {
     try {
       const drives = await engine.call('drives.list', {});

@@ -44,4 +44,22 @@ describe('Drives view', () => {
     await waitFor(() => expect(store.getState().view).toBe('live'));
     expect(engine.callsOf('backup.start').at(-1)).toEqual({ source: '/dev/sdb', repo: '/backups/r' });
   });
+
+  it('protects a drive through the tap and says which device to mount instead', async () => {
+    let attached = false;
+    const engine = new FakeEngine()
+      .handle('volumes.attach', ({ source }) => {
+        attached = true;
+        return { source, loopDevice: '/dev/loop7', notes: ['Change tracking starts now.'] };
+      })
+      .handle('drives.list', () => [makeDrive({ attachedAs: attached ? '/dev/loop7' : null })]);
+    const { store } = renderWithStore(<DrivesView />, engine);
+    act(() => store.setState({ drivesLoaded: true, drives: [makeDrive()] }));
+    fireEvent.click(screen.getByRole('button', { name: 'Protect while in use' }));
+    const notes = await screen.findByRole('list', { name: 'Notes on protecting /dev/sdb' });
+    expect(notes.textContent).toContain('Mount /dev/loop7 instead of /dev/sdb while it is in use.');
+    expect(notes.textContent).toContain('Change tracking starts now.');
+    expect(screen.getByText('Protected as /dev/loop7')).toBeTruthy();
+    expect(screen.getByRole('button', { name: 'Stop protecting' })).toBeTruthy();
+  });
 });

@@ -9,6 +9,9 @@ import { useApp } from '../store/app-store.ts';
 function DriveCard({ drive }: { drive: Drive }) {
   const currentRepo = useApp((s) => s.currentRepo);
   const startBackup = useApp((s) => s.startBackup);
+  const attachDrive = useApp((s) => s.attachDrive);
+  const detachDrive = useApp((s) => s.detachDrive);
+  const notes = useApp((s) => s.attachNotes[drive.device]);
   const used = drive.partitions.reduce((sum, p) => sum + p.usedBytes, 0);
   return (
     <li className="card drive" aria-label={`${drive.description} ${drive.device}`}>
@@ -64,6 +67,19 @@ function DriveCard({ drive }: { drive: Drive }) {
           <span className="muted small">Mounted at {drive.mountpoints.join(', ')}</span>
         )}
         <span className="spacer" />
+        {drive.attachedAs ? (
+          <button type="button" onClick={() => void detachDrive(drive.device)}>
+            Stop protecting
+          </button>
+        ) : (
+          <button
+            type="button"
+            onClick={() => void attachDrive(drive.device)}
+            title="Serve this disk through Diskline's tap, so backups stay consistent while it is written to"
+          >
+            Protect while in use
+          </button>
+        )}
         <button
           type="button"
           className="primary"
@@ -74,6 +90,14 @@ function DriveCard({ drive }: { drive: Drive }) {
           Back up now
         </button>
       </footer>
+      {notes && notes.length > 0 && (
+        <ul className="plain notes small" aria-label={`Notes on protecting ${drive.device}`}>
+          {notes.map((note) => (
+            <li key={note}>{note}</li>
+          ))}
+        </ul>
+      )}
+      <ErrorNote place={`attach:${drive.device}`} />
     </li>
   );
 }
