@@ -42,7 +42,7 @@ const cold = Boolean(values.cold);
 const rounds = Math.max(1, Number(values.rounds));
 if (cold && process.getuid?.() !== 0) throw new Error('--cold drops the page cache and needs root');
 
-/** A plain buffered reader (page cache), as a peer for `cat`. */
+/** A plain buffered reader (page cache) with readInto, so the copier reuses its buffers like `cat` does. */
 async function bufferedReader(path: string): Promise<BlockReader> {
   const handle = await open(path, 'r');
   return {
@@ -53,6 +53,10 @@ async function bufferedReader(path: string): Promise<BlockReader> {
       const data = Buffer.allocUnsafe(Math.min(length, size - offset));
       const { bytesRead } = await handle.read(data, 0, data.length, offset);
       return data.subarray(0, bytesRead);
+    },
+    async readInto(target, offset) {
+      const { bytesRead } = await handle.read(target, 0, Math.min(target.length, size - offset), offset);
+      return bytesRead;
     },
     close: () => handle.close(),
   };
@@ -87,19 +91,14 @@ async function measure(body: () => Promise<number | undefined>): Promise<Measure
   return { wall, cpu: (cpu.user + cpu.system) / 1e6, preserved };
 }
 
-/** cat's own wall time and CPU (bash's `times` reports the child's user and system seconds). */
+/** cat's own wall time and CPU, timed by bash around cat alone (not the spawning of bash). */
 function catRun(path: string): Measured {
   dropCaches();
-  const start = process.hrtime.bigint();
-  const run = spawnSync('bash', ['-c', 'cat "$1" > /dev/null && times', 'bash', path], { encoding: 'utf8' });
-  const wall = Number(process.hrtime.bigint() - start) / 1e9;
+  const script = 'TIMEFORMAT="%3R %3U %3S"; { time cat "$1" > /dev/null; } 2>&1';
+  const run = spawnSync('bash', ['-c', script, 'bash', path], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`cat failed: ${run.stderr}`);
-  const children = run.stdout.trim().split('\n')[1] ?? '';
-  const cpu = [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce(
-    (sum, m) => sum + Number(m[1]) * 60 + Number(m[2]),
-    0,
-  );
-  return { wall, cpu };
+  const [wall, user, system] = run.stdout.trim().split(/\s+/).map(Number) as [number, number, number];
+  return { wall, cpu: user + system };
 }
 
 interface CoreRun {
@@ -167,7 +166,7 @@ try {
   const direct = await openReader(path);
   const runs: [string, () => Promise<Measured>][] = [
     ['cat IMG > /dev/null', async () => catRun(path)],
-    ['node sequential 1 MiB reads (no core)', () => measure(() => plainReads(buffered, 1 << 20))],
+    ['node 1 MiB reads, fresh buffers (no core)', () => measure(() => plainReads(buffered, 1 << 20))],
   ];
   const cores: [string, BlockReader, CoreRun][] = [
     [

@@ -16,6 +16,12 @@ export interface BlockReader {
   readonly logicalSectorSize: number;
   /** Reads `length` bytes at `offset`; the result is shorter only at the end of the device. */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional: reads `target.length` bytes at `offset` into `target`, resolving with the count (shorter only at
+   * the end of the device). Lets a caller that reads a lot (the snapshot copier) reuse its buffers instead of
+   * paying for fresh memory on every read.
+   */
+  readInto?(target: Buffer, offset: number): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -33,6 +33,12 @@ export class MemoryDisk implements BlockWriter {
     return Buffer.from(this.bytes.subarray(offset, Math.max(offset, end)));
   }
 
+  async readInto(target: Buffer, offset: number): Promise<number> {
+    const data = await this.read(offset, target.length);
+    data.copy(target);
+    return data.length;
+  }
+
   async write(offset: number, data: Buffer): Promise<void> {
     if (this.options.yieldOnIo !== false) await new Promise<void>((resolve) => setImmediate(resolve));
     if (offset + data.length > this.size) throw new Error(`write past the end of ${this.path}`);

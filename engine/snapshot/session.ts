@@ -111,6 +111,8 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
 
   private readonly readRequestUnits: number;
   private readonly readsInFlight: number;
+  /** Copier read buffers, reused once the sink has every unit of a run (readers with readInto only). */
+  private readonly freeReadBuffers: Buffer[] = [];
 
   /** Units being read right now (by the copier or to preserve them); writers wait on the promise. */
   private readonly busyUnits = new Map<number, Promise<void>>();
@@ -600,9 +602,11 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     const done = deferred();
     for (let unit = first; unit < first + count; unit++) this.busyUnits.set(unit, done.promise);
     let data: Buffer;
+    const pooled = this.reader.readInto ? this.takeReadBuffer() : null;
     try {
-      data = await this.readSource(first, count, 'to copy it');
+      data = await this.readSource(first, count, 'to copy it', pooled);
     } catch (error) {
+      if (pooled) this.releaseReadBuffer(pooled);
       this.fail(error as Error);
       done.resolve();
       return;
@@ -627,9 +631,18 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       this.fail(error as Error);
     } finally {
       for (let unit = first; unit < first + count; unit++) this.inTransit.delete(unit);
+      if (pooled) this.releaseReadBuffer(pooled);
     }
     this.wakeCopier(); // idle workers re-check whether everything is done
     this.emitProgress(false);
+  }
+
+  private takeReadBuffer(): Buffer {
+    return this.freeReadBuffers.pop() ?? Buffer.allocUnsafeSlow(this.readRequestUnits * this.unitSize);
+  }
+
+  private releaseReadBuffer(buffer: Buffer): void {
+    if (this.freeReadBuffers.length < this.readsInFlight + 2) this.freeReadBuffers.push(buffer);
   }
 
   private async drainOne(): Promise<void> {
@@ -810,7 +823,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     for (;;) {
       if (this.failure) throw this.failure;
       const inTransit = this.inTransit.get(unit);
-      if (inTransit) return inTransit;
+      if (inTransit) return Buffer.from(inTransit); // its buffer is reused once the sink has it
       const state = this.states.get(unit);
       if (state === PRESERVED && this.container.has(unit)) {
         const data = await this.container.take(unit);
@@ -849,12 +862,23 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     }
   }
 
-  private async readSource(firstUnit: number, count: number, why: string): Promise<Buffer> {
+  /** Reads units from the source, into `into` when given (a reused buffer), else into a fresh one. */
+  private async readSource(
+    firstUnit: number,
+    count: number,
+    why: string,
+    into: Buffer | null = null,
+  ): Promise<Buffer> {
     const offset = firstUnit * this.unitSize;
     const length = Math.min(this.size - offset, count * this.unitSize);
     let data: Buffer;
     try {
-      data = await this.reader.read(offset, length);
+      if (into && this.reader.readInto) {
+        const target = into.subarray(0, length);
+        data = target.subarray(0, await this.reader.readInto(target, offset));
+      } else {
+        data = await this.reader.read(offset, length);
+      }
     } catch (error) {
       throw new Error(
         `could not read ${this.reader.path} at byte ${offset} (${length} bytes) ${why}: ${(error as Error).message}; ` +
