@@ -18,7 +18,7 @@ import { ExitCode } from '../cli/verb.ts';
 import { dispatch } from './dispatcher.ts';
 import type { Engine } from './engine.ts';
 import { encodeFrame, FrameDecoder } from './frames.ts';
-import { type HostOptions, openEngine } from './host.ts';
+import type { HostOptions } from './host.ts';
 import { socketPath } from './unix-server.ts';
 
 export class EngineCallError extends Error {
@@ -203,6 +203,8 @@ export async function connectEngine(
       // ECONNREFUSED: a socket left by a daemon that is gone; host the engine here instead.
     }
   }
+  // Loaded only here: a client of the daemon needs none of the engine's parts.
+  const { openEngine } = await import('./host.ts');
   const engine = await openEngine({ ...options, schedules: false, recover: false });
   return new InProcessClient(engine);
 }
