@@ -1,8 +1,22 @@
 // Whether a block device (or any partition on it) is in use by the running system: mounted, a swap area,
 // or held by device-mapper/md. Restore targets are checked with this so Diskline never writes under a
 // live file system.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, realpath } from 'node:fs/promises';
 import { kernelName, sysfsDevNumber, sysfsHolders, sysfsPartitions } from './sysfs.ts';
+
+/** Loop devices whose backing file is `imagePath` (e.g. ["/dev/loop3"]). */
+export async function loopDevicesBacking(imagePath: string): Promise<string[]> {
+  const target = await realpath(imagePath).catch(() => imagePath);
+  const names = (await readdir('/sys/class/block').catch(() => [] as string[])).filter((n) =>
+    /^loop\d+$/.test(n),
+  );
+  const found: string[] = [];
+  for (const name of names) {
+    const backing = await readFile(`/sys/class/block/${name}/loop/backing_file`, 'utf8').catch(() => null);
+    if (backing?.trim() === target) found.push(`/dev/${name}`);
+  }
+  return found;
+}
 
 /** Why a device is busy, one line per use; empty when it is free to write. */
 export async function deviceUses(devicePath: string): Promise<string[]> {

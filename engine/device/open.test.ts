@@ -118,3 +118,33 @@ test('openWriter refuses a disk while one of its partitions is mounted, and name
     },
   );
 });
+
+test('openWriter refuses an image file whose loop device is mounted', async (t) => {
+  const skip = loopUnavailableReason() ?? missingToolReason('mkfs.ext4');
+  if (skip) return t.skip(skip);
+  await withTestDisk(
+    { size: 16 * MiB, table: 'none', partitions: [{ filesystem: 'ext4' }] },
+    async (disk) => {
+      const loop = await attachLoopRange(disk.image, 0, disk.size);
+      try {
+        await withMount(loop.device, 'ext4', async (mountDir) => {
+          await assert.rejects(openWriter(disk.image, { minSize: disk.size }), (error: Error) => {
+            assert.ok(error instanceof DeviceRefusedError);
+            assert.ok(
+              error.message.includes(
+                `it backs ${loop.device}, which is in use (${loop.device} is mounted on ${mountDir})`,
+              ),
+              error.message,
+            );
+            return true;
+          });
+        });
+        // Attached but not mounted: a restore target like any other.
+        const writer = await openWriter(disk.image, { minSize: disk.size });
+        await writer.close();
+      } finally {
+        await loop.detach();
+      }
+    },
+  );
+});

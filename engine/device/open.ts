@@ -4,7 +4,7 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { allocAligned, nativeHelperAvailable } from '../native/index.ts';
-import { deviceUses } from './busy.ts';
+import { deviceUses, loopDevicesBacking } from './busy.ts';
 import { DeviceRefusedError } from './errors.ts';
 import { kernelName, sysfsLogicalSectorSize, sysfsSize } from './sysfs.ts';
 import type { BlockReader, BlockWriter } from './types.ts';
@@ -214,6 +214,18 @@ export async function openWriter(path: string, options: WriterOptions): Promise<
       path,
       `refusing to write to ${path}: it is neither an image file nor a block device.`,
     );
+  }
+  if (existing) {
+    // An image attached as a loop device may carry a mounted file system: writing under it corrupts it.
+    for (const loop of await loopDevicesBacking(path)) {
+      const uses = await deviceUses(loop);
+      if (uses.length) {
+        throw new DeviceRefusedError(
+          path,
+          `refusing to write to ${path}: it backs ${loop}, which is in use (${uses.join('; ')}). Unmount it first.`,
+        );
+      }
+    }
   }
   const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
