@@ -3,7 +3,7 @@
 // passes the tap, which records changed blocks and, while a snapshot session is armed, lets it preserve old
 // data first (WriteInterceptor.beforeWrite). The process hosting an attached volume must keep its event loop
 // free (never block it on I/O to the loop device): intercepted writes are answered there.
-import { closeSync, constants, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, openSync } from 'node:fs';
 import { mkdtemp, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -215,6 +215,8 @@ export async function attachVolume(source: string, options: AttachOptions = {}):
         native.tapStop(handle);
         detached = true;
         const live = native.tapChanged(handle, false);
+        // Everything the tap wrote is on stable storage before the volume counts as cleanly detached.
+        fsyncSync(fd);
         closeSync(fd);
         await rmdir(mountDir).catch(() => undefined);
         await tracking?.markClean(live);

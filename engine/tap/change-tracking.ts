@@ -222,3 +222,25 @@ async function writeAtomically(path: string, data: Uint8Array): Promise<void> {
   await writeFile(temporary, data, { flush: true });
   await rename(temporary, path);
 }
+
+/**
+ * What a backup may skip: the changed ranges, when tracking is valid and relative to the parent point (the
+ * parent recorded `tracking.baseGeneration` when it was taken); otherwise null and why the backup reads
+ * everything. The new point records `tracking.newGeneration`.
+ */
+export function changesSinceParent(
+  tracking: ChangedSince | null,
+  parentGeneration: string | null | undefined,
+): { ranges: ByteRange[] | null; reason: string | null } {
+  if (!tracking) return { ranges: null, reason: 'change tracking is not available for this volume' };
+  if (!tracking.valid) return { ranges: null, reason: `change tracking is invalid: ${tracking.reason}` };
+  if (!parentGeneration)
+    return { ranges: null, reason: 'the previous point recorded no change-tracking generation' };
+  if (parentGeneration !== tracking.baseGeneration)
+    return {
+      ranges: null,
+      reason:
+        'the changes tracked are relative to another point than the previous one (a point was taken elsewhere)',
+    };
+  return { ranges: tracking.ranges, reason: null };
+}
