@@ -6,6 +6,31 @@ import { type FileHandle, link, mkdir, open, readdir, rename, rm, stat } from 'n
 import { dirname, join } from 'node:path';
 import type { Backend } from './types.ts';
 
+/** Writes parts in order with writev, in groups the kernel accepts, resuming after short writes. */
+async function writeAllParts(handle: FileHandle, parts: readonly Buffer[]): Promise<void> {
+  const GROUP = 512;
+  for (let first = 0; first < parts.length; first += GROUP) {
+    let group = parts.slice(first, first + GROUP);
+    let remaining = group.reduce((sum, b) => sum + b.length, 0);
+    while (remaining > 0) {
+      const { bytesWritten } = await handle.writev(group);
+      remaining -= bytesWritten;
+      if (remaining === 0) break;
+      // Short write: drop what was written and continue with the rest.
+      let skip = bytesWritten;
+      const rest: Buffer[] = [];
+      for (const part of group) {
+        if (skip >= part.length) skip -= part.length;
+        else {
+          rest.push(skip > 0 ? part.subarray(skip) : part);
+          skip = 0;
+        }
+      }
+      group = rest;
+    }
+  }
+}
+
 /** How many pack files stay open for ranged reads (restore reads many chunks from few packs). */
 const OPEN_FILES = 32;
 
@@ -59,12 +84,13 @@ export class LocalBackend implements Backend {
     return done === length ? buffer : buffer.subarray(0, done);
   }
 
-  async #writeTemp(data: Buffer): Promise<string> {
+  async #writeTemp(data: Buffer | readonly Buffer[]): Promise<string> {
     const temp = join(this.location, 'tmp', randomBytes(12).toString('hex'));
     await mkdir(dirname(temp), { recursive: true });
     const handle = await open(temp, 'w');
     try {
-      await handle.writeFile(data);
+      if (Buffer.isBuffer(data)) await handle.writeFile(data);
+      else await writeAllParts(handle, data);
       await handle.sync();
     } finally {
       await handle.close();
@@ -81,7 +107,7 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async put(name: string, data: Buffer): Promise<void> {
+  async put(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
     const path = this.#path(name);
     await mkdir(dirname(path), { recursive: true });
     const temp = await this.#writeTemp(data);

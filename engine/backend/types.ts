@@ -11,9 +11,10 @@ export interface Backend {
   getRange(name: string, offset: number, length: number): Promise<Buffer>;
   /**
    * Stores a whole file atomically and durably: after it resolves the file exists whole under `name`, and a
-   * crash at any instant before leaves either the old content or none — never part. Overwrites.
+   * crash at any instant before leaves either the old content or none — never part. Overwrites. `data` may
+   * come in parts (a pack's blobs), written in order without being joined first.
    */
-  put(name: string, data: Buffer): Promise<void>;
+  put(name: string, data: Buffer | readonly Buffer[]): Promise<void>;
   /** Like put, but fails with code 'EEXIST' when the name exists (the basis of locks). */
   create(name: string, data: Buffer): Promise<void>;
   /** Removes a file; removing a missing file succeeds (idempotent). */

@@ -10,7 +10,9 @@ export const BLOB_HEADER_BYTES = 48;
 /** The part of the blob header bound into the ciphertext as AAD: id, flags, 3 zero bytes, rawLength. */
 const AAD_BYTES = 40;
 export const FLAG_COMPRESSED = 1;
-const ZSTD_LEVEL = 3;
+// Level 1: on one 64 KiB chunk at a time, level 3 spends more setting up its larger tables than it gains
+// (measured: same ratio on disk data, a quarter of the speed).
+const ZSTD_LEVEL = 1;
 
 export interface EncodedChunk {
   id: Buffer;

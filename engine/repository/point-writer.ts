@@ -4,10 +4,11 @@
 import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
-import { isAllZero } from './chunk-codec.ts';
+import { BLOB_HEADER_BYTES, isAllZero } from './chunk-codec.ts';
 import { encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
-import { ChunkPool } from './chunk-pool.ts';
+import { ChunkPool, type PoolResult } from './chunk-pool.ts';
 import { RepositoryError } from './errors.ts';
+import { KnownIds } from './known-ids.ts';
 import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
 import {
   bitmapFromRanges,
@@ -69,6 +70,7 @@ export class PointWriter implements UnitSink {
   #packEntries: [string, IndexEntry][] = [];
   readonly #pending = new Set<Promise<void>>();
   #pool: ChunkPool | null = null;
+  #knownIds: KnownIds | null = null;
   #pack: PackBuilder;
   #packChain: Promise<void> = Promise.resolve();
   #commitChain: Promise<void> = Promise.resolve();
@@ -113,8 +115,16 @@ export class PointWriter implements UnitSink {
     // Register before loading the index: a prune condemning packs after this moment waits for this backup.
     await registerBackup(repo.backend, writer.pointId, options.source.path);
     try {
-      await repo.loadIndex(true);
-      writer.#pool = new ChunkPool(repo.keys, options.threads);
+      const index = await repo.loadIndex(true);
+      writer.#knownIds = new KnownIds(index.size + writer.#unitCount);
+      for (const key of index.entries.keys()) writer.#knownIds.add(Buffer.from(key, 'base64'));
+      writer.#pool = new ChunkPool(
+        repo.keys,
+        writer.#knownIds,
+        writer.#unitSize,
+        (id) => writer.#isStored(id),
+        options.threads,
+      );
     } catch (error) {
       await unregisterBackup(repo.backend, writer.pointId);
       throw error;
@@ -192,34 +202,47 @@ export class PointWriter implements UnitSink {
       this.#settle(unit, 0, data.length);
       return;
     }
-    const { encoded } = await this.#pool!.submit(data);
-    const length = data.length;
-    const work = encoded.then(
-      (chunk) => {
-        const key = idKey(chunk.id);
-        if (!this.#repo.loadIndexCached()?.has(chunk.id) && !this.#added.has(key)) {
-          const placed = this.#pack.add(chunk.blob);
-          const entry: IndexEntry = {
-            pack: this.#pack.packId,
-            offset: placed.headerOffset + 48,
-            storedLength: chunk.blob.length - 48,
-            rawLength: chunk.rawLength,
-            flags: chunk.flags,
-          };
-          this.#added.set(key, entry);
-          this.#packEntries.push([key, entry]);
-          this.#storedBytes += chunk.blob.length;
-          this.#newChunks += 1;
-          if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
-        }
-        this.#settle(unit, this.#slot(chunk.id), length);
-      },
-      (error: Error) => {
+    const { result } = await this.#pool!.submit(data);
+    const work = result
+      .then((outcome) => this.#accept(unit, outcome, data.length))
+      .catch((error: Error) => {
         this.#failure ??= error;
-      },
-    );
+      });
     this.#pending.add(work);
     work.finally(() => this.#pending.delete(work));
+  }
+
+  #isStored(id: Buffer): boolean {
+    return this.#repo.loadIndexCached()?.has(id) === true || this.#added.has(idKey(id));
+  }
+
+  /** Places a worker's result: a known chunk is referenced, a new one packed; a wrong guess is encoded after all. */
+  async #accept(unit: number, outcome: PoolResult, length: number): Promise<void> {
+    const id = outcome.kind === 'known' ? outcome.id : outcome.chunk.id;
+    const key = idKey(id);
+    if (!this.#isStored(id)) {
+      if (outcome.kind === 'known') {
+        // The shared set only holds 8 bytes of each id: this was a different chunk with the same prefix.
+        const { result } = await this.#pool!.submit(outcome.data!, true);
+        return this.#accept(unit, await result, length);
+      }
+      const chunk = outcome.chunk;
+      const placed = this.#pack.add(chunk.blob);
+      const entry: IndexEntry = {
+        pack: this.#pack.packId,
+        offset: placed.headerOffset + BLOB_HEADER_BYTES,
+        storedLength: chunk.blob.length - BLOB_HEADER_BYTES,
+        rawLength: chunk.rawLength,
+        flags: chunk.flags,
+      };
+      this.#added.set(key, entry);
+      this.#knownIds!.add(id);
+      this.#packEntries.push([key, entry]);
+      this.#storedBytes += chunk.blob.length;
+      this.#newChunks += 1;
+      if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
+    }
+    this.#settle(unit, this.#slot(id), length);
   }
 
   #settle(unit: number, slot: number, length: number): void {
