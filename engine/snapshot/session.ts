@@ -5,7 +5,8 @@
 //
 // Failure modes: a source read error, a container I/O error, a sink error or cancel() end the session: every
 // waiting writer is released (the snapshot no longer needs protecting), the sink is aborted (nothing is
-// presented as complete), and run() rejects with the reason.
+// presented as complete), and run() rejects with the reason. The method, the safe order for a disk in use
+// and the proof are in docs/snapshot-core.md.
 
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,7 +26,9 @@ import { coveredBy, DEFAULT_UNIT_SIZE, planUnits } from './unit-plan.ts';
 import { COPIED, FREE, PENDING, PRESERVED, type UnitStates } from './unit-states.ts';
 
 export interface SnapshotSessionOptions {
+  /** The device beneath the tap (reads see what writers left; writes never go through it). */
   reader: BlockReader;
+  /** Bytes to capture. For a disk in use: the whole disk, then restrictTo(list from the snapshot) after arm(). */
   usedRanges: readonly ByteRange[];
   /** Copy unit in bytes, a multiple of 4096; default 64 KiB (see unit-plan.ts for why). */
   unitSize?: number;
