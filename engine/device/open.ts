@@ -72,6 +72,23 @@ class HandleReader implements BlockReader {
     }
     const end = Math.min(offset + length, this.size);
     if (end <= offset) return Buffer.alloc(0);
+    const sector = this.logicalSectorSize;
+    if (this.direct && offset % sector === 0 && end % sector === 0 && end - offset <= maxReadChunk) {
+      // The copier's usual request: aligned, so the aligned buffer itself is the result (no second copy).
+      const aligned = Buffer.from(allocAligned(end - offset, Math.max(sector, 4096)));
+      try {
+        const got = await preadFully(this.handle, aligned, offset);
+        if (got < aligned.length) {
+          throw new Error(
+            `${this.path} ended at byte ${offset + got}, before its size ${this.size}; was it shrunk?`,
+          );
+        }
+        return aligned;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+        // Fall through: readChunk switches to buffered reads.
+      }
+    }
     const result = Buffer.allocUnsafe(end - offset);
     for (let at = offset; at < end; at += maxReadChunk) {
       const chunkEnd = Math.min(at + maxReadChunk, end);
