@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { InProcessClient } from '../api/client.ts';
 import { openEngine } from '../api/host.ts';
+import { StateStore } from '../config/state.ts';
 import { withTestDisk } from '../testing/disk.ts';
 import { MiB, withTempDir } from '../testing/image.ts';
 import { loopUnavailableReason } from '../testing/tools.ts';
+import { runDrill } from './drill.ts';
 
 /** Backs up `image` into a fresh repository, runs a restore drill of the point, returns the job and the point. */
 async function drill(image: string, dir: string) {
@@ -48,6 +50,15 @@ test('a restore drill restores the point and finds every file system clean, and 
         assert.match(detail, /^partition 2: vfat clean \(fsck\.vfat -n\)$/m);
         assert.equal(summary.drill?.ok, true);
         assert.equal(summary.drill?.detail, detail);
+        // Where the tap cannot serve the point, the drill restores it to a scratch image: same verdict.
+        const state = await StateStore.open(join(dir, 'state'));
+        const scratch = await runDrill(
+          { repo: join(dir, 'repo'), point: summary.id, method: 'scratch' },
+          { id: 'scratch-drill', signal: new AbortController().signal, progress: () => {} },
+          state,
+        );
+        assert.equal(scratch.method, 'scratch restore');
+        assert.equal(scratch.detail, detail);
       }),
   );
 });

@@ -1,8 +1,8 @@
-// The restore drill: proves a restore point restores to file systems that check clean. The point is
-// restored to a sparse scratch image (only used bytes take space), each partition is attached read-only as
-// its own loop device, and each file system is checked without repair (fsck -n and its kin); the scratch
-// image is removed after. A point with no file system to check fails the drill: nothing was proven.
-// The outcome is recorded with the point in the engine's state.
+// The restore drill: proves a restore point restores to file systems that check clean. The point is served
+// read-only through the tap as a loop device (nothing is copied: reads decode chunks), or, where the tap is
+// unavailable, restored to a sparse scratch image with each partition attached read-only as its own loop
+// device; each file system is checked without repair (fsck -n and its kin). A point with no file system to
+// check fails the drill: nothing was proven. The outcome is recorded with the point in the engine's state.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,8 +10,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { StateStore } from '../config/state.ts';
 import { openReader } from '../device/open.ts';
+import { nativeHelperAvailable } from '../native/index.ts';
 import { readPartitionTable } from '../partition/read.ts';
+import { servePointReadOnly } from '../tap/serve-point.ts';
+import { tapUnavailableReason } from '../tap/system-state.ts';
 import type { JobContext } from './manager.ts';
+import { withRepository } from './repository-access.ts';
 import { runRestore } from './restore.ts';
 
 const run = promisify(execFile);
@@ -55,20 +59,41 @@ async function check(device: string): Promise<{ ok: boolean; line: string } | nu
   }
 }
 
-export async function runDrill(
-  params: { repo: string; point: string },
+/** Each volume of the point as a read-only device: name for the record and device path. */
+type VolumeCheck = (volumes: { name: string; device: string }[]) => Promise<void>;
+
+/**
+ * Serves the point read-only through the tap (no copy: reads decode chunks on demand) and checks each
+ * partition device, or the whole device without a partition table.
+ */
+async function checkServed(repoPath: string, pointId: string, each: VolumeCheck): Promise<void> {
+  await withRepository(repoPath, async (repo) => {
+    const reader = await repo.openPoint(pointId);
+    const served = await servePointReadOnly(reader, reader.manifest.source.size, `restore point ${pointId}`);
+    try {
+      await each(
+        served.partitions.length
+          ? served.partitions.map((device, index) => ({ name: `partition ${index + 1}`, device }))
+          : [{ name: 'whole disk', device: served.loopDevice }],
+      );
+    } finally {
+      await served.stop();
+    }
+  });
+}
+
+/** Restores the point to a sparse scratch image and attaches each partition as its own read-only loop device. */
+async function checkScratch(
+  repoPath: string,
+  pointId: string,
   context: JobContext,
-  state: StateStore,
-): Promise<Record<string, unknown>> {
+  each: VolumeCheck,
+): Promise<void> {
   const scratch = await mkdtemp(join(tmpdir(), 'diskline-drill-'));
-  const image = join(scratch, 'point.img');
-  let loop: string | null = null;
-  const lines: string[] = [];
-  let ok = true;
-  let checked = 0;
+  const loops: string[] = [];
   try {
-    await runRestore({ repo: params.repo, point: params.point, to: image }, context);
-    // One read-only loop device per partition (offset and size limit), so no partition nodes are needed.
+    const image = join(scratch, 'point.img');
+    await runRestore({ repo: repoPath, point: pointId, to: image }, context);
     const reader = await openReader(image);
     let table: Awaited<ReturnType<typeof readPartitionTable>>;
     try {
@@ -83,23 +108,45 @@ export async function runDrill(
           size: partition.size,
         }))
       : [{ name: 'whole disk', start: 0, size: 0 }];
+    const devices: { name: string; device: string }[] = [];
     for (const volume of volumes) {
-      context.signal.throwIfAborted();
       const args = ['--find', '--show', '--read-only', '--offset', String(volume.start)];
       if (volume.size) args.push('--sizelimit', String(volume.size));
-      loop = (await run('losetup', [...args, image])).stdout.trim();
-      try {
-        const outcome = await check(loop);
-        if (outcome) {
-          lines.push(`${volume.name}: ${outcome.line.slice(loop.length + 2)}`);
-          checked++;
-          ok &&= outcome.ok;
-        }
-      } finally {
-        await run('losetup', ['-d', loop]).catch(() => {});
-        loop = null;
-      }
+      const loop = (await run('losetup', [...args, image])).stdout.trim();
+      loops.push(loop);
+      devices.push({ name: volume.name, device: loop });
     }
+    await each(devices);
+  } finally {
+    for (const loop of loops) await run('losetup', ['-d', loop]).catch(() => {});
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export async function runDrill(
+  params: { repo: string; point: string; method?: 'served' | 'scratch' },
+  context: JobContext,
+  state: StateStore,
+): Promise<Record<string, unknown>> {
+  const lines: string[] = [];
+  let ok = true;
+  let checked = 0;
+  const each: VolumeCheck = async (volumes) => {
+    for (const volume of volumes) {
+      context.signal.throwIfAborted();
+      const outcome = await check(volume.device);
+      if (!outcome) continue;
+      lines.push(`${volume.name}: ${outcome.line.slice(volume.device.length + 2)}`);
+      checked++;
+      ok &&= outcome.ok;
+    }
+  };
+  const served = params.method
+    ? params.method === 'served'
+    : nativeHelperAvailable() && tapUnavailableReason() === null;
+  try {
+    if (served) await checkServed(params.repo, params.point, each);
+    else await checkScratch(params.repo, params.point, context, each);
     if (checked === 0) {
       ok = false;
       lines.push('no file system found to check: the drill cannot vouch for this point');
@@ -108,14 +155,11 @@ export async function runDrill(
     if (context.signal.aborted) throw error;
     ok = false;
     lines.push(`the drill could not run: ${(error as Error).message}`);
-  } finally {
-    if (loop) await run('losetup', ['-d', loop]).catch(() => {});
-    await rm(scratch, { recursive: true, force: true });
   }
   const detail = lines.join('\n');
   const checks = (state.checks[params.repo] ??= {});
   checks[params.point] = { ...checks[params.point], drill: { time: new Date().toISOString(), ok, detail } };
   await state.saveChecks();
   if (!ok) throw new Error(`Restore drill of ${params.point} failed: ${detail}`);
-  return { ok, detail };
+  return { ok, detail, method: served ? 'served read-only' : 'scratch restore' };
 }
