@@ -195,3 +195,53 @@ test('attaching a mounted block device is refused, saying where it is mounted', 
     }
   });
 });
+
+test('a write waits as long as the interceptor holds it (suspension), and lands once released', {
+  skip: skipReason ?? false,
+}, async () => {
+  await withDir(async (dir) => {
+    const image = join(dir, 'raw.img');
+    await run('truncate', ['-s', '4M', image]);
+    const volume = await attachVolume(image, { partscan: false });
+    try {
+      let release: () => void = () => {};
+      let asked = 0;
+      await volume.setInterceptor(
+        {
+          beforeWrite: () => {
+            asked++;
+            return new Promise<void>((resolve) => {
+              release = resolve;
+            });
+          },
+        },
+        65536,
+      );
+      // The writer is another process: this one must stay free to answer the tap.
+      const writer = execFile('dd', [
+        'if=/dev/zero',
+        `of=${volume.loopDevice}`,
+        'bs=4k',
+        'count=1',
+        'seek=16',
+        'oflag=direct,dsync',
+        'status=none',
+      ]);
+      const done = new Promise((resolve) => writer.on('exit', resolve));
+      let finished = false;
+      done.then(() => {
+        finished = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      assert.equal(asked, 1);
+      assert.equal(finished, false, 'the write is held while the interceptor has not resolved');
+      release();
+      assert.equal(await done, 0);
+      assert.equal(volume.stats().interceptedCalls, 1);
+      const landed = (await readFile(image)).subarray(16 * 4096, 17 * 4096);
+      assert.ok(landed.equals(Buffer.alloc(4096, 0xab)));
+    } finally {
+      await volume.detach();
+    }
+  });
+});
