@@ -22,7 +22,8 @@ export async function partcloneUsedRanges(filesystem: string, source: string): P
     const ranges: ByteRange[] = [];
     for (const line of (await readFile(log, 'utf8')).split('\n')) {
       const match = /^0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+\+/i.exec(line.trim());
-      if (match) ranges.push({ start: Number.parseInt(match[1]!, 16), length: Number.parseInt(match[2]!, 16) });
+      if (match)
+        ranges.push({ start: Number.parseInt(match[1]!, 16), length: Number.parseInt(match[2]!, 16) });
     }
     return mergeRanges(ranges);
   });
@@ -33,11 +34,18 @@ export async function partcloneUsage(
   filesystem: string,
   source: string,
 ): Promise<{ blockSize: number; usedBlocks: number; totalBlocks: number }> {
-  const { stdout, stderr } = await runTool(partcloneTool(filesystem), ['-c', '-s', source, '-O', '/dev/null']);
+  const { stdout, stderr } = await runTool(partcloneTool(filesystem), [
+    '-c',
+    '-s',
+    source,
+    '-O',
+    '/dev/null',
+  ]);
   const text = `${stdout}\n${stderr}`.replace(/\r/g, '\n');
   const used = /Space in use:.*?=\s*(\d+)\s+Blocks/.exec(text);
   const total = /Device size:.*?=\s*(\d+)\s+Blocks/.exec(text);
   const block = /Block size:\s*(\d+)\s+Byte/.exec(text);
-  if (!used || !total || !block) throw new Error(`cannot find the usage summary in partclone's output:\n${text}`);
+  if (!used || !total || !block)
+    throw new Error(`cannot find the usage summary in partclone's output:\n${text}`);
   return { blockSize: Number(block[1]), usedBlocks: Number(used[1]), totalBlocks: Number(total[1]) };
 }
