@@ -105,6 +105,21 @@ test('the UI is served from the renderer directory with a CSP, and client routes
   assert.equal((await get('/timeline/some-point')).body, index.body);
 });
 
+test('a request for another host name (DNS rebinding) is refused', async () => {
+  const status = await new Promise<number>((resolve, reject) => {
+    request(
+      { host: '127.0.0.1', port: server.port, path: '/', headers: { host: `evil.example:${server.port}` } },
+      (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      },
+    )
+      .on('error', reject)
+      .end();
+  });
+  assert.equal(status, 421);
+});
+
 test('no file outside the renderer directory is served', async () => {
   const escaped = await get('/%2e%2e/secret.txt');
   assert.notEqual(escaped.body, 'not for the browser');

@@ -108,6 +108,11 @@ export class WebServer {
     return given !== null && timingSafeEqual(digest(given), digest(this.token));
   }
 
+  /** Refuses a Host other than this server: a page on another name that resolves here (DNS rebinding). */
+  #hostAllowed(host: string | undefined): boolean {
+    return host === `127.0.0.1:${this.#port}` || host === `localhost:${this.#port}`;
+  }
+
   #originAllowed(origin: string | undefined): boolean {
     // Non-browser clients send no Origin; the token alone authenticates them.
     if (origin === undefined) return true;
@@ -122,7 +127,7 @@ export class WebServer {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
     }
-    if (!this.#originAllowed(request.headers.origin)) {
+    if (!this.#hostAllowed(request.headers.host) || !this.#originAllowed(request.headers.origin)) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
       return;
     }
@@ -167,6 +172,12 @@ export class WebServer {
   async #serveFile(request: IncomingMessage, response: ServerResponse): Promise<void> {
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (!this.#hostAllowed(request.headers.host)) {
+      response
+        .writeHead(421, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('Open the address diskline serve printed.\n');
       return;
     }
     const root = resolve(this.#options.rendererDir);
