@@ -154,7 +154,7 @@ try {
   }
   await handle.close();
   const mode = cold
-    ? 'cold (page cache dropped before each run)'
+    ? 'device (cold: page cache dropped before each run)'
     : 'page cache (warm: image read once before timing)';
   console.log(
     `image ${(size / 2 ** 20).toFixed(0)} MiB of random bytes, 64 KiB units; reads from the ${mode}`,
@@ -202,7 +202,7 @@ try {
   for (const [label, value] of best) {
     const extra = value.preserved ? `, ${value.preserved} units preserved for writers` : '';
     console.log(
-      `${label.padEnd(38)} ${gbps(size, value.wall).padStart(6)} GB/s (${(cat.wall / value.wall).toFixed(2)} of cat)  ` +
+      `${label.padEnd(42)} ${gbps(size, value.wall).padStart(6)} GB/s (${(cat.wall / value.wall).toFixed(2)} of cat)  ` +
         `CPU ${(value.cpu / gib).toFixed(2)} s/GiB (${(value.cpu / Math.max(cat.cpu, 1e-3)).toFixed(1)}x cat)${extra}`,
     );
   }

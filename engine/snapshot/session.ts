@@ -46,9 +46,10 @@ export interface SnapshotSessionOptions {
   /** Largest device read of the copier; default 1 MiB. */
   readRequestBytes?: number;
   /**
-   * Copier reads in flight; default 2. Node serves file I/O from a pool of 4 threads (UV_THREADPOOL_SIZE):
-   * two copier reads keep a sequential source busy and leave threads for the reads that preserve units for
-   * waiting writers, and for the sink's own file writes.
+   * Copier reads in flight; default: the libuv thread pool's size (UV_THREADPOOL_SIZE, 4 unless set) minus 2,
+   * at least 2. Node serves file I/O from that pool: two threads stay free for the reads that preserve units
+   * for waiting writers and for the sink's own file writes. A process that sets UV_THREADPOOL_SIZE=8 copies
+   * with 6 reads in flight (devices with deep queues read faster so).
    */
   readsInFlight?: number;
   /** Units [firstUnit, firstUnit + count) no longer need interception (a tap clears its intercept bits). */
@@ -187,7 +188,8 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     this.lowUnits = Math.max(0, Math.min(this.highUnits - 1, Math.floor(this.capacityUnits * low)));
     this.maxThrottleDelayMs = options.maxThrottleDelayMs ?? 100;
     this.readRequestUnits = Math.max(1, Math.floor((options.readRequestBytes ?? 1 << 20) / this.unitSize));
-    this.readsInFlight = Math.max(1, options.readsInFlight ?? 2);
+    const threadPool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    this.readsInFlight = Math.max(1, options.readsInFlight ?? Math.max(2, threadPool - 2));
 
     this.countTotalBytes();
   }
