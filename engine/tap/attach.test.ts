@@ -218,8 +218,10 @@ test('a write waits as long as the interceptor holds it (suspension), and lands 
         65536,
       );
       // The writer is another process: this one must stay free to answer the tap.
+      const block = join(dir, 'block');
+      await writeFile(block, Buffer.alloc(4096, 0xab));
       const writer = execFile('dd', [
-        'if=/dev/zero',
+        `if=${block}`,
         `of=${volume.loopDevice}`,
         'bs=4k',
         'count=1',
@@ -239,7 +241,10 @@ test('a write waits as long as the interceptor holds it (suspension), and lands 
       assert.equal(await done, 0);
       assert.equal(volume.stats().interceptedCalls, 1);
       const landed = (await readFile(image)).subarray(16 * 4096, 17 * 4096);
-      assert.ok(landed.equals(Buffer.alloc(4096, 0xab)));
+      assert.ok(
+        landed.equals(Buffer.alloc(4096, 0xab)),
+        `block 16 holds ${landed.subarray(0, 8).toString('hex')}`,
+      );
     } finally {
       await volume.detach();
     }
