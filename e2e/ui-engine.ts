@@ -64,7 +64,8 @@ export async function changeFileInImage(fixture: Fixture): Promise<Buffer> {
   return image;
 }
 
-export async function makeFixture(sizeMiB = 32): Promise<Fixture> {
+/** A source of `sizeMiB` with `filesMiB` of files in it, and an empty target of the same size. */
+export async function makeFixture(sizeMiB = 32, filesMiB = 3): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'diskline-e2e-'));
   const env = { ...process.env, DISKLINE_PASSWORD: password, DISKLINE_STATE_DIR: join(dir, 'state') };
   let serve: ChildProcess | null = null;
@@ -146,4 +147,33 @@ export async function makeFixture(sizeMiB = 32): Promise<Fixture> {
     throw error;
   }
   return fixture;
+}
+
+/** Calls the engine of `serveUrl` directly over its WebSocket (for cleanup when the page cannot). */
+export async function callEngine(serveUrl: string, method: string, params: unknown): Promise<unknown> {
+  const address = new URL(serveUrl);
+  const token = new URLSearchParams(address.hash.slice(1)).get('token') ?? '';
+  const socket = new WebSocket(`ws://${address.host}/api?token=${encodeURIComponent(token)}`);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`the engine did not answer ${method} within 10 s`));
+    }, 10_000);
+    socket.onopen = () => socket.send(JSON.stringify({ type: 'request', id: 1, method, params }));
+    socket.onerror = () => reject(new Error(`could not reach the engine at ${address.host}`));
+    socket.onmessage = (event) => {
+      const message = JSON.parse(String(event.data)) as {
+        type: string;
+        id?: number;
+        ok?: boolean;
+        result?: unknown;
+        error?: { message: string };
+      };
+      if (message.type !== 'response' || message.id !== 1) return;
+      clearTimeout(timer);
+      socket.close();
+      if (message.ok) resolve(message.result);
+      else reject(new Error(message.error?.message ?? `${method} failed`));
+    };
+  });
 }
