@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import drivelist from 'drivelist';
 import type { Drive, Partition } from '../../protocol/model.ts';
-import { inspectPartitions } from '../jobs/engine-parts.ts';
+import { inspectDisk } from '../layout/inspect.ts';
 
 type Layout = { table: Drive['partitionTable']; partitions: Partition[] };
 
@@ -20,7 +20,19 @@ async function partitionsOf(device: string): Promise<Layout> {
   if (cached && cached.key === key && Date.now() - cached.at < LAYOUT_CACHE_MS) return cached.layout;
   let layout: Layout;
   try {
-    layout = (await inspectPartitions(device)) ?? { table: null, partitions: [] };
+    const disk = await inspectDisk(device);
+    layout = {
+      table: disk.partitionTable,
+      partitions: disk.partitions.map((partition) => ({
+        index: partition.index,
+        start: partition.start,
+        size: partition.size,
+        type: partition.typeName ?? partition.type,
+        filesystem: partition.filesystem,
+        blockSize: partition.blockSize,
+        usedBytes: partition.usedBytes,
+      })),
+    };
   } catch {
     // Unreadable (no permission, no medium) or not inspectable: show the drive without partitions.
     layout = { table: null, partitions: [] };
