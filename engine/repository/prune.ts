@@ -136,16 +136,20 @@ export async function pruneRepository(
       async (): Promise<PruneRecord | null> => {
         const current = (await repo.pruneRecords()).find((r) => r.name === initial.name);
         if (!current) return null;
+        let deleting = current;
         if (current.phase === 'condemned') {
           const blockers = (await runningBackups(repo.backend)).filter(
             (b) => Date.parse(b.time) <= Date.parse(current.time),
           );
           if (blockers.length > 0) return null;
-          const deleting: PruneRecord = { ...current, phase: 'deleting' };
+          deleting = { ...current, phase: 'deleting' };
           await repo.writePruneRecord(deleting);
           await step('record marked deleting');
-          const doomed = new Set(current.packs);
-          const { files, entries } = await rawIndex(repo);
+        }
+        // Also when resuming a 'deleting' record: a killed prune may have stopped before the index was rewritten.
+        const doomed = new Set(deleting.packs);
+        const { files, entries } = await rawIndex(repo);
+        if ([...entries.values()].some((entry) => doomed.has(entry.pack))) {
           const live = [...entries].filter(([, entry]) => !doomed.has(entry.pack));
           if (live.length > 0)
             await repo.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(live));
@@ -154,9 +158,8 @@ export async function pruneRepository(
             await repo.backend.delete(name);
             await step('old index file deleted');
           }
-          return deleting;
         }
-        return current;
+        return deleting;
       },
     );
     if (!record) {
