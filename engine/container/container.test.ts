@@ -13,7 +13,7 @@ import { makeFilesystem, withMount } from '../testing/filesystems.ts';
 import { makeSparseImage, withTempDir } from '../testing/image.ts';
 import { attachLoop } from '../testing/loop.ts';
 import { runTool } from '../testing/tools.ts';
-import { DeviceContainer } from './device.ts';
+import { DeviceContainer, sameDiskOrPartition } from './device.ts';
 import { FileContainer } from './file.ts';
 import { MemoryContainer } from './memory.ts';
 import { openContainer } from './open.ts';
@@ -273,4 +273,14 @@ test('a file container that cannot grow (file system full) fails the session cle
       await runTool('umount', [mountDir]);
     }
   });
+});
+
+test('a device container is refused for the source disk and its partitions, not for a similarly named disk', () => {
+  assert.equal(sameDiskOrPartition('/dev/sda', '/dev/sda'), true);
+  assert.equal(sameDiskOrPartition('/dev/sda2', '/dev/sda'), true);
+  assert.equal(sameDiskOrPartition('/dev/sdab', '/dev/sda'), false);
+  assert.equal(sameDiskOrPartition('/dev/loop1p2', '/dev/loop1'), true);
+  assert.equal(sameDiskOrPartition('/dev/loop10', '/dev/loop1'), false);
+  assert.equal(sameDiskOrPartition('/dev/nvme0n1p3', '/dev/nvme0n1'), true);
+  assert.equal(sameDiskOrPartition('/dev/nvme0n12', '/dev/nvme0n1'), false);
 });

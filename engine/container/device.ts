@@ -28,7 +28,7 @@ async function deviceSize(handle: FileHandle, path: string): Promise<number> {
 }
 
 /** True when `path` is `disk` or one of its partitions (/dev/sda → /dev/sda2, /dev/loop1 → /dev/loop1p2). */
-function sameDiskOrPartition(path: string, disk: string): boolean {
+export function sameDiskOrPartition(path: string, disk: string): boolean {
   if (path === disk) return true;
   if (!path.startsWith(disk)) return false;
   const rest = path.slice(disk.length);

@@ -265,7 +265,11 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     this.containerSpaceReleased();
   }
 
-  /** The consistent point: from now on writes are intercepted. Call with the file system frozen. */
+  /**
+   * The consistent point: from now on writes are intercepted. Call with the file system frozen. Once armed,
+   * either run() or cancel(): a session that is armed and never runs fills its container and then holds every
+   * writer that needs it.
+   */
   arm(): void {
     if (this.phase !== 'ready')
       throw new Error(`the snapshot session is ${this.phase}; it can be armed only once`);
