@@ -14,7 +14,10 @@ export interface IntermediateContainer {
   readonly usedBytes: number;
   /** Largest unit one put accepts; every unit costs this much. */
   readonly slotSize: number;
-  /** Stores the old bytes of `unit`. Rejects when full (the session reserves first, so that is a bug) or on I/O error. */
+  /**
+   * Stores the old bytes of `unit`; the caller may reuse `data` once this resolves. Rejects when full (the
+   * session reserves first, so that is a bug) or on I/O error.
+   */
   put(unit: number, data: Buffer): Promise<void>;
   /** The bytes stored for `unit` (the caller may keep it; the unit stays stored until free). Rejects when not held. */
   take(unit: number): Promise<Buffer>;

@@ -32,6 +32,7 @@ export interface SnapshotSessionOptions {
   usedRanges: readonly ByteRange[];
   /** Copy unit in bytes, a multiple of 4096; default 64 KiB (see unit-plan.ts for why). */
   unitSize?: number;
+  /** Where preserved units wait; the caller closes it after run() settles. */
   container: IntermediateContainer;
   sink: UnitSink;
   /** Bytes neither intercepted nor copied (e.g. a container file's own blocks on the protected volume). */
@@ -290,6 +291,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   beforeWrite(offset: number, length: number): Promise<void> {
     if (this.phase === 'ready' || length <= 0 || offset >= this.size) return RESOLVED;
     const end = Math.min(this.size, offset + length);
+    if (offset < 0) offset = 0;
     const first = Math.floor(offset / this.unitSize);
     const last = Math.floor((end - 1) / this.unitSize);
     let mustWait = false;
