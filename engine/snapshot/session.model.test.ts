@@ -1,6 +1,6 @@
 // The snapshot invariant, tested model-based: for many seeds, concurrent writers (random, overlapping,
 // unaligned, spanning units) race the copier with a tiny container; the sink must end with the device's
-// bytes at the consistent point, byte for byte. Rerun one seed with DISKLINE_SEED=N.
+// bytes at the consistent point, byte for byte. Rerun one seed with DISKLINE_SEED=N; soak with DISKLINE_SEEDS=N.
 
 import assert from 'node:assert/strict';
 import { open } from 'node:fs/promises';
@@ -332,10 +332,12 @@ function memoryDevice(initial: Buffer): Promise<Device> {
   });
 }
 
+/** DISKLINE_SEED=N reruns one seed; DISKLINE_SEEDS=N runs N seeds instead of the usual count (a soak). */
 function seedsToRun(count: number, base: number): number[] {
   const only = process.env.DISKLINE_SEED;
   if (only) return [Number(only)];
-  return Array.from({ length: count }, (_, i) => base + i);
+  const soak = Number(process.env.DISKLINE_SEEDS) || count;
+  return Array.from({ length: soak }, (_, i) => base + i);
 }
 
 test('200 seeded races on a memory disk: the sink holds the consistent point, the container stays bounded', async () => {
