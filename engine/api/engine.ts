@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { EventName } from '../../protocol/messages.ts';
+import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { listDrives } from '../drives/drivelist.ts';
@@ -31,6 +31,11 @@ export interface BlockMapProvider {
     close(): void;
   };
 }
+
+/** Most cells a block map may have: its full map (base64, one byte per cell) must fit in one message. */
+export const MAX_BLOCKMAP_CELLS = Math.floor(((MAX_MESSAGE_BYTES - 4096) * 3) / 4);
+/** Changed cells per 'blockmap' event; more changes go in several events, each within the message limit. */
+const BLOCKMAP_CHANGES_PER_EVENT = 50_000;
 
 /** How often a block-map subscription sends changed cells. */
 const BLOCKMAP_INTERVAL_MS = 100;
@@ -540,7 +545,7 @@ export class Engine {
           if (!active) stop();
           return;
         }
-        watch = provider.watchBlockMap(cells);
+        watch = provider.watchBlockMap(Math.min(cells, MAX_BLOCKMAP_CELLS));
         const full = watch.full();
         connection.sendEvent('blockmap', {
           jobId,
@@ -551,13 +556,13 @@ export class Engine {
         });
       } else {
         const changes = watch.changes();
-        if (changes.length) {
+        for (let start = 0; start < changes.length; start += 2 * BLOCKMAP_CHANGES_PER_EVENT) {
           connection.sendEvent('blockmap', {
             jobId,
             cellCount: watch.cellCount,
             unitsPerCell: watch.unitsPerCell,
             full: false,
-            changes,
+            changes: changes.slice(start, start + 2 * BLOCKMAP_CHANGES_PER_EVENT),
           });
         }
       }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeFrame, FrameDecoder } from './frames.ts';
+import { encodeBounded, encodeFrame, FrameDecoder } from './frames.ts';
 
 test('frames split across reads are joined; several frames in one read are split', () => {
   const decoder = new FrameDecoder(100);
@@ -39,4 +39,17 @@ test('encoded frames are one line even when strings hold newlines', () => {
   const frame = encodeFrame({ message: 'line one\nline two' });
   assert.equal(frame.indexOf('\n'), frame.length - 1);
   assert.deepEqual(JSON.parse(frame), { message: 'line one\nline two' });
+});
+
+test('an answer over the message limit becomes an error response; an oversized event is dropped', () => {
+  const big = { type: 'response', id: 4, ok: true, result: 'x'.repeat(200) };
+  assert.equal(encodeBounded(big, 1000), JSON.stringify(big));
+  const refused = JSON.parse(encodeBounded({ ...big, result: 'x'.repeat(2000) }, 1000)!);
+  assert.equal(refused.id, 4);
+  assert.equal(refused.ok, false);
+  assert.match(
+    refused.error.message,
+    /^The answer is \d+ bytes, over the 1000-byte message limit; ask for less\.$/,
+  );
+  assert.equal(encodeBounded({ type: 'event', data: 'y'.repeat(2000) }, 1000), null);
 });

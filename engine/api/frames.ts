@@ -54,3 +54,25 @@ export class FrameDecoder {
 export function encodeFrame(message: unknown): string {
   return `${JSON.stringify(message)}\n`;
 }
+
+/**
+ * The message as JSON, kept within MAX_MESSAGE_BYTES (clients drop anything bigger): an oversized response
+ * becomes an error response saying so; an oversized event is dropped (null).
+ */
+export function encodeBounded(
+  message: { type: string; id?: number; [key: string]: unknown },
+  maxBytes = MAX_MESSAGE_BYTES,
+): string | null {
+  const text = JSON.stringify(message);
+  if (text.length <= maxBytes || Buffer.byteLength(text) <= maxBytes) return text;
+  if (message.type !== 'response') return null;
+  return JSON.stringify({
+    type: 'response',
+    id: message.id,
+    ok: false,
+    error: {
+      code: 'failed',
+      message: `The answer is ${Buffer.byteLength(text)} bytes, over the ${maxBytes}-byte message limit; ask for less.`,
+    },
+  });
+}

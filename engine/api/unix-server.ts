@@ -9,8 +9,8 @@ import { dirname } from 'node:path';
 import { MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import { type PeerCredentials, peerCredentials } from '../native/index.ts';
 import { type Connection, dispatch, UNREADABLE_REQUEST_ID } from './dispatcher.ts';
-import type { Engine } from './engine.ts';
-import { encodeFrame, FrameDecoder } from './frames.ts';
+import { Engine } from './engine.ts';
+import { encodeBounded, encodeFrame, FrameDecoder } from './frames.ts';
 
 export const DEFAULT_SOCKET_PATH = '/run/diskline/engine.sock';
 /** Output queued for one client beyond which it is considered stuck and dropped. */
@@ -151,10 +151,11 @@ export class UnixServer {
         socket.destroy();
         return;
       }
-      socket.write(encodeFrame(message));
+      const text = encodeBounded(message as { type: string });
+      if (text !== null) socket.write(`${text}\n`);
     };
     const connection: Connection = {
-      id: (this.#engine.constructor as typeof Engine).newConnectionId(),
+      id: Engine.newConnectionId(),
       transport: 'unix',
       uid: credentials?.uid ?? null,
       sendEvent: (event, data) => send({ type: 'event', event, data }),

@@ -12,7 +12,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import { type Connection, dispatch } from './dispatcher.ts';
 import { Engine } from './engine.ts';
-import { encodeFrame } from './frames.ts';
+import { encodeBounded } from './frames.ts';
 
 /** Close code for a refused access token (the renderer tells the user to open the printed address). */
 export const TOKEN_REFUSED_CLOSE_CODE = 4001;
@@ -149,7 +149,8 @@ export class WebServer {
         ws.terminate();
         return;
       }
-      ws.send(encodeFrame(message).slice(0, -1));
+      const text = encodeBounded(message as { type: string });
+      if (text !== null) ws.send(text);
     };
     const connection: Connection = {
       id: Engine.newConnectionId(),
