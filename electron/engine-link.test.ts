@@ -96,3 +96,18 @@ test('connecting where nothing listens fails with ENOENT', async () => {
     { code: 'ENOENT' },
   );
 });
+
+test('an engine that refuses this client fails the pending call with its own code and message', async () => {
+  engine.refuseWith = 'The Diskline engine refuses uid 1000.';
+  try {
+    const link = await EngineLink.connect(engine.socketPath, () => {});
+    await assert.rejects(link.call('engine.status', {}), (error: EngineError) => {
+      assert.equal(error.code, 'forbidden');
+      assert.equal(error.message, 'The Diskline engine refuses uid 1000.');
+      return true;
+    });
+    assert.equal(await link.closed, 'The Diskline engine refuses uid 1000.');
+  } finally {
+    engine.refuseWith = null;
+  }
+});

@@ -36,6 +36,8 @@ export class EngineLink {
   #nextId = 1;
   #buffered = '';
   #closedReason: string | null = null;
+  /** Set when the engine turned this client away; later calls fail with it too. */
+  #refusal: { code: string; message: string } | null = null;
   readonly closed: Promise<string>;
 
   private constructor(socketPath: string, socket: Socket, onEvent: EventHandler) {
@@ -86,6 +88,8 @@ export class EngineLink {
   }
 
   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>> {
+    if (this.#refusal !== null)
+      return Promise.reject(new EngineError(this.#refusal.code, this.#refusal.message));
     if (this.#closedReason !== null) {
       return Promise.reject(new EngineError('failed', `Cannot call ${method}: ${this.#closedReason}.`));
     }
@@ -100,12 +104,18 @@ export class EngineLink {
     this.#socket.destroy();
   }
 
-  #fail(reason: string): void {
+  /** Closes the link for `reason`; with a `refusal` (the engine turned this client away), calls fail with it. */
+  #fail(reason: string, refusal?: { code: string; message: string }): void {
     if (this.#closedReason !== null) return;
     this.#closedReason = reason;
+    this.#refusal = refusal ?? null;
     for (const [id, pending] of this.#pending) {
       this.#pending.delete(id);
-      pending.reject(new EngineError('failed', `${pending.method} got no answer: ${reason}. Try again.`));
+      pending.reject(
+        refusal
+          ? new EngineError(refusal.code, refusal.message)
+          : new EngineError('failed', `${pending.method} got no answer: ${reason}. Try again.`),
+      );
     }
     this.#socket.destroy();
   }
@@ -143,7 +153,12 @@ export class EngineLink {
     }
     if (message.type !== 'response') return;
     const pending = this.#pending.get(message.id);
-    if (!pending) return;
+    if (!pending) {
+      // An error answering no request of ours: the engine refuses this client as a whole (its uid is not
+      // allowed) and closes the connection.
+      if (!message.ok) this.#fail(message.error.message, message.error);
+      return;
+    }
     this.#pending.delete(message.id);
     if (!message.ok) {
       pending.reject(new EngineError(message.error.code, message.error.message));

@@ -99,6 +99,27 @@ test('declined rights: an unprivileged engine is started and the limits are expl
   }
 });
 
+test('a service that turns this user away is not raced with a second engine; the notice says how to get in', async () => {
+  const { supervisor, connections, calls, deps } = harness();
+  const service = await startEngine(deps.systemSocket, true);
+  service.refuseWith =
+    'The Diskline engine refuses uid 1000: only root and the users allowed in its config may use it.';
+  await supervisor.start();
+  try {
+    assert.deepEqual(calls, [`startUnprivileged ${deps.userSocket}`]);
+    const [connection, notice] = connections.at(-1)!;
+    assert.deepEqual(connection, { kind: 'connected', privileged: false });
+    assert.equal(
+      notice,
+      'The Diskline service is running but does not let you use it (The Diskline engine refuses uid 1000: only root ' +
+        "and the users allowed in its config may use it.). Ask an administrator to add you to the 'diskline' group, " +
+        `then log in again. ${limitedModeScope}`,
+    );
+  } finally {
+    supervisor.stop();
+  }
+});
+
 test('when no engine at all can be had, the shell is offline and says why', async () => {
   const { supervisor, connections } = harness({
     startUnprivileged: async () => {

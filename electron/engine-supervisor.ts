@@ -4,7 +4,7 @@
 // asking for rights again. It is the EngineClient the window and the tray use; listeners survive reconnects.
 import type { EngineClient, EventData, EventName, MethodName, Params, Result } from '../protocol/messages.ts';
 import type { ElevationOutcome } from './elevation.ts';
-import { fallbackAfter } from './elevation.ts';
+import { fallbackAfter, limitedModeScope } from './elevation.ts';
 import { EngineError, type EventHandler } from './engine-link.ts';
 import type { EngineConnection } from './tray-model.ts';
 
@@ -12,6 +12,7 @@ import type { EngineConnection } from './tray-model.ts';
 export type Link = {
   readonly socketPath: string;
   readonly closed: Promise<string>;
+  readonly isOpen: boolean;
   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;
   close(): void;
 };
@@ -104,36 +105,63 @@ export class EngineSupervisor implements EngineClient {
     }
   }
 
-  async #adopt(link: Link): Promise<void> {
-    this.#link = link;
+  /** Takes a fresh link into use; false (and the link closed) when the engine refuses this user. */
+  async #adopt(link: Link): Promise<boolean> {
     let privileged = false;
     try {
       privileged = (await link.call('engine.status', {})).privileged;
-    } catch {
-      // An engine that cannot say its status is still worth talking to; the UI shows its errors.
+    } catch (error) {
+      if ((error as EngineError).code === 'forbidden') {
+        link.close();
+        this.#refusal = (error as Error).message;
+        return false;
+      }
+      // A link that closed meanwhile is no link; an open one that cannot say its status is still worth
+      // talking to (the UI shows its errors).
+      if (!link.isOpen) return false;
     }
+    this.#link = link;
     this.#deps.onConnection({ kind: 'connected', privileged }, this.notice);
+    return true;
+  }
+
+  #refusal: string | null = null;
+
+  /** Connects to the service; says why not when the service runs but turns this user away. */
+  async #connectToService(): Promise<{ ok: boolean; refused: string | null }> {
+    const { systemSocket } = this.#deps;
+    try {
+      const link = await this.#deps.connect(systemSocket, this.#dispatch);
+      if (await this.#adopt(link)) return { ok: true, refused: null };
+      return { ok: false, refused: this.#refusal };
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // The socket is 0660 root:diskline: a user outside the group cannot even connect.
+      if (code === 'EACCES' || code === 'EPERM')
+        return { ok: false, refused: `no permission to open ${systemSocket}` };
+      return { ok: false, refused: null };
+    }
   }
 
   /** The socket it connected to, or null when no engine could be had. */
   async #firstConnection(): Promise<string | null> {
     const { systemSocket, userSocket } = this.#deps;
-    const service = await this.#tryConnect(systemSocket);
-    if (service) {
-      await this.#adopt(service);
-      return systemSocket;
-    }
-    const outcome = await this.#deps.startElevated();
-    const fallback = fallbackAfter(outcome);
-    if (!fallback) {
-      const elevated = await this.#tryConnect(systemSocket);
-      if (elevated) {
-        await this.#adopt(elevated);
-        return systemSocket;
-      }
-      this.notice = `The engine started but does not answer at ${systemSocket}.`;
+    const service = await this.#connectToService();
+    if (service.ok) return systemSocket;
+    if (service.refused !== null) {
+      // The service runs: a second, elevated engine would only collide with it. Say how to get in.
+      this.notice =
+        `The Diskline service is running but does not let you use it (${service.refused}). ` +
+        `Ask an administrator to add you to the 'diskline' group, then log in again. ${limitedModeScope}`;
     } else {
-      this.notice = fallback.message;
+      const fallback = fallbackAfter(await this.#deps.startElevated());
+      if (!fallback) {
+        const elevated = await this.#tryConnect(systemSocket);
+        if (elevated && (await this.#adopt(elevated))) return systemSocket;
+        this.notice = `The engine started but does not answer at ${systemSocket}.`;
+      } else {
+        this.notice = fallback.message;
+      }
     }
     try {
       await this.#deps.startUnprivileged(userSocket);
@@ -143,12 +171,11 @@ export class EngineSupervisor implements EngineClient {
       return null;
     }
     const own = await this.#tryConnect(userSocket);
-    if (!own) {
+    if (!own || !(await this.#adopt(own))) {
       const reason = `${this.notice} The engine started without rights does not answer at ${userSocket}.`;
       this.#deps.onConnection({ kind: 'offline', reason }, reason);
       return null;
     }
-    await this.#adopt(own);
     return userSocket;
   }
 
@@ -175,7 +202,13 @@ export class EngineSupervisor implements EngineClient {
         link.close();
         return;
       }
-      await this.#adopt(link);
+      if (!(await this.#adopt(link))) {
+        this.#deps.onConnection(
+          { kind: 'offline', reason: this.#refusal ?? 'The engine refused the connection.' },
+          null,
+        );
+        await this.#deps.sleep(maxRetryMs);
+      }
     }
   }
 }

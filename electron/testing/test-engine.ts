@@ -15,6 +15,8 @@ export class TestEngine {
   readonly handlers = new Map<string, Handler>();
   readonly #server: Server;
   readonly #clients = new Set<Socket>();
+  /** When set, every new connection is turned away with this message, as the daemon does a uid it does not allow. */
+  refuseWith: string | null = null;
 
   private constructor(socketPath: string, server: Server) {
     this.socketPath = socketPath;
@@ -62,6 +64,20 @@ export class TestEngine {
   }
 
   #serve(socket: Socket): void {
+    if (this.refuseWith !== null) {
+      const refusal = {
+        type: 'response',
+        id: -1,
+        ok: false,
+        error: { code: 'forbidden', message: this.refuseWith },
+      };
+      socket.end(`${JSON.stringify(refusal)}\n`);
+      socket.on('error', () => {});
+      // Read (and drop) until the client's end arrives: a paused socket never sees it, never closes, and
+      // would hold server.close() open.
+      socket.resume();
+      return;
+    }
     this.#clients.add(socket);
     socket.on('close', () => this.#clients.delete(socket));
     socket.on('error', () => {});
