@@ -72,9 +72,9 @@ export class LocalBackend implements Backend {
     return handle;
   }
 
-  async getRange(name: string, offset: number, length: number): Promise<Buffer> {
+  async getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const handle = await this.#handle(name);
-    const buffer = Buffer.allocUnsafe(length);
+    const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await handle.read(buffer, done, length - done, offset + done);

@@ -7,8 +7,11 @@ export interface Backend {
   readonly location: string;
   /** Reads a whole file; rejects with code 'ENOENT' when it does not exist. */
   get(name: string): Promise<Buffer>;
-  /** Reads `length` bytes at `offset`; shorter only when the file ends first. */
-  getRange(name: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Reads `length` bytes at `offset`; shorter only when the file ends first. With `into` (at least `length`
+   * bytes), the bytes land there and the result is a view of it: a caller reading much reuses its buffers.
+   */
+  getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   /**
    * Stores a whole file atomically and durably: after it resolves the file exists whole under `name`, and a
    * crash at any instant before leaves either the old content or none — never part. Overwrites. `data` may
