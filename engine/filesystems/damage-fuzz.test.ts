@@ -1,0 +1,99 @@
+// Damaged metadata never crashes a reader: bytes flipped at random in a file system's used blocks give
+// either a map inside the volume or a FilesystemDamagedError naming it — never a TypeError or RangeError,
+// never a hang. Seeded, so a failure names the seed that reproduces it.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { withTestDisk } from '../testing/disk.ts';
+import type { TestFilesystem } from '../testing/filesystems.ts';
+import { MiB } from '../testing/image.ts';
+import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
+import { usedMapOf } from './index.ts';
+import { FilesystemDamagedError, type Volume, VolumeTruncatedError } from './types.ts';
+
+/** mulberry32: small, seeded, good enough to pick offsets. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A volume over bytes in memory; `reads` (when given) records every range a reader asked for. */
+function memoryVolume(bytes: Buffer, name: string, reads?: { start: number; length: number }[]): Volume {
+  return {
+    name,
+    size: bytes.length,
+    async read(offset, length) {
+      if (offset < 0 || offset + length > bytes.length) {
+        throw new VolumeTruncatedError(`${name}: read of ${length} bytes at ${offset} is past the end`);
+      }
+      reads?.push({ start: offset, length });
+      return Buffer.from(bytes.subarray(offset, offset + length));
+    },
+  };
+}
+
+const rounds = 150;
+
+const cases: { kind: TestFilesystem; size: number; tools: string[] }[] = [
+  { kind: 'ext4', size: 16 * MiB, tools: ['mkfs.ext4'] },
+  { kind: 'fat32', size: 34 * MiB, tools: ['mkfs.vfat', 'mcopy'] },
+  { kind: 'ntfs', size: 8 * MiB, tools: ['mkfs.ntfs', 'ntfs-3g'] },
+  { kind: 'xfs', size: 64 * MiB, tools: ['mkfs.xfs'] },
+  { kind: 'btrfs', size: 128 * MiB, tools: ['mkfs.btrfs'] },
+];
+
+for (const c of cases) {
+  test(`${c.kind}: ${rounds} rounds of random damage to its metadata give a map or a FilesystemDamagedError`, async (t) => {
+    const skip = loopUnavailableReason() ?? missingToolReason(...c.tools);
+    if (skip) return t.skip(skip);
+    await withTestDisk(
+      {
+        size: c.size,
+        table: 'none',
+        partitions: [{ filesystem: c.kind, fill: { files: 6, maxFileSize: 32 * 1024 } }],
+      },
+      async (disk) => {
+        const bytes = await readFile(disk.image);
+        // The bytes a reader looks at on the intact file system are its metadata: damage those.
+        const reads: { start: number; length: number }[] = [];
+        await usedMapOf(memoryVolume(bytes, 'intact', reads), { strict: true });
+        let damagedErrors = 0;
+        for (let seed = 1; seed <= rounds; seed++) {
+          const next = random(seed * 7919 + c.kind.length);
+          const saved = new Map<number, number>();
+          for (let flip = 0; flip < 1 + Math.floor(next() * 8); flip++) {
+            const range = reads[Math.floor(next() * reads.length)]!;
+            const at = range.start + Math.floor(next() * range.length);
+            if (!saved.has(at)) saved.set(at, bytes[at]!);
+            bytes[at] = Math.floor(next() * 256);
+          }
+          const name = `${c.kind} seed ${seed}`;
+          try {
+            const map = await usedMapOf(memoryVolume(bytes, name), { strict: true });
+            let end = 0;
+            for (const r of map.usedRanges) {
+              assert.ok(r.start >= end && r.length > 0, `${name}: ranges sorted, merged, not empty`);
+              end = r.start + r.length;
+            }
+            assert.ok(end <= bytes.length, `${name}: the map stays inside the volume`);
+          } catch (error) {
+            if (!(error instanceof FilesystemDamagedError)) {
+              assert.fail(`${name}: ${(error as Error).name}: ${(error as Error).message}`);
+            }
+            assert.ok((error as Error).message.startsWith(name), `${name}: the error names the volume`);
+            damagedErrors++;
+          } finally {
+            for (const [at, value] of saved) bytes[at] = value;
+          }
+        }
+        t.diagnostic(`${damagedErrors} of ${rounds} damaged copies were refused with FilesystemDamagedError`);
+      },
+    );
+  });
+}
