@@ -187,7 +187,7 @@ test('attaching a mounted block device is refused, saying where it is mounted', 
     try {
       await assert.rejects(attachVolume(loop), {
         name: 'Error',
-        message: `cannot attach ${loop}: it is mounted on ${mnt}; unmount it first, then mount the loop device the attach prints`,
+        message: `cannot attach ${loop}: ${loop} is mounted on ${mnt}; unmount it first, then mount the loop device the attach prints`,
       });
     } finally {
       await run('umount', [mnt]);
@@ -247,6 +247,39 @@ test('a write waits as long as the interceptor holds it (suspension), and lands 
       );
     } finally {
       await volume.detach();
+    }
+  });
+});
+
+test('a partitioned image: partitions appear on the loop device, and detach is refused while one is mounted', {
+  skip: skipReason ?? false,
+}, async () => {
+  await withDir(async (dir) => {
+    const image = join(dir, 'parted.img');
+    await run('truncate', ['-s', '48M', image]);
+    const table = 'label: gpt\n,20M\n,\n';
+    await new Promise<void>((resolve, reject) => {
+      const sfdisk = execFile('sfdisk', ['--quiet', image], (error) => (error ? reject(error) : resolve()));
+      sfdisk.stdin?.end(table);
+    });
+    const volume = await attachVolume(image, { partscan: true });
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    let mounted = false;
+    try {
+      assert.deepEqual(volume.partitions, [`${volume.loopDevice}p1`, `${volume.loopDevice}p2`]);
+      const partition = volume.partitions[1] as string;
+      await run('mkfs.ext4', ['-q', '-F', partition]);
+      await run('mount', [partition, mnt]);
+      mounted = true;
+      assert.deepEqual(await volume.mountPoints(), [mnt]);
+      await assert.rejects(volume.detach(), /is mounted on/);
+      await run('umount', [mnt]);
+      mounted = false;
+      await volume.detach();
+    } finally {
+      if (mounted) await run('umount', [mnt]);
+      await volume.detach().catch(() => undefined);
     }
   });
 });

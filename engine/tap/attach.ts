@@ -7,6 +7,7 @@ import { closeSync, constants, fstatSync, fsyncSync, openSync } from 'node:fs';
 import { mkdtemp, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deviceUses } from '../device/busy.ts';
 import type { ByteRange } from '../device/types.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle, type TapStats } from '../native/index.ts';
 import type { WriteInterceptor } from '../snapshot/types.ts';
@@ -15,7 +16,8 @@ import {
   attachLoopDevice,
   detachLoopDevice,
   loopDevicesBackedBy,
-  mountPointsOf,
+  loopPartitions,
+  mountPointsOfVolume,
   tapUnavailableReason,
 } from './system-state.ts';
 
@@ -45,6 +47,8 @@ export interface AttachedVolume {
   readonly loopDevice: string;
   /** The FUSE file backing the loop device. */
   readonly fuseFile: string;
+  /** Partition devices of the loop device (e.g. /dev/loop4p1), empty without a partition table. */
+  readonly partitions: string[];
   readonly directIo: boolean;
   /** Notes for the user (e.g. direct I/O refused). */
   readonly notes: string[];
@@ -62,7 +66,7 @@ export interface AttachedVolume {
   settleUnits(firstUnit: number, count: number): void;
   /** Changed ranges since the current generation (tracking status included). */
   changedRanges(): TrackingStatus;
-  /** Mount points of the loop device (and its partitions are not checked: callers mount the whole device). */
+  /** Mount points of the loop device and of its partitions. */
   mountPoints(): Promise<string[]>;
   stats(): TapStats;
   /** Flushes, detaches the loop device, stops the tap, persists tracking. Refuses while the device is mounted. */
@@ -87,10 +91,11 @@ export async function attachVolume(source: string, options: AttachOptions = {}):
   const native = nativeHelper();
   const sourceInfo = await stat(source);
   if (sourceInfo.isBlockDevice()) {
-    const mounted = await mountPointsOf(source);
-    if (mounted.length)
+    // The disk and each of its partitions: mounted, swap, or held by device-mapper/md.
+    const uses = await deviceUses(source);
+    if (uses.length)
       throw new TapRefusedError(
-        `cannot attach ${source}: it is mounted on ${mounted.join(', ')}; unmount it first, then mount the loop device the attach prints`,
+        `cannot attach ${source}: ${uses.join('; ')}; unmount it first, then mount the loop device the attach prints`,
       );
   } else if (!sourceInfo.isFile()) {
     throw new TapRefusedError(`cannot attach ${source}: not a block device or an image file`);
@@ -156,12 +161,14 @@ export async function attachVolume(source: string, options: AttachOptions = {}):
       readOnly: false,
       partscan: options.partscan ?? true,
     });
+    const partitions = options.partscan === false ? [] : await loopPartitions(loop.device);
     let detached = false;
     const volume: AttachedVolume = {
       source,
       size,
       loopDevice: loop.device,
       fuseFile,
+      partitions,
       directIo: loop.directIo,
       notes: loop.note ? [loop.note] : [],
       async setInterceptor(next, unitSize, setOptions = {}) {
@@ -200,11 +207,12 @@ export async function attachVolume(source: string, options: AttachOptions = {}):
         if (tracking.invalid) status.reason = tracking.invalid;
         return status;
       },
-      mountPoints: () => mountPointsOf(loop.device),
+      mountPoints: () => mountPointsOfVolume(loop.device),
       stats: () => native.tapStats(handle),
       async detach() {
         if (detached) return;
-        const mounted = await mountPointsOf(loop.device);
+        // The loop device or any of its partitions: stopping the tap under a mounted file system loses its writes.
+        const mounted = await mountPointsOfVolume(loop.device);
         if (mounted.length)
           throw new TapRefusedError(
             `cannot detach ${source}: ${loop.device} is mounted on ${mounted.join(', ')}; unmount it first`,

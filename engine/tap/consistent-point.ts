@@ -5,16 +5,16 @@
 // pulling the power cord: a journaling file system recovers, unflushed application data may be lost).
 // Hooks get DISKLINE_SOURCE, DISKLINE_DEVICE and DISKLINE_MOUNTPOINTS (newline-separated) in their environment.
 import { execFile } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
-import { basename } from 'node:path';
 import { promisify } from 'node:util';
 import { freezeAsync, thawAsync } from '../native/index.ts';
 import type { WriteInterceptor } from '../snapshot/types.ts';
 import type { AttachedVolume } from './attach.ts';
 import type { ChangedSince } from './change-tracking.ts';
-import { mountPointsOf } from './system-state.ts';
+import { mountPointsOfVolume } from './system-state.ts';
 
 const run = promisify(execFile);
+
+export { mountPointsOfVolume };
 
 /** What the tap needs of a snapshot session (engine/snapshot SnapshotSession satisfies it). */
 export interface ArmableSession extends WriteInterceptor {
@@ -45,19 +45,6 @@ export interface ConsistentPointReport {
   /** Changes since the previous point (null without tracking reset). */
   tracking: ChangedSince | null;
   notes: string[];
-}
-
-/** Mount points of the loop device and of each of its partitions. */
-export async function mountPointsOfVolume(loopDevice: string): Promise<string[]> {
-  const name = basename(loopDevice);
-  const partitions = (await readdir(`/sys/class/block/${name}`).catch(() => [] as string[])).filter((entry) =>
-    entry.startsWith(`${name}p`),
-  );
-  const points: string[] = [];
-  for (const device of [loopDevice, ...partitions.map((p) => `/dev/${p}`)]) {
-    points.push(...(await mountPointsOf(device).catch(() => [] as string[])));
-  }
-  return points;
 }
 
 async function runHook(

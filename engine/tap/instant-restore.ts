@@ -13,7 +13,12 @@ import { promisify } from 'node:util';
 import { deviceUses } from '../device/busy.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle } from '../native/index.ts';
 import { TapRefusedError } from './attach.ts';
-import { attachLoopDevice, detachLoopDevice, mountPointsOf, tapUnavailableReason } from './system-state.ts';
+import {
+  attachLoopDevice,
+  detachLoopDevice,
+  mountPointsOfVolume,
+  tapUnavailableReason,
+} from './system-state.ts';
 
 const writeAt = promisify(writeCallback);
 const EIO = 5;
@@ -203,7 +208,7 @@ export async function startInstantRestore(
       whenComplete: copier,
       async detach() {
         if (detached) return;
-        const mounted = await mountPointsOf(loop.device);
+        const mounted = await mountPointsOfVolume(loop.device);
         if (mounted.length)
           throw new TapRefusedError(
             `cannot detach ${target}: ${loop.device} is mounted on ${mounted.join(', ')}; unmount it first`,
@@ -271,7 +276,7 @@ export async function runInstantRestoreInForeground(
   try {
     for (;;) {
       await sleep(500);
-      const mounted = await mountPointsOf(restore.loopDevice).catch(() => [] as string[]);
+      const mounted = await mountPointsOfVolume(restore.loopDevice).catch(() => [] as string[]);
       if (failed && !interrupted) say(`the background copy failed: ${(failed as Error).message}`);
       if (mounted.length) {
         if (interrupted) {

@@ -2,14 +2,20 @@
 // PointReader decodes chunks), attached read-only as a loop device with partition scanning, and its file
 // systems mounted read-only. Used by `diskline mount`. The hosting process must keep its event loop free.
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { nativeHelper, type TapHandle } from '../native/index.ts';
 import { TapRefusedError } from './attach.ts';
-import { attachLoopDevice, detachLoopDevice, mountPointsOf, tapUnavailableReason } from './system-state.ts';
+import {
+  attachLoopDevice,
+  detachLoopDevice,
+  loopPartitions,
+  mountPointsOf,
+  tapUnavailableReason,
+} from './system-state.ts';
 
 const run = promisify(execFile);
 const EIO = 5;
@@ -61,7 +67,7 @@ export async function servePointReadOnly(
     tap = handle;
     const fuseFile = join(mountDir, 'volume');
     const loop = await attachLoopDevice(fuseFile, { directIo: true, readOnly: true, partscan: true });
-    const partitions = await waitForPartitions(loop.device);
+    const partitions = await loopPartitions(loop.device);
     let stopped = false;
     return {
       loopDevice: loop.device,
@@ -80,36 +86,6 @@ export async function servePointReadOnly(
     await rmdir(mountDir).catch(() => undefined);
     throw error;
   }
-}
-
-/** Partition nodes of a loop device, giving the kernel a moment to scan (and making nodes where udev is absent). */
-async function waitForPartitions(device: string): Promise<string[]> {
-  const name = basename(device);
-  await run('partx', ['--update', device]).catch(() => undefined);
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const entries = (await readdir(`/sys/class/block/${name}`).catch(() => [] as string[]))
-      .filter((entry) => entry.startsWith(`${name}p`))
-      .sort((a, b) => Number(a.slice(name.length + 1)) - Number(b.slice(name.length + 1)));
-    if (entries.length) {
-      const nodes: string[] = [];
-      for (const entry of entries) {
-        const node = `/dev/${entry}`;
-        const exists = await run('test', ['-b', node]).then(
-          () => true,
-          () => false,
-        );
-        if (!exists) {
-          const dev = (await run('cat', [`/sys/class/block/${entry}/dev`])).stdout.trim();
-          const [major, minor] = dev.split(':');
-          await run('mknod', [node, 'b', major ?? '0', minor ?? '0']).catch(() => undefined);
-        }
-        nodes.push(node);
-      }
-      return nodes;
-    }
-    await sleep(50);
-  }
-  return [];
 }
 
 /** The file system type blkid finds on `device`, or null. */

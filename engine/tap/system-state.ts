@@ -3,7 +3,8 @@
 // through losetup (with direct I/O when the kernel accepts it for the backing file).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir as readdirAsync, readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
@@ -24,6 +25,52 @@ export async function mountPointsOf(devicePath: string): Promise<string[]> {
     if (fields[2] === devNumber && fields[4]) points.push(fields[4].replace(/\\040/g, ' '));
   }
   return points;
+}
+
+/** Mount points of the loop device and of each of its partitions. */
+export async function mountPointsOfVolume(loopDevice: string): Promise<string[]> {
+  const name = basename(loopDevice);
+  const partitions = (await readdirAsync(`/sys/class/block/${name}`).catch(() => [] as string[])).filter(
+    (entry) => entry.startsWith(`${name}p`),
+  );
+  const points: string[] = [];
+  for (const device of [loopDevice, ...partitions.map((p) => `/dev/${p}`)]) {
+    points.push(...(await mountPointsOf(device).catch(() => [] as string[])));
+  }
+  return points;
+}
+
+/**
+ * Partition nodes of a loop device attached with --partscan, giving the kernel a moment to scan, and making the
+ * nodes with mknod where no udev does (containers); empty without a partition table.
+ */
+export async function loopPartitions(device: string): Promise<string[]> {
+  const name = basename(device);
+  await run('partx', ['--update', device]).catch(() => undefined);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const entries = (await readdirAsync(`/sys/class/block/${name}`).catch(() => [] as string[]))
+      .filter((entry) => entry.startsWith(`${name}p`))
+      .sort((a, b) => Number(a.slice(name.length + 1)) - Number(b.slice(name.length + 1)));
+    if (entries.length) {
+      const nodes: string[] = [];
+      for (const entry of entries) {
+        const node = `/dev/${entry}`;
+        const exists = await run('test', ['-b', node]).then(
+          () => true,
+          () => false,
+        );
+        if (!exists) {
+          const dev = (await run('cat', [`/sys/class/block/${entry}/dev`])).stdout.trim();
+          const [major, minor] = dev.split(':');
+          await run('mknod', [node, 'b', major ?? '0', minor ?? '0']).catch(() => undefined);
+        }
+        nodes.push(node);
+      }
+      return nodes;
+    }
+    await sleep(50);
+  }
+  return [];
 }
 
 /** Null when this process can run a tap (root, /dev/fuse, loop devices); otherwise exactly what is missing. */
