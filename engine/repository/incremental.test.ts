@@ -8,6 +8,7 @@ import type { ByteRange } from '../device/types.ts';
 import { Repository } from './repository.ts';
 import { backupImage, countingReader, readWholePoint } from './testing/backup-image.ts';
 import { changeUnits, patternedImage, writeImage } from './testing/patterned-image.ts';
+import { runCli } from './testing/run-cli.ts';
 
 const UNIT = 64 * 1024;
 const UNITS = 200;
@@ -143,4 +144,27 @@ test('the read API returns zeros beyond stored units and exact bytes across unit
     );
   }
   assert.equal((await reader.read(image.length, 10)).length, 0);
+});
+
+test('diff names exactly the byte ranges whose units differ between two points', async () => {
+  const repo = await freshRepo('diff');
+  const image = patternedImage('diff', 40, UNIT);
+  const path = await writeImage(join(dir, 'diff.img'), image);
+  const first = await backupImage(repo, path);
+  changeUnits(image, UNIT, [5, 6, 7, 30], 'diff-v2');
+  await writeImage(path, image);
+  const second = await backupImage(repo, path, { parent: first });
+  const run = await runCli(['diff', first.id, second.id.slice(0, 8), '--repo', join(dir, 'diff'), '--json'], {
+    DISKLINE_PASSWORD: 'pw',
+  });
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), {
+    a: first.id,
+    b: second.id,
+    changedBytes: 4 * UNIT,
+    ranges: [
+      { start: 5 * UNIT, length: 3 * UNIT },
+      { start: 30 * UNIT, length: UNIT },
+    ],
+  });
 });
