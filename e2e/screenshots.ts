@@ -43,6 +43,13 @@ try {
       await page.getByRole('list', { name: 'Timeline' }).getByRole('button').last().click();
       await page.getByRole('button', { name: 'Restore to…' }).click();
       await page.screenshot({ path: join(outDir, 'light-restore-menu.png') });
+      await page.keyboard.press('Escape');
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Backup plans' }).click();
+      await page.getByRole('button', { name: 'New plan' }).click();
+      await page.screenshot({ path: join(outDir, 'light-plan-editor.png') });
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Timeline' }).click();
+      await page.getByRole('list', { name: 'Timeline' }).getByRole('button').last().click();
+      await page.getByRole('button', { name: 'Restore to…' }).click();
       await page.getByRole('menuitem').nth(1).click();
       await page.waitForTimeout(200);
       await page.screenshot({ path: join(outDir, 'light-restore-dialog.png') });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { makePoint } from '../testing/fake-engine.ts';
-import { layoutTimeline, pixelsPerHour, zoomToFit } from './timeline-layout.ts';
+import { layoutTimeline, MAX_LANES, pixelsPerHour, zoomToFit } from './timeline-layout.ts';
 
 const now = Date.parse('2026-11-25T12:00:00Z');
 const hour = 3_600_000;
@@ -20,6 +20,15 @@ describe('timeline layout', () => {
     expect(c!.lane).toBe(0);
     expect(layout.lanes).toBe(2);
     expect(layout.width).toBeGreaterThanOrEqual(800);
+  });
+
+  it('lets very dense points overlap rather than grow past the lane limit', () => {
+    const points = Array.from({ length: 12 }, (_, i) =>
+      makePoint({ id: `p${i}`, time: new Date(now - 10 * hour + i * 1000).toISOString() }),
+    );
+    const layout = layoutTimeline(points, 'days', now, 800);
+    expect(layout.lanes).toBe(MAX_LANES);
+    expect(Math.max(...layout.markers.map((m) => m.lane))).toBe(MAX_LANES - 1);
   });
 
   it('labels the axis in the unit of the zoom level', () => {

@@ -24,6 +24,8 @@ export interface TimelineLayout {
 }
 
 const markerSpacing = 22;
+/** Beyond this many lanes dense points overlap instead of making the track tall; zooming in separates them. */
+export const MAX_LANES = 4;
 
 function tickStep(zoom: ZoomLevel): { next(t: Date): Date; label(t: Date): string; major(t: Date): boolean } {
   const floorTo = (t: Date, unit: 'hour' | 'day' | 'month' | 'year') => {
@@ -104,10 +106,13 @@ export function layoutTimeline(
   const markers = points.map((point) => {
     const x = toX(new Date(point.time).getTime());
     let lane = laneEnds.findIndex((lastX) => x - lastX >= markerSpacing);
-    if (lane === -1) {
+    if (lane === -1 && laneEnds.length < MAX_LANES) {
       lane = laneEnds.length;
       laneEnds.push(x);
-    } else laneEnds[lane] = x;
+    } else {
+      if (lane === -1) lane = laneEnds.indexOf(Math.min(...laneEnds));
+      laneEnds[lane] = x;
+    }
     return { id: point.id, x, lane };
   });
 
