@@ -9,13 +9,12 @@
 // and the proof are in docs/snapshot-core.md.
 
 import { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { IntermediateContainer } from '../container/types.ts';
 import type { BlockReader, ByteRange } from '../device/types.ts';
 import { BlockMapWatch, cellLayout, renderBlockMap } from './block-map.ts';
+import { ContainerPressure } from './pressure.ts';
 import type {
   HintKind,
-  PressureState,
   ReadableUnitSink,
   SessionResult,
   SessionStats,
@@ -101,18 +100,9 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   private readonly excludedInput: readonly ByteRange[] | undefined;
   private readonly onlyInput: readonly ByteRange[] | undefined;
 
-  // Container accounting, in units (each costs one slot).
+  /** Container accounting in units (each costs one slot of slotBytes), and its pressure on writers. */
   private readonly slotBytes: number;
-  private readonly capacityUnits: number;
-  private readonly highUnits: number;
-  private readonly lowUnits: number;
-  private readonly maxThrottleDelayMs: number;
-  private heldUnits = 0;
-  private reservedUnits = 0;
-  private suspended = false;
-  private drainingToLow = false;
-  private peakUnits = 0;
-  private lastPressure: PressureState = 'normal';
+  private readonly pressure: ContainerPressure;
 
   private readonly readRequestUnits: number;
   private readonly readsInFlight: number;
@@ -133,7 +123,6 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   private failure: Error | null = null;
   private readonly ended = deferred();
   private workSignal = deferred();
-  private drainSignal = deferred();
   private sinkTail: Promise<void> = RESOLVED;
   private sinkAborted = false;
   private readonly watches = new Set<BlockMapWatch>();
@@ -177,17 +166,19 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       );
     }
     this.slotBytes = this.container.slotSize;
-    this.capacityUnits = Math.floor(this.container.capacity / this.slotBytes);
-    if (this.capacityUnits < 1) {
+    const capacityUnits = Math.floor(this.container.capacity / this.slotBytes);
+    if (capacityUnits < 1) {
       throw new Error(
         `${this.container.description} cannot hold a single ${this.unitSize}-byte unit; give it more space`,
       );
     }
-    const high = options.highWatermark ?? 0.75;
-    const low = options.lowWatermark ?? 0.5;
-    this.highUnits = Math.min(this.capacityUnits, Math.max(1, Math.floor(this.capacityUnits * high)));
-    this.lowUnits = Math.max(0, Math.min(this.highUnits - 1, Math.floor(this.capacityUnits * low)));
-    this.maxThrottleDelayMs = options.maxThrottleDelayMs ?? 100;
+    this.pressure = new ContainerPressure({
+      capacityUnits,
+      highWatermark: options.highWatermark ?? 0.75,
+      lowWatermark: options.lowWatermark ?? 0.5,
+      maxThrottleDelayMs: options.maxThrottleDelayMs ?? 100,
+      onChange: (pressure) => this.emit('pressure', pressure),
+    });
     this.readRequestUnits = Math.max(1, Math.floor((options.readRequestBytes ?? 1 << 20) / this.unitSize));
     const threadPool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
     this.readsInFlight = Math.max(1, options.readsInFlight ?? Math.max(2, threadPool - 2));
@@ -252,7 +243,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
           settles = true;
         } else if (state === PRESERVED) {
           this.container.free(unit);
-          this.heldUnits--;
+          this.pressure.freed();
           this.setState(unit, FREE);
         }
       }
@@ -263,7 +254,6 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       }
     }
     this.countTotalBytes();
-    this.containerSpaceReleased();
   }
 
   /**
@@ -344,9 +334,18 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
           await waitFor;
           continue;
         }
-        const granted = await this.reserveSpace(toPreserve.length, first, last, () => {
-          if (!suspendedOnce) this.suspendedWrites++;
-          suspendedOnce = true;
+        const granted = await this.pressure.reserve(toPreserve.length, {
+          throttled: () => {
+            this.throttledWrites++;
+            this.hintUnits(first, last + 1, 'writing-now');
+          },
+          suspended: () => {
+            if (!suspendedOnce) this.suspendedWrites++;
+            suspendedOnce = true;
+            // Let the copier take the writer's own units straight from the device: no container needed.
+            this.hintUnits(first, last + 1, 'writing-now');
+            this.wakeCopier();
+          },
         });
         if (granted === 0) return; // the session ended: writers go free
         // States may have moved while this writer waited (the copier may have taken some units).
@@ -360,58 +359,12 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
             stillPending.push(unit);
           }
         }
-        this.reservedUnits -= granted - stillPending.length;
-        if (granted > stillPending.length) this.containerSpaceReleased();
+        this.pressure.unreserve(granted - stillPending.length);
         if (stillPending.length > 0) await this.preserve(stillPending);
       }
     } finally {
       this.markWriting(first, last, -1);
     }
-  }
-
-  /**
-   * Reserves container space for up to `wanted` units: delays the writer in proportion to the fill above the
-   * high watermark; when nothing fits, suspends it until the copier drains below the low watermark. Returns
-   * the units granted (at least 1), or 0 when the session ended.
-   */
-  private async reserveSpace(
-    wanted: number,
-    first: number,
-    last: number,
-    onSuspend: () => void,
-  ): Promise<number> {
-    let throttled = false;
-    while (!this.failure) {
-      if (!this.suspended) {
-        const freeUnits = this.capacityUnits - this.heldUnits - this.reservedUnits;
-        if (freeUnits > 0) {
-          const granted = Math.min(wanted, freeUnits);
-          const fillAfter = this.heldUnits + this.reservedUnits + granted;
-          if (!throttled && fillAfter > this.highUnits && this.maxThrottleDelayMs > 0) {
-            throttled = true;
-            this.throttledWrites++;
-            this.hintUnits(first, last + 1, 'writing-now');
-            this.updatePressure();
-            const share = (fillAfter - this.highUnits) / Math.max(1, this.capacityUnits - this.highUnits);
-            await Promise.race([sleep(this.maxThrottleDelayMs * Math.min(1, share)), this.ended.promise]);
-            continue; // the fill changed while this writer slept
-          }
-          this.reservedUnits += granted;
-          this.peakUnits = Math.max(this.peakUnits, this.heldUnits + this.reservedUnits);
-          this.updatePressure();
-          return granted;
-        }
-        this.suspended = true;
-        this.drainingToLow = true;
-        this.updatePressure();
-        this.wakeCopier();
-      }
-      onSuspend();
-      // Let the copier take the writer's own units straight from the device: no container needed.
-      this.hintUnits(first, last + 1, 'writing-now');
-      await this.drainSignal.promise;
-    }
-    return 0;
   }
 
   /** Reads units' old bytes and stores them in the container (space already reserved). */
@@ -431,8 +384,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
           const unitData = data.subarray(i * this.unitSize, i * this.unitSize + this.unitLength(unit));
           this.maskExcluded(unit, unitData);
           await this.container.put(unit, unitData);
-          this.reservedUnits--;
-          this.heldUnits++;
+          this.pressure.stored();
           this.preservedEver++;
           this.setState(unit, PRESERVED);
           this.preservedQueue.push(unit);
@@ -447,7 +399,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       for (const unit of units) {
         if (this.busyUnits.get(unit) === done.promise) {
           this.busyUnits.delete(unit);
-          if (this.states.get(unit) === PENDING) this.reservedUnits--;
+          if (this.states.get(unit) === PENDING) this.pressure.unreserve(1);
         }
       }
       done.resolve();
@@ -528,7 +480,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       copiedUnits: this.copiedUnits,
       bytesCopied: this.bytesCopied,
       preservedUnits: this.preservedEver,
-      peakContainerBytes: this.peakUnits * this.slotBytes,
+      peakContainerBytes: this.pressure.peakUnits * this.slotBytes,
       writes: this.writeCounts(),
       durationMs: performance.now() - this.startedAt,
     };
@@ -542,7 +494,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
 
   private async copierWorker(): Promise<void> {
     while (!this.failure) {
-      if (this.shouldDrain() && this.hasQueuedPreserved()) {
+      if (this.pressure.shouldDrain() && this.hasQueuedPreserved()) {
         await this.drainOne();
         continue;
       }
@@ -558,12 +510,6 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
       if (this.states.counts[PENDING] === 0 && this.states.counts[PRESERVED] === 0) return;
       await this.workSignal.promise;
     }
-  }
-
-  private shouldDrain(): boolean {
-    const fill = this.heldUnits + this.reservedUnits;
-    if (fill >= this.highUnits) this.drainingToLow = true;
-    return this.suspended || this.drainingToLow;
   }
 
   private hasQueuedPreserved(): boolean {
@@ -672,9 +618,8 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     }
     if (this.failure) return;
     this.container.free(unit);
-    this.heldUnits--;
+    this.pressure.freed();
     this.setState(unit, COPIED);
-    this.containerSpaceReleased();
     this.wakeCopier();
     this.emitProgress(false);
   }
@@ -702,38 +647,6 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     }
   }
 
-  // ── Pressure ───────────────────────────────────────────────────────────────────────────────────────
-
-  private containerSpaceReleased(): void {
-    const fill = this.heldUnits + this.reservedUnits;
-    if (fill <= this.lowUnits) {
-      this.drainingToLow = false;
-      if (this.suspended) {
-        this.suspended = false;
-        this.releaseSuspended();
-      }
-    }
-    this.updatePressure();
-  }
-
-  private releaseSuspended(): void {
-    const signal = this.drainSignal;
-    this.drainSignal = deferred();
-    signal.resolve();
-  }
-
-  private pressure(): PressureState {
-    if (this.suspended) return 'suspended';
-    return this.heldUnits + this.reservedUnits > this.highUnits ? 'throttled' : 'normal';
-  }
-
-  private updatePressure(): void {
-    const pressure = this.pressure();
-    if (pressure === this.lastPressure) return;
-    this.lastPressure = pressure;
-    this.emit('pressure', pressure);
-  }
-
   private wakeCopier(): void {
     const signal = this.workSignal;
     this.workSignal = deferred();
@@ -747,11 +660,9 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     const copying = this.phase === 'running';
     this.failure = error;
     this.phase = 'failed';
-    this.suspended = false;
     this.ended.resolve();
-    this.releaseSuspended();
+    this.pressure.end();
     this.wakeCopier();
-    this.updatePressure();
     this.emit('failed', error);
     // While copying, run() aborts the sink once in-flight sink writes have settled; otherwise do it now.
     if (!copying) void this.abortSink(error);
@@ -955,11 +866,11 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
         copied: counts[COPIED]!,
       },
       container: {
-        usedBytes: (this.heldUnits + this.reservedUnits) * this.slotBytes,
-        capacityBytes: this.capacityUnits * this.slotBytes,
-        highWatermark: this.highUnits * this.slotBytes,
-        lowWatermark: this.lowUnits * this.slotBytes,
-        pressure: this.pressure(),
+        usedBytes: this.pressure.fill * this.slotBytes,
+        capacityBytes: this.pressure.capacityUnits * this.slotBytes,
+        highWatermark: this.pressure.highUnits * this.slotBytes,
+        lowWatermark: this.pressure.lowUnits * this.slotBytes,
+        pressure: this.pressure.state,
       },
       totalBytes: this.totalBytes,
       bytesCopied: this.bytesCopied,
