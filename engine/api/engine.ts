@@ -132,7 +132,19 @@ export class Engine {
     return interrupted;
   }
 
+  #onStopped: (() => Promise<void>)[] = [];
+
+  /** Runs `cleanup` once the engine has stopped (e.g. releasing its state directory). */
+  onStopped(cleanup: () => Promise<void>): void {
+    this.#onStopped.push(cleanup);
+  }
+
   async stop(): Promise<void> {
+    await this.#stopParts();
+    for (const cleanup of this.#onStopped.splice(0)) await cleanup().catch(() => {});
+  }
+
+  async #stopParts(): Promise<void> {
     await this.scheduler.stop();
     await this.jobs.interruptAll('The engine stopped while this job was running; run it again.');
     await this.runners.close?.();

@@ -1,5 +1,7 @@
 // Hosting the engine in a process: open its state, start it, and stop it cleanly on SIGINT/SIGTERM.
 // Used by `diskline daemon`, `diskline serve` and the verbs that run a one-shot engine in-process.
+
+import { claimStateDir } from '../config/owner-lock.ts';
 import { defaultStateDir, type StateStore, StateStore as Store } from '../config/state.ts';
 import { defaultRunners } from '../jobs/runners.ts';
 import { Engine, type JobRunners } from './engine.ts';
@@ -18,8 +20,17 @@ export interface HostOptions {
 
 export async function openEngine(options: HostOptions = {}): Promise<Engine> {
   const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir());
+  // A long-running engine (schedules, job recovery) owns its state; a one-shot CLI engine only borrows it.
+  const owns = (options.schedules ?? true) || (options.recover ?? true);
+  const release = owns ? await claimStateDir(state.dir) : null;
   const engine = new Engine({ state, runners: (options.runners ?? defaultRunners)(state) });
-  await engine.start({ schedules: options.schedules ?? true, recover: options.recover ?? true });
+  if (release) engine.onStopped(release);
+  try {
+    await engine.start({ schedules: options.schedules ?? true, recover: options.recover ?? true });
+  } catch (error) {
+    await release?.();
+    throw error;
+  }
   return engine;
 }
 

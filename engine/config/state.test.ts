@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeFileAtomic } from './atomic-file.ts';
+import { claimStateDir, StateInUseError } from './owner-lock.ts';
 import { StateStore } from './state.ts';
 
 test('state written by one store is read back by the next, with no temp files left', async () => {
@@ -51,6 +53,29 @@ test('a damaged state file is reported with its path and what to do', async () =
         error.message.startsWith(`State file ${join(dir, 'plans.json')} is not valid JSON`) &&
         error.message.endsWith('fix or remove it and start again.'),
     );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('one engine per state directory: a live owner is refused, a dead one is taken over', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'diskline-state-'));
+  try {
+    await writeFile(join(dir, 'engine.pid'), `${process.ppid}\n`);
+    await assert.rejects(
+      claimStateDir(dir),
+      (error: Error) =>
+        error instanceof StateInUseError &&
+        error.message.startsWith(
+          `Another Diskline engine (pid ${process.ppid}) already uses the state in ${dir};`,
+        ),
+    );
+    const gone = spawnSync('true').pid!;
+    await writeFile(join(dir, 'engine.pid'), `${gone}\n`);
+    const release = await claimStateDir(dir);
+    assert.equal(await readFile(join(dir, 'engine.pid'), 'utf8'), `${process.pid}\n`);
+    await release();
+    assert.deepEqual(await readdir(dir), []);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
