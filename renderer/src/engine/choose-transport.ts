@@ -2,7 +2,7 @@
 // WebSocket of the origin that served this page, authenticated by the token in the URL fragment.
 import type { EngineClient } from '../../../protocol/messages.ts';
 import type { ConnectionState, EngineConnection } from './connection.ts';
-import { apiUrlFromLocation, connectWebSocket, fragmentParam } from './websocket-client.ts';
+import { apiUrlFor, connectWebSocket, fragmentParam } from './websocket-client.ts';
 
 declare global {
   interface Window {
@@ -27,5 +27,5 @@ export function connectToEngine(win: Window): EngineConnection | null {
   if (win.diskline) return bridgeConnection(win.diskline);
   const token = fragmentParam(win.location.hash, 'token');
   if (!token) return null;
-  return connectWebSocket({ url: apiUrlFromLocation(win.location), token });
+  return connectWebSocket({ url: apiUrlFor(win.location), token });
 }

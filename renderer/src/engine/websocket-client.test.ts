@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type WebSocket as ServerSocket, WebSocketServer } from 'ws';
 import type { ConnectionState, EngineConnection } from './connection.ts';
-import { connectWebSocket, fragmentParam } from './websocket-client.ts';
+import { apiUrlFor, connectWebSocket, fragmentParam } from './websocket-client.ts';
 
 let server: WebSocketServer | null = null;
 let connection: EngineConnection | null = null;
@@ -96,6 +96,17 @@ describe('WebSocket engine client', () => {
     );
     accept = true;
     await waitForState(connection, 'connected');
+  });
+
+  it('takes a loopback engine address from the fragment (a UI dev server), never another host', () => {
+    const at = (href: string) => new URL(href) as unknown as Location;
+    expect(apiUrlFor(at('http://127.0.0.1:4000/#token=t'))).toBe('ws://127.0.0.1:4000/api');
+    expect(apiUrlFor(at('http://localhost:5173/#token=t&engine=ws%3A%2F%2F127.0.0.1%3A4000%2Fapi'))).toBe(
+      'ws://127.0.0.1:4000/api',
+    );
+    expect(apiUrlFor(at('http://localhost:5173/#token=t&engine=ws%3A%2F%2Fevil.example%2Fapi'))).toBe(
+      'ws://localhost:5173/api',
+    );
   });
 
   it('reads parameters from the URL fragment', () => {

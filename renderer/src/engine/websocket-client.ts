@@ -38,6 +38,26 @@ export function apiUrlFromLocation(location: Location): string {
   return `${scheme}//${location.host}/api`;
 }
 
+/**
+ * The API's URL: the serving origin's, or — for a UI dev server started with `diskline serve --allow-origin` —
+ * the `#engine=ws://127.0.0.1:PORT/api` of the address. Only loopback engines are accepted, so a crafted link
+ * cannot send the token elsewhere.
+ */
+export function apiUrlFor(location: Location): string {
+  const requested = fragmentParam(location.hash, 'engine');
+  if (requested) {
+    try {
+      const url = new URL(requested);
+      const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+      if ((url.protocol === 'ws:' || url.protocol === 'wss:') && loopback)
+        return `${url.origin}${url.pathname}`;
+    } catch {
+      // Not a URL: fall back to the serving origin.
+    }
+  }
+  return apiUrlFromLocation(location);
+}
+
 /** Reads `token` from a fragment like `#token=abc&repo=/srv/backups`. */
 export function fragmentParam(hash: string, name: string): string | null {
   return new URLSearchParams(hash.replace(/^#/, '')).get(name);
