@@ -422,3 +422,17 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
   await chmod(daemon.dir, 0o700);
   assert.equal((await client.call('engine.status', {})).version, '0.1.0');
 });
+
+test('a job outlives the client that started it: another connection sees it run and can cancel it', async () => {
+  work.released = false;
+  const first = await daemon.connect();
+  const job = await first.call('backup.start', { source: image, repo: join(daemon.dir, 'reconnect-repo') });
+  await first.close();
+  await sleep(100);
+  const second = await daemon.connect();
+  const seen = (await second.call('jobs.list', {})).find((candidate) => candidate.id === job.id);
+  assert.equal(seen?.state, 'running');
+  assert.ok((seen?.doneBytes ?? 0) > 0, 'it kept running while no one was connected');
+  await second.call('jobs.cancel', { id: job.id });
+  await waitForState(job.id, ['cancelled']);
+});
