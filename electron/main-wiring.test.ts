@@ -2,7 +2,7 @@
 // module: checks the wiring only main.ts has — the paths of the preload, the renderer, the icons and the
 // engine socket of this install — against files that exist, and that the shell reaches the engine.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { registerHooks } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -27,6 +27,7 @@ test('the built main process finds its preload, renderer, icons and engine', asy
   engine.handle('plans.list', () => [makePlan()]);
   engine.handle('jobs.list', () => []);
   const fake = createFakeElectron();
+  fake.app.paths = { home: join(dir, 'home'), userData: join(dir, 'user-data') };
   (globalThis as { fakeElectronForMain?: unknown }).fakeElectronForMain = fake.electron;
   // main.ts imports 'electron' as a namespace; here that namespace is the fake's members.
   const members = Object.keys(fake.electron);
@@ -62,6 +63,12 @@ test('the built main process finds its preload, renderer, icons and engine', asy
     assert.ok(existsSync(tray.icon.replace('.png', '@2x.png')));
     await waitFor('the engine connection', () => tray.labels().includes('Pause scheduled backups'));
     assert.ok(engine.requests.some((r) => r.method === 'engine.status'));
+    if (process.platform === 'linux' && !process.env.XDG_CONFIG_HOME) {
+      // Start at login, on Linux, is an XDG autostart entry under the user's home.
+      tray.click('Start at login');
+      const entry = readFileSync(join(dir, 'home', '.config', 'autostart', 'diskline.desktop'), 'utf8');
+      assert.match(entry, /^Exec=.* \/nonexistent\/app --hidden$/m);
+    }
   } finally {
     shell?.engine.stop();
     shell?.tray.dispose();

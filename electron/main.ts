@@ -10,6 +10,7 @@ import { elevatedLaunch } from './elevation.ts';
 import { startElevatedEngine, startUserEngine } from './engine-launcher.ts';
 import { EngineLink } from './engine-link.ts';
 import { EngineSupervisor } from './engine-supervisor.ts';
+import { startHiddenFlag, xdgAutostart } from './login-item.ts';
 import { type ShellConfig, startShell } from './shell.ts';
 
 /** The default socket of the engine service; DISKLINE_SOCKET overrides it, as for every client. */
@@ -33,7 +34,20 @@ const config: ShellConfig = {
   devServerUrl: process.env.DISKLINE_RENDERER_URL || undefined,
   preloadPath: join(here, 'preload.cjs'),
   assetsDir: join(root, 'assets'),
-  startHidden: process.argv.includes('--hidden'),
+  startHidden: process.argv.includes(startHiddenFlag),
+  // Electron has no login items on Linux: an XDG autostart entry that runs this very app (the AppImage, the
+  // installed binary, or in development Electron with this app's folder).
+  loginItem:
+    process.platform === 'linux'
+      ? xdgAutostart(
+          process.env.XDG_CONFIG_HOME || join(electron.app.getPath('home'), '.config'),
+          process.env.APPIMAGE
+            ? [process.env.APPIMAGE]
+            : electron.app.isPackaged
+              ? [process.execPath]
+              : [process.execPath, electron.app.getAppPath()],
+        )
+      : undefined,
   createEngine: (onConnection) =>
     new EngineSupervisor({
       systemSocket,

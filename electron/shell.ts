@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { type EngineClient, type EventName, eventSchemas } from '../protocol/messages.ts';
 import { type CallAnswer, callChannel, checkCall, eventChannel, trustedOrigins } from './ipc-policy.ts';
+import { electronLoginItem, type LoginItem } from './login-item.ts';
 import { Notifier } from './notifications.ts';
 import type { ShellElectron, ShellInvokeEvent, ShellWindow } from './shell-electron.ts';
 import { TrayPresenter } from './tray.ts';
@@ -31,6 +32,8 @@ export type ShellConfig = {
   startHidden: boolean;
   timeZone?: string;
   now?: () => Date;
+  /** Start at login; Electron's login items when absent (main.ts passes the XDG autostart entry on Linux). */
+  loginItem?: LoginItem;
   /** Minimum time between tray renders (progress events can come many times a second). */
   trayRenderIntervalMs?: number;
   createEngine(onConnection: (connection: EngineConnection, notice: string | null) => void): ShellEngine;
@@ -93,7 +96,8 @@ export async function startShell(electron: ShellElectron, config: ShellConfig): 
 
   const trayState = new TrayState();
   const notifier = new Notifier();
-  let startAtLogin = app.getLoginItemSettings().openAtLogin;
+  const loginItem = config.loginItem ?? electronLoginItem(app);
+  let startAtLogin = loginItem.isEnabled();
   let lastNotice: string | null = null;
 
   const notify = (title: string, body: string, urgent: boolean) => {
@@ -173,8 +177,8 @@ export async function startShell(electron: ShellElectron, config: ShellConfig): 
           showWindow();
           break;
         case 'setStartAtLogin':
-          app.setLoginItemSettings({ openAtLogin: action.enabled, args: ['--hidden'] });
-          startAtLogin = action.enabled;
+          loginItem.setEnabled(action.enabled);
+          startAtLogin = loginItem.isEnabled();
           break;
         case 'quit':
           quitting = true;

@@ -65,10 +65,21 @@ export class FakeApp extends EventEmitter {
   quitCalls = 0;
   login = { openAtLogin: false };
   loginSettings: Settings[] = [];
+  isPackaged = false;
+  /** What getPath answers (main.ts asks for 'home' and 'userData'); tests point these at temp dirs. */
+  paths: Record<string, string> = { home: '/nonexistent/home', userData: '/nonexistent/user-data' };
   readonly #electron: FakeElectronState;
   constructor(electron: FakeElectronState) {
     super();
     this.#electron = electron;
+  }
+  getPath(name: string): string {
+    const path = this.paths[name];
+    if (!path) throw new Error(`the fake app has no path for '${name}'`);
+    return path;
+  }
+  getAppPath(): string {
+    return '/nonexistent/app';
   }
   requestSingleInstanceLock(): boolean {
     return this.lockAvailable;
