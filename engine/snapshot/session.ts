@@ -473,6 +473,7 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
     }
     this.phase = 'done';
     this.ended.resolve();
+    this.pressure.end(); // nothing is pending: no writer can need the container any more
     this.emitProgress(true);
     return {
       unitSize: this.unitSize,
