@@ -20,6 +20,7 @@ import { PointWriter } from '../repository/point-writer.ts';
 import { SnapshotSession } from '../snapshot/session.ts';
 import type { UnitSink } from '../snapshot/types.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
+import { changesSinceParent } from '../tap/change-tracking.ts';
 import { takeConsistentPoint } from '../tap/consistent-point.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
@@ -126,12 +127,16 @@ async function runAttachedBackup(
     const source = await describeSource(volume.source, snapshotReader(reader, session));
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
+    // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
+    const changes = changesSinceParent(point.tracking, parent?.trackingGeneration);
     const writer = await PointWriter.create(repo, {
       source: source.identity,
       partitions: source.partitions,
       usedRanges: source.usedRanges,
       consistency: point.consistency === 'file-system-consistent' ? 'frozen' : 'crash-consistent',
       parent,
+      changedRanges: parent ? changes.ranges : null,
+      trackingGeneration: point.tracking?.newGeneration || null,
       checkpointIntervalMs: checkpointInterval(),
     });
     sink.target = writer;
@@ -153,7 +158,12 @@ async function runAttachedBackup(
       frozen: point.frozenMountPoints,
       frozenMs: point.frozenMs,
       ...manifest.stats,
-      warnings: [...point.notes, ...source.warnings],
+      changeTracking: changes.reason ? `read everything: ${changes.reason}` : 'read only the changed blocks',
+      warnings: [
+        ...point.notes,
+        ...source.warnings,
+        ...(parent && changes.reason ? [`read the whole volume: ${changes.reason}`] : []),
+      ],
     };
   } finally {
     context.signal.removeEventListener('abort', cancel);

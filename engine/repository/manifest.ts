@@ -49,6 +49,11 @@ export interface ManifestFile {
   /** base64, u32le per unit: 0 = zeros, k = chunks[k - 1] */
   units: string;
   stats: PointStats;
+  /**
+   * Attached volumes: the change-tracking generation the tap started at this point's consistent point; the next
+   * backup reads only the changed blocks when the tap's changes are relative to this generation.
+   */
+  trackingGeneration?: string;
   /** Checkpoints only: base64 bitmap of the units already settled (read and stored, or known zero). */
   done?: string;
 }

@@ -34,6 +34,8 @@ export interface PointWriterOptions {
   parent?: Manifest | null;
   /** With a parent: the only ranges that can differ from it (changed-block tracking); the rest is taken from it. */
   changedRanges?: readonly ByteRange[] | null;
+  /** The tap's change-tracking generation started at this point (recorded in the manifest). */
+  trackingGeneration?: string | null;
   /** A checkpoint of an interrupted backup of this source: its settled units are neither read nor written. */
   resume?: Manifest | null;
   /** Minimum time between checkpoints; 0 = after every pack. */
@@ -345,6 +347,7 @@ export class PointWriter implements UnitSink {
       ...(complete ? {} : { done: snapshot.done }),
       chunkIds: snapshot.chunkIds,
       units: snapshot.units,
+      ...(this.#options.trackingGeneration ? { trackingGeneration: this.#options.trackingGeneration } : {}),
       stats: {
         usedBytes: unitBytes(usedUnits, lastUsed),
         changedBytes: Math.min(unitBytes(usedUnits, lastUsed), changedUnits * this.#unitSize),
