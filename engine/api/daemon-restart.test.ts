@@ -42,7 +42,7 @@ after(async () => {
 
 /** Starts `diskline daemon` and resolves with a connected client once it answers. */
 async function startDaemon(): Promise<{ daemon: ChildProcess; client: SocketClient }> {
-  const daemon = spawn(cli, ['daemon'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const daemon = spawn(cli, ['daemon'], { env, stdio: ['ignore', 'ignore', 'ignore'] });
   for (let attempt = 0; attempt < 200; attempt++) {
     // A socket file left by a killed daemon refuses connections until the new one has replaced it.
     const client = await SocketClient.connect(socket).catch(() => null);

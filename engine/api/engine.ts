@@ -101,6 +101,8 @@ export class Engine {
   #blockMaps = new Map<string, BlockMapProvider>();
   /** Volumes served through the tap, by source path. */
   #volumes = new Map<string, AttachedVolume>();
+  /** Jobs an earlier engine left unfinished, reported interrupted at start (for the log). */
+  interruptedAtStart: Job[] = [];
   /** Problems met re-attaching volumes at start, for the log. */
   readonly startNotes: string[] = [];
   /** Paths that running jobs read (backups) or write (restores), by job id. */
@@ -126,6 +128,7 @@ export class Engine {
             restore: async (job) =>
               `${job.result?.target ?? 'The target'} holds a mix of old and restored data: restore it again.`,
           });
+    this.interruptedAtStart = interrupted;
     for (const job of interrupted) this.events.emit('job.updated', job);
     if (options.reattach !== false) await this.#reattachVolumes();
     if (options.schedules !== false) await this.scheduler.start();

@@ -1,6 +1,9 @@
 // `diskline daemon`: the engine as a system service, its API on a unix socket checked by peer credentials.
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import type { EventData } from '../../../protocol/messages.ts';
+import type { Job } from '../../../protocol/model.ts';
+import type { Engine } from '../../api/engine.ts';
 import { openEngine, untilSignal } from '../../api/host.ts';
 import { socketPath, UnixServer } from '../../api/unix-server.ts';
 import { recoverStaleTaps } from '../../tap/system-state.ts';
@@ -20,6 +23,27 @@ function primaryGid(uid: number): number | null {
     .split('\n')
     .find((entry) => entry.split(':')[2] === String(uid));
   return line ? Number(line.split(':')[3]) : null;
+}
+
+/** One log line (stderr, i.e. the journal) per job state change and plan outcome; progress is not logged. */
+function logOutcomes(engine: Engine): void {
+  const lastState = new Map<string, string>();
+  engine.events.subscribe((event, data) => {
+    if (event === 'job.updated') {
+      const job = data as Job;
+      if (lastState.get(job.id) === job.state) return;
+      lastState.set(job.id, job.state);
+      if (job.state !== 'queued' && job.state !== 'running') lastState.delete(job.id);
+      process.stderr.write(
+        `diskline daemon: job ${job.id} (${job.title}): ${job.state}${job.error ? ` — ${job.error}` : ''}\n`,
+      );
+    } else if (event === 'plan.ran') {
+      const ran = data as EventData<'plan.ran'>;
+      process.stderr.write(
+        `diskline daemon: plan ${ran.name}: ${ran.ok ? 'ok' : 'FAILED'} — ${ran.message}\n`,
+      );
+    }
+  });
 }
 
 export const verb: Verb = {
@@ -56,6 +80,10 @@ Runs until SIGTERM or SIGINT; jobs running then are reported 'interrupted' at th
     }
     const engine = await openEngine();
     for (const note of engine.startNotes) process.stderr.write(`diskline daemon: ${note}\n`);
+    for (const job of engine.interruptedAtStart) {
+      process.stderr.write(`diskline daemon: job ${job.id} (${job.title}): interrupted — ${job.error}\n`);
+    }
+    logOutcomes(engine);
     const server = new UnixServer(engine, path);
     try {
       await server.listen({ gid, extraAllowedUids: pkexecUid !== null ? [pkexecUid] : [] });
