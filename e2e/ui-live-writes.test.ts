@@ -17,7 +17,7 @@ function startRewriting(dir: string): ChildProcess {
   return spawn('sh', ['-c', script], { stdio: 'ignore' });
 }
 
-test('the container meter and block map follow writes racing a backup', { timeout: 90_000 }, async (t) => {
+test('the container meter and block map follow writes racing a backup', { timeout: 180_000 }, async (t) => {
   const unavailable = e2eUnavailableReason() ?? tapUnavailableReason();
   if (unavailable) {
     t.skip(unavailable);

@@ -10,7 +10,7 @@ import { changeFileInImage, e2eUnavailableReason, makeFixture, sha256 } from './
 /** Set to a directory to keep screenshots of each step (for looking at the UI with real data). */
 const screenshotDir = process.env.DISKLINE_E2E_SCREENSHOTS;
 
-test('timeline, live backup and drag-to-restore against a real engine', { timeout: 90_000 }, async (t) => {
+test('timeline, live backup and drag-to-restore against a real engine', { timeout: 180_000 }, async (t) => {
   const unavailable = e2eUnavailableReason();
   if (unavailable) {
     t.skip(unavailable);
@@ -163,6 +163,40 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         );
       },
     );
+
+    await t.test('by keyboard: Restore to… a new image file gives the same bytes', async (st) => {
+      if (!backupRan) {
+        st.skip('no point from the UI backup to restore');
+        return;
+      }
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Timeline' }).click();
+      const newest = page.getByRole('list', { name: 'Timeline' }).getByRole('button').last();
+      await newest.focus();
+      await page.keyboard.press('End');
+      await page.keyboard.press('Enter');
+      const restoreTo = page.getByRole('button', { name: 'Restore to…' });
+      await restoreTo.focus();
+      await page.keyboard.press('Enter');
+      const imagePath = join(fixture.dir, 'by-keyboard.img');
+      await page.getByRole('textbox', { name: 'Image file', exact: true }).focus();
+      await page.keyboard.type(imagePath);
+      await page.keyboard.press('Enter');
+      const dialog = page.getByRole('dialog');
+      await dialog.getByRole('list', { name: 'Will be overwritten' }).waitFor();
+      const confirm = dialog.getByRole('button', { name: `Overwrite ${imagePath}` });
+      await confirm.focus();
+      await page.keyboard.press('Enter');
+      const badge = page.locator('.view-head .badge');
+      await page.getByRole('heading', { level: 2 }).filter({ hasText: 'by-keyboard.img' }).waitFor();
+      for (let i = 0; i < 300; i++) {
+        const state = (await badge.textContent()) ?? '';
+        if (state !== 'Running' && state !== 'Queued') break;
+        await page.waitForTimeout(100);
+      }
+      assert.equal(await badge.textContent(), 'Done');
+      const restored = await readFile(imagePath);
+      assert.equal(sha256(restored), sha256(sourceBytes), 'the new image equals the source at the backup');
+    });
 
     await t.test('a restore drill from the timeline passes and is recorded on the point', async (st) => {
       if (!backupRan) {
