@@ -104,7 +104,7 @@ echo $i
 for (const kind of ['ext4', 'xfs'] as const) {
   test(`${kind} in use: the backup passes fsck and equals the files at the freeze`, {
     skip: skipReason ?? false,
-  }, async () => {
+  }, async (t) => {
     await withDir(async (dir) => {
       const image = join(dir, 'disk.img');
       await run('truncate', ['-s', kind === 'xfs' ? '300M' : '96M', image]);
@@ -145,6 +145,9 @@ for (const kind of ['ext4', 'xfs'] as const) {
         await writeFile(join(ctl, 'stop'), '');
         const iterations = Number(await writerDone);
         writer = null;
+        t.diagnostic(
+          `frozen ${point.frozenMs.toFixed(1)} ms; ${result.writes.intercepted} writes intercepted, ${result.preservedUnits} units preserved, writer ${iterations} iterations`,
+        );
         assert.equal(point.consistency, 'file-system-consistent');
         assert.deepEqual(point.frozenMountPoints, [mnt]);
         assert.ok(iterations > 20, `the writer ran (${iterations} iterations)`);
@@ -207,7 +210,7 @@ process.stdout.write(JSON.stringify(history));
 
 test('raw writes stamped with sequence numbers: the backup is the device after a prefix of the history', {
   skip: skipReason ?? false,
-}, async () => {
+}, async (t) => {
   await withDir(async (dir) => {
     const image = join(dir, 'raw.img');
     const size = 16 * MiB;
@@ -234,6 +237,9 @@ test('raw writes stamped with sequence numbers: the backup is the device after a
       const backup = join(dir, 'backup.img');
       const { point, result } = await backupVolume(volume, backup, {}, 2 * MiB);
       await writerDone;
+      t.diagnostic(
+        `${result.writes.intercepted} writes intercepted, ${result.preservedUnits} units preserved`,
+      );
       assert.equal(point.consistency, 'crash-consistent');
       const history = JSON.parse(out) as number[];
       assert.equal(history.length, writes);
