@@ -68,6 +68,19 @@ test('unknown methods, prototype names and bad params are refused with the reaso
   assert.match(!bad.ok ? bad.reason : '', /^bad params for backup\.start at 'source': /);
 });
 
+test('params larger than a protocol message are refused before they are parsed', () => {
+  const check = checkCall(
+    callChannel,
+    page,
+    { method: 'jobs.cancel', params: { id: 'x'.repeat(1 << 20) } },
+    origins,
+  );
+  assert.deepEqual(check, {
+    ok: false,
+    reason: `params for jobs.cancel are ${(1 << 20) + 9} bytes, over the ${1 << 20}-byte limit`,
+  });
+});
+
 test('the dev server origin is trusted only when configured, and only that origin', () => {
   const dev = trustedOrigins('http://localhost:5173/');
   assert.ok(isTrustedUrl('http://localhost:5173/src/main.tsx', dev));

@@ -2,7 +2,7 @@
 // invoke channel; a call is accepted only from our own page's main frame, only on our channel, only for a
 // method of the protocol, and only with params that match the method's schema. Everything else is refused
 // with a reason, before anything reaches the (root) engine.
-import { type MethodName, methods } from '../protocol/messages.ts';
+import { MAX_MESSAGE_BYTES, type MethodName, methods } from '../protocol/messages.ts';
 
 /** Every channel the shell uses starts with this; the preload refuses any other. */
 export const channelPrefix = 'diskline:';
@@ -74,6 +74,14 @@ export function checkCall(
     return { ok: false, reason: 'a call must be an object' };
   const { method, params } = payload as { method?: unknown; params?: unknown };
   if (!isMethodName(method)) return { ok: false, reason: `unknown method '${String(method)}'` };
+  // The engine refuses frames over this size anyway; refusing here keeps a runaway page from making us try.
+  const size = Buffer.byteLength(JSON.stringify(params ?? {}) ?? '');
+  if (size > MAX_MESSAGE_BYTES) {
+    return {
+      ok: false,
+      reason: `params for ${method} are ${size} bytes, over the ${MAX_MESSAGE_BYTES}-byte limit`,
+    };
+  }
   const parsed = methods[method][0].safeParse(params ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
