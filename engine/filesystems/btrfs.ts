@@ -4,6 +4,7 @@
 // Multi-device file systems, pending log trees and unknown trees fall back to every block with a warning.
 import { mergeRanges } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
+import { crc32c } from './crc32c.ts';
 import {
   allBlocksMap,
   FilesystemDamagedError,
@@ -49,6 +50,8 @@ interface BtrfsSuper {
   deviceBytes: number;
   sysChunkArray: Buffer;
   label: string;
+  /** CRC32C checksums (csum type 0); other types (xxhash, sha256, blake2) are not verified. */
+  checksummed: boolean;
 }
 
 function parseSuper(sb: Buffer): BtrfsSuper {
@@ -67,6 +70,7 @@ function parseSuper(sb: Buffer): BtrfsSuper {
     deviceBytes: Number(sb.readBigUInt64LE(0xc9 + 8)),
     sysChunkArray: sb.subarray(0x32b, 0x32b + Math.min(arraySize, 2048)),
     label: sb.toString('utf8', 0x12b, 0x12b + 256).replace(/\0.*$/s, ''),
+    checksummed: sb.readUInt16LE(0xc4) === 0,
   };
 }
 
@@ -125,6 +129,9 @@ class BtrfsMap {
     const where = this.physical(logical, this.sb.nodeSize)[0];
     if (!where) throw this.damaged(`tree block ${logical} is not on this device`);
     const node = await this.volume.read(where.start, this.sb.nodeSize);
+    if (this.sb.checksummed && crc32c(node.subarray(0x20)) !== node.readUInt32LE(0)) {
+      throw this.damaged(`tree block at logical ${logical} fails its checksum`);
+    }
     if (Number(node.readBigUInt64LE(0x30)) !== logical || !node.subarray(0x20, 0x30).equals(this.sb.fsid)) {
       throw this.damaged(`tree block at logical ${logical} is not the block it should be`);
     }
@@ -210,7 +217,13 @@ export const btrfsReader: FilesystemReader = {
   },
 
   async usedMap(volume: Volume): Promise<UsedMap> {
-    const sb = parseSuper(await volume.read(superblockOffset, 4096));
+    const sbBytes = await volume.read(superblockOffset, 4096);
+    const sb = parseSuper(sbBytes);
+    if (sb.checksummed && crc32c(sbBytes.subarray(0x20)) !== sbBytes.readUInt32LE(0)) {
+      throw new FilesystemDamagedError(
+        `${volume.name}: the btrfs superblock fails its checksum; run btrfs check on it`,
+      );
+    }
     const blockSize = sb.sectorSize || 4096;
     const label = sb.label ? { label: sb.label } : {};
     const fallback = (why: string): UsedMap => ({

@@ -4,6 +4,7 @@
 // blocks are computed from the layout, as e2fsprogs does).
 import { forEachSetRun, mergeRanges } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
+import { crc32cUpdate } from './crc32c.ts';
 import { inodeBlockRuns, journalCopies, replayedVolume } from './ext-journal.ts';
 import { FilesystemDamagedError, type FilesystemReader, type UsedMap, type Volume } from './types.ts';
 
@@ -11,7 +12,15 @@ const superblockOffset = 1024;
 const extMagic = 0xef53;
 
 const compat = { hasJournal: 0x4, sparseSuper2: 0x200 };
-const incompat = { recover: 0x4, journalDev: 0x8, metaBg: 0x10, extents: 0x40, is64bit: 0x80, flexBg: 0x200 };
+const incompat = {
+  recover: 0x4,
+  journalDev: 0x8,
+  metaBg: 0x10,
+  extents: 0x40,
+  is64bit: 0x80,
+  flexBg: 0x200,
+  csumSeed: 0x2000,
+};
 const roCompat = { sparseSuper: 0x1, hugeFile: 0x8, gdtCsum: 0x10, bigalloc: 0x200, metadataCsum: 0x400 };
 const blockUninit = 0x2;
 /** Largest run of bitmap blocks read in one request. */
@@ -37,9 +46,13 @@ interface ExtGeometry {
   incompat: number;
   roCompat: number;
   backupGroups: [number, number];
+  /** metadata_csum: the CRC32C seed of every checksum (from the UUID, or stored with csum_seed); else null. */
+  csumSeed: number | null;
 }
 
 interface GroupDesc {
+  /** metadata_csum only: the stored checksum of the block bitmap (low 16 bits, high 16 when stored), or null. */
+  bitmapCsum: { low: number; high: number | null } | null;
   blockBitmap: number;
   inodeBitmap: number;
   inodeTable: number;
@@ -153,10 +166,16 @@ function readGeometry(sb: Buffer, volume: Volume): ExtGeometry {
     incompat: featureIncompat,
     roCompat: featureRoCompat,
     backupGroups: [sb.readUInt32LE(588), sb.readUInt32LE(592)],
+    csumSeed:
+      featureRoCompat & roCompat.metadataCsum
+        ? featureIncompat & incompat.csumSeed
+          ? sb.readUInt32LE(0x270)
+          : crc32cUpdate(0xffffffff, sb.subarray(104, 120))
+        : null,
   };
 }
 
-async function readDescriptors(volume: Volume, geo: ExtGeometry): Promise<GroupDesc[]> {
+async function readDescriptors(volume: Volume, geo: ExtGeometry, verify: boolean): Promise<GroupDesc[]> {
   const blocks = new Map<number, Buffer>();
   const descriptors: GroupDesc[] = [];
   // Descriptor blocks are contiguous except under meta_bg: read each run once.
@@ -176,7 +195,24 @@ async function readDescriptors(volume: Volume, geo: ExtGeometry): Promise<GroupD
     const block = blocks.get(descriptorBlock(geo, g))!;
     const at = (g % geo.descPerBlock) * geo.descSize;
     const d = block.subarray(at, at + geo.descSize);
+    if (verify && geo.csumSeed !== null) {
+      const group = Buffer.alloc(4);
+      group.writeUInt32LE(g);
+      let crc = crc32cUpdate(geo.csumSeed, group);
+      crc = crc32cUpdate(crc, d.subarray(0, 0x1e));
+      crc = crc32cUpdate(crc, Buffer.alloc(2));
+      crc = crc32cUpdate(crc, d.subarray(0x20));
+      if ((crc & 0xffff) !== d.readUInt16LE(0x1e)) {
+        throw new FilesystemDamagedError(
+          `${volume.name}: the descriptor of block group ${g} fails its checksum; run e2fsck on it`,
+        );
+      }
+    }
     const desc = {
+      bitmapCsum:
+        geo.csumSeed === null
+          ? null
+          : { low: d.readUInt16LE(0x18), high: geo.descSize >= 0x3c ? d.readUInt16LE(0x38) : null },
       blockBitmap: d.readUInt32LE(0) + hi(d, 32),
       inodeBitmap: d.readUInt32LE(4) + hi(d, 36),
       inodeTable: d.readUInt32LE(8) + hi(d, 40),
@@ -200,8 +236,8 @@ async function readDescriptors(volume: Volume, geo: ExtGeometry): Promise<GroupD
 }
 
 /** Used bytes from the group descriptors and block bitmaps (sorted, merged; may run past the last block). */
-async function bitmapUsedRanges(volume: Volume, geo: ExtGeometry): Promise<ByteRange[]> {
-  const descriptors = await readDescriptors(volume, geo);
+async function bitmapUsedRanges(volume: Volume, geo: ExtGeometry, verify: boolean): Promise<ByteRange[]> {
+  const descriptors = await readDescriptors(volume, geo, verify);
   const checksummed = (geo.roCompat & (roCompat.gdtCsum | roCompat.metadataCsum)) !== 0;
   const clusterBytes = geo.blockSize * geo.clusterRatio;
   const blockRanges: ByteRange[] = [];
@@ -235,6 +271,15 @@ async function bitmapUsedRanges(volume: Volume, geo: ExtGeometry): Promise<ByteR
     for (let k = i; k < j; k++) {
       const g = initialized[k]!;
       const bitmap = bitmaps.subarray((k - i) * geo.blockSize, (k - i + 1) * geo.blockSize);
+      const stored = descriptors[g]!.bitmapCsum;
+      if (verify && stored && geo.csumSeed !== null) {
+        const crc = crc32cUpdate(geo.csumSeed, bitmap.subarray(0, geo.clustersPerGroup / 8));
+        if ((crc & 0xffff) !== stored.low || (stored.high !== null && crc >>> 16 !== stored.high)) {
+          throw new FilesystemDamagedError(
+            `${volume.name}: the block bitmap of group ${g} fails its checksum; run e2fsck on it`,
+          );
+        }
+      }
       const groupStartCluster = (groupFirstBlock(geo, g) - geo.firstDataBlock) / geo.clusterRatio;
       const totalClusters = Math.ceil((geo.blocksCount - geo.firstDataBlock) / geo.clusterRatio);
       const clustersHere = Math.min(geo.clustersPerGroup, totalClusters - groupStartCluster);
@@ -259,7 +304,7 @@ async function committedJournalCopies(volume: Volume, geo: ExtGeometry) {
       `${volume.name} needs recovery from an external journal, which is not read`,
     );
   }
-  const descriptors = await readDescriptors(volume, geo);
+  const descriptors = await readDescriptors(volume, geo, false);
   const index = geo.journalInode - 1;
   const desc = descriptors[Math.floor(index / geo.inodesPerGroup)];
   if (!desc)
@@ -317,14 +362,21 @@ export const extReader: FilesystemReader = {
     if (sb.readUInt16LE(58) & 0x2) {
       warnings.push(`${volume.name}: the ${name} file system is marked as having errors; run e2fsck on it`);
     }
-    let used = await bitmapUsedRanges(volume, geo);
+    if (geo.csumSeed !== null && crc32cUpdate(0xffffffff, sb.subarray(0, 1020)) !== sb.readUInt32LE(1020)) {
+      throw new FilesystemDamagedError(
+        `${volume.name}: the ${name} superblock fails its checksum; run e2fsck on it`,
+      );
+    }
+    const recovering = (geo.incompat & incompat.recover) !== 0;
+    // Before a replay, bitmaps and descriptors may be at different ages: their checksums are checked after it.
+    let used = await bitmapUsedRanges(volume, geo, !recovering);
     if (geo.incompat & incompat.recover) {
       // The journal holds committed metadata (bitmaps among it) not yet written home: the used map is the union
       // of the blocks used before and after its replay, so the copy is whole whether or not it gets replayed.
       try {
         const copies = await committedJournalCopies(volume, geo);
         if (copies.size) {
-          const replayed = await bitmapUsedRanges(replayedVolume(volume, geo.blockSize, copies), geo);
+          const replayed = await bitmapUsedRanges(replayedVolume(volume, geo.blockSize, copies), geo, false);
           used = mergeRanges([...used, ...replayed]);
         }
       } catch (error) {
