@@ -39,6 +39,9 @@ export const methods = {
       source: z.string().min(1),
       repo: z.string().min(1),
       container: ContainerSpecSchema.optional(),
+      /** Attached volumes: shell commands run before the freeze and after the thaw (docs/consistent-points.md). */
+      preHook: z.string().min(1).optional(),
+      postHook: z.string().min(1).optional(),
     }),
     JobSchema,
   ],

@@ -52,6 +52,9 @@ export interface BackupParams {
   repo: string;
   container: ContainerSpec | undefined;
   volume: AttachedVolume | null;
+  /** Attached volumes: run before the freeze / after the thaw (docs/consistent-points.md). */
+  preHook?: string | undefined;
+  postHook?: string | undefined;
 }
 
 /** A sink whose target (the point writer) is known only after the consistent point; units come later. */
@@ -123,7 +126,10 @@ async function runAttachedBackup(
   context.signal.addEventListener('abort', cancel, { once: true });
   publishBlockMap(session);
   try {
-    const point = await takeConsistentPoint(volume, session);
+    const point = await takeConsistentPoint(volume, session, {
+      ...(params.preHook ? { preHook: params.preHook } : {}),
+      ...(params.postHook ? { postHook: params.postHook } : {}),
+    });
     const source = await describeSource(volume.source, snapshotReader(reader, session));
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
