@@ -1,0 +1,311 @@
+// Diskline's repository against restic and borg on the same ext4 image: a full backup, an incremental after
+// changing ~5% of the files, repository sizes, and restore throughput (repository in the page cache). All three
+// are encrypted and compress with zstd (restic: repository v2, compression auto; borg: zstd,3). restic and borg
+// back up the image file itself (the same bytes Diskline sees); Diskline reads only the units the file
+// system uses. Prints times, sizes and ratios, measured in this one run on this machine.
+//
+//   npx node bench/repository-vs-peers.ts [--size 4G] [--keep]      (needs root: loop mount of the image)
+
+import { spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const cli = fileURLToPath(new URL('../bin/diskline', import.meta.url));
+const PASSWORD = 'bench passphrase';
+
+function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)([KMG]?)i?B?$/i.exec(text.trim());
+  if (!match) throw new Error(`--size ${text}: expected e.g. 512M or 4G`);
+  const scale = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[
+    match[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'
+  ];
+  return Math.floor((Number(match[1]) * scale) / (1 << 20)) * (1 << 20);
+}
+
+const { values } = parseArgs({
+  options: { size: { type: 'string', default: '4G' }, keep: { type: 'boolean', default: false } },
+  strict: false,
+});
+const size = parseSize(String(values.size));
+
+const env = {
+  ...process.env,
+  DISKLINE_PASSWORD: PASSWORD,
+  RESTIC_PASSWORD: PASSWORD,
+  BORG_PASSPHRASE: PASSWORD,
+  BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes',
+  BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+};
+
+function run(command: string, args: string[], extraEnv: Record<string, string> = {}): string {
+  const result = spawnSync(command, args, {
+    env: { ...env, ...extraEnv },
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  if (result.status !== 0)
+    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+  return result.stdout;
+}
+
+/** CPU seconds (user + system) of every run, by tool: the figure that holds on a busy machine. */
+const cpuSeconds = new Map<string, number>();
+
+/** Wall seconds of one run; its CPU time (from /usr/bin/time) is added to `cpuSeconds` under `label`. */
+function timed(
+  command: string,
+  args: string[],
+  extraEnv: Record<string, string> = {},
+  label = command === cli ? 'diskline' : command === 'sh' ? 'borg' : command,
+): number {
+  const started = performance.now();
+  const result = spawnSync('/usr/bin/time', ['-f', 'cpu %U %S', command, ...args], {
+    env: { ...env, ...extraEnv },
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  if (result.status !== 0)
+    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+  const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(result.stderr);
+  if (cpu) cpuSeconds.set(label, (cpuSeconds.get(label) ?? 0) + Number(cpu[1]) + Number(cpu[2]));
+  return (performance.now() - started) / 1000;
+}
+
+function duBytes(path: string): number {
+  return Number(run('du', ['-sb', path]).split('\t')[0]);
+}
+
+const MiB = 1 << 20;
+const fmt = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
+const secs = (s: number) => `${s.toFixed(2)} s`;
+
+/** Files of mixed content: half text-like (compresses ~3-5x), half random; a few large, many small. */
+async function fillFiles(root: string, bytes: number, seed: string): Promise<void> {
+  const words = [
+    'disk',
+    'block',
+    'restore',
+    'point',
+    'chunk',
+    'pack',
+    'index',
+    'manifest',
+    'snapshot',
+    'unit',
+  ];
+  let written = 0;
+  let n = 0;
+  while (written < bytes) {
+    const fileSize = Math.min(bytes - written, n % 10 === 0 ? 32 * MiB : ((n * 7919) % 2048) * 1024 + 4096);
+    const content = Buffer.allocUnsafe(fileSize);
+    if (n % 2 === 0) {
+      randomFillSync(content);
+    } else {
+      let at = 0;
+      const line = Buffer.from(
+        `${seed} ${n} ${words.map((w, i) => words[(i * n + n) % words.length] ?? w).join(' ')} `,
+      );
+      while (at < fileSize) {
+        at += line.copy(content, at);
+        if (at % 4096 < line.length) randomFillSync(content, Math.min(at, fileSize - 1), 1);
+      }
+    }
+    const dir = join(root, `d${n % 16}`);
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `${seed}-${n}.bin`), content);
+    written += fileSize;
+    n += 1;
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('needs root to loop-mount the ext4 image');
+  const work = await mkdtemp(join(tmpdir(), 'diskline-bench-repo-'));
+  const image = join(work, 'disk.img');
+  const mnt = join(work, 'mnt');
+  await mkdir(mnt);
+  try {
+    run('truncate', ['-s', String(size), image]);
+    run('mkfs.ext4', ['-q', '-F', image]);
+    run('mount', ['-o', 'loop', image, mnt]);
+    await fillFiles(mnt, Math.floor(size * 0.6), 'full');
+    run('umount', [mnt]);
+    run('sync', []);
+    process.stdout.write(`ext4 image of ${fmt(size)}, ~60% filled (half random, half text-like files)\n\n`);
+
+    const repos = {
+      diskline: join(work, 'diskline'),
+      restic: join(work, 'restic'),
+      borg: join(work, 'borg'),
+    };
+    run(cli, ['init', '--repo', repos.diskline]);
+    run('restic', ['init', '--repository-version', '2', '-r', repos.restic, '-q']);
+    run('borg', ['init', '--encryption', 'repokey-blake2', repos.borg]);
+    const borgBase = join(work, 'borg-base');
+    const borgEnv = { BORG_BASE_DIR: borgBase };
+    const resticEnv = { RESTIC_CACHE_DIR: join(work, 'restic-cache') };
+
+    // Read the image once so every tool starts from the page cache.
+    run('sh', ['-c', `cat ${image} > /dev/null`]);
+    let mark = new Map(cpuSeconds);
+    /** CPU seconds per tool since the last call. */
+    const cpuSince = () => {
+      const spent = Object.fromEntries(
+        ['diskline', 'restic', 'borg'].map((tool) => [
+          tool,
+          (cpuSeconds.get(tool) ?? 0) - (mark.get(tool) ?? 0),
+        ]),
+      ) as Record<'diskline' | 'restic' | 'borg', number>;
+      mark = new Map(cpuSeconds);
+      return spent;
+    };
+    const full = {
+      diskline: timed(cli, ['backup', image, '--repo', repos.diskline, '--json']),
+      restic: timed(
+        'restic',
+        ['-r', repos.restic, 'backup', '--compression', 'auto', '-q', image],
+        resticEnv,
+      ),
+      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::full`, image], borgEnv),
+    };
+    const fullCpu = cpuSince();
+    const fullSizes = {
+      diskline: duBytes(repos.diskline),
+      restic: duBytes(repos.restic),
+      borg: duBytes(repos.borg),
+    };
+
+    // Change ~5%: rewrite some files, add new ones.
+    run('mount', ['-o', 'loop', image, mnt]);
+    await fillFiles(join(mnt, 'changed'), Math.floor(size * 0.05), 'incr');
+    const victim = join(mnt, 'd1');
+    run('sh', [
+      '-c',
+      `ls ${victim} | head -20 | while read f; do head -c 100000 /dev/urandom | dd of=${victim}/$f conv=notrunc status=none; done`,
+    ]);
+    run('umount', [mnt]);
+    run('sync', []);
+    run('sh', ['-c', `cat ${image} > /dev/null`]);
+    const incremental = {
+      diskline: timed(cli, ['backup', image, '--repo', repos.diskline, '--json']),
+      restic: timed(
+        'restic',
+        ['-r', repos.restic, 'backup', '--compression', 'auto', '-q', image],
+        resticEnv,
+      ),
+      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::incr`, image], borgEnv),
+    };
+    const incrCpu = cpuSince();
+    const incrSizes = {
+      diskline: duBytes(repos.diskline),
+      restic: duBytes(repos.restic),
+      borg: duBytes(repos.borg),
+    };
+
+    // Restore the latest point of each, with the repository in the page cache.
+    for (const repo of Object.values(repos))
+      run('sh', ['-c', `find ${repo} -type f -exec cat {} + > /dev/null`]);
+    const out = join(work, 'restored');
+    await mkdir(out);
+    const restoreTimes = {
+      diskline: timed(cli, [
+        'restore',
+        'latest',
+        '--repo',
+        repos.diskline,
+        '--to',
+        join(out, 'diskline.img'),
+        '--json',
+      ]),
+      restic: timed(
+        'restic',
+        ['-r', repos.restic, 'restore', 'latest', '--target', join(out, 'restic'), '-q'],
+        resticEnv,
+      ),
+      borg: timed(
+        'sh',
+        ['-c', `mkdir -p ${out}/borg && cd ${out}/borg && borg extract --sparse ${repos.borg}::incr`],
+        borgEnv,
+      ),
+    };
+    const restoreCpu = cpuSince();
+    const usedBytes = JSON.parse(run(cli, ['points', '--repo', repos.diskline, '--json'])).at(-1)
+      .usedBytes as number;
+
+    const row = (name: string, a: string, b: string, c: string) =>
+      `${name.padEnd(34)}${a.padStart(14)}${b.padStart(14)}${c.padStart(14)}\n`;
+    let table = row('', 'diskline', 'restic', 'borg');
+    table += row('full backup', secs(full.diskline), secs(full.restic), secs(full.borg));
+    table += row(
+      '  cpu seconds (user+sys)',
+      secs(fullCpu.diskline),
+      secs(fullCpu.restic),
+      secs(fullCpu.borg),
+    );
+    table += row(
+      'repository after full',
+      fmt(fullSizes.diskline),
+      fmt(fullSizes.restic),
+      fmt(fullSizes.borg),
+    );
+    table += row(
+      'incremental backup (~5% changed)',
+      secs(incremental.diskline),
+      secs(incremental.restic),
+      secs(incremental.borg),
+    );
+    table += row(
+      '  cpu seconds (user+sys)',
+      secs(incrCpu.diskline),
+      secs(incrCpu.restic),
+      secs(incrCpu.borg),
+    );
+    table += row(
+      'repository after incremental',
+      fmt(incrSizes.diskline),
+      fmt(incrSizes.restic),
+      fmt(incrSizes.borg),
+    );
+    table += row(
+      'restore latest',
+      secs(restoreTimes.diskline),
+      secs(restoreTimes.restic),
+      secs(restoreTimes.borg),
+    );
+    table += row(
+      '  cpu seconds (user+sys)',
+      secs(restoreCpu.diskline),
+      secs(restoreCpu.restic),
+      secs(restoreCpu.borg),
+    );
+    table += row(
+      'restore throughput (disk bytes/s)',
+      `${fmt(size / restoreTimes.diskline)}/s`,
+      `${fmt(size / restoreTimes.restic)}/s`,
+      `${fmt(size / restoreTimes.borg)}/s`,
+    );
+    process.stdout.write(table);
+    process.stdout.write(
+      `\nratios (peer / diskline; >1 means diskline is better)\n` +
+        `  full backup time:        restic ${(full.restic / full.diskline).toFixed(2)}x, borg ${(full.borg / full.diskline).toFixed(2)}x\n` +
+        `  incremental time:        restic ${(incremental.restic / incremental.diskline).toFixed(2)}x, borg ${(incremental.borg / incremental.diskline).toFixed(2)}x\n` +
+        `  repository size (full):  restic ${(fullSizes.restic / fullSizes.diskline).toFixed(2)}x, borg ${(fullSizes.borg / fullSizes.diskline).toFixed(2)}x\n` +
+        `  repository size (incr):  restic ${(incrSizes.restic / incrSizes.diskline).toFixed(2)}x, borg ${(incrSizes.borg / incrSizes.diskline).toFixed(2)}x\n` +
+        `  full backup cpu:         restic ${(fullCpu.restic / fullCpu.diskline).toFixed(2)}x, borg ${(fullCpu.borg / fullCpu.diskline).toFixed(2)}x\n` +
+        `  incremental cpu:         restic ${(incrCpu.restic / incrCpu.diskline).toFixed(2)}x, borg ${(incrCpu.borg / incrCpu.diskline).toFixed(2)}x\n` +
+        `  restore time:            restic ${(restoreTimes.restic / restoreTimes.diskline).toFixed(2)}x, borg ${(restoreTimes.borg / restoreTimes.diskline).toFixed(2)}x\n` +
+        `diskline used bytes (what it read and restored): ${fmt(usedBytes)} of ${fmt(size)}; ` +
+        `restore of used bytes: ${fmt(usedBytes / restoreTimes.diskline)}/s\n`,
+    );
+  } finally {
+    spawnSync('umount', [mnt]);
+    if (!values.keep) await rm(work, { recursive: true, force: true });
+    else process.stdout.write(`kept ${work}\n`);
+  }
+}
+
+await main();
