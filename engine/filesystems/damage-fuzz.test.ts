@@ -1,6 +1,6 @@
 // Damaged metadata never crashes a reader: bytes flipped at random in a file system's used blocks give
 // either a map inside the volume or a FilesystemDamagedError naming it — never a TypeError or RangeError,
-// never a hang; where the metadata is checksummed (ext4 metadata_csum, btrfs) a returned map is the true one. Seeded, so a failure names the seed that reproduces it.
+// never a hang; where the metadata is checksummed (ext4 metadata_csum, XFS v5, btrfs) a returned map is the true one. Seeded, so a failure names the seed that reproduces it.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
@@ -44,7 +44,7 @@ const cases: { kind: TestFilesystem; size: number; tools: string[]; checksummed?
   { kind: 'ext4', size: 16 * MiB, tools: ['mkfs.ext4'], checksummed: true },
   { kind: 'fat32', size: 34 * MiB, tools: ['mkfs.vfat', 'mcopy'] },
   { kind: 'ntfs', size: 8 * MiB, tools: ['mkfs.ntfs', 'ntfs-3g'] },
-  { kind: 'xfs', size: 64 * MiB, tools: ['mkfs.xfs'] },
+  { kind: 'xfs', size: 64 * MiB, tools: ['mkfs.xfs'], checksummed: true },
   { kind: 'btrfs', size: 128 * MiB, tools: ['mkfs.btrfs'], checksummed: true },
 ];
 

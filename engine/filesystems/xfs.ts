@@ -4,6 +4,7 @@
 
 import { invertRanges, mergeRanges } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
+import { crc32c } from './crc32c.ts';
 import {
   allBlocksMap,
   FilesystemDamagedError,
@@ -44,6 +45,13 @@ function xfsGeometry(sb: Buffer): XfsGeometry | null {
   };
 }
 
+/** v5 metadata: CRC32C of the buffer with its own checksum field (little-endian, at `at`) taken as zero. */
+function crcMatches(buffer: Buffer, at: number): boolean {
+  const copy = Buffer.from(buffer);
+  copy.writeUInt32LE(0, at);
+  return crc32c(copy) === buffer.readUInt32LE(at);
+}
+
 /** Free extents of one AG (AG-relative block numbers), walking the bnobt leaves left to right. */
 async function freeExtents(volume: Volume, geo: XfsGeometry, ag: number, root: number, levels: number) {
   const damaged = (what: string) =>
@@ -54,6 +62,8 @@ async function freeExtents(volume: Volume, geo: XfsGeometry, ag: number, root: n
     if (agBlock >= geo.agBlocks)
       throw damaged(`free-space tree points at block ${agBlock}, outside the group`);
     const block = await volume.read(agStart + agBlock * geo.blockSize, geo.blockSize);
+    if (geo.v5 && !crcMatches(block, 52))
+      throw damaged(`free-space tree block ${agBlock} fails its checksum`);
     if (!bnoMagics.has(block.toString('latin1', 0, 4)))
       throw damaged(`free-space tree block ${agBlock} has no magic`);
     return block;
@@ -95,6 +105,9 @@ async function freeListBlocks(
   const count = agf.readUInt32BE(48);
   if (count === 0) return [];
   const agfl = await volume.read(ag * geo.agBlocks * geo.blockSize + 3 * geo.sectorSize, geo.sectorSize);
+  if (geo.v5 && !crcMatches(agfl, 32)) {
+    throw new FilesystemDamagedError(`${volume.name}: the AGFL of allocation group ${ag} fails its checksum`);
+  }
   const headerSize = geo.v5 ? 36 : 0;
   if (geo.v5 && agfl.toString('latin1', 0, 4) !== 'XAFL') {
     throw new FilesystemDamagedError(
@@ -126,6 +139,14 @@ export const xfsReader: FilesystemReader = {
     const geo = xfsGeometry(sb);
     if (!geo) throw new FilesystemDamagedError(`${volume.name}: the XFS superblock is not valid`);
     const { blockSize, agBlocks } = geo;
+    if (geo.v5 && geo.sectorSize >= 512 && geo.sectorSize <= 4096) {
+      const sector = sb.length >= geo.sectorSize ? sb : await volume.read(0, geo.sectorSize);
+      if (!crcMatches(sector.subarray(0, geo.sectorSize), 224)) {
+        throw new FilesystemDamagedError(
+          `${volume.name}: the XFS superblock fails its checksum; run xfs_repair on it`,
+        );
+      }
+    }
     if (blockSize < 512 || blockSize > 65536 || agBlocks === 0 || geo.agCount === 0 || geo.sectorSize < 512) {
       throw new FilesystemDamagedError(`${volume.name}: the XFS superblock is damaged; run xfs_repair on it`);
     }
@@ -159,6 +180,11 @@ export const xfsReader: FilesystemReader = {
     for (let ag = 0; ag < geo.agCount; ag++) {
       const agStart = ag * agBlocks * blockSize;
       const agf = await volume.read(agStart + geo.sectorSize, geo.sectorSize);
+      if (geo.v5 && !crcMatches(agf, 216)) {
+        throw new FilesystemDamagedError(
+          `${volume.name}: the AGF of allocation group ${ag} fails its checksum; run xfs_repair on it`,
+        );
+      }
       if (agf.toString('latin1', 0, 4) !== 'XAGF' || agf.readUInt32BE(8) !== ag) {
         throw new FilesystemDamagedError(
           `${volume.name}: the AGF of allocation group ${ag} is damaged; run xfs_repair on it`,
