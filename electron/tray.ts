@@ -81,8 +81,15 @@ export class TrayPresenter {
     this.#tray.setContextMenu(this.#electron.Menu.buildFromTemplate(menuTemplate(view.menu, this.#dispatch)));
   }
 
-  /** Renders soon: at once if the last render is old enough, otherwise once the interval has passed. */
+  /**
+   * Renders soon: at once if the icon changes (a backup starting or failing is news however short it is) or
+   * the last render is old enough, otherwise once the interval has passed (progress only).
+   */
   update(): void {
+    if (this.#view().icon !== this.#shownIcon) {
+      this.render();
+      return;
+    }
     if (this.#timer) return;
     const wait = this.#lastRender + this.#renderIntervalMs - Date.now();
     if (wait <= 0) this.render();
