@@ -271,3 +271,49 @@ test('raw writes stamped with sequence numbers: the backup is the device after a
     }
   });
 });
+
+test('a failing pre-hook fails the point before anything is frozen or armed, and the post-hook still runs', {
+  skip: skipReason ?? false,
+  timeout: 60_000,
+}, async () => {
+  await withDir(async (dir) => {
+    const image = join(dir, 'disk.img');
+    await run('truncate', ['-s', '32M', image]);
+    await run('mkfs.ext4', ['-q', '-F', image]);
+    const volume = await attachVolume(image, { partscan: false });
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    let mounted = false;
+    try {
+      await run('mount', [volume.loopDevice, mnt]);
+      mounted = true;
+      let armed = false;
+      const session = {
+        unitSize: 65536,
+        arm: () => {
+          armed = true;
+        },
+        beforeWrite: async () => {},
+      };
+      await assert.rejects(
+        takeConsistentPoint(volume, session, {
+          preHook: 'echo database refused >&2; exit 3',
+          postHook: `touch "${join(dir, 'post-ran')}"`,
+        }),
+        { message: /the pre-hook command failed \(echo database refused >&2; exit 3\): database refused/ },
+      );
+      assert.equal(armed, false);
+      // Not frozen: a write completes at once.
+      await writeFile(join(mnt, 'still-writable'), 'yes');
+      await run('sync', ['-f', mnt]);
+      assert.equal(
+        existsSync(join(dir, 'post-ran')),
+        true,
+        'the post-hook releases what the pre-hook may hold',
+      );
+    } finally {
+      if (mounted) await run('umount', [mnt]);
+      await volume.detach();
+    }
+  });
+});

@@ -28,7 +28,7 @@ export interface ArmableSession extends WriteInterceptor {
 export interface ConsistentPointOptions {
   /** Shell command run before the freeze (e.g. flush a database's tables with a read lock). */
   preHook?: string;
-  /** Shell command run after the thaw, also when the freeze failed (e.g. release that lock). */
+  /** Shell command run after the thaw, also when the pre-hook or the freeze failed (e.g. release that lock). */
   postHook?: string;
   /** Start a new change-tracking generation at the point (default true). */
   resetTracking?: boolean;
@@ -79,7 +79,16 @@ export async function takeConsistentPoint(
   };
   const hookTimeout = options.hookTimeoutMs ?? 60_000;
   const notes: string[] = [];
-  if (options.preHook) await runHook('pre-hook', options.preHook, env, hookTimeout);
+  if (options.preHook) {
+    try {
+      await runHook('pre-hook', options.preHook, env, hookTimeout);
+    } catch (error) {
+      // A pre-hook that failed halfway may hold what the post-hook releases (a lock, a paused writer).
+      if (options.postHook)
+        await runHook('post-hook', options.postHook, env, hookTimeout).catch(() => undefined);
+      throw new Error(`could not take a consistent point of ${volume.source}: ${(error as Error).message}`);
+    }
+  }
   let tracking: ChangedSince | null = null;
   const frozen: string[] = [];
   let frozenAt = 0;
