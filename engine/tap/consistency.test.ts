@@ -218,7 +218,7 @@ test('raw writes stamped with sequence numbers: the backup is the device after a
     await run('truncate', ['-s', String(size), image]);
     const volume = await attachVolume(image, { partscan: false });
     try {
-      const writes = 3000;
+      const writes = 2000;
       const writer = spawn(nodeBinary, [
         '-e',
         stampWriterScript,
@@ -233,7 +233,7 @@ test('raw writes stamped with sequence numbers: the backup is the device after a
       const writerDone = new Promise<void>((resolve, reject) =>
         writer.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`writer exited ${code}`)))),
       );
-      await waitFor(() => volume.stats().writes > 300, 'the writer is writing');
+      await waitFor(() => volume.stats().writes > 200, 'the writer is writing');
       const backup = join(dir, 'backup.img');
       const { point, result } = await backupVolume(volume, backup, {}, 2 * MiB);
       await writerDone;
