@@ -343,6 +343,7 @@ export class Engine {
           pointLabel: `restore point ${found.id}`,
           drive: drives.find((drive) => drive.device === identity.path),
           busyPaths: this.#allBusyPaths(),
+          attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
         });
         return { ...description, confirmToken: this.#tokens.issue(identity, location, found.id) };
       },
@@ -363,6 +364,7 @@ export class Engine {
           pointLabel: `restore point ${found.id}`,
           drive: drives.find((drive) => drive.device === identity.path),
           busyPaths: this.#allBusyPaths(),
+          attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
         });
         if (refusal) throw new ApiError('refused', refusal);
         return this.jobs.start({

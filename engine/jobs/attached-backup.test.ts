@@ -58,6 +58,15 @@ test('a volume attached through the API is backed up while written to: the point
     const repo = join(dir, 'repo');
     await client.call('repo.init', { repo });
     const backup = await engine.jobs.waitFor((await client.call('backup.start', { source: image, repo })).id);
+    const ontoItself = await client.call('restore.preview', {
+      repo,
+      point: String(backup.result?.point),
+      to: image,
+    });
+    assert.equal(
+      ontoItself.refusal,
+      `${image} is attached as ${attached.loopDevice} and may be in use through it; detach it (volumes.detach), then ask for a new preview.`,
+    );
     assert.equal(backup.state, 'succeeded', backup.error ?? '');
     assert.equal(backup.result?.consistency, 'frozen');
     assert.deepEqual(backup.result?.frozen, [mountDir]);

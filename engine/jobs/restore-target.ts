@@ -107,6 +107,8 @@ export interface PreviewFacts {
   drive: Drive | undefined;
   /** Paths an active backup reads or another restore writes: never a target. */
   busyPaths: Set<string>;
+  /** The loop device serving the target through the tap, when it is an attached volume. */
+  attachedAs?: string | null;
 }
 
 /** Describes the restore and decides whether it is refused; the caller adds the token. */
@@ -144,6 +146,9 @@ export async function describeRestore(facts: PreviewFacts): Promise<Omit<Restore
     if (loops.length) {
       refusal = `${identity.path} is attached as ${loops.join(', ')} (it may be mounted); detach it, then ask for a new preview.`;
     }
+  }
+  if (!refusal && facts.attachedAs) {
+    refusal = `${identity.path} is attached as ${facts.attachedAs} and may be in use through it; detach it (volumes.detach), then ask for a new preview.`;
   }
   if (!refusal && facts.busyPaths.has(identity.path)) {
     refusal = `${identity.path} is being read or written by a running job; wait for it to finish or cancel it.`;
