@@ -144,9 +144,16 @@ function TopBar() {
   );
 }
 
+/** How long a notice stays before it goes by itself. */
+const NOTICE_MS = 8000;
+
 function Notices() {
   const notices = useApp((s) => s.notices);
   const dismiss = useApp((s) => s.dismissNotice);
+  useEffect(() => {
+    const timers = notices.map((notice) => setTimeout(() => dismiss(notice.id), NOTICE_MS));
+    return () => timers.forEach(clearTimeout);
+  }, [notices, dismiss]);
   return (
     <div className="notices" aria-live="polite">
       {notices.map((notice) => (

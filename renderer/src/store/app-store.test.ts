@@ -68,6 +68,26 @@ describe('jobs slice', () => {
     expect(listed).toBe(1);
   });
 
+  it('follows a job that starts while nothing running is followed, and says how each job ended', () => {
+    const store = createAppStore(new FakeEngine().handle('points.list', () => []));
+    store.getState().applyJob(makeJob({ id: 'scheduled', title: 'Plan Nightly: back up /dev/sda' }));
+    expect(store.getState().liveJobId).toBe('scheduled');
+    store.getState().applyJob(makeJob({ id: 'second', kind: 'verify' }));
+    expect(store.getState().liveJobId).toBe('scheduled');
+    store.getState().applyJob(
+      makeJob({
+        id: 'scheduled',
+        title: 'Plan Nightly: back up /dev/sda',
+        state: 'failed',
+        error: 'Source missing.',
+      }),
+    );
+    expect(store.getState().notices.at(-1)).toMatchObject({
+      tone: 'error',
+      text: 'Plan Nightly: back up /dev/sda failed: Source missing.',
+    });
+  });
+
   it('follows a started backup in the Live view', async () => {
     const engine = new FakeEngine().handle('backup.start', (params) =>
       makeJob({ id: 'new', title: params.source }),

@@ -60,12 +60,19 @@ export const createJobsSlice: SliceCreator<JobsSlice> = (set, get, engine) => ({
       jobOrder: known ? jobOrder : [job.id, ...jobOrder],
       throughput: samples ? { ...throughput, [job.id]: samples } : throughput,
     });
-    // A finished backup or restore changes what the timeline and the drives show.
     const previous = jobs[job.id];
+    // A job that starts while the Live view follows nothing running (e.g. a scheduled backup) is followed.
+    const followed = get().liveJobId ? jobs[get().liveJobId!] : undefined;
+    if (!known && isActive(job) && (!followed || !isActive(followed))) get().followJob(job.id);
     if (previous && isActive(previous) && !isActive(job)) {
+      // A finished backup or restore changes what the timeline and the drives show.
       if (job.kind === 'backup' || job.kind === 'verify' || job.kind === 'drill' || job.kind === 'prune') {
         void get().loadPoints();
       }
+      if (job.state === 'succeeded') get().notify('ok', `${job.title}: done.`);
+      else if (job.state === 'failed')
+        get().notify('error', `${job.title} failed: ${job.error ?? 'no reason given'}`);
+      else get().notify('info', `${job.title}: ${job.state}.`);
     }
   },
   followJob(id) {
