@@ -146,13 +146,16 @@ export async function attachVolume(source: string, options: AttachOptions = {}):
           native.tapComplete(handle, token, 0);
           return;
         }
-        current.beforeWrite(offset, length).then(
-          () => native.tapComplete(handle, token, 0),
-          (error: unknown) => {
-            onInterceptorFailure(error, source);
-            native.tapComplete(handle, token, 0);
-          },
-        );
+        // Through a promise chain: an interceptor that throws synchronously must still complete the request.
+        Promise.resolve()
+          .then(() => current.beforeWrite(offset, length))
+          .then(
+            () => native.tapComplete(handle, token, 0),
+            (error: unknown) => {
+              onInterceptorFailure(error, source);
+              native.tapComplete(handle, token, 0);
+            },
+          );
       },
     });
     tap = handle;

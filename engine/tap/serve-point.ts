@@ -55,13 +55,15 @@ export async function servePointReadOnly(
       trackUnitSize: 1 << 20,
       onAccess: (_kind, _offset, _length, token) => native.tapComplete(handle, token, 0),
       onRead: (offset, length, token) => {
-        source.read(offset, length).then(
-          (data) => native.tapCompleteRead(handle, token, data, 0),
-          (error: unknown) => {
-            process.emitWarning(`reading ${label} at byte ${offset} failed: ${(error as Error).message}`);
-            native.tapCompleteRead(handle, token, null, EIO);
-          },
-        );
+        Promise.resolve()
+          .then(() => source.read(offset, length))
+          .then(
+            (data) => native.tapCompleteRead(handle, token, data, 0),
+            (error: unknown) => {
+              process.emitWarning(`reading ${label} at byte ${offset} failed: ${(error as Error).message}`);
+              native.tapCompleteRead(handle, token, null, EIO);
+            },
+          );
       },
     });
     tap = handle;
