@@ -41,11 +41,13 @@ export async function runInstantRestore(
         totalBytes: progress.totalUnits * unitSize,
         detail: { loopDevice: restore.loopDevice, onDemandUnits: progress.onDemandUnits },
       });
+      // Cancelled, or the engine stops: leave now (a mounted target then loses its tap with this process).
+      if (context.signal.aborted) break;
       const mounted = await mountPointsOf(restore.loopDevice).catch(() => [] as string[]);
-      if ((complete || copyError || context.signal.aborted) && mounted.length === 0) break;
+      if ((complete || copyError) && mounted.length === 0) break;
       await sleep(POLL_MS);
     }
-    // Not mounted any more: stop serving. Before completion detach says the target is partly restored.
+    // Stop serving. Before completion detach says the target is partly restored; while mounted it refuses.
     await restore.detach();
     if (copyError) throw copyError;
     context.signal.throwIfAborted();
