@@ -279,12 +279,24 @@ test('plans: save, list, run now (no overlap), pause, delete', async () => {
   off();
 });
 
-test('drill, verify, prune, mount and blockmap.subscribe answer through the socket', async () => {
+test('drill, verify, prune, volumes, mount and blockmap.subscribe answer through the socket', async () => {
   const repo = join(daemon.dir, 'repo');
   const drill = await client.call('drill.start', { repo, point: 'a1b2c3' });
   assert.equal((await waitForState(drill.id, ['succeeded'])).result?.detail, 'fsck -n: clean');
   const verify = await client.call('verify.start', { repo, readData: true });
   await waitForState(verify.id, ['succeeded']);
+  work.release();
+  const prune = await client.call('prune.start', { repo, retention: { keepLast: 1 }, dryRun: true });
+  assert.equal(prune.kind, 'prune');
+  await waitForState(prune.id, ['succeeded']);
+  await assert.rejects(
+    client.call('volumes.detach', { source: image }),
+    (error: EngineCallError) => error.code === 'not-found' && error.message === `${image} is not attached.`,
+  );
+  await assert.rejects(
+    client.call('volumes.attach', { source: image }),
+    (error: EngineCallError) => error.code === 'failed' && /not part of this test engine/.test(error.message),
+  );
   assert.deepEqual(await client.call('mount.start', { repo, point: 'a1b2c3' }), {
     path: '/mnt/a1b2c3d4e5f6',
   });
