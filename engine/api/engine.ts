@@ -226,6 +226,7 @@ export class Engine {
     repoRef: string,
     container: Plan['container'] | undefined,
     title?: string,
+    hooks: { preHook?: string | undefined; postHook?: string | undefined } = {},
   ): Job {
     const repo = this.resolveRepo(repoRef);
     const sourcePath = resolve(source);
@@ -239,7 +240,7 @@ export class Engine {
         try {
           const volume = this.#volumes.get(sourcePath) ?? null;
           return await this.runners.backup(
-            { source: sourcePath, repo, container, volume },
+            { source: sourcePath, repo, container, volume, ...hooks },
             context,
             (provider) => {
               this.#blockMaps.set(context.id, provider);
@@ -315,7 +316,7 @@ export class Engine {
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
-      'backup.start': async ({ source, repo, container }) => {
+      'backup.start': async ({ source, repo, container, preHook, postHook }) => {
         const sourcePath = resolve(source);
         const info = await stat(sourcePath).catch(() => null);
         if (!info || !(info.isFile() || info.isBlockDevice())) {
@@ -330,7 +331,7 @@ export class Engine {
             `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
           );
         }
-        return this.#startBackup(sourcePath, repo, container);
+        return this.#startBackup(sourcePath, repo, container, undefined, { preHook, postHook });
       },
       'restore.preview': async ({ repo, point, to }) => {
         const location = this.resolveRepo(repo);

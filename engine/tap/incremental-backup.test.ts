@@ -1,4 +1,4 @@
-// Changed-block tracking end to end, through the engine API: the first backup of an attached volume reads
+// Changed-block tracking (and consistent-point hooks) end to end, through the engine API: the first backup of an attached volume reads
 // everything and says why; the next reads only the blocks the tap saw written and still restores to exactly the
 // files of the moment (fsck clean); after the image is written around the tap, the next backup reads everything
 // again and says why.
@@ -55,12 +55,21 @@ test('an attached volume backs up incrementally from tracked changes and restore
     const first = pattern(1, 4 * MiB);
     await writeFile(join(mnt, 'first.bin'), first);
     await run('sync');
-    const backup = async () => {
-      const job = await engine.jobs.waitFor((await client.call('backup.start', { source: image, repo })).id);
+    const backup = async (hooks: { preHook?: string; postHook?: string } = {}) => {
+      const job = await engine.jobs.waitFor(
+        (await client.call('backup.start', { source: image, repo, ...hooks })).id,
+      );
       assert.equal(job.state, 'succeeded', job.error ?? '');
       return job.result as Record<string, unknown>;
     };
-    const full = await backup();
+    const full = await backup({
+      preHook: `echo "$DISKLINE_MOUNTPOINTS" > "${join(dir, 'pre')}"`,
+      postHook: `echo "$DISKLINE_DEVICE" > "${join(dir, 'post')}"`,
+    });
+    // The hooks ran around the freeze with the volume's mount points and loop device.
+    assert.equal(await readFile(join(dir, 'pre'), 'utf8'), `${mnt}\n`);
+    assert.equal(await readFile(join(dir, 'post'), 'utf8'), `${attached.loopDevice}\n`);
+    assert.equal(full.consistency, 'frozen');
     assert.match(
       String(full.changeTracking),
       /^read everything: change tracking is invalid: no change-tracking record/,
