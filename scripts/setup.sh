@@ -8,7 +8,7 @@ packages=(
   # interception: FUSE library and tools, loop devices (util-linux: losetup, mount; fdisk: sfdisk)
   fuse3 libfuse3-dev pkg-config util-linux fdisk
   # file-system tools used to make and check test images
-  e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g
+  e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g exfatprogs exfat-fuse
   # peers and load generators for tests and benchmarks
   partclone restic borgbackup fio qemu-utils zstd
   # the renderer's end-to-end tests

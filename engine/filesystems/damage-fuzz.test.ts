@@ -44,6 +44,7 @@ const cases: { kind: TestFilesystem; size: number; tools: string[]; checksummed?
   { kind: 'ext4', size: 16 * MiB, tools: ['mkfs.ext4'], checksummed: true },
   { kind: 'fat32', size: 34 * MiB, tools: ['mkfs.vfat', 'mcopy'] },
   { kind: 'ntfs', size: 8 * MiB, tools: ['mkfs.ntfs', 'ntfs-3g'] },
+  { kind: 'exfat', size: 16 * MiB, tools: ['mkfs.exfat', 'mount.exfat-fuse'] },
   { kind: 'xfs', size: 64 * MiB, tools: ['mkfs.xfs'], checksummed: true },
   { kind: 'btrfs', size: 128 * MiB, tools: ['mkfs.btrfs'], checksummed: true },
 ];

@@ -2,6 +2,7 @@
 // and metadata that cannot be trusted, become an explicit every-block map with a warning saying why —
 // never a crash and never a silently short map.
 import { btrfsReader } from './btrfs.ts';
+import { exfatReader } from './exfat.ts';
 import { extReader } from './ext.ts';
 import { fatReader } from './fat.ts';
 import { ntfsReader } from './ntfs.ts';
@@ -21,6 +22,7 @@ export const filesystemReaders: readonly FilesystemReader[] = [
   xfsReader,
   btrfsReader,
   ntfsReader,
+  exfatReader,
   fatReader,
   swapReader,
 ];

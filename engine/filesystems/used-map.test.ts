@@ -139,6 +139,17 @@ test('ntfs: the used map equals partclone plus the backup boot sector after the 
   });
 });
 
+test('exfat: the used map equals partclone range for range', async (t) => {
+  const skip = skipFor('mkfs.exfat', 'mount.exfat-fuse', 'partclone.exfat');
+  if (skip) return t.skip(skip);
+  await withFilesystemImage('exfat', 48 * MiB, [], async (image) => {
+    const map = await mapOf(image);
+    assert.equal(map.filesystem, 'exfat');
+    assert.deepEqual(map.usedRanges, await partcloneUsedRanges('exfat', image));
+    assert.ok(rangesBytes(map.usedRanges) > 16 * 100 * 1024, 'the files are in the map');
+  });
+});
+
 test('xfs: the used map equals partclone range for range', async (t) => {
   const skip = skipFor('mkfs.xfs', 'partclone.xfs');
   if (skip) return t.skip(skip);
@@ -261,7 +272,10 @@ test('a damaged XFS AGF is an error naming the allocation group', async (t) => {
       await reader.close();
       const agBytes = sb.readUInt32BE(84) * sb.readUInt32BE(4);
       await corrupt(disk.image, agBytes + sb.readUInt16BE(102), Buffer.from('JUNK'));
-      await assert.rejects(mapOf(disk.image, { strict: true }), /the AGF of allocation group 1 fails its checksum/);
+      await assert.rejects(
+        mapOf(disk.image, { strict: true }),
+        /the AGF of allocation group 1 fails its checksum/,
+      );
     },
   );
 });

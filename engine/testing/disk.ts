@@ -49,13 +49,13 @@ export interface TestDisk {
 }
 
 function defaultType(table: 'gpt' | 'dos', filesystem: TestFilesystem | null): string | undefined {
-  const microsoft = filesystem === 'ntfs' || filesystem?.startsWith('fat');
+  const microsoft = filesystem === 'ntfs' || filesystem === 'exfat' || filesystem?.startsWith('fat');
   if (table === 'gpt') {
     if (microsoft) return 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7';
     if (filesystem === 'swap') return '0657FD6D-A4AB-43C4-84E5-0933C84B4F4F';
     return undefined;
   }
-  if (filesystem === 'ntfs') return '7';
+  if (filesystem === 'ntfs' || filesystem === 'exfat') return '7';
   if (filesystem === 'fat12') return '1';
   if (filesystem === 'fat16') return '6';
   if (filesystem === 'fat32') return 'c';

@@ -16,6 +16,7 @@ export type TestFilesystem =
   | 'fat16'
   | 'fat32'
   | 'ntfs'
+  | 'exfat'
   | 'xfs'
   | 'btrfs'
   | 'swap';
@@ -39,6 +40,9 @@ export async function makeFilesystem(
       return;
     case 'ntfs':
       await runTool('mkfs.ntfs', ['--quick', '--force', '--quiet', ...extraArgs, device]);
+      return;
+    case 'exfat':
+      await runTool('mkfs.exfat', [...extraArgs, device]);
       return;
     case 'xfs':
       // xfsprogs refuses file systems under 300 MiB unless it believes it runs under its own test suite.
@@ -65,6 +69,9 @@ export async function mountFilesystem(
   try {
     if (kind === 'ntfs') {
       await runTool('ntfs-3g', options.readOnly ? ['-o', 'ro', device, dir] : [device, dir]);
+    } else if (kind === 'exfat') {
+      // Through FUSE: many kernels here have no exfat module.
+      await runTool('mount.exfat-fuse', options.readOnly ? ['-o', 'ro', device, dir] : [device, dir]);
     } else {
       const type = kind.startsWith('fat') ? 'vfat' : kind;
       await runTool('mount', ['-t', type, ...(options.readOnly ? ['-o', 'ro'] : []), device, dir]);
@@ -203,7 +210,7 @@ async function mcopyTreeInto(device: string, sourceDir: string, target: string):
 
 /**
  * Writes files of random content onto the file system on `device` and returns their checksums. Kernel file
- * systems are mounted; FAT is written with mtools (many kernels here lack vfat), NTFS through ntfs-3g.
+ * systems are mounted; FAT is written with mtools (many kernels here lack vfat), NTFS through ntfs-3g, exFAT through exfat-fuse.
  */
 export async function fillFilesystem(
   device: string,
@@ -258,6 +265,8 @@ export async function checkFilesystem(device: string, kind: TestFilesystem): Pro
       return (await runTool('fsck.vfat', ['-n', device])).stdout;
     case 'ntfs':
       return (await runTool('ntfsfix', ['--no-action', device])).stdout;
+    case 'exfat':
+      return (await runTool('fsck.exfat', ['-n', device])).stdout;
     case 'xfs':
       return (await runTool('xfs_repair', ['-n', device])).stdout;
     case 'btrfs':
