@@ -316,7 +316,15 @@ export class Engine {
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
-      'backup.start': async ({ source, repo, container, preHook, postHook }) => {
+      'backup.start': async ({ source, repo, container, preHook, postHook }, connection) => {
+        // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
+        // never a user merely allowed on the socket or a page holding the WebSocket token.
+        if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
+          throw new ApiError(
+            'forbidden',
+            'Backup hooks run as root, so only root may give them; ask an administrator to set them up.',
+          );
+        }
         const sourcePath = resolve(source);
         const info = await stat(sourcePath).catch(() => null);
         if (!info || !(info.isFile() || info.isBlockDevice())) {

@@ -430,6 +430,22 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
   assert.equal(answer.ok, false);
   assert.equal(answer.error.code, 'forbidden');
   assert.match(answer.error.message, /^The Diskline engine refuses uid 65534: only root/);
+  // Allowed on the socket is not root: such a user may not give hooks, which run as root.
+  const nobodyUid = Number((await run('id', ['-u', 'nobody'])).stdout.trim());
+  daemon.engine.state.config.allowedUids.push(nobodyUid);
+  const hookScript = script.replace(
+    '"method":"engine.status","params":{}',
+    `"method":"backup.start","params":{"source":"${image}","repo":"/tmp/r","preHook":"touch /tmp/owned"}`,
+  );
+  const hooked = await run(
+    'setpriv',
+    ['--reuid=nobody', '--regid=nogroup', '--clear-groups', nodeBinary, '-e', hookScript, daemon.socket],
+    { timeout: 10_000 },
+  );
+  const refused = JSON.parse(hooked.stdout.trim());
+  assert.equal(refused.error.code, 'forbidden');
+  assert.match(refused.error.message, /^Backup hooks run as root, so only root may give them/);
+  daemon.engine.state.config.allowedUids.pop();
   await chmod(daemon.socket, 0o660);
   await chmod(daemon.dir, 0o700);
   assert.equal((await client.call('engine.status', {})).version, '0.1.0');
