@@ -37,15 +37,21 @@ function cssToAbgr(probe: CanvasRenderingContext2D | null, css: string): number 
 }
 
 interface Layout {
-  cellPx: number;
+  cellWidth: number;
+  cellHeight: number;
   cols: number;
   rows: number;
 }
 
+/** Whole-pixel cells as large as fit; cells grow taller than wide when that fills the height better. */
 function layoutFor(cellCount: number, width: number, height: number): Layout {
-  const cellPx = Math.max(1, Math.floor(Math.sqrt((width * height) / Math.max(1, cellCount))));
-  const cols = Math.max(1, Math.floor(width / cellPx));
-  return { cellPx, cols, rows: Math.ceil(cellCount / cols) };
+  let cellWidth = Math.max(1, Math.floor(Math.sqrt((width * height) / Math.max(1, cellCount))));
+  while (cellWidth > 1 && Math.floor(width / cellWidth) * Math.floor(height / cellWidth) < cellCount)
+    cellWidth--;
+  const cols = Math.max(1, Math.floor(width / cellWidth));
+  const rows = Math.ceil(cellCount / cols);
+  const cellHeight = Math.max(cellWidth, Math.min(cellWidth * 2, Math.floor(height / rows)));
+  return { cellWidth, cellHeight, cols, rows };
 }
 
 export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: number }) {
@@ -73,8 +79,8 @@ export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: numb
     const ratio = window.devicePixelRatio || 1;
     const width = Math.max(1, Math.floor(canvas.clientWidth * ratio));
     const maxHeight = Math.floor(height * ratio);
-    const { cellPx, cols, rows } = layoutFor(frame.cells.length, width, maxHeight);
-    const drawHeight = rows * cellPx;
+    const { cellWidth, cellHeight, cols, rows } = layoutFor(frame.cells.length, width, maxHeight);
+    const drawHeight = rows * cellHeight;
     if (canvas.width !== width || canvas.height !== drawHeight) {
       canvas.width = width;
       canvas.height = drawHeight;
@@ -93,15 +99,15 @@ export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: numb
     }
     const pixels = new Uint32Array(image.data.buffer);
     pixels.fill(0);
-    const gap = cellPx >= 4 ? 1 : 0;
+    const gap = cellWidth >= 4 && cellHeight >= 4 ? 1 : 0;
     const cells = frame.cells;
     for (let index = 0; index < cells.length; index++) {
       const color = colors[cells[index]!] ?? colors[0]!;
-      const x0 = (index % cols) * cellPx;
-      const y0 = Math.floor(index / cols) * cellPx;
-      for (let y = 0; y < cellPx - gap; y++) {
+      const x0 = (index % cols) * cellWidth;
+      const y0 = Math.floor(index / cols) * cellHeight;
+      for (let y = 0; y < cellHeight - gap; y++) {
         const row = (y0 + y) * width + x0;
-        pixels.fill(color, row, row + cellPx - gap);
+        pixels.fill(color, row, row + cellWidth - gap);
       }
     }
     context.putImageData(image, 0, 0);

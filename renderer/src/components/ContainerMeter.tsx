@@ -17,6 +17,7 @@ export function ContainerMeter({ jobId }: { jobId: string }) {
   const lowRef = useRef<HTMLDivElement>(null);
   const textRef = useRef<HTMLSpanElement>(null);
   const stateRef = useRef<HTMLSpanElement>(null);
+  const marksRef = useRef<HTMLSpanElement>(null);
 
   useStoreEffect(
     (s) => s.jobs[jobId]?.container ?? null,
@@ -37,6 +38,10 @@ export function ContainerMeter({ jobId }: { jobId: string }) {
         textRef.current.textContent = container
           ? `${formatBytes(used)} of ${formatBytes(capacity)}`
           : 'No container for this job';
+      if (marksRef.current)
+        marksRef.current.textContent = container
+          ? `watermarks: low ${formatBytes(container.lowWatermark)} · high ${formatBytes(container.highWatermark)}`
+          : '';
       if (stateRef.current) {
         const pressure = container?.pressure ?? 'normal';
         stateRef.current.textContent = pressureText[pressure];
@@ -66,6 +71,7 @@ export function ContainerMeter({ jobId }: { jobId: string }) {
         <span ref={textRef} />
         <span ref={stateRef} className="pressure" />
       </div>
+      <span ref={marksRef} className="muted small" />
     </div>
   );
 }

@@ -130,7 +130,7 @@ export function LiveJobView() {
         {(kind === 'backup' || hasMap) && (
           <section className="card map-card" aria-labelledby="map-title">
             <h3 id="map-title">Blocks</h3>
-            <BlockMap jobId={liveJobId} />
+            <BlockMap jobId={liveJobId} height={330} />
           </section>
         )}
         <section className="card" aria-labelledby="progress-title">
