@@ -2,7 +2,13 @@
 // extent) is read with its update-sequence fixups, its unnamed $DATA attribute's runs are decoded, and the
 // bitmap read through them gives one bit per cluster. The backup boot sector past the last cluster is kept.
 import { forEachSetRun, RangeBuilder } from '../device/ranges.ts';
-import { FilesystemDamagedError, type FilesystemReader, type UsedMap, type Volume } from './types.ts';
+import {
+  allBlocksMap,
+  FilesystemDamagedError,
+  type FilesystemReader,
+  type UsedMap,
+  type Volume,
+} from './types.ts';
 
 const bitmapRecord = 6;
 const attrData = 0x80;
@@ -41,7 +47,7 @@ function ntfsGeometry(boot: Buffer): NtfsGeometry | null {
 }
 
 /** Applies the update sequence array: the last two bytes of each 512-byte stride were saved there. */
-function applyFixups(record: Buffer, name: string): void {
+function applyFixups(record: Buffer, name: string, what = 'the MFT record of $Bitmap'): void {
   const usaOffset = record.readUInt16LE(4);
   const usaCount = record.readUInt16LE(6);
   if (usaOffset + usaCount * 2 > record.length || usaCount < 1 || (usaCount - 1) * 512 > record.length) {
@@ -54,7 +60,7 @@ function applyFixups(record: Buffer, name: string): void {
     const end = i * 512 - 2;
     if (record.readUInt16LE(end) !== check) {
       throw new FilesystemDamagedError(
-        `${name}: the MFT record of $Bitmap is torn (update sequence mismatch in stride ${i}); run chkdsk on it`,
+        `${name}: ${what} is torn (update sequence mismatch in stride ${i}); run chkdsk on it`,
       );
     }
     record.writeUInt16LE(record.readUInt16LE(usaOffset + i * 2), end);
@@ -97,6 +103,82 @@ export function decodeRuns(bytes: Buffer, name: string): DataRun[] {
   return runs;
 }
 
+/** The runs and size of the unnamed $DATA attribute of MFT record `recordNumber` (one of the first 16). */
+async function unnamedData(
+  volume: Volume,
+  geo: NtfsGeometry,
+  recordNumber: number,
+  fileName: string,
+): Promise<{ runs: DataRun[]; dataSize: number }> {
+  const what = `the MFT record of ${fileName}`;
+  const damaged = (problem: string) =>
+    new FilesystemDamagedError(`${volume.name}: ${problem}; run chkdsk on it`);
+  const record = await volume.read(
+    geo.mftCluster * geo.clusterSize + recordNumber * geo.recordSize,
+    geo.recordSize,
+  );
+  if (record.toString('latin1', 0, 4) !== 'FILE') throw damaged(`${what} has no FILE signature`);
+  applyFixups(record, volume.name, what);
+  let at = record.readUInt16LE(20);
+  while (at + 8 <= record.length) {
+    const type = record.readUInt32LE(at);
+    if (type === attrEnd) break;
+    const length = record.readUInt32LE(at + 4);
+    if (length < 16 || at + length > record.length) throw damaged(`${what} has a bad attribute`);
+    if (type === attrList) {
+      throw damaged(`${fileName} is described by an attribute list, which Diskline does not follow`);
+    }
+    if (type === attrData && record[at + 9] === 0) {
+      if (record[at + 8] !== 1) throw damaged(`${fileName} data is resident, which no valid NTFS volume has`);
+      const runsOffset = record.readUInt16LE(at + 32);
+      return {
+        runs: decodeRuns(record.subarray(at + runsOffset, at + length), volume.name),
+        dataSize: Number(record.readBigUInt64LE(at + 48)),
+      };
+    }
+    at += length;
+  }
+  throw damaged(`${what} has no data attribute`);
+}
+
+const logFileRecord = 2;
+const noClient = 0xffff;
+const volumeIsClean = 0x0002;
+
+/**
+ * Throws FilesystemDamagedError when $LogFile holds changes not yet written home (Windows did not shut down
+ * cleanly, or hibernated): then $Bitmap may be stale. An empty log (all 0xFF, as mkntfs and ntfs-3g leave it)
+ * is clean.
+ */
+async function assertCleanLogFile(volume: Volume, geo: NtfsGeometry): Promise<void> {
+  const { runs } = await unnamedData(volume, geo, logFileRecord, '$LogFile');
+  const first = runs[0];
+  if (!first || first.lcn === null) return;
+  const pages = await volume.read(
+    first.lcn * geo.clusterSize,
+    Math.min(8192, first.clusters * geo.clusterSize),
+  );
+  for (const pageStart of [0, 4096]) {
+    if (pageStart + 4096 > pages.length) break;
+    const page = Buffer.from(pages.subarray(pageStart, pageStart + 4096));
+    const magic = page.toString('latin1', 0, 4);
+    if (magic !== 'RSTR' && magic !== 'CHKD') continue;
+    const pageSize = page.readUInt32LE(0x10);
+    if (pageSize !== 4096) continue;
+    applyFixups(page, volume.name, 'the $LogFile restart page');
+    const area = page.readUInt16LE(0x18);
+    if (area + 16 > page.length) continue;
+    const clientsInUse = page.readUInt16LE(area + 12);
+    const flags = page.readUInt16LE(area + 14);
+    if (clientsInUse !== noClient && !(flags & volumeIsClean)) {
+      throw new FilesystemDamagedError(
+        `${volume.name}: the NTFS journal ($LogFile) holds changes not yet written home (Windows was not shut down ` +
+          'cleanly, or hibernated with Fast Startup); its $Bitmap may be stale',
+      );
+    }
+  }
+}
+
 export const ntfsReader: FilesystemReader = {
   family: 'ntfs',
 
@@ -116,36 +198,18 @@ export const ntfsReader: FilesystemReader = {
           `${volume.size}-byte partition holds; the partition or image is truncated`,
       );
     }
-    const record = await volume.read(
-      geo.mftCluster * geo.clusterSize + bitmapRecord * geo.recordSize,
-      geo.recordSize,
-    );
-    if (record.toString('latin1', 0, 4) !== 'FILE')
-      throw damaged('the MFT record of $Bitmap has no FILE signature');
-    applyFixups(record, volume.name);
-    let at = record.readUInt16LE(20);
-    let runs: DataRun[] | null = null;
-    let dataSize = 0;
-    while (at + 8 <= record.length) {
-      const type = record.readUInt32LE(at);
-      if (type === attrEnd) break;
-      const length = record.readUInt32LE(at + 4);
-      if (length < 16 || at + length > record.length)
-        throw damaged('the MFT record of $Bitmap has a bad attribute');
-      if (type === attrList) {
-        throw damaged('$Bitmap is described by an attribute list, which Diskline does not follow');
-      }
-      const nameLength = record[at + 9]!;
-      if (type === attrData && nameLength === 0) {
-        if (record[at + 8] !== 1) throw damaged('$Bitmap data is resident, which no valid NTFS volume has');
-        const runsOffset = record.readUInt16LE(at + 32);
-        dataSize = Number(record.readBigUInt64LE(at + 48));
-        runs = decodeRuns(record.subarray(at + runsOffset, at + length), volume.name);
-        break;
-      }
-      at += length;
+    try {
+      await assertCleanLogFile(volume, geo);
+    } catch (error) {
+      if (!(error instanceof FilesystemDamagedError)) throw error;
+      return allBlocksMap(
+        'ntfs',
+        volume,
+        geo.clusterSize,
+        `${error.message}, so every block is copied. Shut Windows down fully (no Fast Startup) for a used-blocks-only backup`,
+      );
     }
-    if (!runs) throw damaged('the MFT record of $Bitmap has no data attribute');
+    const { runs, dataSize } = await unnamedData(volume, geo, bitmapRecord, '$Bitmap');
     if (dataSize * 8 < clusterCount)
       throw damaged(`$Bitmap holds ${dataSize * 8} bits for ${clusterCount} clusters`);
     const bitmap = Buffer.alloc(Math.ceil(clusterCount / 8));

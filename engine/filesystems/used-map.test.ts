@@ -313,3 +313,47 @@ test('a FAT32 whose FAT spans several read pieces still maps a cluster near its 
     assert.deepEqual(map.usedRanges.at(-1), { start: dataStart + (cluster - 2) * 512, length: 512 });
   });
 });
+
+test('an NTFS whose $LogFile holds unwritten changes (Windows not shut down cleanly) is copied whole', async (t) => {
+  const skip = skipFor('mkfs.ntfs');
+  if (skip) return t.skip(skip);
+  await withTestDisk(
+    { size: 16 * MiB, table: 'none', partitions: [{ filesystem: 'ntfs' }] },
+    async (disk) => {
+      assert.equal((await mapOf(disk.image)).allBlocks, false, 'a fresh volume has an empty, clean log');
+      const reader = await openReader(disk.image);
+      const boot = await reader.read(0, 512);
+      const clusterSize = boot.readUInt16LE(11) * boot[13]!;
+      const recordSize = 2 ** -boot.readInt8(64);
+      const record = await reader.read(
+        Number(boot.readBigUInt64LE(48)) * clusterSize + 2 * recordSize,
+        recordSize,
+      );
+      await reader.close();
+      // $LogFile's first data run → its first cluster.
+      let at = record.readUInt16LE(20);
+      while (record.readUInt32LE(at) !== 0x80) at += record.readUInt32LE(at + 4);
+      const runs = record.subarray(at + record.readUInt16LE(at + 32));
+      const lengthBytes = runs[0]! & 0x0f;
+      const logStart = runs.readIntLE(1 + lengthBytes, runs[0]! >> 4) * clusterSize;
+      // A restart page as Windows leaves it while it has a client and the volume is not clean.
+      const page = Buffer.alloc(4096);
+      page.write('RSTR', 0, 'latin1');
+      page.writeUInt16LE(0x1e, 4); // update sequence array offset
+      page.writeUInt16LE(9, 6); // 1 + 8 strides
+      page.writeUInt32LE(4096, 0x10);
+      page.writeUInt32LE(4096, 0x14);
+      page.writeUInt16LE(0x30, 0x18);
+      page.writeUInt16LE(1, 0x30 + 8); // one log client
+      page.writeUInt16LE(0xffff, 0x30 + 10);
+      page.writeUInt16LE(0, 0x30 + 12); // client 0 in use
+      page.writeUInt16LE(0, 0x30 + 14); // not clean
+      page.writeUInt16LE(1, 0x1e);
+      for (let stride = 1; stride <= 8; stride++) page.writeUInt16LE(1, stride * 512 - 2);
+      await corrupt(disk.image, logStart, page);
+      const map = await mapOf(disk.image, { strict: true });
+      assert.equal(map.allBlocks, true);
+      assert.match(map.warnings[0]!, /the NTFS journal \(\$LogFile\) holds changes not yet written home/);
+    },
+  );
+});
