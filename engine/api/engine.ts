@@ -2,7 +2,7 @@
 // Transports (unix socket, WebSocket, in-process) only move frames; everything a method does is here.
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
@@ -198,6 +198,23 @@ export class Engine {
     this.#busyPaths.set(jobId, { paths: new Set(paths.map((path) => resolve(path))), writing });
   }
 
+  /**
+   * A user allowed on the socket who is not root acts through a root engine: the places it names for the engine
+   * to write or mount on must be directories that user owns (never /etc, never another user's home).
+   */
+  async #requireCallersDirectory(connection: Connection, dir: string, purpose: string): Promise<void> {
+    const unprivileged =
+      connection.transport === 'unix' && connection.uid !== 0 && connection.uid !== (process.getuid?.() ?? 0);
+    if (!unprivileged) return;
+    const info = await stat(dir).catch(() => null);
+    if (!info?.isDirectory() || info.uid !== connection.uid) {
+      throw new ApiError(
+        'forbidden',
+        `${dir} is not a directory of yours (uid ${connection.uid}); name one you own for ${purpose}.`,
+      );
+    }
+  }
+
   /** Every path a running job writes, or (with `reads`) also reads. */
   #allBusyPaths(reads = true): Set<string> {
     const all = new Set<string>();
@@ -317,6 +334,13 @@ export class Engine {
         return { repo: location };
       },
       'backup.start': async ({ source, repo, container, preHook, postHook }, connection) => {
+        if (container?.path) {
+          await this.#requireCallersDirectory(
+            connection,
+            dirname(resolve(container.path)),
+            'a container file in',
+          );
+        }
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
         if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
@@ -444,7 +468,9 @@ export class Engine {
           },
         });
       },
-      'mount.start': async ({ repo, point, dir }) => {
+      'mount.start': async ({ repo, point, dir }, connection) => {
+        if (dir)
+          await this.#requireCallersDirectory(connection, resolve(dir), 'a restore point to be mounted on');
         const location = this.resolveRepo(repo);
         const found = await this.#pointOf(location, point);
         return this.runners.mount({ repo: location, point: found.id, dir });

@@ -409,7 +409,8 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
   const script = `
     const socket = require('node:net').createConnection(process.argv[1]);
     socket.on('error', (e) => { console.log('ERROR ' + e.code); });
-    socket.on('connect', () => socket.write('{"type":"request","id":1,"method":"engine.status","params":{}}\\n'));
+    const request = process.argv[2] || '{"type":"request","id":1,"method":"engine.status","params":{}}';
+    socket.on('connect', () => socket.write(request + String.fromCharCode(10)));
     socket.on('data', (d) => { console.log(String(d).trim()); socket.destroy(); });
   `;
   // Asynchronous: the daemon answers from this very process.
@@ -433,18 +434,37 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
   // Allowed on the socket is not root: such a user may not give hooks, which run as root.
   const nobodyUid = Number((await run('id', ['-u', 'nobody'])).stdout.trim());
   daemon.engine.state.config.allowedUids.push(nobodyUid);
-  const hookScript = script.replace(
-    '"method":"engine.status","params":{}',
-    `"method":"backup.start","params":{"source":"${image}","repo":"/tmp/r","preHook":"touch /tmp/owned"}`,
+  const callAsNobody = async (method: string, params: unknown) => {
+    const request = JSON.stringify({ type: 'request', id: 1, method, params });
+    const answer = await run(
+      'setpriv',
+      [
+        '--reuid=nobody',
+        '--regid=nogroup',
+        '--clear-groups',
+        nodeBinary,
+        '-e',
+        script,
+        daemon.socket,
+        request,
+      ],
+      { timeout: 10_000 },
+    );
+    return JSON.parse(answer.stdout.trim()) as { ok: boolean; error: { code: string; message: string } };
+  };
+  const hooked = await callAsNobody('backup.start', {
+    source: image,
+    repo: '/tmp/r',
+    preHook: 'touch /tmp/owned',
+  });
+  assert.equal(hooked.error.code, 'forbidden');
+  assert.match(hooked.error.message, /^Backup hooks run as root, so only root may give them/);
+  const mountedOnEtc = await callAsNobody('mount.start', { repo: '/tmp/r', point: 'a1b2c3', dir: '/etc' });
+  assert.equal(mountedOnEtc.error.code, 'forbidden');
+  assert.equal(
+    mountedOnEtc.error.message,
+    `/etc is not a directory of yours (uid ${nobodyUid}); name one you own for a restore point to be mounted on.`,
   );
-  const hooked = await run(
-    'setpriv',
-    ['--reuid=nobody', '--regid=nogroup', '--clear-groups', nodeBinary, '-e', hookScript, daemon.socket],
-    { timeout: 10_000 },
-  );
-  const refused = JSON.parse(hooked.stdout.trim());
-  assert.equal(refused.error.code, 'forbidden');
-  assert.match(refused.error.message, /^Backup hooks run as root, so only root may give them/);
   daemon.engine.state.config.allowedUids.pop();
   await chmod(daemon.socket, 0o660);
   await chmod(daemon.dir, 0o700);
