@@ -38,14 +38,15 @@ export function mbrSlots(sector: Buffer): MbrSlot[] {
  * starts after LBA 0 and has sectors, and at least one slot is used. A FAT or NTFS boot sector has code or
  * text there and fails this.
  */
-export function looksLikeMbr(sector0: Buffer, deviceSectors: number): boolean {
+export function looksLikeMbr(sector0: Buffer): boolean {
   if (!hasBootSignature(sector0)) return false;
   const slots = mbrSlots(sector0);
   let used = 0;
   for (const slot of slots) {
     if (slot.status !== 0 && slot.status !== 0x80) return false;
     if (slot.type === 0) continue;
-    if (slot.firstLba === 0 || slot.sectors === 0 || slot.firstLba > deviceSectors) return false;
+    // A start past the end is not a reason to doubt the table: readMbr reports it (a truncated image).
+    if (slot.firstLba === 0 || slot.sectors === 0) return false;
     used++;
   }
   return used > 0;

@@ -223,3 +223,20 @@ for (const kind of ['fat32', 'ntfs'] as const) {
     });
   });
 }
+
+test('a truncated MBR image: a partition cut short is clipped with a warning, one past the end is an error', async (t) => {
+  if (skipReason()) return t.skip(skipReason()!);
+  await withTempDir(async (dir) => {
+    const image = await makeSparseImage(join(dir, 'mbr-cut.img'), 64 * MiB);
+    await partitionImage(image, 'dos', [{ size: 16 * MiB, type: '83' }, { type: '83' }]);
+    await truncate(image, 40 * MiB);
+    const clipped = await tableOf(image);
+    assert.equal(clipped.partitions[1]!.size, 40 * MiB - 17 * MiB);
+    assert.match(clipped.warnings[0]!, /partition 2 on .* runs 25165824 bytes past the end of the device/);
+    await truncate(image, 10 * MiB);
+    await assert.rejects(
+      tableOf(image),
+      /partition 2 on .* starts at byte 17825792, beyond the 10485760-byte device/,
+    );
+  });
+});

@@ -42,7 +42,7 @@ export async function readPartitionTable(reader: BlockReader): Promise<Partition
   }
   // A FAT or NTFS volume written to the whole device ("superfloppy") also ends its first sector in 55 AA;
   // its boot sector's own fields say so, and then there is no table.
-  if (looksLikeMbr(sector0, Math.floor(reader.size / 512)) && !isVolumeBootSector(sector0, reader.size)) {
+  if (looksLikeMbr(sector0) && !isVolumeBootSector(sector0, reader.size)) {
     return readMbr(reader);
   }
   return wholeDeviceTable(reader);

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { test } from 'node:test';
 import { withTestDisk } from './disk.ts';
-import { checkFilesystem, readFilesystemChecksums } from './filesystems.ts';
+import { checkFilesystem, readFilesystemChecksums, withMount } from './filesystems.ts';
 import { MiB } from './image.ts';
 import { attachLoopRange, withLoop } from './loop.ts';
-import { loopUnavailableReason, missingToolReason } from './tools.ts';
+import { loopUnavailableReason, missingToolReason, runTool } from './tools.ts';
 
 test('a GPT test disk holds an ext4 and a FAT32 partition whose files read back with their checksums', async (t) => {
   const skip =
@@ -82,4 +84,25 @@ test('an MBR test disk with logical partitions holds NTFS (through ntfs-3g) and 
       });
     },
   );
+});
+
+test('a failing test body still leaves no loop device or mount behind', async (t) => {
+  const skip = loopUnavailableReason() ?? missingToolReason('sfdisk', 'mkfs.ext4', 'partx');
+  if (skip) return t.skip(skip);
+  let image = '';
+  await assert.rejects(
+    withTestDisk({ size: 32 * MiB, table: 'gpt', partitions: [{ filesystem: 'ext4' }] }, async (disk) => {
+      image = disk.image;
+      await withLoop(disk.image, async (loop) => {
+        await withMount(loop.partitions[0]!, 'ext4', async () => {
+          throw new Error('the test failed here');
+        });
+      });
+    }),
+    /the test failed here/,
+  );
+  const { stdout } = await runTool('losetup', ['--list', '--noheadings', '--output', 'BACK-FILE']);
+  assert.ok(!stdout.includes(image), `a loop device still backs ${image}`);
+  const mounts = await readFile('/proc/self/mounts', 'utf8');
+  assert.ok(!mounts.includes(dirname(image)), 'nothing is mounted from the test disk');
 });
