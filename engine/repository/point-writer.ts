@@ -127,7 +127,10 @@ export class PointWriter implements UnitSink {
         (id) => writer.#isStored(id),
         options.threads,
       );
+      // An empty checkpoint at once: from the first second, an interrupted backup shows as incomplete.
+      if (!options.resume) await writer.#commit(writer.#snapshot(), false);
     } catch (error) {
+      await writer.#pool?.close();
       await unregisterBackup(repo.backend, writer.pointId);
       throw error;
     }
