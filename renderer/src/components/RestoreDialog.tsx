@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { formatBytes, formatTime } from '../format/units.ts';
 import { useApp } from '../store/app-store.ts';
+import { useFocusTrap } from './focus-trap.ts';
 
 export function RestoreDialog() {
   const restore = useApp((s) => s.restore);
@@ -12,6 +13,7 @@ export function RestoreDialog() {
   const [typed, setTyped] = useState('');
   const [instant, setInstant] = useState(false);
   const dialogRef = useRef<HTMLDivElement>(null);
+  useFocusTrap(dialogRef, restore !== null);
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: reset when a new restore opens.
   useEffect(() => {

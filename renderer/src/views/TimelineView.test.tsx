@@ -109,6 +109,25 @@ describe('Timeline view', () => {
     });
   });
 
+  it('keeps Tab inside the confirmation and gives focus back when it closes', async () => {
+    setup();
+    fireEvent.click(within(screen.getByRole('list', { name: 'Timeline' })).getAllByRole('button')[0]!);
+    const restoreTo = screen.getByRole('button', { name: 'Restore to…' });
+    restoreTo.focus();
+    fireEvent.click(restoreTo);
+    fireEvent.click(screen.getByRole('menuitem', { name: /USB disk/ }));
+    const dialog = await screen.findByRole('dialog');
+    const typed = within(dialog).getByLabelText('Type sdb to confirm');
+    await waitFor(() => expect(document.activeElement).toBe(typed));
+    const cancel = within(dialog).getByRole('button', { name: 'Cancel' });
+    cancel.focus();
+    // Cancel is the last control that can take focus (confirming is disabled until the name is typed).
+    fireEvent.keyDown(document, { key: 'Tab' });
+    expect(document.activeElement).toBe(typed);
+    fireEvent.keyDown(dialog, { key: 'Escape' });
+    await waitFor(() => expect(screen.queryByRole('dialog')).toBeNull());
+  });
+
   it('shows the engine’s refusal and offers no way to confirm', async () => {
     const { engine } = setup();
     engine.handle('restore.preview', () => ({

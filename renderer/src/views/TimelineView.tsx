@@ -186,6 +186,7 @@ function RestoreToMenu({ point }: { point: PointSummary }) {
   const [open, setOpen] = useState(false);
   const [imagePath, setImagePath] = useState('');
   const menuRef = useRef<HTMLDivElement>(null);
+  const buttonRef = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     if (open) menuRef.current?.querySelector<HTMLElement>('[role="menuitem"]')?.focus();
   }, [open]);
@@ -198,6 +199,7 @@ function RestoreToMenu({ point }: { point: PointSummary }) {
       <button
         type="button"
         className="primary"
+        ref={buttonRef}
         aria-haspopup="menu"
         aria-expanded={open}
         disabled={!point.complete}
@@ -211,7 +213,10 @@ function RestoreToMenu({ point }: { point: PointSummary }) {
           className="menu"
           ref={menuRef}
           onKeyDown={(event) => {
-            if (event.key === 'Escape') setOpen(false);
+            if (event.key === 'Escape') {
+              setOpen(false);
+              buttonRef.current?.focus();
+            }
             if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
               event.preventDefault();
               const items = [...(menuRef.current?.querySelectorAll<HTMLElement>('[role="menuitem"]') ?? [])];
