@@ -6,6 +6,7 @@ import { exfatReader } from './exfat.ts';
 import { extReader } from './ext.ts';
 import { fatReader } from './fat.ts';
 import { ntfsReader } from './ntfs.ts';
+import { opaqueReader } from './opaque.ts';
 import { swapReader } from './swap.ts';
 import {
   allBlocksMap,
@@ -25,6 +26,7 @@ export const filesystemReaders: readonly FilesystemReader[] = [
   exfatReader,
   fatReader,
   swapReader,
+  opaqueReader,
 ];
 
 export interface MapOptions {

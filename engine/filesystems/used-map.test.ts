@@ -357,3 +357,24 @@ test('an NTFS whose $LogFile holds unwritten changes (Windows not shut down clea
     },
   );
 });
+
+for (const [name, offset, magic] of [
+  ['crypto_LUKS', 0, 'LUKS\xba\xbe'],
+  ['LVM2_member', 536, 'LVM2 001'],
+  ['BitLocker', 3, '-FVE-FS-'],
+] as const) {
+  test(`${name} is named and copied whole, with a warning that says why`, async () => {
+    await withTempDir(async (dir) => {
+      const image = await makeSparseImage(join(dir, 'opaque.img'), 8 * MiB);
+      await corrupt(image, offset, Buffer.from(magic, 'latin1'));
+      const map = await mapOf(image, { strict: true });
+      assert.equal(map.filesystem, name);
+      assert.equal(map.allBlocks, true);
+      assert.deepEqual(map.usedRanges, [{ start: 0, length: 8 * MiB }]);
+      assert.match(
+        map.warnings[0]!,
+        /Diskline cannot see which blocks are used inside, so every block is copied/,
+      );
+    });
+  });
+}
