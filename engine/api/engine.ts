@@ -203,9 +203,7 @@ export class Engine {
    * to write or mount on must be directories that user owns (never /etc, never another user's home).
    */
   async #requireCallersDirectory(connection: Connection, dir: string, purpose: string): Promise<void> {
-    const unprivileged =
-      connection.transport === 'unix' && connection.uid !== 0 && connection.uid !== (process.getuid?.() ?? 0);
-    if (!unprivileged) return;
+    if (!this.#isUnprivileged(connection)) return;
     const info = await stat(dir).catch(() => null);
     if (!info?.isDirectory() || info.uid !== connection.uid) {
       throw new ApiError(
@@ -213,6 +211,38 @@ export class Engine {
         `${dir} is not a directory of yours (uid ${connection.uid}); name one you own for ${purpose}.`,
       );
     }
+  }
+
+  /**
+   * For a non-root caller: an image file the engine is to read or write must be the caller's own file (or, not
+   * there yet, go in a directory the caller owns); block devices are what the engine is for and stay allowed.
+   */
+  async #requireCallersFile(connection: Connection, path: string, purpose: string): Promise<void> {
+    if (!this.#isUnprivileged(connection)) return;
+    const info = await stat(path).catch(() => null);
+    if (info?.isBlockDevice()) return;
+    if (info) {
+      if (info.isFile() && info.uid === connection.uid) return;
+      throw new ApiError(
+        'forbidden',
+        `${path} is not a file of yours (uid ${connection.uid}); you cannot use it ${purpose}.`,
+      );
+    }
+    await this.#requireCallersDirectory(connection, dirname(path), `a file ${purpose}`);
+  }
+
+  #isUnprivileged(connection: Connection): boolean {
+    return (
+      connection.transport === 'unix' && connection.uid !== 0 && connection.uid !== (process.getuid?.() ?? 0)
+    );
+  }
+
+  /** A repository named in the config was set up by root; a path a non-root caller gives must be theirs. */
+  async #requireCallersRepository(connection: Connection, repo: string): Promise<void> {
+    if (!this.#isUnprivileged(connection) || this.state.config.repositories[repo]) return;
+    const location = resolve(repo);
+    const info = await stat(location).catch(() => null);
+    await this.#requireCallersDirectory(connection, info ? location : dirname(location), 'a repository');
   }
 
   /** Every path a running job writes, or (with `reads`) also reads. */
@@ -328,25 +358,28 @@ export class Engine {
           drill: checks[point.id]?.drill ?? point.drill,
         }));
       },
-      'repo.init': async ({ repo, encrypted }) => {
+      'repo.init': async ({ repo, encrypted }, connection) => {
+        await this.#requireCallersRepository(connection, repo);
         const location = this.resolveRepo(repo);
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
       'backup.start': async ({ source, repo, container, preHook, postHook }, connection) => {
-        if (container?.path) {
-          await this.#requireCallersDirectory(
-            connection,
-            dirname(resolve(container.path)),
-            'a container file in',
-          );
-        }
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
         if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
           throw new ApiError(
             'forbidden',
             'Backup hooks run as root, so only root may give them; ask an administrator to set them up.',
+          );
+        }
+        await this.#requireCallersFile(connection, resolve(source), 'as a backup source');
+        await this.#requireCallersRepository(connection, repo);
+        if (container?.path) {
+          await this.#requireCallersDirectory(
+            connection,
+            dirname(resolve(container.path)),
+            'a container file in',
           );
         }
         const sourcePath = resolve(source);
@@ -380,7 +413,8 @@ export class Engine {
         });
         return { ...description, confirmToken: this.#tokens.issue(identity, location, found.id) };
       },
-      'restore.start': async ({ repo, point, to, confirmToken, instant }) => {
+      'restore.start': async ({ repo, point, to, confirmToken, instant }, connection) => {
+        await this.#requireCallersFile(connection, resolve(to), 'as a restore target');
         const location = this.resolveRepo(repo);
         const found = await this.#pointOf(location, point);
         const identity = await targetIdentity(to);
@@ -481,7 +515,8 @@ export class Engine {
         });
         return {};
       },
-      'volumes.attach': async ({ source }) => {
+      'volumes.attach': async ({ source }, connection) => {
+        await this.#requireCallersFile(connection, resolve(source), 'as a volume');
         const sourcePath = resolve(source);
         let volume = this.#volumes.get(sourcePath);
         if (!volume) {

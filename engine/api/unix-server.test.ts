@@ -465,6 +465,19 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
     mountedOnEtc.error.message,
     `/etc is not a directory of yours (uid ${nobodyUid}); name one you own for a restore point to be mounted on.`,
   );
+  const overPasswd = await callAsNobody('restore.start', {
+    repo: '/tmp/r',
+    point: 'a1b2c3',
+    to: '/etc/passwd',
+    confirmToken: 'x',
+  });
+  assert.equal(overPasswd.error.code, 'forbidden');
+  assert.equal(
+    overPasswd.error.message,
+    `/etc/passwd is not a file of yours (uid ${nobodyUid}); you cannot use it as a restore target.`,
+  );
+  const readShadow = await callAsNobody('backup.start', { source: '/etc/shadow', repo: '/tmp/r' });
+  assert.equal(readShadow.error.code, 'forbidden');
   daemon.engine.state.config.allowedUids.pop();
   await chmod(daemon.socket, 0o660);
   await chmod(daemon.dir, 0o700);
