@@ -582,7 +582,17 @@ export class Engine {
         return {};
       },
       'plans.list': () => this.scheduler.list(),
-      'plans.save': async (draft) => {
+      'plans.save': async (draft, connection) => {
+        // A plan runs later as the engine itself: check now what the caller could not do directly.
+        await this.#requireCallersFile(connection, resolve(draft.source), 'as a backup source');
+        await this.#requireCallersRepository(connection, draft.repo);
+        if (draft.container.path) {
+          await this.#requireCallersDirectory(
+            connection,
+            dirname(resolve(draft.container.path)),
+            'a container file in',
+          );
+        }
         try {
           return await this.scheduler.save(draft);
         } catch (error) {

@@ -478,6 +478,17 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
   );
   const readShadow = await callAsNobody('backup.start', { source: '/etc/shadow', repo: '/tmp/r' });
   assert.equal(readShadow.error.code, 'forbidden');
+  const shadowPlan = await callAsNobody('plans.save', {
+    id: '',
+    name: 'sneaky',
+    source: '/etc/shadow',
+    repo: '/tmp/r',
+    schedule: '@hourly',
+    retention: {},
+    container: { kind: 'memory', capacityBytes: 1 << 20 },
+    enabled: true,
+  });
+  assert.equal(shadowPlan.error.code, 'forbidden', 'a plan cannot smuggle in what a direct call may not do');
   daemon.engine.state.config.allowedUids.pop();
   await chmod(daemon.socket, 0o660);
   await chmod(daemon.dir, 0o700);
