@@ -143,7 +143,11 @@ class HandleReader implements BlockReader {
 export async function openReader(path: string): Promise<BlockReader> {
   const buffered = () => open(path, constants.O_RDONLY);
   const probe = await buffered().catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`cannot open ${path} for reading: ${error.code ?? error.message}`);
+    const hint =
+      error.code === 'EACCES' || error.code === 'EPERM'
+        ? ' (reading a disk needs root: run the engine elevated)'
+        : '';
+    throw new Error(`cannot open ${path} for reading: ${error.code ?? error.message}${hint}`);
   });
   let facts: DeviceFacts;
   try {
