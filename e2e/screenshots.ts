@@ -44,7 +44,10 @@ try {
       await page.getByRole('button', { name: 'Restore to…' }).click();
       await page.screenshot({ path: join(outDir, 'light-restore-menu.png') });
       await page.keyboard.press('Escape');
-      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Backup plans' }).click();
+      await page
+        .getByRole('navigation', { name: 'Main' })
+        .getByRole('button', { name: 'Backup plans' })
+        .click();
       await page.getByRole('button', { name: 'New plan' }).click();
       await page.screenshot({ path: join(outDir, 'light-plan-editor.png') });
       await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Timeline' }).click();

@@ -135,7 +135,7 @@ export async function makeFixture(sizeMiB = 32, filesMiB = 3): Promise<Fixture> 
   try {
     const files = join(dir, 'files');
     await mkdir(join(files, 'docs'), { recursive: true });
-    for (let i = 0; i < 6; i++)
+    for (let i = 0; i < filesMiB * 2; i++)
       await writeFile(join(files, 'docs', `file-${i}.bin`), randomBytes(512 * 1024));
     await writeFile(join(files, 'hello.txt'), 'Diskline end-to-end\n');
     await writeFile(join(files, 'changing.bin'), fixture.changingFile);

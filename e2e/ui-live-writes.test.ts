@@ -23,7 +23,7 @@ test('the container meter and block map follow writes racing a backup', { timeou
     t.skip(unavailable);
     return;
   }
-  const fixture = await makeFixture(64, 32);
+  const fixture = await makeFixture(48, 8);
   const mountDir = join(fixture.dir, 'mnt');
   let url: string | null = null;
   let mounted = false;
