@@ -2,6 +2,7 @@
 // (free, pending, copied, preserved in the container, being written). Drawn into a canvas from a store
 // subscription, at most once per animation frame, so a 10+ Hz event stream costs no React renders.
 import { useEffect, useRef } from 'react';
+import { formatBytes } from '../format/units.ts';
 import { countCells } from '../store/blockmap-slice.ts';
 import { useStoreEffect } from './use-store-effect.ts';
 
@@ -54,9 +55,19 @@ function layoutFor(cellCount: number, width: number, height: number): Layout {
   return { cellWidth, cellHeight, cols, rows };
 }
 
-export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: number }) {
+export function BlockMap({
+  jobId,
+  unitSize,
+  height = 240,
+}: {
+  jobId: string;
+  /** Bytes per copy unit, to say how much of the disk one cell stands for. */
+  unitSize?: number | null;
+  height?: number;
+}) {
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const legendRefs = useRef<(HTMLElement | null)[]>([]);
+  const scaleRef = useRef<HTMLLIElement>(null);
   const frameRef = useRef<{ cells: Uint8Array; revision: number } | null>(null);
   const drawnRevision = useRef(-1);
   const scheduled = useRef(0);
@@ -122,6 +133,8 @@ export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: numb
     (s) => s.blockMaps[jobId],
     (frame) => {
       frameRef.current = frame ? { cells: frame.cells, revision: frame.revision } : null;
+      if (scaleRef.current && frame && unitSize)
+        scaleRef.current.textContent = `1 cell = ${formatBytes(frame.unitsPerCell * unitSize)}`;
       if (frame && frame.revision !== drawnRevision.current) schedule();
     },
     [jobId],
@@ -160,6 +173,7 @@ export function BlockMap({ jobId, height = 240 }: { jobId: string; height?: numb
             </span>
           </li>
         ))}
+        <li ref={scaleRef} className="scale" />
       </ul>
     </div>
   );

@@ -66,6 +66,7 @@ describe('Live job view', () => {
     });
     const legend = screen.getByRole('list', { name: 'Block map legend' });
     await waitFor(() => expect(legend.textContent).toContain('Pending 1'));
+    expect(legend.textContent).toContain('1 cell = 64.0 KiB');
     expect(legend.textContent).toContain('Copied 1');
     expect(legend.textContent).toContain('Free 1');
   });

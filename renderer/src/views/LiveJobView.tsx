@@ -105,6 +105,7 @@ export function LiveJobView() {
   const hasContainer = useApp((s) => (s.liveJobId ? !!s.jobs[s.liveJobId]?.container : false));
   const hasMap = useApp((s) => (s.liveJobId ? !!s.blockMaps[s.liveJobId] : false));
   const subscribeBlockMap = useApp((s) => s.subscribeBlockMap);
+  const unitSize = useApp((s) => (s.liveJobId ? (s.jobs[s.liveJobId]?.unitSize ?? null) : null));
 
   useEffect(() => {
     if (liveJobId && kind === 'backup' && running) void subscribeBlockMap(liveJobId, BLOCK_MAP_CELLS);
@@ -130,7 +131,7 @@ export function LiveJobView() {
         {(kind === 'backup' || hasMap) && (
           <section className="card map-card" aria-labelledby="map-title">
             <h3 id="map-title">Blocks</h3>
-            <BlockMap jobId={liveJobId} height={330} />
+            <BlockMap jobId={liveJobId} unitSize={unitSize} height={330} />
           </section>
         )}
         <section className="card" aria-labelledby="progress-title">
