@@ -2,7 +2,7 @@
 // Some kernels and containers do not scan partitions on attach and have no udev to make the nodes, so
 // this asks the kernel with partx and, when devtmpfs does not make the nodes, makes them with mknod.
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runTool } from './tools.ts';
@@ -21,6 +21,17 @@ async function partitionNames(loopName: string): Promise<string[]> {
   return entries
     .filter((e) => e.startsWith(`${loopName}p`))
     .sort((a, b) => Number(a.slice(loopName.length + 1)) - Number(b.slice(loopName.length + 1)));
+}
+
+async function hasBootSignature(image: string): Promise<boolean> {
+  const handle = await open(image, 'r');
+  try {
+    const sector = Buffer.alloc(512);
+    const { bytesRead } = await handle.read(sector, 0, 512, 0);
+    return bytesRead === 512 && sector[510] === 0x55 && sector[511] === 0xaa;
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Attaches `image` read-write (or read-only) and exposes its partitions. */
@@ -49,10 +60,14 @@ export async function attachLoop(image: string, options: { readOnly?: boolean } 
   };
   try {
     let names = await partitionNames(loopName);
-    if (names.length === 0) {
+    // An image whose first sector ends in 55 AA (MBR or protective MBR) should show partitions: give the
+    // kernel's asynchronous scan, then partx, a moment before concluding there are none.
+    const expectPartitions = await hasBootSignature(image);
+    for (let attempt = 0; names.length === 0 && attempt < (expectPartitions ? 20 : 1); attempt++) {
       // partx exits non-zero on an image without a table; that simply means no partitions.
       await runTool('partx', ['--add', device]).catch(() => undefined);
       names = await partitionNames(loopName);
+      if (names.length === 0 && expectPartitions) await sleep(50);
     }
     const partitions: string[] = [];
     for (const name of names) {
