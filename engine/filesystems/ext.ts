@@ -1,7 +1,8 @@
 // ext2/3/4 used blocks from the block-group bitmaps (clusters under bigalloc). Handles 32/64-bit group
 // descriptors, flex_bg (bitmaps and inode tables outside their group), meta_bg descriptor placement,
 // sparse_super/sparse_super2 backups, and BLOCK_UNINIT groups (whose bitmap is not on disk: their used
-// blocks are computed from the layout, as e2fsprogs does).
+// blocks are computed from the layout, as e2fsprogs does). With metadata_csum the superblock, descriptors
+// and bitmaps are checksum-verified; a journal that needs recovery is replayed in memory (ext-journal.ts).
 import { forEachSetRun, mergeRanges } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
 import { crc32cUpdate } from './crc32c.ts';

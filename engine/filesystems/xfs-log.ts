@@ -1,9 +1,9 @@
-// xlog_rec_header: magic, cycle, version, len (12), lsn, tail lsn, crc, prev block, num_logops (40),
-// cycle data (44..300), fmt (300), fs uuid (304), size (320).
 // Whether an XFS internal log is clean: its head (where the cycle number stamped on every 512-byte log
 // block drops) sits right after an unmount record, or the log is covered (a frozen file system: from the
-// tail on, only superblock updates). A dirty log holds metadata changes — allocations
-// among them — that the free-space trees on disk do not show yet, so their map cannot be trusted.
+// tail on, only superblock updates). A dirty log holds metadata changes — allocations among them — that
+// the free-space trees on disk do not show yet, so their map cannot be trusted.
+// Record header (xlog_rec_header, big-endian): magic 0, cycle 4, version 8, len 12, lsn 16, tail lsn 24,
+// crc 32, prev block 36, num_logops 40, cycle data 44..300, fmt 300, fs uuid 304, size 320.
 import { FilesystemDamagedError, type Volume } from './types.ts';
 
 const recordMagic = 0xfeedbabe;
