@@ -26,15 +26,14 @@ export function chunkId(keys: RepositoryKeys, data: Buffer): Buffer {
   return createHmac('sha256', keys.idKey).update(data).digest();
 }
 
+/** Zeros to compare units against (memcmp through Buffer.equals is many times faster than a JS loop). */
+const ZEROS = Buffer.alloc(64 * 1024);
+
 export function isAllZero(data: Buffer): boolean {
-  // Compare 8 bytes at a time through a BigUint64Array view when aligned; fall back to bytes.
-  const aligned = data.byteOffset % 8 === 0 && data.length % 8 === 0;
-  if (aligned) {
-    const words = new BigUint64Array(data.buffer, data.byteOffset, data.length / 8);
-    for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
-    return true;
+  for (let at = 0; at < data.length; at += ZEROS.length) {
+    const end = Math.min(data.length, at + ZEROS.length);
+    if (!data.subarray(at, end).equals(ZEROS.subarray(0, end - at))) return false;
   }
-  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
   return true;
 }
 
