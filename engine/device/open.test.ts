@@ -7,7 +7,7 @@ import { withTestDisk } from '../testing/disk.ts';
 import { withMount } from '../testing/filesystems.ts';
 import { MiB, withTempDir } from '../testing/image.ts';
 import { attachLoopRange, withLoop } from '../testing/loop.ts';
-import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
+import { loopUnavailableReason, missingToolReason, runTool } from '../testing/tools.ts';
 import { DeviceRefusedError } from './errors.ts';
 import { openReader, openWriter } from './open.ts';
 
@@ -142,6 +142,35 @@ test('openWriter refuses an image file whose loop device is mounted', async (t) 
         // Attached but not mounted: a restore target like any other.
         const writer = await openWriter(disk.image, { minSize: disk.size });
         await writer.close();
+      } finally {
+        await loop.detach();
+      }
+    },
+  );
+});
+
+test('openWriter refuses a device that is an active swap area', async (t) => {
+  const skip = loopUnavailableReason() ?? missingToolReason('mkswap', 'swapon', 'swapoff');
+  if (skip) return t.skip(skip);
+  await withTestDisk(
+    { size: 16 * MiB, table: 'none', partitions: [{ filesystem: 'swap' }] },
+    async (disk) => {
+      const loop = await attachLoopRange(disk.image, 0, disk.size);
+      try {
+        try {
+          await runTool('swapon', [loop.device]);
+        } catch (error) {
+          return t.skip(`swapon is not allowed here: ${(error as Error).message}`);
+        }
+        try {
+          await assert.rejects(openWriter(loop.device, { minSize: 0 }), (error: Error) => {
+            assert.ok(error instanceof DeviceRefusedError);
+            assert.ok(error.message.includes(`${loop.device} is an active swap area`), error.message);
+            return true;
+          });
+        } finally {
+          await runTool('swapoff', [loop.device]);
+        }
       } finally {
         await loop.detach();
       }
