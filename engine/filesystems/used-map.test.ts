@@ -378,3 +378,33 @@ for (const [name, offset, magic] of [
     });
   });
 }
+
+test('a file system made over another one is recognised as the new one, not by a stale signature', async (t) => {
+  const skip = missingToolReason(
+    'mkfs.ext4',
+    'mkfs.xfs',
+    'mkfs.btrfs',
+    'mkfs.ntfs',
+    'mkfs.vfat',
+    'mkfs.exfat',
+  );
+  if (skip) return t.skip(skip);
+  const pairs: [TestFilesystem, TestFilesystem][] = [
+    ['ext4', 'btrfs'],
+    ['btrfs', 'ext4'],
+    ['xfs', 'ext4'],
+    ['ext4', 'xfs'],
+    ['ntfs', 'fat32'],
+    ['fat32', 'ntfs'],
+    ['exfat', 'ext4'],
+    ['btrfs', 'xfs'],
+  ];
+  await withTempDir(async (dir) => {
+    for (const [old, fresh] of pairs) {
+      const image = await makeSparseImage(join(dir, `${old}-then-${fresh}.img`), 256 * MiB);
+      await makeFilesystem(image, old);
+      await makeFilesystem(image, fresh);
+      assert.equal((await mapOf(image, { strict: true })).filesystem, fresh, `${old} then ${fresh}`);
+    }
+  });
+});
