@@ -48,7 +48,7 @@ function logOutcomes(engine: Engine): void {
 
 export const verb: Verb = {
   usage: 'daemon [--socket PATH] [--group NAME]',
-  summary: 'run the engine as a service: API on a unix socket, schedules, jobs',
+  summary: 'Run the engine as a service: API on a unix socket, schedules, jobs',
   help: `Options:
   --socket PATH  listen on PATH (default: DISKLINE_SOCKET, else /run/diskline/engine.sock)
   --group NAME   group owning the socket (default: 'diskline' if that group exists, else root)

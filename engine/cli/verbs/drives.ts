@@ -36,7 +36,7 @@ function describe(drive: Drive): string {
 
 export const verb: Verb = {
   usage: 'drives [--json]',
-  summary: 'list the disks and registered image files that can be backed up or restored to',
+  summary: 'List the disks and registered image files that can be backed up or restored to',
   help: `Options:
   --json  print the drives as a JSON array (protocol Drive objects)
 Talks to the daemon when its socket (DISKLINE_SOCKET) answers, otherwise reads the drives itself.`,

@@ -46,7 +46,7 @@ function describe(plan: Plan): string {
 
 export const verb: Verb = {
   usage: 'schedule list|add|remove|run|pause|resume [...]',
-  summary: 'manage backup plans that run on a schedule (with retention after each run)',
+  summary: 'Manage backup plans that run on a schedule (with retention after each run)',
   help: `Subcommands:
   list [--json]                       the plans, their next and last runs
   add --name N --source S --repo R --at WHEN [--keep-last N] [--keep-hourly N] [--keep-daily N]

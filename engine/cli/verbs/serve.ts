@@ -9,7 +9,7 @@ const builtRenderer = fileURLToPath(new URL('../../../renderer/dist/', import.me
 
 export const verb: Verb = {
   usage: 'serve [--repo R] [--port N] [--image PATH]... [--json]',
-  summary: 'serve the UI and the engine API on 127.0.0.1 (prints the address with its access token)',
+  summary: 'Serve the UI and the engine API on 127.0.0.1 (prints the address with its access token)',
   help: `Options:
   --repo R          make R the default repository (registered in the engine's config)
   --port N          listen on port N (default: a free port)
