@@ -78,6 +78,18 @@ export class TapRefusedError extends Error {
   readonly exitCode = 3;
 }
 
+/**
+ * Refuses to take a tap's loop device away while it or one of its partitions is mounted: stopping the tap under
+ * a mounted file system loses its writes. `name` is what the user attached (a source, or an instant-restore target).
+ */
+export async function refuseDetachWhileMounted(name: string, loopDevice: string): Promise<void> {
+  const mounted = await mountPointsOfVolume(loopDevice);
+  if (mounted.length)
+    throw new TapRefusedError(
+      `cannot detach ${name}: ${loopDevice} is mounted on ${mounted.join(', ')}; unmount it first`,
+    );
+}
+
 /** The interceptor failed: the write is let through (the user's data comes first) and the session is told. */
 function onInterceptorFailure(error: unknown, source: string): void {
   process.emitWarning(
@@ -214,12 +226,7 @@ export async function attachVolume(source: string, options: AttachOptions = {}):
       stats: () => native.tapStats(handle),
       async detach() {
         if (detached) return;
-        // The loop device or any of its partitions: stopping the tap under a mounted file system loses its writes.
-        const mounted = await mountPointsOfVolume(loop.device);
-        if (mounted.length)
-          throw new TapRefusedError(
-            `cannot detach ${source}: ${loop.device} is mounted on ${mounted.join(', ')}; unmount it first`,
-          );
+        await refuseDetachWhileMounted(source, loop.device);
         await detachLoopDevice(loop.device);
         interceptor = null;
         native.tapArm(handle, null, false, false);

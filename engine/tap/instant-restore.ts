@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { deviceUses } from '../device/busy.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle } from '../native/index.ts';
-import { TapRefusedError } from './attach.ts';
+import { refuseDetachWhileMounted, TapRefusedError } from './attach.ts';
 import {
   attachLoopDevice,
   detachLoopDevice,
@@ -208,11 +208,7 @@ export async function startInstantRestore(
       whenComplete: copier,
       async detach() {
         if (detached) return;
-        const mounted = await mountPointsOfVolume(loop.device);
-        if (mounted.length)
-          throw new TapRefusedError(
-            `cannot detach ${target}: ${loop.device} is mounted on ${mounted.join(', ')}; unmount it first`,
-          );
+        await refuseDetachWhileMounted(target, loop.device);
         stopping = true;
         await copier.catch(() => undefined);
         await Promise.allSettled([...inFlight.values()]);
