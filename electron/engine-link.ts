@@ -2,6 +2,7 @@
 // responses and events. Answers are checked against the method's result schema, so an engine of another
 // version fails loudly with the method's name instead of feeding the UI data it cannot show.
 import { createConnection, type Socket } from 'node:net';
+import { EngineError } from '../protocol/engine-error.ts';
 import {
   type EventData,
   type EventName,
@@ -16,15 +17,8 @@ import {
 
 type Pending = { method: MethodName; resolve: (value: unknown) => void; reject: (error: Error) => void };
 
-/** An error the engine answered with; `code` is the protocol's ErrorCode. */
-export class EngineError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'EngineError';
-    this.code = code;
-  }
-}
+/** The error every call rejects with; shared with the renderer's WebSocket client. */
+export { EngineError };
 
 export type EventHandler = <E extends EventName>(event: E, data: EventData<E>) => void;
 

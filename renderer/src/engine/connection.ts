@@ -21,12 +21,5 @@ export interface EngineConnection {
   close(): void;
 }
 
-/** An error the engine returned for a request: its code says whether retrying can help. */
-export class EngineError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'EngineError';
-    this.code = code;
-  }
-}
+/** An error the engine returned for a request (shared with the Electron shell): its code says whether retrying can help. */
+export { EngineError } from '../../../protocol/engine-error.ts';
