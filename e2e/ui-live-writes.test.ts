@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { tapUnavailableReason } from '../engine/tap/system-state.ts';
 import { runTool } from '../engine/testing/tools.ts';
+import { waitForJobEnd } from './job-view.ts';
 import { callEngine, e2eUnavailableReason, makeFixture } from './ui-engine.ts';
 
 /** Rewrites the files under `dir` in place, over and over, each write synced, until killed. */
@@ -53,19 +54,18 @@ test('the container meter and block map follow writes racing a backup', { timeou
     const meter = page.getByRole('meter', { name: 'Intermediate container' });
     const legend = page.getByRole('list', { name: 'Block map legend' });
     await meter.waitFor();
-    const badge = page.locator('.view-head .badge');
     let largestHeld = 0;
     let preservedSeen = false;
-    for (let i = 0; i < 600; i++) {
-      largestHeld = Math.max(largestHeld, Number(await meter.getAttribute('aria-valuenow')));
-      if (/In container [1-9]/.test((await legend.textContent()) ?? '')) preservedSeen = true;
-      const state = (await badge.textContent()) ?? '';
-      if (state !== 'Running' && state !== 'Queued') break;
-      await page.waitForTimeout(50);
-    }
+    const state = await waitForJobEnd(page, {
+      polls: 600,
+      intervalMs: 50,
+      onPoll: async () => {
+        largestHeld = Math.max(largestHeld, Number(await meter.getAttribute('aria-valuenow')));
+        if (/In container [1-9]/.test((await legend.textContent()) ?? '')) preservedSeen = true;
+      },
+    });
     writer.kill('SIGKILL');
     writer = null;
-    const state = await badge.textContent();
     const reason =
       state === 'Done'
         ? ''

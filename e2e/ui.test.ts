@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { firstAlertText, waitForJobEnd } from './job-view.ts';
 import { changeFileInImage, e2eUnavailableReason, makeFixture, sha256 } from './ui-engine.ts';
 
 /** Set to a directory to keep screenshots of each step (for looking at the UI with real data). */
@@ -67,21 +68,15 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         await meter.waitFor();
         // Wait for the job to end, sampling progress on the way.
         const seen = new Set<string>();
-        const badge = page.locator('.view-head .badge');
-        for (let i = 0; i < 300; i++) {
-          seen.add((await progress.getAttribute('aria-valuenow')) ?? '');
-          const state = (await badge.textContent()) ?? '';
-          if (state !== 'Running' && state !== 'Queued') break;
-          await page.waitForTimeout(100);
-        }
-        const state = await badge.textContent();
+        const state = await waitForJobEnd(page, {
+          polls: 300,
+          intervalMs: 100,
+          onPoll: async () => {
+            seen.add((await progress.getAttribute('aria-valuenow')) ?? '');
+          },
+        });
         if (state !== 'Done') {
-          const reason =
-            (await page
-              .getByRole('alert')
-              .first()
-              .textContent()
-              .catch(() => null)) ?? state;
+          const reason = (await firstAlertText(page)) ?? state;
           if (/not available yet/.test(reason ?? '')) {
             st.skip(`the engine cannot back up from the API yet: ${reason}`);
             return;
@@ -132,21 +127,10 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
           new RegExp(`This overwrites the image file ${fixture.target}`),
         );
         await dialog.getByRole('button', { name: `Overwrite ${fixture.target}` }).click();
-        const badge = page.locator('.view-head .badge');
         await page.getByRole('heading', { level: 2 }).filter({ hasText: 'Restore' }).waitFor();
-        for (let i = 0; i < 300; i++) {
-          const state = (await badge.textContent()) ?? '';
-          if (state !== 'Running' && state !== 'Queued') break;
-          await page.waitForTimeout(100);
-        }
-        const state = await badge.textContent();
+        const state = await waitForJobEnd(page, { polls: 300, intervalMs: 100 });
         if (state !== 'Done') {
-          const reason =
-            (await page
-              .getByRole('alert')
-              .first()
-              .textContent()
-              .catch(() => null)) ?? state;
+          const reason = (await firstAlertText(page)) ?? state;
           assert.fail(`the restore ended '${state}': ${reason}`);
         }
         const restored = await readFile(fixture.target);
@@ -186,14 +170,8 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
       const confirm = dialog.getByRole('button', { name: `Overwrite ${imagePath}` });
       await confirm.focus();
       await page.keyboard.press('Enter');
-      const badge = page.locator('.view-head .badge');
       await page.getByRole('heading', { level: 2 }).filter({ hasText: 'by-keyboard.img' }).waitFor();
-      for (let i = 0; i < 300; i++) {
-        const state = (await badge.textContent()) ?? '';
-        if (state !== 'Running' && state !== 'Queued') break;
-        await page.waitForTimeout(100);
-      }
-      assert.equal(await badge.textContent(), 'Done');
+      assert.equal(await waitForJobEnd(page, { polls: 300, intervalMs: 100 }), 'Done');
       const restored = await readFile(imagePath);
       assert.equal(sha256(restored), sha256(sourceBytes), 'the new image equals the source at the backup');
     });
