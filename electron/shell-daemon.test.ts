@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Job } from '../protocol/model.ts';
-import { EngineLink } from './engine-link.ts';
 import { EngineSupervisor } from './engine-supervisor.ts';
 import { type CallAnswer, callChannel } from './ipc-policy.ts';
 import { type Shell, startShell } from './shell.ts';
 import { EngineProcess } from './testing/engine-process.ts';
 import { createFakeElectron, type FakeElectron } from './testing/fake-electron.ts';
+import { supervisorOfRunningEngine } from './testing/running-engine.ts';
 import { waitFor } from './testing/wait-for.ts';
 
 let dir: string;
@@ -38,17 +38,7 @@ before(async () => {
     startHidden: false,
     trayRenderIntervalMs: 20,
     createEngine: (onConnection) =>
-      new EngineSupervisor({
-        systemSocket: engine.socketPath,
-        userSocket: join(dir, 'user.sock'),
-        connect: (path, onEvent) => EngineLink.connect(path, onEvent),
-        startElevated: async () => ({ kind: 'declined' }),
-        startUnprivileged: async () => {
-          throw new Error('the test engine runs already');
-        },
-        sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-        onConnection,
-      }),
+      supervisorOfRunningEngine(engine.socketPath, join(dir, 'user.sock'), onConnection),
   });
   assert.ok(started);
   shell = started;

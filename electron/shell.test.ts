@@ -3,12 +3,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
-import { EngineLink } from './engine-link.ts';
-import { EngineSupervisor } from './engine-supervisor.ts';
 import { callChannel, eventChannel } from './ipc-policy.ts';
 import { type Shell, type ShellConfig, startShell } from './shell.ts';
 import { createFakeElectron, type FakeElectron } from './testing/fake-electron.ts';
 import { makeJob, makePlan } from './testing/fixtures.ts';
+import { supervisorOfRunningEngine } from './testing/running-engine.ts';
 import { TestEngine } from './testing/test-engine.ts';
 import { waitFor } from './testing/wait-for.ts';
 
@@ -60,17 +59,7 @@ function config(overrides: Partial<ShellConfig> = {}): ShellConfig {
     now: () => new Date('2026-11-25T23:10:00Z'),
     trayRenderIntervalMs: 20,
     createEngine: (onConnection) =>
-      new EngineSupervisor({
-        systemSocket: engine.socketPath,
-        userSocket: join(dir, 'user.sock'),
-        connect: (path, onEvent) => EngineLink.connect(path, onEvent),
-        startElevated: async () => ({ kind: 'declined' }),
-        startUnprivileged: async () => {
-          throw new Error('not in this test');
-        },
-        sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 20))),
-        onConnection,
-      }),
+      supervisorOfRunningEngine(engine.socketPath, join(dir, 'user.sock'), onConnection, { maxSleepMs: 20 }),
     ...overrides,
   };
 }
