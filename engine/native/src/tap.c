@@ -145,6 +145,13 @@ static tap_request *find_pending(tap *t, uint64_t id) {
   return NULL;
 }
 
+/* Caller holds pending_lock. Hands the request its outcome and wakes the FUSE thread waiting in ask_js. */
+static void finish_request(tap_request *r, int err) {
+  r->done = 1;
+  r->err = err;
+  pthread_cond_signal(&r->cond);
+}
+
 /* ---- bitmaps ---- */
 
 static int bit_test(const uint8_t *bits, uint64_t index) {
@@ -394,11 +401,7 @@ static void fail_all_pending(tap *t) {
   pthread_mutex_lock(&t->pending_lock);
   t->stopping = 1;
   for (tap_request *r = t->pending; r; r = r->next) {
-    if (!r->done) {
-      r->done = 1;
-      r->err = EIO;
-      pthread_cond_signal(&r->cond);
-    }
+    if (!r->done) finish_request(r, EIO);
   }
   pthread_mutex_unlock(&t->pending_lock);
 }
@@ -442,6 +445,13 @@ static tap *get_tap(napi_env env, napi_value value) {
     return NULL;
   }
   return data;
+}
+
+/* The arguments of a call whose first is a tap handle: argv takes up to *argc of them and *argc becomes how many
+ * were passed. Returns the tap, or NULL: having thrown for something that is not a handle, quietly for none. */
+static tap *tap_call_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  napi_get_cb_info(env, info, argc, argv, NULL, NULL);
+  return *argc >= 1 ? get_tap(env, argv[0]) : NULL;
 }
 
 static int get_prop(napi_env env, napi_value object, const char *name, napi_value *out) {
@@ -566,8 +576,7 @@ bad:
 static napi_value tap_arm(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tap *t = argc >= 1 ? get_tap(env, argv[0]) : NULL;
+  tap *t = tap_call_args(env, info, &argc, argv);
   if (!t) return NULL;
   napi_valuetype type = napi_null;
   if (argc >= 2) napi_typeof(env, argv[1], &type);
@@ -619,8 +628,7 @@ static napi_value tap_arm(napi_env env, napi_callback_info info) {
 static napi_value tap_bits(napi_env env, napi_callback_info info, int set) {
   size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tap *t = argc >= 1 ? get_tap(env, argv[0]) : NULL;
+  tap *t = tap_call_args(env, info, &argc, argv);
   if (!t) return NULL;
   int64_t first, count;
   if (argc < 3 || !arg_int64(env, argv[1], "firstUnit", &first) || !arg_int64(env, argv[2], "count", &count))
@@ -644,19 +652,14 @@ static napi_value tap_mark(napi_env env, napi_callback_info info) { return tap_b
 static napi_value tap_complete(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tap *t = argc >= 1 ? get_tap(env, argv[0]) : NULL;
+  tap *t = tap_call_args(env, info, &argc, argv);
   if (!t) return NULL;
   int64_t id, err = 0;
   if (argc < 2 || !arg_int64(env, argv[1], "token", &id)) return NULL;
   if (argc >= 3 && !arg_int64(env, argv[2], "errno", &err)) return NULL;
   pthread_mutex_lock(&t->pending_lock);
   tap_request *r = find_pending(t, (uint64_t)id);
-  if (r) {
-    r->done = 1;
-    r->err = (int)err;
-    pthread_cond_signal(&r->cond);
-  }
+  if (r) finish_request(r, (int)err);
   pthread_mutex_unlock(&t->pending_lock);
   return NULL;
 }
@@ -665,8 +668,7 @@ static napi_value tap_complete(napi_env env, napi_callback_info info) {
 static napi_value tap_complete_read(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tap *t = argc >= 1 ? get_tap(env, argv[0]) : NULL;
+  tap *t = tap_call_args(env, info, &argc, argv);
   if (!t) return NULL;
   int64_t id, err = 0;
   if (argc < 3 || !arg_int64(env, argv[1], "token", &id)) return NULL;
@@ -691,9 +693,7 @@ static napi_value tap_complete_read(napi_env env, napi_callback_info info) {
       if (copy < r->length) memset(r->read_buf + copy, 0, (size_t)r->length - copy);
     }
     r->read_len = copy;
-    r->done = 1;
-    r->err = (int)err;
-    pthread_cond_signal(&r->cond);
+    finish_request(r, (int)err);
   }
   pthread_mutex_unlock(&t->pending_lock);
   return NULL;
@@ -703,8 +703,7 @@ static napi_value tap_complete_read(napi_env env, napi_callback_info info) {
 static napi_value tap_changed(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tap *t = argc >= 1 ? get_tap(env, argv[0]) : NULL;
+  tap *t = tap_call_args(env, info, &argc, argv);
   if (!t) return NULL;
   bool reset = false;
   if (argc >= 2) napi_get_value_bool(env, argv[1], &reset);
@@ -723,8 +722,7 @@ static napi_value tap_changed(napi_env env, napi_callback_info info) {
 static napi_value tap_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tap *t = argc >= 1 ? get_tap(env, argv[0]) : NULL;
+  tap *t = tap_call_args(env, info, &argc, argv);
   if (!t) return NULL;
   napi_value result, v;
   napi_create_object(env, &result);
@@ -743,8 +741,7 @@ static napi_value tap_stats(napi_env env, napi_callback_info info) {
 static napi_value tap_stop(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  tap *t = argc >= 1 ? get_tap(env, argv[0]) : NULL;
+  tap *t = tap_call_args(env, info, &argc, argv);
   if (!t) return NULL;
   stop_tap(t);
   return NULL;
