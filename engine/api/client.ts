@@ -139,6 +139,12 @@ export class SocketClient implements ClosableEngineClient {
     return this.#listeners.on(event, listener as Listener);
   }
 
+  /** Calls `listener` once when the connection ends (the daemon stopped, or close()). */
+  onClose(listener: () => void): void {
+    if (this.#socket.destroyed) listener();
+    else this.#socket.once('close', listener);
+  }
+
   async close(): Promise<void> {
     this.#closedReason = 'closed by the client';
     this.#socket.end();

@@ -1,8 +1,23 @@
 // `diskline prune --repo R --keep-…`: forgets the restore points the policy does not keep and frees the packs
 // no point uses. Backups may run meanwhile (see docs/repository-format.md, "Prune").
 import type { Retention } from '../../../protocol/model.ts';
-import { pruneRepository } from '../../repository/prune.ts';
-import { formatBytes, openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
+import { type PruneReport, pruneRepository } from '../../repository/prune.ts';
+import type { Repository } from '../../repository/repository.ts';
+import {
+  callFailure,
+  connectDaemon,
+  followJob,
+  jobFailure,
+  notePassphrase,
+  repoForDaemon,
+} from '../daemon-jobs.ts';
+import {
+  formatBytes,
+  openRepository,
+  repositoryHelp,
+  repositoryOptions,
+  requireRepo,
+} from '../repository-access.ts';
 import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 const keepFlags = {
@@ -40,9 +55,31 @@ export const verb: Verb = {
       policy[field] = Number(text);
     }
     if (Object.keys(policy).length === 0) throw new UsageError('give at least one --keep-… option');
-    const repo = await openRepository(values);
+    const daemon = await connectDaemon();
+    let report: PruneReport | undefined;
+    let repo: Repository | null = null;
+    if (daemon) {
+      try {
+        notePassphrase(values);
+        const location = repoForDaemon(requireRepo(values));
+        const job = await followJob(
+          daemon,
+          () =>
+            daemon
+              .call('prune.start', { repo: location, retention: policy, dryRun: values['dry-run'] === true })
+              .catch((error: unknown) => callFailure('prune', error)),
+          null,
+        );
+        if (job.state !== 'succeeded') throw jobFailure(`prune of ${location}`, job);
+        report = job.result as unknown as PruneReport;
+      } finally {
+        await daemon.close();
+      }
+    } else {
+      repo = await openRepository(values);
+    }
     try {
-      const report = await pruneRepository(repo, policy, { dryRun: values['dry-run'] === true });
+      report ??= await pruneRepository(repo as Repository, policy, { dryRun: values['dry-run'] === true });
       if (values.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
       } else {
@@ -56,7 +93,7 @@ export const verb: Verb = {
       }
       return ExitCode.ok;
     } finally {
-      await repo.close();
+      await repo?.close();
     }
   },
 };

@@ -2,6 +2,8 @@
 // size or bigger. Every refusal (mounted, attached, being backed up, too small, a device without --yes) happens
 // before a single byte is written.
 import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { SocketClient } from '../../api/client.ts';
 import { deviceUses } from '../../device/busy.ts';
 import { openWriter } from '../../device/open.ts';
 import { kernelName, parentDisk, sysfsSize } from '../../device/sysfs.ts';
@@ -9,11 +11,20 @@ import { runningBackups } from '../../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../../repository/restore.ts';
 import { runInstantRestoreInForeground } from '../../tap/instant-restore.ts';
 import {
+  callFailure,
+  connectDaemon,
+  followJob,
+  jobFailure,
+  notePassphrase,
+  repoForDaemon,
+} from '../daemon-jobs.ts';
+import {
   formatBytes,
   openRepository,
   progressLine,
   repositoryHelp,
   repositoryOptions,
+  requireRepo,
 } from '../repository-access.ts';
 import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
@@ -56,6 +67,14 @@ export const verb: Verb = {
     if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     if (!values.to) throw new UsageError('--to is required: the image file or device to restore to');
+    const daemon = await connectDaemon();
+    if (daemon) {
+      try {
+        return await restoreThroughDaemon(daemon, reference, values.to, requireRepo(values), values);
+      } finally {
+        await daemon.close();
+      }
+    }
     const repo = await openRepository(values);
     try {
       const pointId = await repo.resolvePointId(reference);
@@ -149,3 +168,66 @@ export const verb: Verb = {
     }
   },
 };
+
+/** restore.preview (its refusal and the target's identity), then restore.start with the preview's token. */
+async function restoreThroughDaemon(
+  daemon: SocketClient,
+  reference: string,
+  to: string,
+  repoText: string,
+  values: {
+    yes?: boolean | undefined;
+    json?: boolean | undefined;
+    instant?: boolean | undefined;
+    'password-file'?: string | undefined;
+  },
+): Promise<number> {
+  notePassphrase(values);
+  const repo = repoForDaemon(repoText);
+  const target = resolve(to);
+  const preview = await daemon
+    .call('restore.preview', { repo, point: reference, to: target })
+    .catch((error: unknown) => callFailure('restore', error));
+  if (preview.refusal) throw refuse(preview.refusal);
+  if (!values.json) {
+    process.stderr.write(`target: ${preview.targetDescription}\n`);
+    for (const item of preview.overwrites) process.stderr.write(`  overwrites ${item}\n`);
+  }
+  if (preview.targetKind === 'device' && !values.yes) {
+    throw refuse(
+      `restoring point ${reference} to ${preview.targetDescription} overwrites that device; check it is the right one and add --yes`,
+    );
+  }
+  const job = await followJob(
+    daemon,
+    () =>
+      daemon
+        .call('restore.start', {
+          repo,
+          point: reference,
+          to: target,
+          confirmToken: preview.confirmToken,
+          instant: values.instant === true,
+        })
+        .catch((error: unknown) => callFailure('restore', error)),
+    values.json ? null : 'restore',
+  );
+  if (job.state !== 'succeeded') throw jobFailure(`restore to ${target}`, job);
+  const result = job.result ?? {};
+  const seconds =
+    job.startedAt && job.endedAt ? (Date.parse(job.endedAt) - Date.parse(job.startedAt)) / 1000 : 0;
+  const pointId = String(result.point);
+  const writtenBytes = Number(result.writtenBytes ?? 0);
+  const usedBytes = Number(result.usedBytes ?? 0);
+  const writtenTo = String(result.target ?? target);
+  if (values.json) {
+    process.stdout.write(
+      `${JSON.stringify({ point: pointId, target: writtenTo, writtenBytes, usedBytes, seconds })}\n`,
+    );
+  } else {
+    process.stdout.write(
+      `Restored point ${pointId} to ${writtenTo}: ${formatBytes(usedBytes)} used, ${formatBytes(writtenBytes)} written in ${seconds.toFixed(1)} s\n`,
+    );
+  }
+  return ExitCode.ok;
+}

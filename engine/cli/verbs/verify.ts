@@ -1,8 +1,16 @@
 // `diskline verify --repo R [--read-data]`: checks the repository's structure (or every byte) and names each
 // damaged restore point; exit code 4 when anything is damaged.
+import type { SocketClient } from '../../api/client.ts';
 import { verifyRepository } from '../../repository/verify.ts';
-import { formatBytes, openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
-import { ExitCode, parseVerbArgs, type Verb } from '../verb.ts';
+import { callFailure, connectDaemon, followJob, notePassphrase, repoForDaemon } from '../daemon-jobs.ts';
+import {
+  formatBytes,
+  openRepository,
+  repositoryHelp,
+  repositoryOptions,
+  requireRepo,
+} from '../repository-access.ts';
+import { ExitCode, ExitError, parseVerbArgs, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'verify --repo R [--read-data] [--json]',
@@ -14,6 +22,14 @@ export const verb: Verb = {
       'read-data': { type: 'boolean' },
       json: { type: 'boolean' },
     });
+    const daemon = await connectDaemon();
+    if (daemon) {
+      try {
+        return await verifyThroughDaemon(daemon, requireRepo(values), values);
+      } finally {
+        await daemon.close();
+      }
+    }
     const repo = await openRepository(values);
     try {
       const report = await verifyRepository(repo, { readData: values['read-data'] === true });
@@ -38,3 +54,45 @@ export const verb: Verb = {
     }
   },
 };
+
+/**
+ * verify.start, followed to the end. The daemon's job fails when something is damaged (its error names the
+ * first damaged point) and then carries no report: that is exit 4 with the job's message.
+ */
+async function verifyThroughDaemon(
+  daemon: SocketClient,
+  repoText: string,
+  values: {
+    'read-data'?: boolean | undefined;
+    json?: boolean | undefined;
+    'password-file'?: string | undefined;
+  },
+): Promise<number> {
+  notePassphrase(values);
+  const repo = repoForDaemon(repoText);
+  const job = await followJob(
+    daemon,
+    () =>
+      daemon
+        .call('verify.start', { repo, readData: values['read-data'] === true })
+        .catch((error: unknown) => callFailure('verify', error)),
+    values.json ? null : 'verify',
+  );
+  if (job.state === 'succeeded' && job.result) {
+    const report = job.result as { pointsChecked: number; chunksChecked: number; bytesRead: number };
+    if (values.json) process.stdout.write(`${JSON.stringify(job.result)}\n`);
+    else {
+      process.stdout.write(
+        `Repository ${repo} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${values['read-data'] ? `, ${formatBytes(report.bytesRead)} read and checked` : ''}\n`,
+      );
+    }
+    return ExitCode.ok;
+  }
+  const message = job.error ?? job.state;
+  if (job.state === 'failed' && message.includes(' is damaged: ')) {
+    if (values.json) process.stdout.write(`${JSON.stringify({ ok: false, error: message })}\n`);
+    else process.stdout.write(`${message}\n`);
+    return ExitCode.damaged;
+  }
+  throw new ExitError(`verify of ${repo} ${job.state}: ${message}`, ExitCode.failed);
+}

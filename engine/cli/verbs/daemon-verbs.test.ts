@@ -1,0 +1,167 @@
+// backup/restore/verify through a real `diskline daemon`: the point appears in `points`, restores to equal
+// bytes, verifies; and a backup of a volume attached in the daemon is taken through its session ('frozen').
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { SocketClient } from '../../api/client.ts';
+import { nativeHelperAvailable } from '../../native/index.ts';
+import { tapUnavailableReason } from '../../tap/system-state.ts';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../main.ts', import.meta.url));
+
+let dir: string;
+let env: NodeJS.ProcessEnv;
+let daemon: ChildProcess | null = null;
+
+function diskline(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env }, (error, stdout, stderr) => {
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function sha256(path: string, length?: number): Promise<string> {
+  const data = await readFile(path);
+  return createHash('sha256')
+    .update(length === undefined ? data : data.subarray(0, length))
+    .digest('hex');
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'diskline-daemon-verbs-'));
+  env = {
+    ...process.env,
+    DISKLINE_STATE_DIR: join(dir, 'state'),
+    DISKLINE_SOCKET: join(dir, 'engine.sock'),
+    DISKLINE_PASSWORD: 'through the daemon',
+  };
+  const image = await open(join(dir, 'disk.img'), 'w');
+  await image.write(randomBytes(4 << 20), 0, 4 << 20, 0);
+  await image.write(randomBytes(1 << 20), 0, 1 << 20, 12 << 20);
+  await image.truncate(16 << 20);
+  await image.close();
+  const init = await diskline(['init', '--repo', join(dir, 'repo')]);
+  assert.equal(init.code, 0, init.stderr);
+  daemon = spawn(process.execPath, [cli, 'daemon'], { env, stdio: ['ignore', 'ignore', 'ignore'] });
+  for (let attempt = 0; ; attempt++) {
+    const client = await SocketClient.connect(env.DISKLINE_SOCKET as string).catch(() => null);
+    if (client) {
+      await client.close();
+      break;
+    }
+    if (attempt > 200) throw new Error('the daemon did not start listening');
+    await sleep(50);
+  }
+});
+
+after(async () => {
+  if (daemon && daemon.exitCode === null) {
+    const exited = new Promise((resolve) => daemon?.once('exit', resolve));
+    daemon.kill('SIGTERM');
+    await exited;
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('backup, points, restore and verify go through the daemon and restore equal bytes', {
+  timeout: 60_000,
+}, async () => {
+  const repo = join(dir, 'repo');
+  const backup = await diskline(['backup', join(dir, 'disk.img'), '--repo', repo, '--json']);
+  assert.equal(backup.code, 0, backup.stderr);
+  const made = JSON.parse(backup.stdout) as { point: { id: string }; stats: { usedBytes: number } };
+  assert.match(made.point.id, /^[0-9a-f]+$/);
+  assert.ok(made.stats.usedBytes > 0);
+  // The daemon took it: its job list names this backup.
+  const client = await SocketClient.connect(env.DISKLINE_SOCKET as string);
+  try {
+    const jobs = await client.call('jobs.list', {});
+    assert.ok(jobs.some((job) => job.kind === 'backup' && job.result?.point === made.point.id));
+  } finally {
+    await client.close();
+  }
+  const points = await diskline(['points', '--repo', repo, '--json']);
+  assert.equal(points.code, 0, points.stderr);
+  assert.ok((JSON.parse(points.stdout) as { id: string }[]).some((p) => p.id === made.point.id));
+
+  const out = join(dir, 'restored.img');
+  const restore = await diskline(['restore', made.point.id, '--repo', repo, '--to', out, '--json']);
+  assert.equal(restore.code, 0, restore.stderr);
+  const restored = JSON.parse(restore.stdout) as { point: string; target: string };
+  assert.equal(restored.point, made.point.id);
+  assert.equal(restored.target, out);
+  assert.equal(await sha256(out, 16 << 20), await sha256(join(dir, 'disk.img')));
+
+  const verify = await diskline(['verify', '--repo', repo, '--read-data', '--json']);
+  assert.equal(verify.code, 0, verify.stderr);
+  const report = JSON.parse(verify.stdout) as { ok: boolean; pointsChecked: number };
+  assert.equal(report.ok, true);
+  assert.equal(report.pointsChecked, 1);
+
+  const hooksWithoutDaemon = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [cli, 'backup', join(dir, 'disk.img'), '--repo', repo, '--pre-hook', 'true'],
+      { env: { ...env, DISKLINE_SOCKET: join(dir, 'no-daemon.sock') } },
+      (error, _stdout, stderr) =>
+        resolve({ code: error ? Number((error as { code?: number }).code) : 0, stderr }),
+    );
+  });
+  assert.equal(hooksWithoutDaemon.code, 2);
+  assert.match(hooksWithoutDaemon.stderr, /need a volume attached in the engine daemon/);
+});
+
+const attachSkip = !nativeHelperAvailable()
+  ? 'native helper not built (npm run build)'
+  : (tapUnavailableReason() ?? false);
+
+test('backup of a volume attached in the daemon is frozen, with its hooks run', {
+  skip: attachSkip,
+  timeout: 60_000,
+}, async () => {
+  const repo = join(dir, 'repo');
+  const image = join(dir, 'ext4.img');
+  await run('truncate', ['-s', '32M', image]);
+  await run('mkfs.ext4', ['-q', '-F', image]);
+  const attach = await diskline(['attach', image, '--json']);
+  assert.equal(attach.code, 0, attach.stderr);
+  const { loopDevice } = JSON.parse(attach.stdout) as { loopDevice: string };
+  const mountDir = join(dir, 'mnt');
+  await mkdir(mountDir);
+  let mounted = false;
+  try {
+    await run('mount', [loopDevice, mountDir]);
+    mounted = true;
+    await writeFile(join(mountDir, 'hello.txt'), 'written while mounted');
+    const marker = join(dir, 'hooks.log');
+    const backup = await diskline([
+      'backup',
+      image,
+      '--repo',
+      repo,
+      '--json',
+      '--pre-hook',
+      `echo pre >> ${marker}`,
+      '--post-hook',
+      `echo post >> ${marker}`,
+    ]);
+    assert.equal(backup.code, 0, backup.stderr);
+    const made = JSON.parse(backup.stdout) as { point: { id: string; consistency: string } };
+    assert.equal(made.point.consistency, 'frozen');
+    assert.equal(existsSync(marker) ? await readFile(marker, 'utf8') : '', 'pre\npost\n');
+  } finally {
+    if (mounted) await run('umount', [mountDir]);
+    const detach = await diskline(['detach', image]);
+    assert.equal(detach.code, 0, detach.stderr);
+  }
+});
