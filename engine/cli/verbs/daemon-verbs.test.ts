@@ -73,7 +73,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('backup, points, restore and verify go through the daemon and restore equal bytes', {
+test('backup, points, restore, verify and prune go through the daemon and restore equal bytes', {
   timeout: 60_000,
 }, async () => {
   const repo = join(dir, 'repo');
@@ -107,6 +107,17 @@ test('backup, points, restore and verify go through the daemon and restore equal
   const report = JSON.parse(verify.stdout) as { ok: boolean; pointsChecked: number };
   assert.equal(report.ok, true);
   assert.equal(report.pointsChecked, 1);
+
+  const prune = await diskline(['prune', '--repo', repo, '--keep-last', '1', '--dry-run', '--json']);
+  assert.equal(prune.code, 0, prune.stderr);
+  const pruned = JSON.parse(prune.stdout) as {
+    dryRun: boolean;
+    kept: { id: string; reasons: string[] }[];
+    forgotten: string[];
+  };
+  assert.deepEqual(pruned.kept, [{ id: made.point.id, reasons: ['last'] }]);
+  assert.deepEqual(pruned.forgotten, []);
+  assert.equal(pruned.dryRun, true);
 
   const hooksWithoutDaemon = await new Promise<{ code: number; stderr: string }>((resolve) => {
     execFile(
