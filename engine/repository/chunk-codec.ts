@@ -112,7 +112,10 @@ export function decodeChunk(
     decipher.setAAD(aadOf(header));
     decipher.setAuthTag(stored.subarray(stored.length - 16));
     try {
-      body = Buffer.concat([decipher.update(stored.subarray(12, stored.length - 16)), decipher.final()]);
+      const plain = decipher.update(stored.subarray(12, stored.length - 16));
+      // GCM is a stream mode: final() only checks the tag and returns nothing, so no concatenating copy.
+      const tail = decipher.final();
+      body = tail.length === 0 ? plain : Buffer.concat([plain, tail]);
     } catch {
       throw new DamagedChunkError(`chunk ${hex}: fails authentication (pack bytes changed)`);
     }

@@ -3,19 +3,19 @@
 // caller starts from an all-zero (sparse) file so they are skipped. If it is interrupted, the target holds a
 // mix of old and restored data: run it again (restores are idempotent).
 import type { BlockWriter } from '../device/types.ts';
-import { BLOB_HEADER_BYTES, DamagedChunkError, decodeChunk } from './chunk-codec.ts';
 import { headerOffsetOf, type IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { isUsed, type Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
 import type { Repository } from './repository.ts';
+import { type Slot, SpanDecodePool } from './restore-pool.ts';
 
-/** Bytes per write to the target: consecutive units are gathered into one write. */
-const WRITE_BYTES = 4 * 1024 * 1024;
 /** Largest single read from a pack: a run of blobs that lie back to back. */
 const SPAN_BYTES = 8 * 1024 * 1024;
-/** Span reads in flight (they decode on the main thread; reading ahead hides storage latency). */
-const SPANS_AHEAD = 4;
+/** Most units per span, so a span's decoded bytes fit one output buffer (8 MiB of 64 KiB units). */
+const SPAN_UNITS = 128;
+/** Span writes to the target in flight at once. */
+const WRITES_AHEAD = 3;
 
 interface Span {
   /** null: a run of all-zero units. */
@@ -103,6 +103,7 @@ export async function restorePoint(
     const headerOffset = entry ? headerOffsetOf(entry) : 0;
     const fits =
       last &&
+      last.units.length < SPAN_UNITS &&
       ((entry === null && last.pack === null) ||
         (entry !== null &&
           last.pack === entry.pack &&
@@ -115,79 +116,102 @@ export async function restorePoint(
     span.units.push({ unit, id, entry });
     if (entry) span.end = entry.offset + entry.storedLength;
   }
-  const zeros = Buffer.alloc(unitSize);
-  // One read buffer per span in flight plus the one being written out, reused: fresh megabyte buffers cost
-  // page faults on every read. (An unencrypted, uncompressed chunk is a view of it until copied out.)
-  const spanBuffers = Array.from({ length: SPANS_AHEAD + 1 }, () =>
-    Buffer.allocUnsafeSlow(SPAN_BYTES + 2 * unitSize),
-  );
-  let spanCount = 0;
-  const readSpan = async (span: Span): Promise<Buffer[]> => {
-    const into = spanBuffers[spanCount++ % spanBuffers.length]!;
-    if (span.pack === null) return span.units.map((u) => zeros.subarray(0, unitLength(u.unit)));
-    const name = packFileName(span.pack);
-    const bytes = await repo.backend.getRange(name, span.start, span.end - span.start, into);
-    if (bytes.length < span.end - span.start)
-      throw new DamagedRepositoryError(`pack ${span.pack} is truncated`);
-    return span.units.map(({ unit, id, entry }) => {
-      const at = headerOffsetOf(entry!) - span.start;
-      try {
-        const data = decodeChunk(
-          repo.keys,
-          bytes.subarray(at, at + BLOB_HEADER_BYTES),
-          bytes.subarray(at + BLOB_HEADER_BYTES, at + BLOB_HEADER_BYTES + entry!.storedLength),
-          id!,
-        );
-        if (data.length !== unitLength(unit))
-          throw new DamagedChunkError(`has ${data.length} bytes, expected ${unitLength(unit)}`);
-        return data;
-      } catch (error) {
-        if (error instanceof DamagedChunkError)
-          throw new DamagedRepositoryError(`pack ${span.pack}: ${error.message}`);
-        throw error;
-      }
-    });
+  const threads = SpanDecodePool.defaultThreads();
+  // Spans read and decoding ahead of the one being written; each holds a slot until it is written.
+  const spansAhead = Math.max(4, threads * 2 + 1);
+  const pool = spans.some((span) => span.pack !== null)
+    ? new SpanDecodePool(
+        repo.keys,
+        {
+          inputBytes: SPAN_BYTES + 2 * unitSize,
+          outputBytes: SPAN_UNITS * unitSize,
+          maxUnits: SPAN_UNITS,
+          slots: spansAhead + WRITES_AHEAD,
+        },
+        threads,
+      )
+    : null;
+  const zeros = Buffer.alloc(SPAN_UNITS * unitSize);
+  // A span is read on the main thread (into a shared slot) and decoded on a worker; several are in flight so
+  // reading, decoding on every core and writing the target overlap. Results are written in disk order.
+  const readSpan = async (span: Span): Promise<{ data: Buffer; slot: Slot | null }> => {
+    if (span.pack === null) {
+      const length = span.units.reduce((sum, u) => sum + unitLength(u.unit), 0);
+      return { data: zeros.subarray(0, length), slot: null };
+    }
+    const slot = pool!.take();
+    try {
+      const length = span.end - span.start;
+      const bytes = await repo.backend.getRange(packFileName(span.pack), span.start, length, slot.input);
+      if (bytes.length < length) throw new DamagedRepositoryError(`pack ${span.pack} is truncated`);
+      const pack = span.pack;
+      await pool!.decode(
+        slot,
+        length,
+        span.units.map((u) => u.id!),
+        span.units.map((u) => headerOffsetOf(u.entry!) - span.start),
+        span.units.map((u) => u.entry!.storedLength),
+        span.units.map((u) => unitLength(u.unit)),
+        (message) => new DamagedRepositoryError(`pack ${pack}: ${message}`),
+      );
+      return { data: slot.output, slot };
+    } catch (error) {
+      pool!.give(slot);
+      throw error;
+    }
   };
-  const inFlight: Promise<Buffer[]>[] = [];
+  const inFlight: Promise<{ data: Buffer; slot: Slot | null }>[] = [];
   let next = 0;
   const fill = () => {
-    while (inFlight.length < SPANS_AHEAD && next < spans.length) {
+    while (inFlight.length < spansAhead && next < spans.length) {
       const p = readSpan(spans[next++]!);
       p.catch(() => undefined);
       inFlight.push(p);
     }
   };
   let doneBytes = 0;
-  let batchStart = -1;
-  let batchUnits = 0;
-  const batch = Buffer.allocUnsafe(WRITE_BYTES);
-  let batchLength = 0;
-  const flushBatch = async () => {
-    if (batchLength === 0) return;
-    await target.write(batchStart * unitSize, batch.subarray(0, batchLength));
-    doneBytes += batchLength;
-    options.onProgress?.({ doneBytes, totalBytes });
-    batchLength = 0;
-    batchUnits = 0;
-  };
-  fill();
-  for (const span of spans) {
-    const datas = await inFlight.shift()!;
-    fill();
-    for (const [i, { unit }] of span.units.entries()) {
-      const data = datas[i]!;
-      const contiguous =
-        batchLength > 0 && batchStart + batchUnits === unit && batchLength + data.length <= WRITE_BYTES;
-      if (!contiguous) {
-        await flushBatch();
-        batchStart = unit;
+  // Writes of several spans in flight at once (to different offsets): the kernel's copy into the target's page
+  // cache is most of a restore's time, and one write at a time left the cores idle between them.
+  const writing = new Set<Promise<void>>();
+  const writeSpan = async (span: Span, decoded: { data: Buffer; slot: Slot | null }) => {
+    try {
+      // One write per run of consecutive units (a span's units lie in disk order, maybe with gaps).
+      let runStart = 0;
+      let runStartAt = 0;
+      let at = 0;
+      for (let i = 0; i < span.units.length; i++) {
+        at += unitLength(span.units[i]!.unit);
+        const last = i === span.units.length - 1;
+        if (last || span.units[i + 1]!.unit !== span.units[i]!.unit + 1) {
+          const firstUnit = span.units[runStart]!.unit;
+          await target.write(firstUnit * unitSize, decoded.data.subarray(runStartAt, at));
+          runStart = i + 1;
+          runStartAt = at;
+        }
       }
-      data.copy(batch, batchLength);
-      batchLength += data.length;
-      batchUnits += 1;
+      doneBytes += at;
+      options.onProgress?.({ doneBytes, totalBytes });
+    } finally {
+      if (decoded.slot) pool!.give(decoded.slot);
     }
+  };
+  try {
+    fill();
+    for (const span of spans) {
+      const decoded = await inFlight.shift()!;
+      while (writing.size >= WRITES_AHEAD) await Promise.race(writing);
+      fill();
+      const write = writeSpan(span, decoded);
+      writing.add(write);
+      write.then(
+        () => writing.delete(write),
+        () => undefined,
+      );
+    }
+    await Promise.all(writing);
+  } finally {
+    await pool?.close();
   }
-  await flushBatch();
   await target.flush();
   let usedBytes = 0;
   for (let unit = 0; unit < unitCount; unit++) if (isUsed(manifest, unit)) usedBytes += unitLength(unit);
