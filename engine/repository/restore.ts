@@ -29,6 +29,8 @@ export interface RestoreOptions {
   /** The target starts all zero (a freshly emptied image): zero units need not be written. */
   targetIsZeroed: boolean;
   onProgress?: (progress: { doneBytes: number; totalBytes: number }) => void;
+  /** Worker threads to decode on (0: the main thread decodes); default from the number of cores. */
+  decodeThreads?: number;
 }
 
 export interface RestoreResult {
@@ -116,7 +118,7 @@ export async function restorePoint(
     span.units.push({ unit, id, entry });
     if (entry) span.end = entry.offset + entry.storedLength;
   }
-  const threads = SpanDecodePool.defaultThreads();
+  const threads = options.decodeThreads ?? SpanDecodePool.defaultThreads();
   // Spans read and decoding ahead of the one being written; each holds a slot until it is written.
   const spansAhead = Math.max(4, threads * 2 + 1);
   const pool = spans.some((span) => span.pack !== null)
