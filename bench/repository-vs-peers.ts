@@ -31,9 +31,23 @@ function parseSize(text: string): number {
 }
 
 const { values } = parseArgs({
-  options: { size: { type: 'string', default: '4G' }, keep: { type: 'boolean', default: false } },
+  options: {
+    size: { type: 'string', default: '4G' },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
   strict: false,
 });
+if (values.help) {
+  // Without this, --help fell through to a full 4 GiB run.
+  process.stdout.write(
+    'usage: npx node bench/repository-vs-peers.ts [--size 4G] [--keep]\n' +
+      '  --size  size of the ext4 image (e.g. 512M, 1G); ~60% of it is filled with files\n' +
+      '  --keep  keep the work directory (image, repositories) and print its path\n' +
+      'needs root (loop mount), restic and borg\n',
+  );
+  process.exit(0);
+}
 const size = parseSize(String(values.size));
 
 const env = {
