@@ -61,10 +61,16 @@ export async function followJob(
   };
   const unsubscribe = client.on('job.updated', onUpdate);
   let cancelAsked = false;
-  const interrupt = () => {
-    if (jobId === null || cancelAsked) return;
-    cancelAsked = true;
+  let cancelSent = false;
+  const sendCancel = () => {
+    if (jobId === null || cancelSent) return;
+    cancelSent = true;
     client.call('jobs.cancel', { id: jobId }).catch(() => {});
+  };
+  // A signal before the job's id is known is remembered and sent as soon as it is.
+  const interrupt = () => {
+    cancelAsked = true;
+    sendCancel();
   };
   process.on('SIGINT', interrupt);
   process.on('SIGTERM', interrupt);
@@ -81,6 +87,7 @@ export async function followJob(
     finished.catch(() => {}); // handled below when awaited; a close after the end is no failure
     const job = await start();
     jobId = job.id;
+    if (cancelAsked) sendCancel();
     const early = latest.get(job.id);
     latest.clear();
     const current = early ?? job;

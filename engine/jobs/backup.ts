@@ -124,6 +124,8 @@ async function runAttachedBackup(
   session.on('progress', report);
   const cancel = () => session.cancel('the backup was cancelled');
   context.signal.addEventListener('abort', cancel, { once: true });
+  // A cancel that came while the backup was being set up has already fired its 'abort' event.
+  if (context.signal.aborted) cancel();
   publishBlockMap(session);
   try {
     const point = await takeConsistentPoint(volume, session, {
@@ -213,6 +215,8 @@ export async function runBackup(
       const cancel = () =>
         session.cancel('the backup was cancelled; start it again to resume where it stopped');
       context.signal.addEventListener('abort', cancel, { once: true });
+      // A cancel that came while the backup was being set up has already fired its 'abort' event.
+      if (context.signal.aborted) cancel();
       publishBlockMap(session);
       try {
         session.arm();

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -175,4 +175,63 @@ test('backup of a volume attached in the daemon is frozen, with its hooks run', 
     const detach = await diskline(['detach', image]);
     assert.equal(detach.code, 0, detach.stderr);
   }
+});
+
+test('Ctrl-C during a backup through the daemon cancels the job and exits 1', {
+  timeout: 60_000,
+}, async () => {
+  const repo = join(dir, 'repo-cancel');
+  const init = await diskline(['init', '--repo', repo]);
+  assert.equal(init.code, 0, init.stderr);
+  // Incompressible data, so the backup is still running when the signal comes.
+  const big = join(dir, 'big.img');
+  const file = await open(big, 'w');
+  for (let offset = 0; offset < 64 << 20; offset += 8 << 20)
+    await file.write(randomBytes(8 << 20), 0, 8 << 20, offset);
+  await file.close();
+  const watcher = await SocketClient.connect(env.DISKLINE_SOCKET as string);
+  try {
+    const running = new Promise<string>((resolve) => {
+      watcher.on('job.updated', (job) => {
+        if (job.kind === 'backup' && job.state === 'running' && job.title.includes(big)) resolve(job.id);
+      });
+    });
+    const child = spawn(process.execPath, [cli, 'backup', big, '--repo', repo, '--json'], { env });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const jobId = await running;
+    child.kill('SIGINT');
+    const exitCode = await exited;
+    assert.equal(exitCode, 1, stderr);
+    assert.match(stderr, /cancelled/);
+    const job = (await watcher.call('jobs.list', {})).find((entry) => entry.id === jobId);
+    assert.equal(job?.state, 'cancelled');
+  } finally {
+    await watcher.close();
+  }
+});
+
+test('verify through the daemon exits 4 and names the damage when a pack is corrupt', {
+  timeout: 60_000,
+}, async () => {
+  const repo = join(dir, 'repo');
+  const packs: string[] = [];
+  for (const sub of await readdir(join(repo, 'packs'))) {
+    for (const name of await readdir(join(repo, 'packs', sub))) packs.push(join(repo, 'packs', sub, name));
+  }
+  assert.ok(packs.length > 0);
+  for (const pack of packs) {
+    const handle = await open(pack, 'r+');
+    const { size } = await handle.stat();
+    await handle.write(randomBytes(64), 0, 64, Math.floor(size / 2));
+    await handle.close();
+  }
+  const verify = await diskline(['verify', '--repo', repo, '--read-data', '--json']);
+  assert.equal(verify.code, 4, verify.stderr);
+  const report = JSON.parse(verify.stdout) as { ok: boolean; error: string };
+  assert.equal(report.ok, false);
+  assert.match(report.error, / is damaged: /);
 });
