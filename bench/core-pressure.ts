@@ -10,15 +10,15 @@ import { MemoryContainer } from '../engine/container/memory.ts';
 import { MemoryDisk } from '../engine/snapshot/memory-disk.ts';
 import { SnapshotSession } from '../engine/snapshot/session.ts';
 import type { UnitSink } from '../engine/snapshot/types.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
 
 const { values } = parseArgs({
   options: { size: { type: 'string', default: '256M' }, writers: { type: 'string', default: '4' } },
   strict: false,
 });
-const sizeMatch = /^(\d+)([KMG])?$/i.exec(String(values.size));
-if (!sizeMatch) throw new Error(`--size ${values.size}: expected e.g. 256M`);
-const scale = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }[(sizeMatch[2] ?? 'M').toUpperCase() as 'K' | 'M' | 'G'];
-const size = Math.floor((Number(sizeMatch[1]) * scale) / 65536) * 65536;
+const requestedSize = parseByteSize(String(values.size));
+if (requestedSize === null) throw new Error(`--size ${values.size}: expected a size such as 256M or 1G`);
+const size = Math.floor(requestedSize / 65536) * 65536;
 const writerCount = Math.max(1, Number(values.writers));
 const unitSize = 65536;
 

@@ -19,14 +19,12 @@ import { openReader } from '../engine/device/open.ts';
 import type { BlockReader } from '../engine/device/types.ts';
 import { SnapshotSession } from '../engine/snapshot/session.ts';
 import type { UnitSink } from '../engine/snapshot/types.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
 
 function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)([KMG]?)i?B?$/i.exec(text.trim());
-  if (!match) throw new Error(`--size ${text}: expected e.g. 256M or 1G`);
-  const scale = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[
-    match[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'
-  ];
-  return Math.floor(Number(match[1]) * scale);
+  const bytes = parseByteSize(text);
+  if (bytes === null) throw new Error(`--size ${text}: expected a size such as 256M, 4G or 2T`);
+  return bytes;
 }
 
 const { values } = parseArgs({

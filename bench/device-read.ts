@@ -11,14 +11,15 @@ import { openReader } from '../engine/device/open.ts';
 import { MiB, withTempDir } from '../engine/testing/image.ts';
 import { attachLoopRange } from '../engine/testing/loop.ts';
 import { loopUnavailableReason, runTool } from '../engine/testing/tools.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
 
 const { values } = parseArgs({
   options: { size: { type: 'string', default: '256M' }, request: { type: 'string', default: '1M' } },
 });
 const parseSize = (text: string) => {
-  const match = /^(\d+)([KMG])$/i.exec(text);
-  if (!match) throw new Error(`${text}: expected e.g. 256M`);
-  return Number(match[1]) * { K: 1024, M: MiB, G: 1024 * MiB }[match[2]!.toUpperCase() as 'K' | 'M' | 'G'];
+  const bytes = parseByteSize(text);
+  if (bytes === null) throw new Error(`${text}: expected a size such as 256M`);
+  return bytes;
 };
 const size = parseSize(values.size);
 const request = parseSize(values.request);

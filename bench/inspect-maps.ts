@@ -12,15 +12,16 @@ import { MiB, withTempDir } from '../engine/testing/image.ts';
 import { attachLoopRange } from '../engine/testing/loop.ts';
 import { partcloneUsedRanges } from '../engine/testing/partclone.ts';
 import { loopUnavailableReason, missingToolReason } from '../engine/testing/tools.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
 
 const { values } = parseArgs({
   options: { size: { type: 'string', default: '512M' }, rounds: { type: 'string', default: '3' } },
 });
 
 function parseSize(text: string): number {
-  const match = /^(\d+)([MG])$/i.exec(text);
-  if (!match) throw new Error(`--size ${text}: expected e.g. 512M or 2G`);
-  return Number(match[1]) * (match[2]!.toUpperCase() === 'G' ? 1024 : 1) * MiB;
+  const bytes = parseByteSize(text);
+  if (bytes === null) throw new Error(`--size ${text}: expected a size such as 256M, 4G or 2T`);
+  return bytes;
 }
 
 const size = parseSize(values.size);

@@ -17,6 +17,7 @@ import type { UnitSink } from '../engine/snapshot/types.ts';
 import { type AttachedVolume, attachVolume } from '../engine/tap/attach.ts';
 import { takeConsistentPoint } from '../engine/tap/consistent-point.ts';
 import { tapUnavailableReason } from '../engine/tap/system-state.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -33,10 +34,9 @@ const size = parseSize(values.size);
 const seconds = Number(values.seconds);
 
 function parseSize(text: string): number {
-  const match = /^(\d+)([KMG]?)$/i.exec(text);
-  if (!match) throw new Error(`--size ${text}: expected e.g. 256M`);
-  const unit = { '': 1, K: 1024, M: MiB, G: 1024 * MiB }[(match[2] ?? '').toUpperCase()] ?? 1;
-  return Number(match[1]) * unit;
+  const bytes = parseByteSize(text);
+  if (bytes === null) throw new Error(`--size ${text}: expected a size such as 256M, 4G or 2T`);
+  return bytes;
 }
 
 interface FioResult {

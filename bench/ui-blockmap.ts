@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chromium, type Page } from 'playwright-core';
 import { serveRendererDist } from '../e2e/static-server.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
 
 const { values } = parseArgs({
   options: {
@@ -21,10 +22,9 @@ const { values } = parseArgs({
 });
 
 function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)([KMGT]?)i?B?$/i.exec(text);
-  if (!match) throw new Error(`--size takes a size like 2T or 512M, not '${text}'`);
-  const power = ' KMGT'.indexOf((match[2] || ' ').toUpperCase());
-  return Number(match[1]) * 1024 ** power;
+  const bytes = parseByteSize(text);
+  if (bytes === null) throw new Error(`--size ${text}: expected a size such as 256M, 4G or 2T`);
+  return bytes;
 }
 
 const diskBytes = parseSize(String(values.size));

@@ -1,16 +1,15 @@
 // `diskline schedule`: the plans the engine runs on their own — list, add, remove, run now, pause, resume.
 import { resolve } from 'node:path';
+import { parseByteSize } from '../../../protocol/byte-size.ts';
 import type { EventData } from '../../../protocol/messages.ts';
 import type { Plan, Retention } from '../../../protocol/model.ts';
 import { type ClosableEngineClient, connectEngine } from '../../api/client.ts';
 import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
-const SIZE_UNITS: Record<string, number> = { '': 1, k: 1 << 10, m: 1 << 20, g: 1 << 30, t: 2 ** 40 };
-
 function parseSize(text: string, option: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (!match) throw new UsageError(`${option} must be a size like 256M or 2G, not '${text}'.`);
-  return Math.round(Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!);
+  const bytes = parseByteSize(text);
+  if (bytes === null) throw new UsageError(`${option} must be a size like 256M or 2G, not '${text}'.`);
+  return bytes;
 }
 
 function parseCount(text: string | undefined, option: string): number | undefined {
