@@ -59,6 +59,42 @@ test('a block device reads the same bytes as its image at unaligned offsets (O_D
   });
 });
 
+test('readInto fills its own aligned buffers and any other buffer with the same bytes as read', async (t) => {
+  const skip = loopUnavailableReason();
+  if (skip) return t.skip(skip);
+  await withTempDir(async (dir) => {
+    const content = randomBytes(4 * MiB + 1536);
+    const image = join(dir, 'c.img');
+    await writeFile(image, content);
+    const loop = await attachLoopRange(image, 0, content.length);
+    try {
+      for (const path of [image, loop.device]) {
+        const reader = await openReader(path);
+        try {
+          const own = reader.allocateReadBuffer!(MiB);
+          assert.equal(await reader.readInto!(own, MiB), MiB, path);
+          assert.deepEqual(own, content.subarray(MiB, 2 * MiB), `${path}: aligned read into its own buffer`);
+          const plain = Buffer.alloc(10_000);
+          assert.equal(await reader.readInto!(plain, 513), 10_000);
+          assert.deepEqual(
+            plain,
+            content.subarray(513, 10_513),
+            `${path}: unaligned read into a plain buffer`,
+          );
+          // At the end of the device the count is shorter and only that much is filled.
+          assert.equal(await reader.readInto!(own, 4 * MiB), 1536, path);
+          assert.deepEqual(own.subarray(0, 1536), content.subarray(4 * MiB), `${path}: the tail`);
+          assert.equal(await reader.readInto!(own, content.length), 0, path);
+        } finally {
+          await reader.close();
+        }
+      }
+    } finally {
+      await loop.detach();
+    }
+  });
+});
+
 test('openWriter creates an image of the minimum size and extends a smaller one sparsely', async () => {
   await withTempDir(async (dir) => {
     const target = join(dir, 'restore.img');

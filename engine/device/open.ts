@@ -50,6 +50,8 @@ class HandleReader implements BlockReader {
   protected handle: FileHandle;
   private direct: boolean;
   private bufferedFallback: (() => Promise<FileHandle>) | null;
+  /** Memory handed out by allocateReadBuffer: aligned, so readInto reads into it directly. */
+  private readonly alignedBuffers = new WeakSet<ArrayBufferLike>();
 
   constructor(
     path: string,
@@ -95,6 +97,44 @@ class HandleReader implements BlockReader {
       await this.readChunk(at, result.subarray(at - offset, chunkEnd - offset));
     }
     return result;
+  }
+
+  allocateReadBuffer(size: number): Buffer {
+    if (!this.direct) return Buffer.allocUnsafeSlow(size);
+    const aligned = Buffer.from(allocAligned(size, Math.max(this.logicalSectorSize, 4096)));
+    this.alignedBuffers.add(aligned.buffer);
+    return aligned;
+  }
+
+  async readInto(target: Buffer, offset: number): Promise<number> {
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new RangeError(`bad read of ${target.length} bytes at ${offset} on ${this.path}`);
+    }
+    const end = Math.min(offset + target.length, this.size);
+    if (end <= offset) return 0;
+    const into = target.subarray(0, end - offset);
+    const sector = this.logicalSectorSize;
+    const ownAligned = this.alignedBuffers.has(target.buffer) && target.byteOffset === 0;
+    if (this.direct && ownAligned && offset % sector === 0 && into.length % sector === 0) {
+      // One of our aligned buffers, at an aligned offset: the device reads straight into it.
+      try {
+        const got = await preadFully(this.handle, into, offset);
+        if (got < into.length) {
+          throw new Error(
+            `${this.path} ended at byte ${offset + got}, before its size ${this.size}; was it shrunk?`,
+          );
+        }
+        return into.length;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+        // Fall through: readChunk switches to buffered reads.
+      }
+    }
+    for (let at = offset; at < end; at += maxReadChunk) {
+      const chunkEnd = Math.min(at + maxReadChunk, end);
+      await this.readChunk(at, into.subarray(at - offset, chunkEnd - offset));
+    }
+    return into.length;
   }
 
   private async readChunk(offset: number, into: Buffer): Promise<void> {

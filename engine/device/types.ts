@@ -22,6 +22,11 @@ export interface BlockReader {
    * paying for fresh memory on every read.
    */
   readInto?(target: Buffer, offset: number): Promise<number>;
+  /**
+   * Optional: a buffer this reader fills fastest with readInto (aligned for O_DIRECT where the reader uses it).
+   * Callers that reuse read buffers take them from here.
+   */
+  allocateReadBuffer?(size: number): Buffer;
   close(): Promise<void>;
 }
 

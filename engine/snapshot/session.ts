@@ -596,7 +596,10 @@ export class SnapshotSession extends EventEmitter implements WriteInterceptor {
   }
 
   private takeReadBuffer(): Buffer {
-    return this.freeReadBuffers.pop() ?? Buffer.allocUnsafeSlow(this.readRequestUnits * this.unitSize);
+    const size = this.readRequestUnits * this.unitSize;
+    return (
+      this.freeReadBuffers.pop() ?? this.reader.allocateReadBuffer?.(size) ?? Buffer.allocUnsafeSlow(size)
+    );
   }
 
   private releaseReadBuffer(buffer: Buffer): void {
