@@ -177,6 +177,41 @@ test('backup of a volume attached in the daemon is frozen, with its hooks run', 
   }
 });
 
+const loopSkip =
+  process.getuid?.() !== 0
+    ? 'needs root for a loop device'
+    : existsSync('/dev/loop-control')
+      ? false
+      : 'no loop devices';
+
+test('restore to a device through the daemon needs --yes and prints the device; then writes equal bytes', {
+  skip: loopSkip,
+  timeout: 60_000,
+}, async () => {
+  const repo = join(dir, 'repo');
+  const backing = join(dir, 'target.img');
+  await run('truncate', ['-s', '16M', backing]);
+  const device = (await run('losetup', ['-f', '--show', backing])).stdout.trim();
+  try {
+    const points = JSON.parse((await diskline(['points', '--repo', repo, '--json'])).stdout) as {
+      id: string;
+      source: string;
+    }[];
+    const first = points.find((p) => p.source === join(dir, 'disk.img'));
+    assert.ok(first);
+    const refused = await diskline(['restore', first.id, '--repo', repo, '--to', device]);
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`target: .*${device}`));
+    assert.match(refused.stderr, /add --yes/);
+    const restore = await diskline(['restore', first.id, '--repo', repo, '--to', device, '--yes', '--json']);
+    assert.equal(restore.code, 0, restore.stderr);
+    assert.equal((JSON.parse(restore.stdout) as { target: string }).target, device);
+    assert.equal(await sha256(device, 16 << 20), await sha256(join(dir, 'disk.img')));
+  } finally {
+    await run('losetup', ['-d', device]);
+  }
+});
+
 test('Ctrl-C during a backup through the daemon cancels the job and exits 1', {
   timeout: 60_000,
 }, async () => {

@@ -67,7 +67,8 @@ export const verb: Verb = {
     if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     if (!values.to) throw new UsageError('--to is required: the image file or device to restore to');
-    const daemon = await connectDaemon();
+    // --instant serves the target from this process until it is filled and unmounted, as it always has.
+    const daemon = values.instant ? null : await connectDaemon();
     if (daemon) {
       try {
         return await restoreThroughDaemon(daemon, reference, values.to, requireRepo(values), values);
@@ -178,13 +179,24 @@ async function restoreThroughDaemon(
   values: {
     yes?: boolean | undefined;
     json?: boolean | undefined;
-    instant?: boolean | undefined;
     'password-file'?: string | undefined;
   },
 ): Promise<number> {
   notePassphrase(values);
   const repo = repoForDaemon(repoText);
   const target = resolve(to);
+  // The engine API takes an id or a prefix of one; 'latest' is the newest complete point, as in-process.
+  if (reference === 'latest') {
+    const points = await daemon
+      .call('points.list', { repo })
+      .catch((error: unknown) => callFailure('restore', error));
+    const newest = points
+      .filter((point) => point.complete)
+      .sort((a, b) => a.time.localeCompare(b.time))
+      .at(-1);
+    if (!newest) throw new ExitError(`repository ${repo} has no complete restore point`, ExitCode.failed);
+    reference = newest.id;
+  }
   const preview = await daemon
     .call('restore.preview', { repo, point: reference, to: target })
     .catch((error: unknown) => callFailure('restore', error));
@@ -207,7 +219,6 @@ async function restoreThroughDaemon(
           point: reference,
           to: target,
           confirmToken: preview.confirmToken,
-          instant: values.instant === true,
         })
         .catch((error: unknown) => callFailure('restore', error)),
     values.json ? null : 'restore',
