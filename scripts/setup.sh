@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(
   # interception: FUSE library and tools, loop devices (util-linux: losetup, mount; fdisk: sfdisk)
   fuse3 libfuse3-dev pkg-config util-linux fdisk
+  # the repository's chunk compression (the native helper links libzstd)
+  libzstd-dev
   # file-system tools used to make and check test images
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g exfatprogs exfat-fuse
   # peers and load generators for tests and benchmarks

@@ -52,6 +52,10 @@ export interface TapStats {
 export interface NativeHelper {
   /** Zeroed memory starting at a multiple of `alignment` (default 4096), for O_DIRECT reads. */
   allocAligned(size: number, alignment?: number): ArrayBuffer;
+  /** One zstd frame of `data`, with a compression context reused per thread (node:zlib builds one per call). */
+  zstdCompress(data: Buffer, level: number): Buffer;
+  /** The content of one zstd frame, which must be exactly `size` bytes; throws (code EZSTD) otherwise. */
+  zstdDecompress(frame: Buffer, size: number): Buffer;
   peerCredentials(fd: number): PeerCredentials;
   /** FIFREEZE on the file system mounted at `mountpoint` (flushes it and blocks new writes). */
   freeze(mountpoint: string): void;
@@ -103,7 +107,7 @@ export function nativeHelper(): NativeHelper {
   if (!existsSync(addonPath)) {
     throw new Error(
       `the native helper is not built (${addonPath} is missing): run 'npm run build' ` +
-        '(needs a C compiler, libfuse3-dev and pkg-config; scripts/setup.sh installs them)',
+        '(needs a C compiler, libfuse3-dev, libzstd-dev and pkg-config; scripts/setup.sh installs them)',
     );
   }
   const require = createRequire(import.meta.url);
@@ -150,4 +154,10 @@ export function blockDeviceSize(fd: number): number {
 }
 export function blockDeviceSectorSize(fd: number): number {
   return nativeHelper().blockDeviceSectorSize(fd);
+}
+export function zstdCompress(data: Buffer, level: number): Buffer {
+  return nativeHelper().zstdCompress(data, level);
+}
+export function zstdDecompress(frame: Buffer, size: number): Buffer {
+  return nativeHelper().zstdDecompress(frame, size);
 }

@@ -71,6 +71,7 @@ int arg_string(napi_env env, napi_value value, const char *name, char *buf, size
 static napi_value init(napi_env env, napi_value exports) {
   register_system(env, exports);
   register_tap(env, exports);
+  register_zstd(env, exports);
   return exports;
 }
 
