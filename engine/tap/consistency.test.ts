@@ -317,3 +317,82 @@ test('a failing pre-hook fails the point before anything is frozen or armed, and
     }
   });
 });
+
+test('fio writing through a tiny container: every write completes and verifies, and the backup is the disk at the point', {
+  skip:
+    skipReason ??
+    (existsSync('/usr/bin/fio') ? false : 'fio is not installed (scripts/setup.sh installs it)'),
+}, async (t) => {
+  await withDir(async (dir) => {
+    const image = join(dir, 'busy.img');
+    const size = 32 * MiB;
+    await run('head', ['-c', String(size), '/dev/urandom'], { encoding: 'buffer', maxBuffer: size + 1 }).then(
+      ({ stdout }) => writeFile(image, stdout),
+    );
+    const before = await readFile(image);
+    const volume = await attachVolume(image, { partscan: false });
+    try {
+      const unitSize = 64 * 1024;
+      const containerBytes = 4 * unitSize;
+      const reader = await openReader(volume.source);
+      const backup = join(dir, 'backup.img');
+      const imageSink = await ImageSink.create(backup, volume.size);
+      // A slow sink keeps the copy going for seconds so fio meets pending units and fills the container.
+      const sink: UnitSink = {
+        writeUnit: async (offset, data) => {
+          await new Promise((resolve) => setTimeout(resolve, 3));
+          await imageSink.writeUnit(offset, data);
+        },
+        finish: () => imageSink.finish(),
+        abort: (reason) => imageSink.abort(reason),
+      };
+      const session = new SnapshotSession({
+        reader,
+        usedRanges: [{ start: 0, length: volume.size }],
+        unitSize,
+        container: new MemoryContainer({ capacityBytes: containerBytes, slotSize: unitSize }),
+        sink,
+        readsInFlight: 1,
+        onSettle: (firstUnit, count) => volume.settleUnits(firstUnit, count),
+      });
+      try {
+        await takeConsistentPoint(volume, session, {});
+        // fio in its own process (an intercepted write is answered on this event loop): random 4 KiB writes at
+        // queue depth 16, each block checksummed and read back at the end.
+        const fio = run('fio', [
+          '--name=busy',
+          `--filename=${volume.loopDevice}`,
+          '--rw=randwrite',
+          '--bs=4k',
+          '--iodepth=16',
+          '--ioengine=libaio',
+          '--direct=1',
+          `--size=${size}`,
+          '--io_size=6M',
+          '--verify=crc32c',
+          '--do_verify=1',
+          '--verify_fatal=1',
+          '--output-format=json',
+        ]);
+        const result = await session.run();
+        const { stdout } = await fio;
+        const job = (JSON.parse(stdout) as { jobs: { error: number; write: { total_ios: number } }[] })
+          .jobs[0]!;
+        t.diagnostic(
+          `${job.write.total_ios} fio writes; ${result.writes.intercepted} intercepted, ${result.writes.throttled} throttled, ` +
+            `${result.writes.suspended} suspended; container peak ${result.peakContainerBytes} of ${containerBytes}`,
+        );
+        assert.equal(job.error, 0, 'fio finished without an error, its read-back verification included');
+        assert.equal(job.write.total_ios, (6 * MiB) / 4096, 'every write completed');
+        assert.ok(result.peakContainerBytes <= containerBytes, 'the container never exceeded its capacity');
+        assert.ok(result.writes.suspended > 0, 'writers were suspended while the container was full');
+        assert.ok((await readFile(backup)).equals(before), 'the backup is the disk as it was at the point');
+      } finally {
+        await volume.setInterceptor(null, unitSize);
+        await reader.close();
+      }
+    } finally {
+      await volume.detach();
+    }
+  });
+});
