@@ -2,6 +2,7 @@
 // written to (writes land on restored units) — and ends up fsck-clean with the original files plus the new one.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { promisify } from 'node:util';
 import { nativeHelperAvailable } from '../native/index.ts';
 import { Repository } from '../repository/repository.ts';
 import { startInstantRestore } from './instant-restore.ts';
+import { journalPathFor } from './restore-journal.ts';
 import { tapUnavailableReason } from './system-state.ts';
 
 const run = promisify(execFile);
@@ -136,6 +138,72 @@ test('diskline restore --instant serves the target at once and finishes with a b
     );
   } finally {
     await run('umount', [mnt]).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('an interrupted instant restore resumes from its journal and keeps what was written meanwhile', {
+  skip: skipReason ?? false,
+  timeout: 90_000,
+}, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'diskline-instant-resume-'));
+  const env = { ...process.env, DISKLINE_PASSWORD: 'instant test' };
+  try {
+    const image = join(dir, 'disk.img');
+    const source = Buffer.alloc(16 * MiB);
+    for (let i = 0; i < source.length; i += 4) source.writeUInt32LE((i * 2654435761) >>> 0, i);
+    await writeFile(image, source);
+    const repo = join(dir, 'repo');
+    await run(process.execPath, [cli, 'init', '--repo', repo], { env });
+    await run(process.execPath, [cli, 'backup', image, '--repo', repo], { env });
+    const repository = await Repository.open(repo, { password: 'instant test' });
+    try {
+      const point = await repository.openPoint(await repository.resolvePointId('latest'));
+      const target = join(dir, 'restored.img');
+      const first = await startInstantRestore(point, target, {
+        partscan: false,
+        copyBytesPerSecond: 2 * MiB,
+      });
+      // A user writes 4 KiB near the end, long before the copier gets there (from another process: the tap
+      // answers on this one's event loop).
+      const marker = Buffer.alloc(4096, 0x5a);
+      const markerFile = join(dir, 'marker');
+      await writeFile(markerFile, marker);
+      const markerOffset = 12 * MiB + 4096;
+      await run('dd', [
+        `if=${markerFile}`,
+        `of=${first.loopDevice}`,
+        'bs=4096',
+        `seek=${markerOffset / 4096}`,
+        'oflag=direct',
+        'conv=notrunc',
+        'status=none',
+      ]);
+      const stoppedAt = first.progress();
+      assert.ok(!stoppedAt.complete && stoppedAt.onDemandUnits > 0);
+      await assert.rejects(first.detach(), /is only partly restored/);
+      assert.ok(existsSync(journalPathFor(target, false)), 'the journal outlives the interrupted run');
+
+      const second = await startInstantRestore(point, target, { partscan: false });
+      assert.ok(
+        second.progress().resumedUnits >= stoppedAt.restoredUnits,
+        'restored units are not fetched again',
+      );
+      await second.whenComplete;
+      await second.detach();
+      const restored = await readFile(target);
+      assert.ok(
+        restored.subarray(markerOffset, markerOffset + 4096).equals(marker),
+        'the user write is kept',
+      );
+      const expected = Buffer.from(source);
+      marker.copy(expected, markerOffset);
+      assert.ok(restored.equals(expected), 'every other byte is the point');
+      assert.ok(!existsSync(journalPathFor(target, false)), 'a finished restore leaves no journal');
+    } finally {
+      await repository.close();
+    }
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -3,16 +3,18 @@
 // bit set, for reads and writes): the first access to such a unit waits while that unit is fetched from the
 // repository and written to T, then proceeds on T; a write therefore lands on restored data and marks its unit
 // done. The copier walks the remaining units in disk order. Interrupted (detach, crash) before the copier
-// finishes, T is partly restored and must not be used on its own: restore again.
+// finishes, T is partly restored and must not be used on its own: the same restore again resumes it from its
+// journal (restore-journal.ts), keeping what users wrote meanwhile.
 import { closeSync, constants, fstatSync, openSync, write as writeCallback } from 'node:fs';
 import { mkdtemp, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { deviceUses } from '../device/busy.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle } from '../native/index.ts';
 import { refuseDetachWhileMounted, TapRefusedError } from './attach.ts';
+import { journalPathFor, journalResumes, RestoreJournal } from './restore-journal.ts';
 import {
   attachLoopDevice,
   detachLoopDevice,
@@ -41,8 +43,21 @@ export interface InstantRestoreOptions {
   partscan?: boolean;
   /** Limit the background copier (bytes per second); accesses by users are never limited. */
   copyBytesPerSecond?: number;
-  /** The target reads as zeros already (a new or emptied image): zero units are not written. */
+  /** The target reads as zeros already (a new or emptied image): zero units are not written. Ignored on resume. */
   targetIsZeroed?: boolean;
+  /** Where the restore's journal lives (default: beside an image, in the engine's state for a device). */
+  journalPath?: string;
+}
+
+/** True when an unfinished instant restore of this point to `target` can resume (so the target must be kept). */
+export function instantRestoreResumes(
+  point: RestorablePoint,
+  target: string,
+  isDevice: boolean,
+  journalPath = journalPathFor(resolve(target), isDevice),
+): boolean {
+  const { id, unitSize, source } = point.manifest;
+  return journalResumes(journalPath, { point: id, target: resolve(target), size: source.size, unitSize });
 }
 
 export interface InstantRestoreProgress {
@@ -50,6 +65,8 @@ export interface InstantRestoreProgress {
   totalUnits: number;
   /** Units restored because someone read or wrote them before the copier got there. */
   onDemandUnits: number;
+  /** Units found restored in the journal of an interrupted run of this same restore. */
+  resumedUnits: number;
   complete: boolean;
 }
 
@@ -82,8 +99,8 @@ export async function startInstantRestore(
   } else if (existing && !existing.isFile()) {
     throw new TapRefusedError(`refusing to restore to ${target}: not an image file or a block device`);
   }
-  // A new or empty image reads as zeros: zero units need no writing there.
-  const targetStartsZeroed =
+  // A new or empty image reads as zeros: zero units need no writing there (unless this resumes a restore).
+  let targetStartsZeroed =
     options.targetIsZeroed ?? (!existing || (existing.isFile() && existing.size === 0));
   const fd = openSync(
     target,
@@ -91,6 +108,7 @@ export async function startInstantRestore(
     0o600,
   );
   let tap: TapHandle | null = null;
+  let journal: RestoreJournal | null = null;
   const mountDir = await mkdtemp(join(tmpdir(), 'diskline-instant-'));
   try {
     const targetSize = isDevice ? blockDeviceSize(fd) : fstatSync(fd).size;
@@ -103,10 +121,20 @@ export async function startInstantRestore(
       ftruncateSync(fd, size);
     }
 
-    const restored = new Uint8Array(unitCount);
+    const opened = await RestoreJournal.open(
+      options.journalPath ?? journalPathFor(resolve(target), isDevice),
+      { point: point.manifest.id, target: resolve(target), size, unitSize },
+      unitCount,
+      fd,
+    );
+    journal = opened.journal;
+    const restored = opened.restored;
+    if (opened.resumed) targetStartsZeroed = false;
+    const restoreJournal = journal;
     const inFlight = new Map<number, Promise<void>>();
     let restoredUnits = 0;
     let onDemandUnits = 0;
+    let resumedUnits = 0;
     let stopping = false;
 
     const restoreUnit = (unit: number, onDemand: boolean): Promise<void> => {
@@ -122,6 +150,8 @@ export async function startInstantRestore(
           while (done < length)
             done += (await writeAt(fd, data, done, length - done, offset + done)).bytesWritten;
         }
+        // Durable in the journal before anyone may touch the unit: a resumed restore must never overwrite it.
+        await restoreJournal.record(unit);
         restored[unit] = 1;
         restoredUnits++;
         if (onDemand) onDemandUnits++;
@@ -159,16 +189,18 @@ export async function startInstantRestore(
       },
     });
     tap = handle;
-    // Every unit starts not restored: reads and writes of it wait for it.
+    // Every unit starts not restored: reads and writes of it wait for it. Units the journal of an interrupted
+    // run records, and zero units of a target known to read as zeros, are settled at once.
     native.tapArm(handle, unitSize, true, false);
+    for (let unit = 0; unit < unitCount; unit++) if (restored[unit]) resumedUnits++;
     if (targetStartsZeroed) {
-      for (let unit = 0; unit < unitCount; unit++) {
-        if (point.manifest.units[unit] === 0) {
-          restored[unit] = 1;
-          restoredUnits++;
-          native.tapSettle(handle, unit, 1);
-        }
-      }
+      for (let unit = 0; unit < unitCount; unit++) if (point.manifest.units[unit] === 0) restored[unit] = 1;
+      await restoreJournal.recordAll(restored);
+    }
+    for (let unit = 0; unit < unitCount; unit++) {
+      if (!restored[unit]) continue;
+      restoredUnits++;
+      native.tapSettle(handle, unit, 1);
     }
     const fuseFile = join(mountDir, 'volume');
     const loop = await attachLoopDevice(fuseFile, {
@@ -180,17 +212,23 @@ export async function startInstantRestore(
     const copier = (async () => {
       const started = performance.now();
       let copiedBytes = 0;
+      // A few units at a time, so their journal records share syncs.
+      const window: Promise<void>[] = [];
       for (let unit = 0; unit < unitCount && !stopping; unit++) {
         if (restored[unit]) continue;
-        await restoreUnit(unit, false);
+        window.push(restoreUnit(unit, false));
         copiedBytes += unitSize;
+        if (window.length < 16 && unit + 1 < unitCount) continue;
+        await Promise.all(window.splice(0));
         if (options.copyBytesPerSecond) {
           const due = (copiedBytes / options.copyBytesPerSecond) * 1000 - (performance.now() - started);
           if (due > 0) await sleep(due);
         }
       }
+      await Promise.all(window);
       if (stopping) throw new Error(`instant restore to ${target} was stopped before it finished`);
       native.tapArm(handle, null, false, false);
+      await restoreJournal.close(true);
     })();
     copier.catch(() => undefined);
 
@@ -203,6 +241,7 @@ export async function startInstantRestore(
         restoredUnits,
         totalUnits: unitCount,
         onDemandUnits,
+        resumedUnits,
         complete: restoredUnits === unitCount,
       }),
       whenComplete: copier,
@@ -215,6 +254,7 @@ export async function startInstantRestore(
         await detachLoopDevice(loop.device);
         native.tapStop(handle);
         detached = true;
+        if (restoredUnits < unitCount) await restoreJournal.close(false);
         closeSync(fd);
         await rmdir(mountDir).catch(() => undefined);
         if (restoredUnits < unitCount)
@@ -225,6 +265,7 @@ export async function startInstantRestore(
     };
   } catch (error) {
     if (tap) native.tapStop(tap);
+    await journal?.close(false);
     closeSync(fd);
     await rmdir(mountDir).catch(() => undefined);
     throw error;

@@ -9,7 +9,7 @@ import { openWriter } from '../../device/open.ts';
 import { kernelName, parentDisk, sysfsSize } from '../../device/sysfs.ts';
 import { runningBackups } from '../../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../../repository/restore.ts';
-import { runInstantRestoreInForeground } from '../../tap/instant-restore.ts';
+import { instantRestoreResumes, runInstantRestoreInForeground } from '../../tap/instant-restore.ts';
 import {
   callFailure,
   connectDaemon,
@@ -128,14 +128,20 @@ export const verb: Verb = {
             `refusing to restore to ${target}: the image is attached as ${loops.join(', ')} (it may be mounted); detach it first`,
           );
         }
+      }
+      const instantPoint = values.instant ? await repo.openPoint(pointId) : null;
+      // An interrupted instant restore of this point to this target resumes: the target is kept as it is.
+      const resuming = instantPoint !== null && instantRestoreResumes(instantPoint, target, isDevice);
+      if (!isDevice && !resuming) {
         // An image starts all zero so unused and all-zero units need no writes; a bigger image keeps its size.
         if (existing) await truncate(target, 0);
         if (existing) await truncate(target, Math.max(existing.size, needed));
       }
-      if (values.instant) {
-        const point = await repo.openPoint(pointId);
-        return await runInstantRestoreInForeground(point, target, {
-          targetIsZeroed: !isDevice,
+      if (instantPoint) {
+        if (resuming && !values.json)
+          process.stderr.write(`resuming the restore of point ${pointId} to ${target}\n`);
+        return await runInstantRestoreInForeground(instantPoint, target, {
+          targetIsZeroed: !isDevice && !resuming,
           json: values.json,
         });
       }
