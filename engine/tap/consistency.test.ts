@@ -372,6 +372,7 @@ test('fio writing through a tiny container: every write completes and verifies, 
           '--verify=crc32c',
           '--do_verify=1',
           '--verify_fatal=1',
+          '--verify_state_save=0',
           '--output-format=json',
         ]);
         const result = await session.run();
