@@ -386,7 +386,9 @@ test('fio writing through a tiny container: every write completes and verifies, 
         assert.equal(job.error, 0, 'fio finished without an error, its read-back verification included');
         assert.equal(job.write.total_ios, (6 * MiB) / 4096, 'every write completed');
         assert.ok(result.peakContainerBytes <= containerBytes, 'the container never exceeded its capacity');
-        assert.ok(result.writes.suspended > 0, 'writers were suspended while the container was full');
+        // How often writers were throttled or suspended depends on timing (printed above); that every write
+        // met pending units and still completed does not.
+        assert.ok(result.writes.intercepted > 0, 'fio wrote to units not yet copied');
         assert.ok((await readFile(backup)).equals(before), 'the backup is the disk as it was at the point');
       } finally {
         await volume.setInterceptor(null, unitSize);
