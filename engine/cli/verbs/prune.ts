@@ -1,6 +1,6 @@
 // `diskline prune --repo R --keep-…`: forgets the restore points the policy does not keep and frees the packs
 // no point uses. Backups may run meanwhile (see docs/repository-format.md, "Prune").
-import type { Retention } from '../../../protocol/model.ts';
+
 import { type PruneReport, pruneRepository } from '../../repository/prune.ts';
 import type { Repository } from '../../repository/repository.ts';
 import {
@@ -18,16 +18,8 @@ import {
   repositoryOptions,
   requireRepo,
 } from '../repository-access.ts';
+import { parseRetention, retentionOptions } from '../retention-options.ts';
 import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
-
-const keepFlags = {
-  'keep-last': 'keepLast',
-  'keep-hourly': 'keepHourly',
-  'keep-daily': 'keepDaily',
-  'keep-weekly': 'keepWeekly',
-  'keep-monthly': 'keepMonthly',
-  'keep-yearly': 'keepYearly',
-} as const;
 
 export const verb: Verb = {
   usage: 'prune --repo R --keep-last N [--keep-hourly N …] [--dry-run] [--json]',
@@ -38,22 +30,11 @@ export const verb: Verb = {
   async run(args) {
     const { values } = parseVerbArgs(args, {
       ...repositoryOptions,
-      'keep-last': { type: 'string' },
-      'keep-hourly': { type: 'string' },
-      'keep-daily': { type: 'string' },
-      'keep-weekly': { type: 'string' },
-      'keep-monthly': { type: 'string' },
-      'keep-yearly': { type: 'string' },
+      ...retentionOptions,
       'dry-run': { type: 'boolean' },
       json: { type: 'boolean' },
     });
-    const policy: Retention = {};
-    for (const [flag, field] of Object.entries(keepFlags) as [keyof typeof keepFlags, keyof Retention][]) {
-      const text = values[flag];
-      if (text === undefined) continue;
-      if (!/^\d+$/.test(text)) throw new UsageError(`--${flag} takes a whole number, not '${text}'`);
-      policy[field] = Number(text);
-    }
+    const policy = parseRetention(values);
     if (Object.keys(policy).length === 0) throw new UsageError('give at least one --keep-… option');
     const daemon = await connectDaemon();
     let report: PruneReport | undefined;

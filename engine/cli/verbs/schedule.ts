@@ -2,20 +2,15 @@
 import { resolve } from 'node:path';
 import { parseByteSize } from '../../../protocol/byte-size.ts';
 import type { EventData } from '../../../protocol/messages.ts';
-import type { Plan, Retention } from '../../../protocol/model.ts';
+import type { Plan } from '../../../protocol/model.ts';
 import { type ClosableEngineClient, connectEngine } from '../../api/client.ts';
+import { parseRetention, retentionOptions } from '../retention-options.ts';
 import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 function parseSize(text: string, option: string): number {
   const bytes = parseByteSize(text);
   if (bytes === null) throw new UsageError(`${option} must be a size like 256M or 2G, not '${text}'.`);
   return bytes;
-}
-
-function parseCount(text: string | undefined, option: string): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text)) throw new UsageError(`${option} must be a whole number, not '${text}'.`);
-  return Number(text);
 }
 
 async function findPlan(client: ClosableEngineClient, ref: string | undefined): Promise<Plan> {
@@ -65,12 +60,7 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
       source: { type: 'string' },
       repo: { type: 'string' },
       at: { type: 'string' },
-      'keep-last': { type: 'string' },
-      'keep-hourly': { type: 'string' },
-      'keep-daily': { type: 'string' },
-      'keep-weekly': { type: 'string' },
-      'keep-monthly': { type: 'string' },
-      'keep-yearly': { type: 'string' },
+      ...retentionOptions,
       'container-size': { type: 'string' },
       'container-file': { type: 'string' },
       disabled: { type: 'boolean' },
@@ -92,14 +82,7 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
         for (const required of ['name', 'source', 'repo', 'at'] as const) {
           if (!values[required]) throw new UsageError(`add needs --${required}.`);
         }
-        const retention: Retention = {
-          keepLast: parseCount(values['keep-last'], '--keep-last'),
-          keepHourly: parseCount(values['keep-hourly'], '--keep-hourly'),
-          keepDaily: parseCount(values['keep-daily'], '--keep-daily'),
-          keepWeekly: parseCount(values['keep-weekly'], '--keep-weekly'),
-          keepMonthly: parseCount(values['keep-monthly'], '--keep-monthly'),
-          keepYearly: parseCount(values['keep-yearly'], '--keep-yearly'),
-        };
+        const retention = parseRetention(values);
         const capacityBytes = parseSize(values['container-size'] ?? '256M', '--container-size');
         const plan = await client.call('plans.save', {
           id: '',
