@@ -10,8 +10,7 @@ import {
   RetentionSchema,
 } from './model.ts';
 
-/** Largest message either side accepts; bigger input is refused before parsing. */
-export const MAX_MESSAGE_BYTES = 1 << 20;
+export { CellState, MAX_MESSAGE_BYTES } from './constants.ts';
 
 const repoRef = z.object({ repo: z.string().min(1) });
 const pointRef = z.object({ repo: z.string().min(1), point: z.string().min(1) });
@@ -106,9 +105,6 @@ export const methods = {
 export type MethodName = keyof typeof methods;
 export type Params<M extends MethodName> = z.input<(typeof methods)[M][0]>;
 export type Result<M extends MethodName> = z.output<(typeof methods)[M][1]>;
-
-/** Block-map cell states: a cell shows the most urgent state among the units it covers. */
-export const CellState = { free: 0, pending: 1, copied: 2, preserved: 3, writing: 4 } as const;
 
 export const eventSchemas = {
   'job.updated': JobSchema,

@@ -3,23 +3,22 @@
 // failed call throws EngineCallError carrying the API's error code (which the CLI turns into an exit code).
 import { existsSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
-import {
-  type EngineClient,
-  type ErrorCode,
-  type EventData,
-  type EventName,
-  MAX_MESSAGE_BYTES,
-  type MethodName,
-  type Params,
-  type Result,
-  type ServerMessage,
+import { MAX_MESSAGE_BYTES } from '../../protocol/constants.ts';
+import type {
+  EngineClient,
+  ErrorCode,
+  EventData,
+  EventName,
+  MethodName,
+  Params,
+  Result,
+  ServerMessage,
 } from '../../protocol/messages.ts';
 import { ExitCode } from '../cli/verb.ts';
-import { dispatch } from './dispatcher.ts';
 import type { Engine } from './engine.ts';
 import { encodeFrame, FrameDecoder } from './frames.ts';
 import type { HostOptions } from './host.ts';
-import { socketPath } from './unix-server.ts';
+import { socketPath } from './socket-path.ts';
 
 export class EngineCallError extends Error {
   readonly code: ErrorCode | 'disconnected';
@@ -171,6 +170,8 @@ export class InProcessClient implements ClosableEngineClient {
 
   async call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>> {
     const request = JSON.stringify({ type: 'request', id: this.#nextId++, method, params });
+    // Loaded on first use: a client of the daemon needs none of the engine's parts.
+    const { dispatch } = await import('./dispatcher.ts');
     const response = await dispatch(request, this.engine.handlers, this.#connection);
     if (response.ok) return response.result as Result<M>;
     throw new EngineCallError(response.error.code, response.error.message);

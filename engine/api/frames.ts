@@ -1,7 +1,7 @@
 // Splits a byte stream into newline-delimited JSON frames, refusing any frame longer than
 // MAX_MESSAGE_BYTES before it is parsed or even fully buffered: an oversized frame is skipped up to its
 // newline and reported once, so one bad client message never costs the daemon more than the limit in memory.
-import { MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
+import { MAX_MESSAGE_BYTES } from '../../protocol/constants.ts';
 
 export type Frame = { kind: 'frame'; text: string } | { kind: 'oversized'; bytes: number };
 

@@ -12,13 +12,10 @@ import { type Connection, dispatch, UNREADABLE_REQUEST_ID } from './dispatcher.t
 import { Engine } from './engine.ts';
 import { encodeBounded, encodeFrame, FrameDecoder } from './frames.ts';
 
-export const DEFAULT_SOCKET_PATH = '/run/diskline/engine.sock';
+export { DEFAULT_SOCKET_PATH, socketPath } from './socket-path.ts';
+
 /** Output queued for one client beyond which it is considered stuck and dropped. */
 const MAX_QUEUED_OUTPUT_BYTES = 16 * MAX_MESSAGE_BYTES;
-
-export function socketPath(): string {
-  return process.env.DISKLINE_SOCKET || DEFAULT_SOCKET_PATH;
-}
 
 export interface UnixServerOptions {
   path: string;

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Job } from '../../protocol/model.ts';
 import { EngineCallError, SocketClient } from '../api/client.ts';
-import { socketPath } from '../api/unix-server.ts';
+import { socketPath } from '../api/socket-path.ts';
 import { progressLine } from './repository-access.ts';
 import { ExitCode, ExitError } from './verb.ts';
 

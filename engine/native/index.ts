@@ -1,6 +1,7 @@
 // The native helper's TypeScript face: loads build/Release/diskline_native.node (built by `npm run build`)
 // and types what it exports — aligned buffers for O_DIRECT, unix-socket peer credentials, file-system
-// freeze/thaw, block device geometry, and the FUSE tap that engine/tap drives.
+// freeze/thaw, block device geometry, the FUSE tap that engine/tap drives, and the repository's batch chunk
+// codec (engine/repository/chunk-codec.ts).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -52,10 +53,39 @@ export interface TapStats {
 export interface NativeHelper {
   /** Zeroed memory starting at a multiple of `alignment` (default 4096), for O_DIRECT reads. */
   allocAligned(size: number, alignment?: number): ArrayBuffer;
-  /** One zstd frame of `data`, with a compression context reused per thread (node:zlib builds one per call). */
-  zstdCompress(data: Buffer, level: number): Buffer;
-  /** The content of one zstd frame, which must be exactly `size` bytes; throws (code EZSTD) otherwise. */
-  zstdDecompress(frame: Buffer, size: number): Buffer;
+  /** HMAC-SHA256 under `idKey` of each chunk (back to back in `data`) into `ids`, 32 bytes each. */
+  chunkIds(idKey: Uint8Array, data: Uint8Array, lengths: Uint32Array, ids: Uint8Array): void;
+  /**
+   * The blobs (header, then zstd body when smaller, sealed with AES-256-GCM under `dataKey` unless null) of the
+   * chunks with `encode[i]` set, back to back into `out`; `blobLengths[i]` is -1 for the others. Returns the
+   * bytes written to `out`.
+   */
+  encodeChunks(
+    dataKey: Uint8Array | null,
+    level: number,
+    data: Uint8Array,
+    lengths: Uint32Array,
+    ids: Uint8Array,
+    encode: Uint8Array,
+    out: Uint8Array,
+    blobLengths: Int32Array,
+    flags: Uint8Array,
+  ): number;
+  /**
+   * Each blob (header at `headerOffsets[i]` of `input`) opened, decompressed and checked into `out`, back to
+   * back. -1 when all are sound, else index * 8 + the ChunkDamage of the first damaged one.
+   */
+  decodeChunks(
+    dataKey: Uint8Array | null,
+    idKey: Uint8Array,
+    checkIds: boolean,
+    input: Uint8Array,
+    headerOffsets: Uint32Array,
+    storedLengths: Uint32Array,
+    unitLengths: Uint32Array,
+    ids: Uint8Array,
+    out: Uint8Array,
+  ): number;
   peerCredentials(fd: number): PeerCredentials;
   /** FIFREEZE on the file system mounted at `mountpoint` (flushes it and blocks new writes). */
   freeze(mountpoint: string): void;
@@ -154,10 +184,4 @@ export function blockDeviceSize(fd: number): number {
 }
 export function blockDeviceSectorSize(fd: number): number {
   return nativeHelper().blockDeviceSectorSize(fd);
-}
-export function zstdCompress(data: Buffer, level: number): Buffer {
-  return nativeHelper().zstdCompress(data, level);
-}
-export function zstdDecompress(frame: Buffer, size: number): Buffer {
-  return nativeHelper().zstdDecompress(frame, size);
 }

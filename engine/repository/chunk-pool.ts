@@ -1,65 +1,57 @@
-// A fixed pool of worker threads that encode chunks. Units are gathered into batches (one message per batch
-// each way), work in flight is bounded so memory stays bounded, and the copier feels backpressure through the
-// promise returned by `submit`. Ids the repository probably holds (KnownIds) come back not encoded.
+// A fixed pool of worker threads that encode chunks. Units are copied into batches in shared slots
+// (chunk-slots.ts); a batch leaves when full or when the copier pauses. The number of slots bounds the work in
+// flight, so memory stays bounded and the copier feels backpressure through `submit`. Results are handed to the
+// consumer synchronously, while the slot still holds them: it copies what it keeps.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { EncodedChunk } from './chunk-codec.ts';
-import type { BatchReply, BatchRequest } from './chunk-worker.ts';
+import { type BatchReply, type BatchRequest, type ChunkSlot, ChunkSlots } from './chunk-slots.ts';
 import type { RepositoryKeys } from './keys.ts';
 import type { KnownIds } from './known-ids.ts';
 
-/** Either the encoded chunk, or (for a probably known id) the id, and the unit's bytes if it was not known after all. */
-export type PoolResult =
-  | { kind: 'encoded'; chunk: EncodedChunk }
-  | { kind: 'known'; id: Buffer; data: Buffer | null };
-
-interface Pending {
-  resolve(result: PoolResult): void;
-  reject(error: Error): void;
-}
-
-interface OpenBatch {
-  buffer: Buffer;
-  used: number;
-  lengths: number[];
-  pending: Pending[];
-  force: boolean;
+/** Where encoded units go. Every Buffer passed is valid only during the call. */
+export interface ChunkConsumer {
+  /** A unit encoded into `blob` (header and stored bytes). */
+  encoded(tag: number, id: Buffer, blob: Buffer, flags: number, rawLength: number): void;
+  /** A unit whose id is probably known (so not encoded); its bytes, should it turn out not to be. */
+  known(tag: number, id: Buffer, data: Buffer): void;
 }
 
 /** Units per batch: 16 × 64 KiB = 1 MiB per message. */
 const BATCH_UNITS = 16;
 
+interface OpenBatch {
+  slot: ChunkSlot;
+  count: number;
+  used: number;
+  tags: number[];
+  force: boolean;
+}
+
 export class ChunkPool {
   readonly #workers: Worker[] = [];
-  readonly #inFlight = new Map<number, Pending[]>();
-  /** Per batch in flight: each unit's length. */
-  readonly #lengths = new Map<number, number[]>();
-  readonly #idle: (() => void)[] = [];
-  readonly #maxUnitsInFlight: number;
-  readonly #unitSize: number;
-  /** Batch buffers back from the workers, reused: fresh megabyte buffers cost page faults on every batch. */
-  readonly #freeBuffers: ArrayBuffer[] = [];
-  readonly #confirmKnown: (id: Buffer) => boolean;
-  #unitsInFlight = 0;
+  readonly #slots: ChunkSlots;
+  readonly #free: number[] = [];
+  /** Per batch in flight: its slot and the caller's tag of each unit. */
+  readonly #inFlight = new Map<number, { slot: ChunkSlot; tags: number[] }>();
+  readonly #waiting: (() => void)[] = [];
+  readonly #consumer: ChunkConsumer;
   #open: OpenBatch | null = null;
   #flushScheduled = false;
-  #batchSeq = 0;
-  #next = 0;
+  #seq = 0;
   #failure: Error | null = null;
 
-  /** `confirmKnown` says whether a probably known id is really known (the bytes are kept only if not). */
   constructor(
     keys: RepositoryKeys,
     knownIds: KnownIds,
     unitSize: number,
-    confirmKnown: (id: Buffer) => boolean,
+    consumer: ChunkConsumer,
     threads = availableParallelism(),
   ) {
     const count = Math.max(1, threads);
-    this.#confirmKnown = confirmKnown;
-    this.#unitSize = unitSize;
+    this.#consumer = consumer;
     // Deep enough that a worker always has queued work when the scheduler runs it: 4 batches per worker.
-    this.#maxUnitsInFlight = count * BATCH_UNITS * 4;
+    this.#slots = new ChunkSlots({ slots: count * 4, units: BATCH_UNITS, unitBytes: unitSize });
+    for (let i = 0; i < count * 4; i++) this.#free.push(i);
     for (let i = 0; i < count; i++) {
       const worker = new Worker(new URL('./chunk-worker.ts', import.meta.url), {
         workerData: {
@@ -67,6 +59,8 @@ export class ChunkPool {
           dataKey: keys.dataKey,
           idKey: keys.idKey,
           known: knownIds.buffer,
+          shared: this.#slots.shared,
+          sizes: this.#slots.sizes,
         },
       });
       worker.on('message', (reply: BatchReply) => this.#receive(reply));
@@ -75,91 +69,82 @@ export class ChunkPool {
     }
   }
 
+  #wake(): void {
+    for (const wake of this.#waiting.splice(0)) wake();
+  }
+
   #receive(reply: BatchReply): void {
-    const pending = this.#inFlight.get(reply.batch);
-    if (!pending) return;
-    this.#inFlight.delete(reply.batch);
-    const lengths = this.#lengths.get(reply.batch)!;
-    this.#lengths.delete(reply.batch);
-    const ids = Buffer.from(reply.ids);
-    const blobs = Buffer.from(reply.blobs);
-    const data = Buffer.from(reply.data);
-    let blobAt = 0;
-    let dataAt = 0;
-    pending.forEach((unit, i) => {
-      const id = ids.subarray(i * 32, i * 32 + 32);
-      const blobLength = reply.blobLengths[i]!;
-      const dataLength = lengths[i]!;
-      if (blobLength < 0) {
-        // The batch buffer is reused: keep a copy of the bytes only when the guess was wrong.
-        const bytes = this.#confirmKnown(id) ? null : Buffer.from(data.subarray(dataAt, dataAt + dataLength));
-        unit.resolve({ kind: 'known', id, data: bytes });
-      } else {
-        const blob = blobs.subarray(blobAt, blobAt + blobLength);
-        blobAt += blobLength;
-        unit.resolve({ kind: 'encoded', chunk: { id, flags: reply.flags[i]!, rawLength: dataLength, blob } });
+    const batch = this.#inFlight.get(reply.seq);
+    if (!batch) return;
+    this.#inFlight.delete(reply.seq);
+    const { slot, tags } = batch;
+    try {
+      let blobAt = 0;
+      let dataAt = 0;
+      for (let i = 0; i < tags.length; i++) {
+        const id = slot.ids.subarray(i * 32, i * 32 + 32);
+        const blobLength = slot.blobLengths[i]!;
+        const dataLength = slot.lengths[i]!;
+        if (blobLength < 0) {
+          this.#consumer.known(tags[i]!, id, slot.input.subarray(dataAt, dataAt + dataLength));
+        } else {
+          const blob = slot.output.subarray(blobAt, blobAt + blobLength);
+          this.#consumer.encoded(tags[i]!, id, blob, slot.flags[i]!, dataLength);
+          blobAt += blobLength;
+        }
+        dataAt += dataLength;
       }
-      dataAt += dataLength;
-    });
-    this.#freeBuffers.push(reply.data);
-    this.#unitsInFlight -= pending.length;
-    for (const wake of this.#idle.splice(0)) wake();
+    } catch (error) {
+      this.#fail(error as Error);
+    }
+    this.#free.push(slot.index);
+    this.#wake();
   }
 
   #fail(error: Error): void {
-    this.#failure = error;
-    for (const pending of this.#inFlight.values()) for (const unit of pending) unit.reject(error);
+    this.#failure ??= error;
     this.#inFlight.clear();
-    for (const wake of this.#idle.splice(0)) wake();
+    this.#wake();
   }
 
   /** Sends the open batch to the next worker. */
   #dispatch(): void {
     const batch = this.#open;
     this.#open = null;
-    if (!batch || batch.lengths.length === 0) return;
-    const seq = this.#batchSeq++;
-    this.#inFlight.set(seq, batch.pending);
-    this.#lengths.set(seq, batch.lengths);
-    const worker = this.#workers[this.#next++ % this.#workers.length]!;
-    // The batch owns its ArrayBuffer (allocUnsafeSlow), so it can be transferred instead of copied.
-    const data = batch.buffer.buffer as ArrayBuffer;
-    const request: BatchRequest = { batch: seq, data, lengths: batch.lengths, force: batch.force };
-    worker.postMessage(request, [data]);
+    if (!batch || batch.count === 0) return;
+    const seq = this.#seq++;
+    this.#inFlight.set(seq, { slot: batch.slot, tags: batch.tags });
+    const request: BatchRequest = { seq, slot: batch.slot.index, count: batch.count, force: batch.force };
+    this.#workers[seq % this.#workers.length]!.postMessage(request);
   }
 
   /**
-   * Copies the unit into a batch (the caller may reuse its buffer once this resolves) and returns the promise of
-   * its result. Waits while too much work is in flight. `force` encodes even a probably known id.
+   * Copies the unit into a batch (the caller may reuse its buffer once this resolves); its result reaches the
+   * consumer later, under `tag`. Waits while every slot is in use. `force` encodes even a probably known id.
    */
-  async submit(data: Buffer, force = false): Promise<{ result: Promise<PoolResult> }> {
-    while (this.#unitsInFlight >= this.#maxUnitsInFlight && !this.#failure) {
-      this.#dispatch();
-      await new Promise<void>((resolve) => this.#idle.push(resolve));
+  async submit(tag: number, data: Buffer, force = false): Promise<void> {
+    const { units, unitBytes } = this.#slots.sizes;
+    if (data.length > unitBytes)
+      throw new Error(`a unit of ${data.length} bytes is larger than ${unitBytes}`);
+    if (this.#open && this.#open.force !== force) this.#dispatch();
+    while (!this.#open && !this.#failure) {
+      const index = this.#free.pop();
+      if (index !== undefined) {
+        this.#open = { slot: this.#slots.slot(index), count: 0, used: 0, tags: [], force };
+        break;
+      }
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      // Another submit may have opened a batch meanwhile, maybe of the other kind.
+      if (this.#open && (this.#open as OpenBatch).force !== force) this.#dispatch();
     }
     if (this.#failure) throw this.#failure;
-    if (
-      this.#open &&
-      (this.#open.force !== force || this.#open.used + data.length > this.#open.buffer.length)
-    ) {
-      this.#dispatch();
-    }
-    const size = BATCH_UNITS * Math.max(this.#unitSize, data.length);
-    const recycled = this.#freeBuffers.pop();
-    this.#open ??= {
-      buffer: recycled && recycled.byteLength >= size ? Buffer.from(recycled) : Buffer.allocUnsafeSlow(size),
-      used: 0,
-      lengths: [],
-      pending: [],
-      force,
-    };
-    const batch = this.#open;
-    data.copy(batch.buffer, batch.used);
+    const batch = this.#open!;
+    data.copy(batch.slot.input, batch.used);
+    batch.slot.lengths[batch.count] = data.length;
     batch.used += data.length;
-    batch.lengths.push(data.length);
-    this.#unitsInFlight += 1;
-    const result = new Promise<PoolResult>((resolve, reject) => batch.pending.push({ resolve, reject }));
-    if (batch.lengths.length >= BATCH_UNITS) this.#dispatch();
+    batch.count += 1;
+    batch.tags.push(tag);
+    if (batch.count >= units) this.#dispatch();
     else if (!this.#flushScheduled) {
       // A partial batch leaves when the copier pauses (end of a read, end of the backup).
       this.#flushScheduled = true;
@@ -168,7 +153,16 @@ export class ChunkPool {
         this.#dispatch();
       });
     }
-    return { result };
+  }
+
+  /** Waits until every unit submitted so far (and any submitted meanwhile) has reached the consumer. */
+  async drain(): Promise<void> {
+    for (;;) {
+      this.#dispatch();
+      if (this.#failure) throw this.#failure;
+      if (this.#inFlight.size === 0 && !this.#open) return;
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    }
   }
 
   async close(): Promise<void> {

@@ -17,16 +17,28 @@ export interface PlacedBlob {
   blobLength: number;
 }
 
-/** Collects blobs in memory until the pack is big enough, then yields the file's bytes. */
+/**
+ * Collects blobs in one buffer until the pack is big enough, then yields the file's bytes. Blobs are copied in
+ * (they arrive in memory shared with the encoding threads, which is reused). The buffer is the caller's, to be
+ * used again for a later pack once this one is written: first touches of fresh memory (page faults) cost more
+ * than the copies themselves.
+ */
 export class PackBuilder {
   readonly packId: string;
-  readonly #parts: Buffer[] = [];
+  readonly #buffer: Buffer;
   #length = PACK_HEADER_BYTES;
   #count = 0;
 
-  constructor(packId: string) {
+  /** The buffer a pack of up to `capacity` blob bytes needs. */
+  static bufferBytes(capacity: number): number {
+    return PACK_HEADER_BYTES + capacity + PACK_TRAILER_BYTES;
+  }
+
+  constructor(packId: string, buffer: Buffer) {
     this.packId = packId;
-    this.#parts.push(Buffer.concat([PACK_MAGIC, Buffer.from(packId, 'hex')]));
+    this.#buffer = buffer;
+    PACK_MAGIC.copy(this.#buffer, 0);
+    this.#buffer.write(packId, 8, 16, 'hex');
   }
 
   get length(): number {
@@ -37,20 +49,30 @@ export class PackBuilder {
     return this.#count;
   }
 
+  /** The whole buffer, to reuse once the pack is written. */
+  get buffer(): Buffer {
+    return this.#buffer;
+  }
+
+  /** Whether a blob of `length` bytes still fits. */
+  fits(length: number): boolean {
+    return this.#length + length + PACK_TRAILER_BYTES <= this.#buffer.length;
+  }
+
   add(blob: Buffer): PlacedBlob {
+    if (!this.fits(blob.length)) throw new Error(`pack ${this.packId} is full`);
     const placed = { headerOffset: this.#length, blobLength: blob.length };
-    this.#parts.push(blob);
-    this.#length += blob.length;
+    this.#length += blob.copy(this.#buffer, this.#length);
     this.#count += 1;
     return placed;
   }
 
-  /** The file's bytes in parts, in order (not joined: a 32 MiB copy costs more than the writes). */
-  finish(): Buffer[] {
-    const trailer = Buffer.alloc(PACK_TRAILER_BYTES);
+  /** The file's bytes. */
+  finish(): Buffer {
+    const trailer = this.#buffer.subarray(this.#length, this.#length + PACK_TRAILER_BYTES);
     trailer.writeUInt32LE(this.#count, 0);
     PACK_END_MAGIC.copy(trailer, 4);
-    return [...this.#parts, trailer];
+    return this.#buffer.subarray(0, this.#length + PACK_TRAILER_BYTES);
   }
 }
 

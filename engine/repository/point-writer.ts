@@ -4,9 +4,9 @@
 import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
-import { BLOB_HEADER_BYTES, isAllZero } from './chunk-codec.ts';
+import { BLOB_HEADER_BYTES, isAllZero, maxBlobBytes } from './chunk-codec.ts';
 import { encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
-import { ChunkPool, type PoolResult } from './chunk-pool.ts';
+import { type ChunkConsumer, ChunkPool } from './chunk-pool.ts';
 import { RepositoryError } from './errors.ts';
 import { KnownIds } from './known-ids.ts';
 import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
@@ -70,11 +70,16 @@ export class PointWriter implements UnitSink {
   #unindexed: [string, IndexEntry][] = [];
   /** Entries of the pack being built. */
   #packEntries: [string, IndexEntry][] = [];
-  readonly #pending = new Set<Promise<void>>();
+  /** Units sent again to be encoded after all (their id was only probably known). */
+  readonly #resubmits = new Set<Promise<void>>();
   #pool: ChunkPool | null = null;
   #knownIds: KnownIds | null = null;
   #pack: PackBuilder;
   #packChain: Promise<void> = Promise.resolve();
+  /** Packs queued or being written; the copier waits while there are too many (memory stays bounded). */
+  #packsWriting = 0;
+  /** Buffers of written packs, for the next ones. */
+  readonly #spareBuffers: Buffer[] = [];
   #commitChain: Promise<void> = Promise.resolve();
   #lastCheckpoint = Date.now();
   #failure: Error | null = null;
@@ -97,7 +102,7 @@ export class PointWriter implements UnitSink {
       : new Uint8Array(Math.ceil(this.#unitCount / 8)).fill(0xff);
     this.#done = new Uint8Array(this.#used.length);
     this.#units = new Uint32Array(this.#unitCount);
-    this.#pack = new PackBuilder(newId());
+    this.#pack = this.#newPack();
     const resume = options.resume ?? null;
     this.pointId = resume ? resume.id : newId();
     this.#time = resume ? resume.time : (options.time ?? new Date().toISOString());
@@ -124,7 +129,7 @@ export class PointWriter implements UnitSink {
         repo.keys,
         writer.#knownIds,
         writer.#unitSize,
-        (id) => writer.#isStored(id),
+        writer.#consumer,
         options.threads,
       );
       // An empty checkpoint at once: from the first second, an interrupted backup shows as incomplete.
@@ -141,7 +146,8 @@ export class PointWriter implements UnitSink {
     const key = idKey(id);
     let slot = this.#chunkSlots.get(key);
     if (slot === undefined) {
-      this.#chunkIds.push(id);
+      // A copy: the id may lie in memory that is reused.
+      this.#chunkIds.push(Buffer.from(id));
       slot = this.#chunkIds.length;
       this.#chunkSlots.set(key, slot);
     }
@@ -207,48 +213,56 @@ export class PointWriter implements UnitSink {
       this.#settle(unit, 0, data.length);
       return;
     }
-    const { result } = await this.#pool!.submit(data);
-    const work = result
-      .then((outcome) => this.#accept(unit, outcome, data.length))
-      .catch((error: Error) => {
-        this.#failure ??= error;
-      });
-    this.#pending.add(work);
-    work.finally(() => this.#pending.delete(work));
+    // One pack filling, one waiting and one being written at most: the repository's disk sets the pace.
+    if (this.#packsWriting >= 2) await this.#packChain;
+    await this.#pool!.submit(unit, data);
   }
 
   #isStored(id: Buffer): boolean {
     return this.#repo.loadIndexCached()?.has(id) === true || this.#added.has(idKey(id));
   }
 
-  /** Places a worker's result: a known chunk is referenced, a new one packed; a wrong guess is encoded after all. */
-  async #accept(unit: number, outcome: PoolResult, length: number): Promise<void> {
-    const id = outcome.kind === 'known' ? outcome.id : outcome.chunk.id;
-    const key = idKey(id);
-    if (!this.#isStored(id)) {
-      if (outcome.kind === 'known') {
-        // The shared set only holds 8 bytes of each id: this was a different chunk with the same prefix.
-        const { result } = await this.#pool!.submit(outcome.data!, true);
-        return this.#accept(unit, await result, length);
-      }
-      const chunk = outcome.chunk;
-      const placed = this.#pack.add(chunk.blob);
-      const entry: IndexEntry = {
-        pack: this.#pack.packId,
-        offset: placed.headerOffset + BLOB_HEADER_BYTES,
-        storedLength: chunk.blob.length - BLOB_HEADER_BYTES,
-        rawLength: chunk.rawLength,
-        flags: chunk.flags,
-      };
-      this.#added.set(key, entry);
-      this.#knownIds!.add(id);
-      this.#packEntries.push([key, entry]);
-      this.#storedBytes += chunk.blob.length;
-      this.#newChunks += 1;
-      if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
-    }
-    this.#settle(unit, this.#slot(id), length);
+  #newPack(): PackBuilder {
+    const bytes = PackBuilder.bufferBytes(this.#repo.config.packSize + maxBlobBytes(this.#unitSize));
+    return new PackBuilder(newId(), this.#spareBuffers.pop() ?? Buffer.allocUnsafeSlow(bytes));
   }
+
+  /** The workers' results, placed while their shared memory still holds them. */
+  readonly #consumer: ChunkConsumer = {
+    encoded: (unit, id, blob, flags, rawLength) => {
+      const key = idKey(id);
+      // Two equal units in flight at once are both encoded: the second is only referenced.
+      if (!this.#isStored(id)) {
+        const placed = this.#pack.add(blob);
+        const entry: IndexEntry = {
+          pack: this.#pack.packId,
+          offset: placed.headerOffset + BLOB_HEADER_BYTES,
+          storedLength: blob.length - BLOB_HEADER_BYTES,
+          rawLength,
+          flags,
+        };
+        this.#added.set(key, entry);
+        this.#knownIds!.add(id);
+        this.#packEntries.push([key, entry]);
+        this.#storedBytes += blob.length;
+        this.#newChunks += 1;
+        if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
+      }
+      this.#settle(unit, this.#slot(id), rawLength);
+    },
+    known: (unit, id, data) => {
+      if (this.#isStored(id)) {
+        this.#settle(unit, this.#slot(id), data.length);
+        return;
+      }
+      // The shared set holds only 8 bytes of each id: this was another chunk with the same prefix.
+      const resubmit = this.#pool!.submit(unit, Buffer.from(data), true).catch((error: Error) => {
+        this.#failure ??= error;
+      });
+      this.#resubmits.add(resubmit);
+      resubmit.finally(() => this.#resubmits.delete(resubmit));
+    },
+  };
 
   #settle(unit: number, slot: number, length: number): void {
     this.#units[unit] = slot;
@@ -268,12 +282,15 @@ export class PointWriter implements UnitSink {
   #rotatePack(mayCheckpoint: boolean): void {
     const full = this.#pack;
     if (full.count === 0) return;
-    this.#pack = new PackBuilder(newId());
+    this.#pack = this.#newPack();
     const entries = this.#packEntries;
     this.#packEntries = [];
+    this.#packsWriting += 1;
     this.#packChain = this.#packChain.then(async () => {
       await this.#repo.backend.put(packFileName(full.packId), full.finish());
       this.#unindexed.push(...entries);
+      this.#spareBuffers.push(full.buffer);
+      this.#packsWriting -= 1;
     });
     this.#packChain.catch((error: Error) => {
       this.#failure ??= error;
@@ -407,7 +424,10 @@ export class PointWriter implements UnitSink {
   }
 
   async #drain(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    do {
+      while (this.#resubmits.size > 0) await Promise.all([...this.#resubmits]);
+      await this.#pool?.drain();
+    } while (this.#resubmits.size > 0);
   }
 
   async finish(): Promise<void> {

@@ -363,13 +363,7 @@ export class Repository {
     if (blob.length < want)
       throw new DamagedRepositoryError(`pack ${entry.pack} is truncated: chunk ${hex} is cut`);
     try {
-      return decodeChunk(
-        this.keys,
-        blob.subarray(0, BLOB_HEADER_BYTES),
-        blob.subarray(BLOB_HEADER_BYTES),
-        id,
-        checkId,
-      );
+      return decodeChunk(this.keys, blob, id, entry.rawLength, checkId);
     } catch (error) {
       if (error instanceof DamagedChunkError)
         throw new DamagedRepositoryError(`pack ${entry.pack}: ${error.message}`);

@@ -1,6 +1,6 @@
 // One restore span's decoding: the blobs of a run of a pack, turned into the units' bytes back to back. Shared by
 // the restore workers and the main thread (which decodes itself when there is no core to spare for a worker).
-import { BLOB_HEADER_BYTES, DamagedChunkError, decodeChunk } from './chunk-codec.ts';
+import { DamagedChunkError, decodeChunks } from './chunk-codec.ts';
 import type { RepositoryKeys } from './keys.ts';
 
 export interface SpanRequest {
@@ -31,23 +31,21 @@ export function decodeSpan(
   shared: Buffer,
   request: SpanRequest,
 ): string | null {
-  let at = request.outputOffset;
+  const count = request.headerOffsets.length;
+  const outputBytes = request.unitLengths.reduce((sum, n) => sum + n, 0);
   try {
-    for (let i = 0; i < request.headerOffsets.length; i++) {
-      const header = request.headerOffsets[i]!;
-      const stored = header + BLOB_HEADER_BYTES;
-      const data = decodeChunk(
-        keys,
-        input.subarray(header, stored),
-        input.subarray(stored, stored + request.storedLengths[i]!),
-        shared.subarray(request.idsOffset + i * 32, request.idsOffset + i * 32 + 32),
-      );
-      const expected = request.unitLengths[i]!;
-      if (data.length !== expected)
-        throw new DamagedChunkError(`has ${data.length} bytes, expected ${expected}`);
-      data.copy(shared, at);
-      at += expected;
-    }
+    decodeChunks(
+      keys,
+      false,
+      input,
+      {
+        headerOffsets: Uint32Array.from(request.headerOffsets),
+        storedLengths: Uint32Array.from(request.storedLengths),
+        unitLengths: Uint32Array.from(request.unitLengths),
+        ids: shared.subarray(request.idsOffset, request.idsOffset + 32 * count),
+      },
+      shared.subarray(request.outputOffset, request.outputOffset + outputBytes),
+    );
   } catch (error) {
     if (!(error instanceof DamagedChunkError)) throw error;
     return error.message;

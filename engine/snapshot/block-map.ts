@@ -3,7 +3,7 @@
 // the packed states; after that a watch keeps a dirty-cell set, so a refresh costs the cells that changed,
 // not the disk (a 2 TB disk at 10+ Hz).
 
-import { CellState } from '../../protocol/messages.ts';
+import { CellState } from '../../protocol/constants.ts';
 import { COPIED, FREE, PENDING, PRESERVED, type UnitStates } from './unit-states.ts';
 
 export interface BlockMapSource {

@@ -1,4 +1,5 @@
-/* Entry point of the native helper: registers the system calls (system.c) and the FUSE tap (tap.c). */
+/* Entry point of the native helper: registers the system calls (system.c), the FUSE tap (tap.c) and
+ * the batch chunk codec (chunk-codec.c). */
 #include "addon.h"
 
 #include <errno.h>
@@ -71,7 +72,7 @@ int arg_string(napi_env env, napi_value value, const char *name, char *buf, size
 static napi_value init(napi_env env, napi_value exports) {
   register_system(env, exports);
   register_tap(env, exports);
-  register_zstd(env, exports);
+  register_chunk_codec(env, exports);
   return exports;
 }
 
