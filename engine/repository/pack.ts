@@ -1,5 +1,6 @@
 // Pack files: many chunk blobs in one file, with a header and a trailer so a pack can be checked and the
 // index rebuilt from packs alone. Layout in docs/repository-format.md.
+import { allocAligned, nativeHelperAvailable } from '../native/index.ts';
 import { BLOB_HEADER_BYTES } from './chunk-codec.ts';
 
 export const PACK_MAGIC = Buffer.from('DLPACK01', 'ascii');
@@ -29,9 +30,13 @@ export class PackBuilder {
   #length = PACK_HEADER_BYTES;
   #count = 0;
 
-  /** The buffer a pack of up to `capacity` blob bytes needs. */
-  static bufferBytes(capacity: number): number {
-    return PACK_HEADER_BYTES + capacity + PACK_TRAILER_BYTES;
+  /**
+   * A buffer for a pack of up to `capacity` blob bytes, aligned in memory when the native helper is there so
+   * that the backend can write it around the page cache.
+   */
+  static allocate(capacity: number): Buffer {
+    const bytes = PACK_HEADER_BYTES + capacity + PACK_TRAILER_BYTES;
+    return nativeHelperAvailable() ? Buffer.from(allocAligned(bytes)) : Buffer.allocUnsafeSlow(bytes);
   }
 
   constructor(packId: string, buffer: Buffer) {

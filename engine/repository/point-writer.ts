@@ -223,8 +223,8 @@ export class PointWriter implements UnitSink {
   }
 
   #newPack(): PackBuilder {
-    const bytes = PackBuilder.bufferBytes(this.#repo.config.packSize + maxBlobBytes(this.#unitSize));
-    return new PackBuilder(newId(), this.#spareBuffers.pop() ?? Buffer.allocUnsafeSlow(bytes));
+    const capacity = this.#repo.config.packSize + maxBlobBytes(this.#unitSize);
+    return new PackBuilder(newId(), this.#spareBuffers.pop() ?? PackBuilder.allocate(capacity));
   }
 
   /** The workers' results, placed while their shared memory still holds them. */
