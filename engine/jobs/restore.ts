@@ -4,7 +4,7 @@
 // and restored data: restoring again is safe (restores are idempotent).
 import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
 import { openWriter } from '../device/open.ts';
-import { restorePoint } from '../repository/restore.ts';
+import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 
@@ -31,6 +31,13 @@ export async function runRestore(
 ): Promise<Record<string, unknown>> {
   return withRepository(params.repo, async (repo) => {
     const manifest = await repo.loadManifest(await repo.resolvePointId(params.point));
+    if (!manifest.complete) {
+      throw new Error(
+        `Restore point ${manifest.id} is incomplete (its backup was interrupted); run the backup again to finish it.`,
+      );
+    }
+    // Missing or truncated packs are found before the target is emptied.
+    await checkChunksPresent(repo, manifest);
     const needed = manifest.source.size;
     const existing = await stat(params.to).catch(() => null);
     const target = existing ? await realpath(params.to) : params.to;
@@ -51,6 +58,7 @@ export async function runRestore(
       context.signal.throwIfAborted();
       const result = await restorePoint(repo, manifest, writer, {
         targetIsZeroed: !isDevice,
+        chunksChecked: true,
         onProgress: (progress) => {
           context.progress(progress);
           // restorePoint has no cancel hook: stop it from its progress callback.

@@ -31,6 +31,8 @@ export interface RestoreOptions {
   onProgress?: (progress: { doneBytes: number; totalBytes: number }) => void;
   /** Worker threads to decode on (0: the main thread decodes); default from the number of cores. */
   decodeThreads?: number;
+  /** The caller has just run checkChunksPresent (before emptying the target): not done twice. */
+  chunksChecked?: boolean;
 }
 
 export interface RestoreResult {
@@ -85,7 +87,7 @@ export async function restorePoint(
       3,
     );
   }
-  await checkChunksPresent(repo, manifest);
+  if (!options.chunksChecked) await checkChunksPresent(repo, manifest);
   const { unitSize, unitCount } = manifest;
   const size = manifest.source.size;
   const index = await repo.loadIndex();

@@ -153,6 +153,7 @@ export const verb: Verb = {
       try {
         result = await restorePoint(repo, manifest, writer, {
           targetIsZeroed: !isDevice,
+          chunksChecked: true,
           onProgress: (p) => progress?.update(p.doneBytes, p.totalBytes),
         });
       } finally {
