@@ -5,7 +5,7 @@
 // system uses. Restores go to a directory in RAM (/dev/shm) when there is one, so that they measure the tools
 // rather than the disk's writeback. Prints times, sizes and ratios, measured in this one run on this machine.
 //
-//   npx node bench/repository-vs-peers.ts [--size 4G] [--keep]      (needs root: loop mount of the image)
+//   npx node bench/repository-vs-peers.ts [--size 4G] [--chunk-size 64K] [--keep]      (needs root: loop mount of the image)
 
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -19,23 +19,23 @@ import { openReader } from '../engine/device/open.ts';
 import { describeSource, findRelatives } from '../engine/repository/point-source.ts';
 import { Repository } from '../engine/repository/repository.ts';
 import { backupImage, countingReader } from '../engine/repository/testing/backup-image.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
 
 const cli = fileURLToPath(new URL('../bin/diskline', import.meta.url));
 const PASSWORD = 'bench passphrase';
 
 function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)([KMG]?)i?B?$/i.exec(text.trim());
-  if (!match) throw new Error(`--size ${text}: expected e.g. 512M or 4G`);
-  const scale = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[
-    match[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'
-  ];
-  return Math.floor((Number(match[1]) * scale) / (1 << 20)) * (1 << 20);
+  const bytes = parseByteSize(text);
+  if (bytes === null || bytes < 64 << 20)
+    throw new Error(`--size ${text}: expected a size of at least 64M, e.g. 512M or 4G`);
+  return Math.floor(bytes / (1 << 20)) * (1 << 20);
 }
 
 const { values } = parseArgs({
   options: {
     size: { type: 'string', default: '4G' },
     keep: { type: 'boolean', default: false },
+    'chunk-size': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: false,
@@ -43,9 +43,10 @@ const { values } = parseArgs({
 if (values.help) {
   // Without this, --help fell through to a full 4 GiB run.
   process.stdout.write(
-    'usage: npx node bench/repository-vs-peers.ts [--size 4G] [--keep]\n' +
+    'usage: npx node bench/repository-vs-peers.ts [--size 4G] [--chunk-size 64K] [--keep]\n' +
       '  --size  size of the ext4 image (e.g. 512M, 1G); ~60% of it is filled with files\n' +
       '  --keep  keep the work directory (image, repositories) and print its path\n' +
+      "  --chunk-size  Diskline's chunk size (diskline init --chunk-size; default: init's)\n" +
       'needs root (loop mount), restic and borg\n',
   );
   process.exit(0);
@@ -103,37 +104,52 @@ const MiB = 1 << 20;
 const fmt = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 const secs = (s: number) => `${s.toFixed(2)} s`;
 
-/** Files of mixed content: half text-like (compresses ~3-5x), half random; a few large, many small. */
+/** A small fast PRNG (xorshift32), so text is generated at hundreds of MB/s and the same for every tool. */
+function xorshift(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+/** A vocabulary of 4,096 made-up words of 2 to 11 letters. */
+const VOCABULARY = (() => {
+  const next = xorshift(0x5eed);
+  return Array.from({ length: 4096 }, () => {
+    const length = 2 + (next() % 10);
+    return Buffer.from(Array.from({ length }, () => String.fromCharCode(97 + (next() % 26))).join(''));
+  });
+})();
+
+/**
+ * Prose-like text: words drawn with a skewed (Zipf-like) frequency, spaces, now and then a full stop and a
+ * line break. Like real text it compresses about 2.5-3x with zstd, and no two files share long runs.
+ */
+function fillText(content: Buffer, next: () => number): void {
+  let at = 0;
+  while (at < content.length) {
+    const r = (next() % 65536) / 65536;
+    const word = VOCABULARY[Math.floor(VOCABULARY.length * r * r * r)]!;
+    at += word.copy(content, at);
+    if (at < content.length) content[at++] = next() % 12 === 0 ? 0x0a : 0x20;
+  }
+}
+
+/** Files of mixed content: half prose-like text (compresses ~2.5-3x), half random; a few large, many small. */
 async function fillFiles(root: string, bytes: number, seed: string): Promise<void> {
-  const words = [
-    'disk',
-    'block',
-    'restore',
-    'point',
-    'chunk',
-    'pack',
-    'index',
-    'manifest',
-    'snapshot',
-    'unit',
-  ];
+  const next = xorshift([...seed].reduce((h, c) => h * 31 + c.charCodeAt(0), 7));
   let written = 0;
   let n = 0;
   while (written < bytes) {
     const fileSize = Math.min(bytes - written, n % 10 === 0 ? 32 * MiB : ((n * 7919) % 2048) * 1024 + 4096);
     const content = Buffer.allocUnsafe(fileSize);
-    if (n % 2 === 0) {
-      randomFillSync(content);
-    } else {
-      let at = 0;
-      const line = Buffer.from(
-        `${seed} ${n} ${words.map((w, i) => words[(i * n + n) % words.length] ?? w).join(' ')} `,
-      );
-      while (at < fileSize) {
-        at += line.copy(content, at);
-        if (at % 4096 < line.length) randomFillSync(content, Math.min(at, fileSize - 1), 1);
-      }
-    }
+    if (n % 2 === 0) randomFillSync(content);
+    else fillText(content, next);
     const dir = join(root, `d${n % 16}`);
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, `${seed}-${n}.bin`), content);
@@ -229,7 +245,8 @@ async function main(): Promise<void> {
       restic: join(work, 'restic'),
       borg: join(work, 'borg'),
     };
-    run(cli, ['init', '--repo', repos.diskline]);
+    const chunkSize = values['chunk-size'];
+    run(cli, ['init', '--repo', repos.diskline, ...(chunkSize ? ['--chunk-size', String(chunkSize)] : [])]);
     run('restic', ['init', '--repository-version', '2', '-r', repos.restic, '-q']);
     run('borg', ['init', '--encryption', 'repokey-blake2', repos.borg]);
     const borgBase = join(work, 'borg-base');

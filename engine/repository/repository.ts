@@ -25,6 +25,19 @@ import { DamagedFileError, seal, unseal } from './sealed.ts';
 
 export const FORMAT_VERSION = 1;
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+export const MIN_CHUNK_SIZE = 16 * 1024;
+export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
+
+/** A chunk (and snapshot unit) size this format allows: a power of two within the bounds. */
+export function isChunkSize(size: unknown): size is number {
+  return (
+    typeof size === 'number' &&
+    Number.isInteger(size) &&
+    size >= MIN_CHUNK_SIZE &&
+    size <= MAX_CHUNK_SIZE &&
+    (size & (size - 1)) === 0
+  );
+}
 export const DEFAULT_PACK_SIZE = 32 * 1024 * 1024;
 export const PRUNE_MAGIC = 'DLPRUNE1';
 
@@ -104,6 +117,13 @@ export class Repository {
         2,
       );
     }
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    if (!isChunkSize(chunkSize)) {
+      throw new RepositoryError(
+        `chunk size ${chunkSize} is not a power of two between ${MIN_CHUNK_SIZE >> 10} KiB and ${MAX_CHUNK_SIZE >> 20} MiB`,
+        2,
+      );
+    }
     await mkdir(directory, { recursive: true });
     const backend = new LocalBackend(directory);
     const id = newId();
@@ -114,7 +134,7 @@ export class Repository {
     const config: RepositoryConfig = {
       format: FORMAT_VERSION,
       id,
-      chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      chunkSize,
       compression: 'zstd',
       packSize: options.packSize ?? DEFAULT_PACK_SIZE,
       encryption,
@@ -155,6 +175,11 @@ export class Repository {
     if (typeof config.format !== 'number') {
       throw new DamagedRepositoryError(
         `repository ${directory} is damaged: its config has no format version`,
+      );
+    }
+    if (!isChunkSize(config.chunkSize)) {
+      throw new DamagedRepositoryError(
+        `repository ${directory} is damaged: its config names chunk size ${config.chunkSize}`,
       );
     }
     if (config.format > FORMAT_VERSION) {

@@ -1,23 +1,31 @@
 // `diskline init --repo R`: creates an empty, encrypted repository (or, only when asked, an unencrypted one).
-import { Repository } from '../../repository/repository.ts';
+import { parseByteSize } from '../../../protocol/byte-size.ts';
+import { DEFAULT_CHUNK_SIZE, isChunkSize, Repository } from '../../repository/repository.ts';
 import { readPassphrase, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
-import { ExitCode, parseVerbArgs, type Verb } from '../verb.ts';
+import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
-  usage: 'init --repo R [--insecure-no-encryption] [--json]',
+  usage: 'init --repo R [--chunk-size 64K] [--insecure-no-encryption] [--json]',
   summary: 'Create a repository for restore points (encrypted with a passphrase)',
-  help: `${repositoryHelp}\n  --insecure-no-encryption  store chunks unencrypted (anyone who reads the directory reads the disks)\n  --json                 print {repo, encrypted}`,
+  help: `${repositoryHelp}\n  --chunk-size SIZE      the unit a disk is copied, deduplicated and restored in (default ${DEFAULT_CHUNK_SIZE >> 10}K; a power of two from 16K to 4M)\n  --insecure-no-encryption  store chunks unencrypted (anyone who reads the directory reads the disks)\n  --json                 print {repo, encrypted}`,
   async run(args) {
     const { values } = parseVerbArgs(args, {
       ...repositoryOptions,
       'insecure-no-encryption': { type: 'boolean' },
+      'chunk-size': { type: 'string' },
       json: { type: 'boolean' },
     });
     const path = requireRepo(values);
+    const chunkText = values['chunk-size'];
+    const chunkSize = chunkText === undefined ? DEFAULT_CHUNK_SIZE : parseByteSize(chunkText);
+    if (!isChunkSize(chunkSize)) {
+      throw new UsageError(`--chunk-size ${chunkText}: expected a power of two from 16K to 4M, such as 64K`);
+    }
     const insecure = values['insecure-no-encryption'] === true;
     const repo = await Repository.init(path, {
       password: insecure ? null : await readPassphrase(values),
       insecureNoEncryption: insecure,
+      chunkSize,
     });
     await repo.close();
     const result = { repo: repo.path, encrypted: !insecure };
