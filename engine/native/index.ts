@@ -56,34 +56,25 @@ export interface NativeHelper {
   /** HMAC-SHA256 under `idKey` of each chunk (back to back in `data`) into `ids`, 32 bytes each. */
   chunkIds(idKey: Uint8Array, data: Uint8Array, lengths: Uint32Array, ids: Uint8Array): void;
   /**
-   * The blobs (header, then zstd body when smaller, sealed with AES-256-GCM under `dataKey` unless null) of the
-   * chunks with `encode[i]` set, back to back into `out`; `blobLengths[i]` is -1 for the others. Returns the
-   * bytes written to `out`.
+   * One group blob (header, member list, then the members' bytes as one zstd frame when smaller, sealed with
+   * AES-256-GCM under `dataKey` unless null) of the chunks with `members[i]` set, into `out`. Returns its
+   * length, 0 when no chunk is a member.
    */
-  encodeChunks(
+  encodeGroup(
     dataKey: Uint8Array | null,
     level: number,
     data: Uint8Array,
     lengths: Uint32Array,
     ids: Uint8Array,
-    encode: Uint8Array,
+    members: Uint8Array,
     out: Uint8Array,
-    blobLengths: Int32Array,
-    flags: Uint8Array,
   ): number;
-  /**
-   * Each blob (header at `headerOffsets[i]` of `input`) opened, decompressed and checked into `out`, back to
-   * back. -1 when all are sound, else index * 8 + the ChunkDamage of the first damaged one.
-   */
-  decodeChunks(
+  /** A group blob opened, decompressed and checked into `out`: 0 when sound, else a ChunkDamage number. */
+  decodeGroup(
     dataKey: Uint8Array | null,
     idKey: Uint8Array,
     checkIds: boolean,
-    input: Uint8Array,
-    headerOffsets: Uint32Array,
-    storedLengths: Uint32Array,
-    unitLengths: Uint32Array,
-    ids: Uint8Array,
+    blob: Uint8Array,
     out: Uint8Array,
   ): number;
   peerCredentials(fd: number): PeerCredentials;

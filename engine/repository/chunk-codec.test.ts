@@ -2,17 +2,21 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import {
-  BLOB_HEADER_BYTES,
-  type BlobPlan,
+  ChunkDamage,
   chunkIds,
   DamagedChunkError,
-  decodeChunks,
-  encodeChunks,
-  maxBlobBytes,
+  decodeChunk,
+  decodeGroup,
+  encodeGroup,
+  GROUP_HEADER_BYTES,
+  groupHolds,
+  MEMBER_BYTES,
+  maxGroupBytes,
   nativeCodec,
   referenceCodec,
 } from './chunk-codec.ts';
 import type { RepositoryKeys } from './keys.ts';
+import { PackBuilder, packFileName, scanPack } from './pack.ts';
 
 const skip = nativeCodec
   ? false
@@ -23,132 +27,157 @@ function keysOf(encrypted: boolean): RepositoryKeys {
   return { encrypted, dataKey: randomBytes(32), idKey: randomBytes(32) };
 }
 
-/** Units of every kind a disk holds: random, repetitive text, zeros, mostly zero, and a short last unit. */
+/** Units of every kind a disk holds: random, prose-like, zeros, mostly zero, and a short last unit. */
 function sampleUnits(): Buffer[] {
-  const text = Buffer.from('restore point '.repeat(6000)).subarray(0, UNIT);
+  const text = Buffer.from('the restore point of a disk holds its blocks; '.repeat(2000)).subarray(0, UNIT);
   const sparse = Buffer.alloc(UNIT);
   randomBytes(512).copy(sparse, 4096);
   return [randomBytes(UNIT), text, Buffer.alloc(UNIT), sparse, randomBytes(UNIT), randomBytes(12345)];
 }
 
 type Codec = typeof referenceCodec;
-const native: Codec = {
-  chunkIds,
-  encodeChunks,
-  decodeChunks: (keys, checkIds, input, plan, out) => decodeChunks(keys, checkIds, input, plan, out),
-};
+const native: Codec = { chunkIds, encodeGroup, decodeGroup };
 
-function encodeWith(codec: Codec, keys: RepositoryKeys, units: Buffer[]) {
+function encodeWith(codec: Codec, keys: RepositoryKeys, units: Buffer[], members: number[]) {
   const data = Buffer.concat(units);
   const lengths = Uint32Array.from(units.map((u) => u.length));
   const ids = Buffer.alloc(32 * units.length);
   codec.chunkIds(keys, data, lengths, ids);
-  const out = Buffer.alloc(units.reduce((sum, u) => sum + maxBlobBytes(u.length), 0));
-  const blobLengths = new Int32Array(units.length);
-  const flags = new Uint8Array(units.length);
-  const encode = new Uint8Array(units.length).fill(1);
-  const placed = codec.encodeChunks(keys, data, lengths, ids, encode, out, blobLengths, flags);
-  const headerOffsets = new Uint32Array(units.length);
-  let at = 0;
-  for (let i = 0; i < units.length; i++) {
-    headerOffsets[i] = at;
-    at += blobLengths[i]!;
-  }
-  assert.equal(placed, at);
-  const plan: BlobPlan = {
-    headerOffsets,
-    storedLengths: Uint32Array.from(blobLengths, (n) => n - BLOB_HEADER_BYTES),
-    unitLengths: lengths,
-    ids,
-  };
-  return { blobs: out.subarray(0, placed), plan, flags, data };
+  const memberFlags = Uint8Array.from(units, (_, i) => (members.includes(i) ? 1 : 0));
+  const raw = members.reduce((sum, i) => sum + units[i]!.length, 0);
+  const out = Buffer.alloc(maxGroupBytes(members.length, raw));
+  const length = codec.encodeGroup(keys, data, lengths, ids, memberFlags, out);
+  return { blob: out.subarray(0, length), ids, data, raw };
 }
+
+const idAt = (ids: Buffer, i: number) => ids.subarray(i * 32, i * 32 + 32);
 
 for (const encrypted of [true, false]) {
   const kind = encrypted ? 'encrypted' : 'unencrypted';
-  test(`native and reference codecs agree on ids and read each other's blobs (${kind})`, { skip }, () => {
+  test(`native and reference codecs agree on ids and read each other's groups (${kind})`, { skip }, () => {
     const keys = keysOf(encrypted);
     const units = sampleUnits();
+    // Not every unit is a member: the others were known already.
+    const members = [0, 1, 3, 5];
     for (const [writer, reader] of [
       [native, referenceCodec],
       [referenceCodec, native],
       [native, native],
     ] as const) {
-      const { blobs, plan, flags, data } = encodeWith(writer, keys, units);
-      const ids = Buffer.alloc(plan.ids.length);
-      reader.chunkIds(keys, data, plan.unitLengths, ids);
-      assert.deepEqual(ids, plan.ids);
-      const out = Buffer.alloc(data.length);
-      reader.decodeChunks(keys, true, blobs, plan, out);
-      assert.deepEqual(out, data);
-      // Repetitive and zero units shrink; random ones are stored as they are.
-      assert.deepEqual([...flags], [0, 1, 1, 1, 0, 0]);
+      const { blob, ids, data, raw } = encodeWith(writer, keys, units, members);
+      const again = Buffer.alloc(ids.length);
+      reader.chunkIds(keys, data, Uint32Array.from(units.map((u) => u.length)), again);
+      assert.deepEqual(again, ids);
+      const plain = Buffer.alloc(raw);
+      assert.equal(reader.decodeGroup(keys, true, blob, plain), 0);
+      assert.deepEqual(plain, Buffer.concat(members.map((i) => units[i]!)));
+      let rawOffset = 0;
+      for (const i of members) {
+        assert.ok(groupHolds(blob, idAt(ids, i), rawOffset, units[i]!.length));
+        rawOffset += units[i]!.length;
+      }
+      assert.equal(groupHolds(blob, idAt(ids, 2), 0, UNIT), false, 'a non-member is not in the group');
+      assert.equal(blob[0], 1, 'the group shrinks, so it is stored compressed');
     }
   });
 
-  test(`every damaged blob is named, never decoded to wrong bytes (${kind})`, () => {
+  test(`every damaged group is reported, never decoded to wrong bytes (${kind})`, () => {
     const keys = keysOf(encrypted);
     const units = sampleUnits();
     for (const codec of nativeCodec ? [native, referenceCodec] : [referenceCodec]) {
-      const { blobs, plan } = encodeWith(codec, keys, units);
-      const decode = (input: Buffer, p: BlobPlan = plan) =>
-        codec.decodeChunks(keys, false, input, p, Buffer.alloc(units.reduce((s, u) => s + u.length, 0)));
-      const damaged = (mutate: (b: Buffer) => void, message: RegExp, p?: BlobPlan) => {
-        const copy = Buffer.from(blobs);
+      const { blob, ids, raw } = encodeWith(codec, keys, units, [0, 1, 4]);
+      const damaged = (mutate: (b: Buffer) => void, expected: number[]) => {
+        const copy = Buffer.from(blob);
         mutate(copy);
-        assert.throws(
-          () => decode(copy, p),
-          (error: unknown) =>
-            error instanceof DamagedChunkError && error.index === 1 && message.test(error.message),
-        );
+        assert.ok(expected.includes(codec.decodeGroup(keys, false, copy, Buffer.alloc(raw + UNIT))));
       };
-      const second = plan.headerOffsets[1]!;
-      const body = second + BLOB_HEADER_BYTES;
-      damaged((b) => {
-        b[second]! ^= 1;
-      }, /names another chunk/);
+      const firstMemberLength = GROUP_HEADER_BYTES + 32;
       damaged(
         (b) => {
-          b[second + 36]! ^= 1; // the raw length, which the seal covers
+          b[GROUP_HEADER_BYTES + 3]! ^= 1; // a member's id
         },
-        encrypted ? /fails authentication/ : /length other than its unit/,
+        [encrypted ? ChunkDamage.authentication : ChunkDamage.content],
       );
       damaged(
         (b) => {
-          b[body + 20]! ^= 0x40;
+          b[firstMemberLength]! ^= 1; // a member's length
         },
-        encrypted ? /fails authentication/ : /does not decompress|content does not match/,
+        [encrypted ? ChunkDamage.authentication : ChunkDamage.length],
       );
-      // A chunk swapped for another of the same repository: right header, wrong content.
-      const swapped: BlobPlan = { ...plan, ids: Buffer.from(plan.ids) };
-      plan.ids.copy(swapped.ids, 32, 0, 32);
-      damaged(() => undefined, /names another chunk/, swapped);
+      damaged(
+        (b) => {
+          b[b.length - 30]! ^= 0x40; // the stored bytes
+        },
+        encrypted
+          ? [ChunkDamage.authentication]
+          : [ChunkDamage.decompression, ChunkDamage.content, ChunkDamage.length],
+      );
+      damaged(
+        (b) => {
+          b.writeUInt32LE(1000, 4); // a member count beyond the blob
+        },
+        [ChunkDamage.truncated],
+      );
+      assert.equal(
+        codec.decodeGroup(keys, false, blob.subarray(0, blob.length - 1), Buffer.alloc(raw)),
+        ChunkDamage.truncated,
+      );
+      // A chunk looked up at another member's place is named, not decoded.
+      assert.throws(
+        () => decodeChunk(keys, blob, idAt(ids, 1), 0, UNIT),
+        (error: unknown) => error instanceof DamagedChunkError && /does not hold it/.test(error.message),
+      );
+      assert.deepEqual(decodeChunk(keys, blob, idAt(ids, 1), UNIT, UNIT), units[1]);
     }
   });
 }
 
+test('a pack scan finds every group and its members, as the index would', () => {
+  const keys = keysOf(true);
+  const units = sampleUnits();
+  const pack = new PackBuilder('ab'.repeat(16), PackBuilder.allocate(1 << 20));
+  const first = encodeWith(referenceCodec, keys, units, [0, 1]);
+  const second = encodeWith(referenceCodec, keys, units, [4, 5]);
+  const a = pack.add(first.blob);
+  const b = pack.add(second.blob);
+  const groups = scanPack('ab'.repeat(16), Buffer.from(pack.finish()));
+  assert.deepEqual(
+    groups.map((g) => [g.blobOffset, g.blobLength, g.members.map((m) => [m.rawOffset, m.rawLength])]),
+    [
+      [
+        a.headerOffset,
+        first.blob.length,
+        [
+          [0, UNIT],
+          [UNIT, UNIT],
+        ],
+      ],
+      [
+        b.headerOffset,
+        second.blob.length,
+        [
+          [0, UNIT],
+          [UNIT, 12345],
+        ],
+      ],
+    ],
+  );
+  assert.deepEqual(groups[1]!.members[1]!.id, idAt(second.ids, 5));
+  assert.equal(packFileName('ab'.repeat(16)), `packs/ab/${'ab'.repeat(16)}`);
+  assert.equal(MEMBER_BYTES, 36);
+});
+
 test('a batch that overruns its buffers is refused before any work', { skip }, () => {
   const keys = keysOf(true);
   const data = randomBytes(UNIT);
-  const lengths = Uint32Array.of(UNIT, UNIT);
-  assert.throws(() => chunkIds(keys, data, lengths, Buffer.alloc(64)), RangeError);
+  assert.throws(() => chunkIds(keys, data, Uint32Array.of(UNIT, UNIT), Buffer.alloc(64)), RangeError);
   const ids = Buffer.alloc(32);
   chunkIds(keys, data, Uint32Array.of(UNIT), ids);
-  const small = Buffer.alloc(UNIT);
   assert.throws(
-    () =>
-      encodeChunks(
-        keys,
-        data,
-        Uint32Array.of(UNIT),
-        ids,
-        Uint8Array.of(1),
-        small,
-        new Int32Array(1),
-        new Uint8Array(1),
-      ),
+    () => encodeGroup(keys, data, Uint32Array.of(UNIT), ids, Uint8Array.of(1), Buffer.alloc(UNIT)),
     /out is too short/,
   );
+  assert.equal(encodeGroup(keys, data, Uint32Array.of(UNIT), ids, Uint8Array.of(0), Buffer.alloc(UNIT)), 0);
   assert.throws(
     () => chunkIds(keys, data, [UNIT] as unknown as Uint32Array, ids),
     /lengths must be a Uint32Array/,

@@ -1,22 +1,19 @@
-// The index: where each chunk is stored (pack, offset, lengths). In memory it is a map from chunk id; on disk
-// it is the union of sealed index files of 64-byte entries, minus the packs a prune has condemned.
-import { BLOB_HEADER_BYTES } from './chunk-codec.ts';
+// The index: where each chunk is stored (its group blob in a pack, and its place among the group's plain bytes).
+// In memory it is a map from chunk id; on disk it is the union of sealed index files of 64-byte entries, minus
+// the packs a prune has condemned.
 
-export const INDEX_MAGIC = 'DLINDEX1';
+export const INDEX_MAGIC = 'DLINDEX2';
 const ENTRY_BYTES = 64;
 
 export interface IndexEntry {
   /** hex */
   pack: string;
-  /** Offset of the stored bytes in the pack (the blob header is just before). */
-  offset: number;
-  storedLength: number;
+  /** Where the chunk's group blob starts in the pack, and its whole length (header, members, stored bytes). */
+  blobOffset: number;
+  blobLength: number;
+  /** Where the chunk lies in the group's plain bytes. */
+  rawOffset: number;
   rawLength: number;
-  flags: number;
-}
-
-export function headerOffsetOf(entry: IndexEntry): number {
-  return entry.offset - BLOB_HEADER_BYTES;
 }
 
 /** Chunk id (32 bytes) as a map key. */
@@ -64,10 +61,10 @@ export function encodeIndexEntries(entries: Iterable<[string, IndexEntry]>): Buf
     const at = i * ENTRY_BYTES;
     Buffer.from(key, 'base64').copy(out, at);
     Buffer.from(entry.pack, 'hex').copy(out, at + 32);
-    out.writeUInt32LE(entry.offset, at + 48);
-    out.writeUInt32LE(entry.storedLength, at + 52);
-    out.writeUInt32LE(entry.rawLength, at + 56);
-    out[at + 60] = entry.flags;
+    out.writeUInt32LE(entry.blobOffset, at + 48);
+    out.writeUInt32LE(entry.blobLength, at + 52);
+    out.writeUInt32LE(entry.rawOffset, at + 56);
+    out.writeUInt32LE(entry.rawLength, at + 60);
   });
   return out;
 }
@@ -78,10 +75,10 @@ export function* decodeIndexEntries(plaintext: Buffer): Generator<[string, Index
       plaintext.subarray(at, at + 32).toString('base64'),
       {
         pack: plaintext.subarray(at + 32, at + 48).toString('hex'),
-        offset: plaintext.readUInt32LE(at + 48),
-        storedLength: plaintext.readUInt32LE(at + 52),
-        rawLength: plaintext.readUInt32LE(at + 56),
-        flags: plaintext[at + 60]!,
+        blobOffset: plaintext.readUInt32LE(at + 48),
+        blobLength: plaintext.readUInt32LE(at + 52),
+        rawOffset: plaintext.readUInt32LE(at + 56),
+        rawLength: plaintext.readUInt32LE(at + 60),
       },
     ];
   }

@@ -4,20 +4,22 @@
 // consumer synchronously, while the slot still holds them: it copies what it keeps.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { MAX_GROUP_CHUNKS } from './chunk-codec.ts';
 import { type BatchReply, type BatchRequest, type ChunkSlot, ChunkSlots } from './chunk-slots.ts';
 import type { RepositoryKeys } from './keys.ts';
 import type { KnownIds } from './known-ids.ts';
 
-/** Where encoded units go. Every Buffer passed is valid only during the call. */
+/**
+ * Where a batch's results go: the slot holds each unit's id and bytes, which units are members of the group
+ * blob, and the blob (`groupLength` bytes of its output; 0 when no unit was new). The other units were probably
+ * known, or repeat a member. Everything in the slot is valid only during the call: copy what is kept.
+ */
 export interface ChunkConsumer {
-  /** A unit encoded into `blob` (header and stored bytes). */
-  encoded(tag: number, id: Buffer, blob: Buffer, flags: number, rawLength: number): void;
-  /** A unit whose id is probably known (so not encoded); its bytes, should it turn out not to be. */
-  known(tag: number, id: Buffer, data: Buffer): void;
+  batch(tags: readonly number[], slot: ChunkSlot, groupLength: number): void;
 }
 
-/** Units per batch: 16 × 64 KiB = 1 MiB per message. */
-const BATCH_UNITS = 16;
+/** Units per batch, and so per group blob at most. */
+const BATCH_UNITS = MAX_GROUP_CHUNKS;
 
 interface OpenBatch {
   slot: ChunkSlot;
@@ -79,21 +81,7 @@ export class ChunkPool {
     this.#inFlight.delete(reply.seq);
     const { slot, tags } = batch;
     try {
-      let blobAt = 0;
-      let dataAt = 0;
-      for (let i = 0; i < tags.length; i++) {
-        const id = slot.ids.subarray(i * 32, i * 32 + 32);
-        const blobLength = slot.blobLengths[i]!;
-        const dataLength = slot.lengths[i]!;
-        if (blobLength < 0) {
-          this.#consumer.known(tags[i]!, id, slot.input.subarray(dataAt, dataAt + dataLength));
-        } else {
-          const blob = slot.output.subarray(blobAt, blobAt + blobLength);
-          this.#consumer.encoded(tags[i]!, id, blob, slot.flags[i]!, dataLength);
-          blobAt += blobLength;
-        }
-        dataAt += dataLength;
-      }
+      this.#consumer.batch(tags, slot, reply.groupLength);
     } catch (error) {
       this.#fail(error as Error);
     }

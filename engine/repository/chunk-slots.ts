@@ -1,8 +1,8 @@
 // The memory a backup's main thread and its chunk workers share: a fixed number of slots, each holding one
-// batch of units on its way in and their blobs on the way out. Nothing is copied or transferred between the
+// batch of units on its way in and the group blob of its new units on the way out. Nothing is copied or transferred between the
 // threads and nothing is allocated per batch: transferring fresh megabyte buffers instead made V8 count each as
 // new external memory and collect garbage every few batches.
-import { CHUNK_ID_BYTES, maxBlobBytes } from './chunk-codec.ts';
+import { CHUNK_ID_BYTES, maxGroupBytes } from './chunk-codec.ts';
 
 export interface SlotSizes {
   slots: number;
@@ -19,13 +19,10 @@ export interface ChunkSlot {
   lengths: Uint32Array;
   /** Written by the worker: ids, 32 bytes each. */
   ids: Buffer;
-  /** Written by the worker: 1 for each unit it encoded. */
-  encode: Uint8Array;
-  /** Written by the worker: the blobs of the units it encoded, back to back. */
+  /** Written by the worker: 1 for each unit that is a member of the group (the others are probably known). */
+  members: Uint8Array;
+  /** Written by the worker: the group blob. */
   output: Buffer;
-  /** Written by the worker: each blob's length, -1 for a unit not encoded. */
-  blobLengths: Int32Array;
-  flags: Uint8Array;
 }
 
 /** A request to encode the first `count` units of a slot; `force` encodes even probably known ids. */
@@ -38,6 +35,8 @@ export interface BatchRequest {
 
 export interface BatchReply {
   seq: number;
+  /** Length of the group blob in the slot's output; 0 when no unit is new. */
+  groupLength: number;
 }
 
 const align8 = (n: number) => Math.ceil(n / 8) * 8;
@@ -54,9 +53,7 @@ export class ChunkSlots {
       units * 4,
       units * CHUNK_ID_BYTES,
       units,
-      units * maxBlobBytes(unitBytes),
-      units * 4,
-      units,
+      maxGroupBytes(units, units * unitBytes),
     ].map(align8);
     const slotBytes = parts.reduce((sum, n) => sum + n, 0);
     this.sizes = sizes;
@@ -73,10 +70,8 @@ export class ChunkSlots {
         input: Buffer.from(this.shared, next(0), units * unitBytes),
         lengths: new Uint32Array(this.shared, next(1), units),
         ids: Buffer.from(this.shared, next(2), units * CHUNK_ID_BYTES),
-        encode: new Uint8Array(this.shared, next(3), units),
-        output: Buffer.from(this.shared, next(4), units * maxBlobBytes(unitBytes)),
-        blobLengths: new Int32Array(this.shared, next(5), units),
-        flags: new Uint8Array(this.shared, next(6), units),
+        members: new Uint8Array(this.shared, next(3), units),
+        output: Buffer.from(this.shared, next(4), maxGroupBytes(units, units * unitBytes)),
       });
     }
   }

@@ -1,9 +1,9 @@
-// Worker thread body for the backup: turns a batch of raw units into pack blobs (keyed id, zstd, AES-256-GCM)
-// off the main thread, so that hashing, compression and encryption run on every core. The batch lives in a slot
+// Worker thread body for the backup: hashes a batch of raw units (keyed ids) and stores the new ones as one group
+// blob (zstd, AES-256-GCM), off the main thread, so that the work runs on every core. The batch lives in a slot
 // of memory shared with the main thread (chunk-slots.ts): messages carry only the slot's number. A unit whose id
-// the repository probably holds already is only hashed.
+// the repository probably holds already, or that repeats an earlier unit of the batch, is only hashed.
 import { parentPort, workerData } from 'node:worker_threads';
-import { chunkIds, encodeChunks } from './chunk-codec.ts';
+import { CHUNK_ID_BYTES, chunkIds, encodeGroup } from './chunk-codec.ts';
 import { type BatchReply, type BatchRequest, ChunkSlots, type SlotSizes } from './chunk-slots.ts';
 import type { RepositoryKeys } from './keys.ts';
 import { KnownIds } from './known-ids.ts';
@@ -25,10 +25,22 @@ parentPort!.on('message', (request: BatchRequest) => {
   const count = request.count;
   const lengths = slot.lengths.subarray(0, count);
   chunkIds(keys, slot.input, lengths, slot.ids);
+  const inBatch = new Set<string>();
   for (let i = 0; i < count; i++) {
-    slot.encode[i] = request.force || !knownIds.mightContain(slot.ids.subarray(i * 32, i * 32 + 32)) ? 1 : 0;
+    const id = slot.ids.subarray(i * CHUNK_ID_BYTES, (i + 1) * CHUNK_ID_BYTES);
+    const key = id.toString('latin1');
+    const isNew = !inBatch.has(key) && (request.force || !knownIds.mightContain(id));
+    inBatch.add(key);
+    slot.members[i] = isNew ? 1 : 0;
   }
-  encodeChunks(keys, slot.input, lengths, slot.ids, slot.encode, slot.output, slot.blobLengths, slot.flags);
-  const reply: BatchReply = { seq: request.seq };
+  const groupLength = encodeGroup(
+    keys,
+    slot.input,
+    lengths,
+    slot.ids,
+    slot.members.subarray(0, count),
+    slot.output,
+  );
+  const reply: BatchReply = { seq: request.seq, groupLength };
   parentPort!.postMessage(reply);
 });

@@ -81,7 +81,9 @@ test('a flipped byte in a pack: verify --read-data names the damaged point only;
   const repo = await copyRepo('flipped');
   const packPath = join(repo, packFileName(packsOfA[0]!));
   const pack = await readFile(packPath);
-  pack[200]! ^= 0x40; // inside the first blob's stored bytes
+  // Inside the first group's stored bytes: after the pack header (24), the group header (16) and its members.
+  const members = pack.readUInt32LE(24 + 4);
+  pack[24 + 16 + 36 * members + 100]! ^= 0x40;
   await writeFile(packPath, pack);
   const structural = await runCli(['verify', '--repo', repo]);
   assert.equal(structural.status, 0, 'the structure is intact');
@@ -181,11 +183,16 @@ test('a wrong passphrase is refused by name and changes nothing', async () => {
 test('a repository of a newer format is refused with the versions named', async () => {
   const repo = await copyRepo('newer');
   const config = JSON.parse(await readFile(join(repo, 'config'), 'utf8'));
-  await writeFile(join(repo, 'config'), JSON.stringify({ ...config, format: 2 }));
+  await writeFile(join(repo, 'config'), JSON.stringify({ ...config, format: config.format + 1 }));
   const before = await treeHash(repo);
   const run = await runCli(['backup', join(dir, 'a.img'), '--repo', repo]);
   assert.equal(run.status, 1);
-  assert.match(run.stderr, /uses format 2; this Diskline reads format 1 only — upgrade Diskline/);
+  assert.match(
+    run.stderr,
+    new RegExp(
+      `uses format ${config.format + 1}; this Diskline reads format ${config.format} only — upgrade Diskline`,
+    ),
+  );
   assert.equal(await treeHash(repo), before);
 });
 

@@ -1,7 +1,7 @@
 // Pack files: many chunk blobs in one file, with a header and a trailer so a pack can be checked and the
 // index rebuilt from packs alone. Layout in docs/repository-format.md.
 import { allocAligned, nativeHelperAvailable } from '../native/index.ts';
-import { BLOB_HEADER_BYTES } from './chunk-codec.ts';
+import { CHUNK_ID_BYTES, GROUP_HEADER_BYTES, groupHeader, MEMBER_BYTES } from './chunk-codec.ts';
 
 export const PACK_MAGIC = Buffer.from('DLPACK01', 'ascii');
 export const PACK_END_MAGIC = Buffer.from('DLPKEND1', 'ascii');
@@ -81,17 +81,15 @@ export class PackBuilder {
   }
 }
 
-export interface ScannedBlob {
-  id: Buffer;
-  flags: number;
-  rawLength: number;
-  storedLength: number;
-  /** Offset of the stored bytes (after the blob header). */
-  offset: number;
+/** One group blob as a pack scan finds it: enough to rebuild its chunks' index entries. */
+export interface ScannedGroup {
+  blobOffset: number;
+  blobLength: number;
+  members: { id: Buffer; rawOffset: number; rawLength: number }[];
 }
 
-/** Reads a whole pack's structure; throws with what is wrong when the header, a blob header or the trailer is bad. */
-export function scanPack(packId: string, file: Buffer): ScannedBlob[] {
+/** Reads a whole pack's structure; throws with what is wrong when the header, a group header or the trailer is bad. */
+export function scanPack(packId: string, file: Buffer): ScannedGroup[] {
   if (file.length < PACK_HEADER_BYTES + PACK_TRAILER_BYTES || !file.subarray(0, 8).equals(PACK_MAGIC)) {
     throw new Error(`pack ${packId} is damaged: bad header`);
   }
@@ -101,25 +99,28 @@ export function scanPack(packId: string, file: Buffer): ScannedBlob[] {
   if (!file.subarray(end + 4).equals(PACK_END_MAGIC))
     throw new Error(`pack ${packId} is damaged: truncated (no trailer)`);
   const count = file.readUInt32LE(end);
-  const blobs: ScannedBlob[] = [];
+  const groups: ScannedGroup[] = [];
   let offset = PACK_HEADER_BYTES;
   while (offset < end) {
-    if (offset + BLOB_HEADER_BYTES > end)
-      throw new Error(`pack ${packId} is damaged: blob header cut at ${offset}`);
-    const storedLength = file.readUInt32LE(offset + 40);
-    const blob = {
-      id: Buffer.from(file.subarray(offset, offset + 32)),
-      flags: file[offset + 32]!,
-      rawLength: file.readUInt32LE(offset + 36),
-      storedLength,
-      offset: offset + BLOB_HEADER_BYTES,
-    };
-    if (blob.offset + storedLength > end)
-      throw new Error(`pack ${packId} is damaged: blob at ${offset} overruns the pack`);
-    blobs.push(blob);
-    offset = blob.offset + storedLength;
+    if (offset + GROUP_HEADER_BYTES > end)
+      throw new Error(`pack ${packId} is damaged: group header cut at ${offset}`);
+    const header = groupHeader(file.subarray(offset, offset + GROUP_HEADER_BYTES));
+    const head = GROUP_HEADER_BYTES + header.count * MEMBER_BYTES;
+    const blobLength = head + header.storedLength;
+    if (header.count === 0 || offset + blobLength > end)
+      throw new Error(`pack ${packId} is damaged: the group at ${offset} overruns the pack`);
+    const members: ScannedGroup['members'] = [];
+    let rawOffset = 0;
+    for (let i = 0; i < header.count; i++) {
+      const at = offset + GROUP_HEADER_BYTES + i * MEMBER_BYTES;
+      const rawLength = file.readUInt32LE(at + CHUNK_ID_BYTES);
+      members.push({ id: Buffer.from(file.subarray(at, at + CHUNK_ID_BYTES)), rawOffset, rawLength });
+      rawOffset += rawLength;
+    }
+    groups.push({ blobOffset: offset, blobLength, members });
+    offset += blobLength;
   }
-  if (blobs.length !== count)
-    throw new Error(`pack ${packId} is damaged: ${blobs.length} blobs, trailer says ${count}`);
-  return blobs;
+  if (groups.length !== count)
+    throw new Error(`pack ${packId} is damaged: ${groups.length} groups, trailer says ${count}`);
+  return groups;
 }

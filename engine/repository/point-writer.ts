@@ -4,9 +4,10 @@
 import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
-import { BLOB_HEADER_BYTES, isAllZero, maxBlobBytes } from './chunk-codec.ts';
+import { CHUNK_ID_BYTES, isAllZero, MAX_GROUP_CHUNKS, maxGroupBytes } from './chunk-codec.ts';
 import { encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
 import { type ChunkConsumer, ChunkPool } from './chunk-pool.ts';
+import type { ChunkSlot } from './chunk-slots.ts';
 import { RepositoryError } from './errors.ts';
 import { KnownIds } from './known-ids.ts';
 import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
@@ -223,46 +224,66 @@ export class PointWriter implements UnitSink {
   }
 
   #newPack(): PackBuilder {
-    const capacity = this.#repo.config.packSize + maxBlobBytes(this.#unitSize);
+    const capacity =
+      this.#repo.config.packSize + maxGroupBytes(MAX_GROUP_CHUNKS, MAX_GROUP_CHUNKS * this.#unitSize);
     return new PackBuilder(newId(), this.#spareBuffers.pop() ?? PackBuilder.allocate(capacity));
   }
 
   /** The workers' results, placed while their shared memory still holds them. */
   readonly #consumer: ChunkConsumer = {
-    encoded: (unit, id, blob, flags, rawLength) => {
-      const key = idKey(id);
-      // Two equal units in flight at once are both encoded: the second is only referenced.
-      if (!this.#isStored(id)) {
-        const placed = this.#pack.add(blob);
+    batch: (tags, slot, groupLength) => {
+      const idOf = (i: number) => slot.ids.subarray(i * CHUNK_ID_BYTES, (i + 1) * CHUNK_ID_BYTES);
+      if (groupLength > 0) this.#placeGroup(tags.length, slot, groupLength, idOf);
+      let dataAt = 0;
+      for (let i = 0; i < tags.length; i++) {
+        const id = idOf(i);
+        const length = slot.lengths[i]!;
+        if (this.#isStored(id)) this.#settle(tags[i]!, this.#slot(id), length);
+        else {
+          // Only probably known (the shared set holds 8 bytes of each id): another chunk with the same prefix.
+          const data = Buffer.from(slot.input.subarray(dataAt, dataAt + length));
+          const resubmit = this.#pool!.submit(tags[i]!, data, true).catch((error: Error) => {
+            this.#failure ??= error;
+          });
+          this.#resubmits.add(resubmit);
+          resubmit.finally(() => this.#resubmits.delete(resubmit));
+        }
+        dataAt += length;
+      }
+    },
+  };
+
+  /** Puts a batch's group blob in the pack and indexes its members (those not stored meanwhile by another batch). */
+  #placeGroup(count: number, slot: ChunkSlot, groupLength: number, idOf: (i: number) => Buffer): void {
+    const fresh: number[] = [];
+    for (let i = 0; i < count; i++) if (slot.members[i] && !this.#isStored(idOf(i))) fresh.push(i);
+    if (fresh.length === 0) return;
+    const blob = slot.output.subarray(0, groupLength);
+    const placed = this.#pack.add(blob);
+    let rawOffset = 0;
+    for (let i = 0; i < count; i++) {
+      if (!slot.members[i]) continue;
+      const length = slot.lengths[i]!;
+      if (fresh.includes(i)) {
+        const id = idOf(i);
+        const key = idKey(id);
         const entry: IndexEntry = {
           pack: this.#pack.packId,
-          offset: placed.headerOffset + BLOB_HEADER_BYTES,
-          storedLength: blob.length - BLOB_HEADER_BYTES,
-          rawLength,
-          flags,
+          blobOffset: placed.headerOffset,
+          blobLength: groupLength,
+          rawOffset,
+          rawLength: length,
         };
         this.#added.set(key, entry);
         this.#knownIds!.add(id);
         this.#packEntries.push([key, entry]);
-        this.#storedBytes += blob.length;
-        this.#newChunks += 1;
-        if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
       }
-      this.#settle(unit, this.#slot(id), rawLength);
-    },
-    known: (unit, id, data) => {
-      if (this.#isStored(id)) {
-        this.#settle(unit, this.#slot(id), data.length);
-        return;
-      }
-      // The shared set holds only 8 bytes of each id: this was another chunk with the same prefix.
-      const resubmit = this.#pool!.submit(unit, Buffer.from(data), true).catch((error: Error) => {
-        this.#failure ??= error;
-      });
-      this.#resubmits.add(resubmit);
-      resubmit.finally(() => this.#resubmits.delete(resubmit));
-    },
-  };
+      rawOffset += length;
+    }
+    this.#storedBytes += groupLength;
+    this.#newChunks += fresh.length;
+    if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
+  }
 
   #settle(unit: number, slot: number, length: number): void {
     this.#units[unit] = slot;

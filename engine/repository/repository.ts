@@ -6,8 +6,17 @@ import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
 import { LocalBackend } from '../backend/local.ts';
 import type { Backend } from '../backend/types.ts';
-import { BLOB_HEADER_BYTES, DamagedChunkError, decodeChunk } from './chunk-codec.ts';
-import { ChunkIndex, headerOffsetOf, INDEX_MAGIC } from './chunk-index.ts';
+import {
+  ChunkDamage,
+  DamagedChunkError,
+  DamagedGroupError,
+  decodeGroup,
+  GROUP_HEADER_BYTES,
+  groupHeader,
+  groupHolds,
+  MAX_GROUP_RAW_BYTES,
+} from './chunk-codec.ts';
+import { ChunkIndex, INDEX_MAGIC, type IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import {
   DEFAULT_SCRYPT,
@@ -23,7 +32,7 @@ import { decodeManifest, encodeManifest, MANIFEST_MAGIC, type Manifest } from '.
 import { packFileName } from './pack.ts';
 import { DamagedFileError, seal, unseal } from './sealed.ts';
 
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
 export const MIN_CHUNK_SIZE = 16 * 1024;
 export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
@@ -85,6 +94,8 @@ export interface PointReader {
 }
 
 const DECODED_CACHE_CHUNKS = 64;
+/** Group blobs kept decoded for readChunk: sequential reads take one group's chunks one after another. */
+const RECENT_GROUPS = 4;
 
 export class Repository {
   readonly path: string;
@@ -92,6 +103,7 @@ export class Repository {
   readonly config: RepositoryConfig;
   readonly keys: RepositoryKeys;
   #index: ChunkIndex | null = null;
+  readonly #recentGroups = new Map<string, Promise<{ blob: Buffer; plain: Buffer }>>();
 
   private constructor(path: string, backend: Backend, config: RepositoryConfig, keys: RepositoryKeys) {
     this.path = path;
@@ -180,6 +192,11 @@ export class Repository {
     if (!isChunkSize(config.chunkSize)) {
       throw new DamagedRepositoryError(
         `repository ${directory} is damaged: its config names chunk size ${config.chunkSize}`,
+      );
+    }
+    if (config.format < FORMAT_VERSION) {
+      throw new RepositoryError(
+        `repository ${directory} uses format ${config.format}, which stored each chunk apart; this Diskline reads format ${FORMAT_VERSION} only — restore its points with the Diskline that made them, or back up into a new repository`,
       );
     }
     if (config.format > FORMAT_VERSION) {
@@ -368,32 +385,64 @@ export class Repository {
 
   // ---- chunks ----
 
-  /** Reads and checks one chunk. `checkId` recomputes its keyed hash (verify --read-data). */
+  /**
+   * Reads and checks the group blob an index entry points into; returns the blob and its plain bytes. With
+   * `checkIds` every member's keyed hash is recomputed (verify --read-data).
+   */
+  async readGroup(entry: IndexEntry, checkIds = false): Promise<{ blob: Buffer; plain: Buffer }> {
+    const where = `the group at ${entry.blobOffset} of pack ${entry.pack}`;
+    let blob: Buffer;
+    try {
+      blob = await this.backend.getRange(packFileName(entry.pack), entry.blobOffset, entry.blobLength);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new DamagedRepositoryError(`pack ${entry.pack} is missing (it holds ${where})`);
+      }
+      throw error;
+    }
+    if (blob.length < entry.blobLength)
+      throw new DamagedRepositoryError(`pack ${entry.pack} is truncated: ${where} is cut`);
+    const { rawLength } = blob.length >= GROUP_HEADER_BYTES ? groupHeader(blob) : { rawLength: 0 };
+    const plain = Buffer.allocUnsafe(Math.min(rawLength, MAX_GROUP_RAW_BYTES));
+    const damage = decodeGroup(this.keys, checkIds, blob, plain);
+    if (damage !== 0) throw new DamagedGroupError(damage);
+    return { blob, plain };
+  }
+
+  /** Reads and checks one chunk. `checkId` recomputes its keyed hash. The last few groups read are kept. */
   async readChunk(id: Buffer, checkId = false): Promise<Buffer> {
     const index = await this.loadIndex();
     const entry = index.get(id);
     const hex = id.toString('hex').slice(0, 16);
     if (!entry)
       throw new DamagedRepositoryError(`chunk ${hex} is not in the index (its pack was lost or pruned)`);
-    const want = BLOB_HEADER_BYTES + entry.storedLength;
-    let blob: Buffer;
-    try {
-      blob = await this.backend.getRange(packFileName(entry.pack), headerOffsetOf(entry), want);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new DamagedRepositoryError(`pack ${entry.pack} holding chunk ${hex} is missing`);
+    const key = `${entry.pack}:${entry.blobOffset}`;
+    let group = checkId ? undefined : this.#recentGroups.get(key);
+    if (!group) {
+      group = this.readGroup(entry, checkId);
+      if (!checkId) {
+        this.#recentGroups.set(key, group);
+        group.catch(() => this.#recentGroups.delete(key));
+        if (this.#recentGroups.size > RECENT_GROUPS)
+          this.#recentGroups.delete(this.#recentGroups.keys().next().value!);
       }
-      throw error;
     }
-    if (blob.length < want)
-      throw new DamagedRepositoryError(`pack ${entry.pack} is truncated: chunk ${hex} is cut`);
+    let read: { blob: Buffer; plain: Buffer };
     try {
-      return decodeChunk(this.keys, blob, id, entry.rawLength, checkId);
+      read = await group;
     } catch (error) {
-      if (error instanceof DamagedChunkError)
-        throw new DamagedRepositoryError(`pack ${entry.pack}: ${error.message}`);
+      if (error instanceof DamagedGroupError)
+        throw new DamagedRepositoryError(
+          `pack ${entry.pack}: ${new DamagedChunkError(id, error.damage).message}`,
+        );
       throw error;
     }
+    if (!groupHolds(read.blob, id, entry.rawOffset, entry.rawLength)) {
+      throw new DamagedRepositoryError(
+        `pack ${entry.pack}: ${new DamagedChunkError(id, ChunkDamage.otherId).message}`,
+      );
+    }
+    return read.plain.subarray(entry.rawOffset, entry.rawOffset + entry.rawLength);
   }
 
   /** The read API for mount and instant restore: a complete point's bytes at any offset. */

@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { RepositoryKeys } from './keys.ts';
-import { decodeSpan, type SpanReply, type SpanRequest } from './restore-span.ts';
+import { decodeSpan, type SpanPlan, type SpanReply, type SpanRequest } from './restore-span.ts';
 
 export interface Slot {
   index: number;
@@ -105,16 +105,14 @@ export class SpanDecodePool {
   }
 
   /**
-   * Decodes the first `inputLength` bytes of the slot's input into its output: unit i's blob header at
-   * headerOffsets[i], holding ids[i]. A damaged chunk rejects with `onDamage(message)`.
+   * Decodes the first `inputLength` bytes of the slot's input (group blobs) into its output: the units of the
+   * plan, back to back, unit i being chunk ids[i]. A damaged chunk rejects with `onDamage(message)`.
    */
   decode(
     slot: Slot,
     inputLength: number,
     ids: Buffer[],
-    headerOffsets: number[],
-    storedLengths: number[],
-    unitLengths: number[],
+    plan: SpanPlan,
     onDamage: (message: string) => Error,
   ): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure);
@@ -133,9 +131,7 @@ export class SpanDecodePool {
       inputLength,
       outputOffset: base + this.#inputBytes,
       idsOffset,
-      headerOffsets,
-      storedLengths,
-      unitLengths,
+      ...plan,
     };
     const promise = new Promise<void>((resolve, reject) =>
       this.#pending.set(seq, { resolve, reject, onDamage }),

@@ -66,9 +66,11 @@ test('a flipped byte in a pack fails the restore naming the pack, on either path
     const file = await open(join(repo.backend.location, packFileName(entry.pack)), 'r+');
     try {
       const byte = Buffer.alloc(1);
-      await file.read(byte, 0, 1, entry.offset + 20);
+      // A byte inside the group's sealed bytes (its last 16 are the tag).
+      const at = entry.blobOffset + entry.blobLength - 40;
+      await file.read(byte, 0, 1, at);
       byte[0]! ^= 0xff;
-      await file.write(byte, 0, 1, entry.offset + 20);
+      await file.write(byte, 0, 1, at);
     } finally {
       await file.close();
     }

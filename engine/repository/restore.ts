@@ -3,14 +3,15 @@
 // caller starts from an all-zero (sparse) file so they are skipped. If it is interrupted, the target holds a
 // mix of old and restored data: run it again (restores are idempotent).
 import type { BlockWriter } from '../device/types.ts';
-import { headerOffsetOf, type IndexEntry } from './chunk-index.ts';
+import { MAX_GROUP_CHUNKS, maxGroupBytes } from './chunk-codec.ts';
+import type { IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { isUsed, type Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
 import type { Repository } from './repository.ts';
 import { type Slot, SpanDecodePool } from './restore-pool.ts';
 
-/** Largest single read from a pack: a run of blobs that lie back to back. */
+/** Largest single read from a pack (plus at most one group): a run of group blobs that lie back to back. */
 const SPAN_BYTES = 8 * 1024 * 1024;
 /** Most units per span, so a span's decoded bytes fit one output buffer (8 MiB of 64 KiB units). */
 const SPAN_UNITS = 128;
@@ -23,6 +24,8 @@ interface Span {
   start: number;
   end: number;
   units: { unit: number; id: Buffer | null; entry: IndexEntry | null }[];
+  /** The span's groups by their offset in the pack, numbered in the order they lie. */
+  groups: Map<number, number>;
 }
 
 export interface RestoreOptions {
@@ -54,7 +57,7 @@ export async function checkChunksPresent(repo: Repository, manifest: Manifest): 
         `restore point ${manifest.id} is damaged: chunk ${id.toString('hex').slice(0, 16)} is not in the index; nothing was written`,
       );
     }
-    packEnds.set(entry.pack, Math.max(packEnds.get(entry.pack) ?? 0, entry.offset + entry.storedLength));
+    packEnds.set(entry.pack, Math.max(packEnds.get(entry.pack) ?? 0, entry.blobOffset + entry.blobLength));
   }
   for (const [pack, end] of packEnds) {
     const size = await repo.backend.size(packFileName(pack));
@@ -104,21 +107,24 @@ export async function restorePoint(
     const id = k === 0 ? null : manifest.chunkIds[k - 1]!;
     const entry = id ? index.get(id)! : null;
     const last = spans.at(-1);
-    const headerOffset = entry ? headerOffsetOf(entry) : 0;
+    const blobOffset = entry ? entry.blobOffset : 0;
+    // A unit joins the last span when its group is already in it, or lies right after it in the same pack.
     const fits =
       last &&
       last.units.length < SPAN_UNITS &&
       ((entry === null && last.pack === null) ||
         (entry !== null &&
           last.pack === entry.pack &&
-          last.end === headerOffset &&
-          last.end - last.start < SPAN_BYTES));
+          (last.groups.has(blobOffset) || (last.end === blobOffset && last.end - last.start < SPAN_BYTES))));
     const span: Span = fits
       ? last
-      : { pack: entry?.pack ?? null, start: headerOffset, end: headerOffset, units: [] };
+      : { pack: entry?.pack ?? null, start: blobOffset, end: blobOffset, units: [], groups: new Map() };
     if (!fits) spans.push(span);
     span.units.push({ unit, id, entry });
-    if (entry) span.end = entry.offset + entry.storedLength;
+    if (entry && !span.groups.has(blobOffset)) {
+      span.groups.set(blobOffset, span.groups.size);
+      span.end = blobOffset + entry.blobLength;
+    }
   }
   const threads = options.decodeThreads ?? SpanDecodePool.defaultThreads();
   // Spans read and decoding ahead of the one being written; each holds a slot until it is written.
@@ -127,7 +133,7 @@ export async function restorePoint(
     ? new SpanDecodePool(
         repo.keys,
         {
-          inputBytes: SPAN_BYTES + 2 * unitSize,
+          inputBytes: SPAN_BYTES + maxGroupBytes(MAX_GROUP_CHUNKS, MAX_GROUP_CHUNKS * unitSize),
           outputBytes: SPAN_UNITS * unitSize,
           maxUnits: SPAN_UNITS,
           slots: spansAhead + WRITES_AHEAD,
@@ -149,13 +155,24 @@ export async function restorePoint(
       const bytes = await repo.backend.getRange(packFileName(span.pack), span.start, length, slot.input);
       if (bytes.length < length) throw new DamagedRepositoryError(`pack ${span.pack} is truncated`);
       const pack = span.pack;
+      const groupOffsets: number[] = [];
+      const groupLengths: number[] = [];
+      for (const u of span.units) {
+        const g = span.groups.get(u.entry!.blobOffset)!;
+        groupOffsets[g] = u.entry!.blobOffset - span.start;
+        groupLengths[g] = u.entry!.blobLength;
+      }
       await pool!.decode(
         slot,
         length,
         span.units.map((u) => u.id!),
-        span.units.map((u) => headerOffsetOf(u.entry!) - span.start),
-        span.units.map((u) => u.entry!.storedLength),
-        span.units.map((u) => unitLength(u.unit)),
+        {
+          groupOffsets,
+          groupLengths,
+          unitGroups: span.units.map((u) => span.groups.get(u.entry!.blobOffset)!),
+          rawOffsets: span.units.map((u) => u.entry!.rawOffset),
+          unitLengths: span.units.map((u) => unitLength(u.unit)),
+        },
         (message) => new DamagedRepositoryError(`pack ${pack}: ${message}`),
       );
       return { data: slot.output, slot };

@@ -1,8 +1,15 @@
 // Checks a repository: every index file and manifest opens, every chunk a point names is indexed and its pack
 // is whole where the index says; with readData every chunk is decrypted, decompressed and its id recomputed.
 // Reports each damaged point by id, with what is wrong, so the user knows which restore points to distrust.
-import { BLOB_HEADER_BYTES } from './chunk-codec.ts';
-import { decodeIndexEntries, headerOffsetOf, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
+import {
+  ChunkDamage,
+  DamagedChunkError,
+  DamagedGroupError,
+  GROUP_HEADER_BYTES,
+  groupHolds,
+  MEMBER_BYTES,
+} from './chunk-codec.ts';
+import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
 import type { Manifest } from './manifest.ts';
 import { PACK_END_MAGIC, PACK_HEADER_BYTES, PACK_MAGIC, PACK_TRAILER_BYTES, packFileName } from './pack.ts';
 import type { Repository } from './repository.ts';
@@ -46,7 +53,7 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
       problems.push((error as Error).message);
     }
   }
-  // Packs: the structure of each pack the index names (header, trailer, each indexed blob header).
+  // Packs: the structure of each pack the index names (header, trailer, each indexed group's member list).
   const packProblems = new Map<string, string>();
   const byPack = new Map<string, [string, IndexEntry][]>();
   for (const pair of index) {
@@ -76,20 +83,27 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
     if (tail.length < PACK_TRAILER_BYTES || !tail.subarray(4).equals(PACK_END_MAGIC)) {
       packProblems.set(pack, `pack ${pack} is damaged: truncated (${size} bytes, no trailer)`);
     }
+    // Each group's header and member list, read once (null: they disagree with the index's blob length).
+    const heads = new Map<number, Buffer | null>();
     for (const [key, entry] of entries) {
-      const end = entry.offset + entry.storedLength;
+      const end = entry.blobOffset + entry.blobLength;
       if (end > size - PACK_TRAILER_BYTES) {
-        badChunks.set(key, `pack ${pack} is truncated: a chunk at ${entry.offset} ends past its end`);
+        badChunks.set(key, `pack ${pack} is truncated: the group at ${entry.blobOffset} ends past its end`);
         continue;
       }
-      const header = await repo.backend.getRange(name, headerOffsetOf(entry), BLOB_HEADER_BYTES);
-      if (
-        !header.subarray(0, 32).equals(Buffer.from(key, 'base64')) ||
-        header.readUInt32LE(40) !== entry.storedLength
-      ) {
+      let head = heads.get(entry.blobOffset);
+      if (head === undefined) {
+        const fixed = await repo.backend.getRange(name, entry.blobOffset, GROUP_HEADER_BYTES);
+        const count = fixed.length === GROUP_HEADER_BYTES ? fixed.readUInt32LE(4) : 0;
+        const headLength = GROUP_HEADER_BYTES + count * MEMBER_BYTES;
+        const whole = count > 0 && headLength + fixed.readUInt32LE(12) === entry.blobLength;
+        head = whole ? await repo.backend.getRange(name, entry.blobOffset, headLength) : null;
+        heads.set(entry.blobOffset, head);
+      }
+      if (!head || !groupHolds(head, Buffer.from(key, 'base64'), entry.rawOffset, entry.rawLength)) {
         badChunks.set(
           key,
-          `pack ${pack} is damaged: the blob header at ${headerOffsetOf(entry)} does not match the index`,
+          `pack ${pack} is damaged: the group at ${entry.blobOffset} does not match the index`,
         );
       }
     }
@@ -109,15 +123,39 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
   if (options.readData) {
     await repo.loadIndex(true);
     const total = needed.size;
+    // Group by group blob: each is read, opened and every member's id recomputed once.
+    const groups = new Map<string, { entry: IndexEntry; keys: string[] }>();
     for (const key of needed) {
-      if (badChunks.has(key) || !index.has(key) || packProblems.has(index.get(key)!.pack)) continue;
+      const entry = index.get(key);
+      if (badChunks.has(key) || !entry || packProblems.has(entry.pack)) continue;
+      const where = `${entry.pack}:${entry.blobOffset}`;
+      const group = groups.get(where);
+      if (group) group.keys.push(key);
+      else groups.set(where, { entry, keys: [key] });
+    }
+    for (const { entry, keys } of groups.values()) {
       try {
-        const data = await repo.readChunk(Buffer.from(key, 'base64'), true);
-        bytesRead += data.length;
+        const { blob, plain } = await repo.readGroup(entry, true);
+        bytesRead += plain.length;
+        for (const key of keys) {
+          const mine = index.get(key)!;
+          const id = Buffer.from(key, 'base64');
+          if (!groupHolds(blob, id, mine.rawOffset, mine.rawLength))
+            badChunks.set(
+              key,
+              `pack ${entry.pack}: ${new DamagedChunkError(id, ChunkDamage.otherId).message}`,
+            );
+        }
       } catch (error) {
-        badChunks.set(key, (error as Error).message);
+        for (const key of keys) {
+          const message =
+            error instanceof DamagedGroupError
+              ? `pack ${entry.pack}: ${new DamagedChunkError(Buffer.from(key, 'base64'), error.damage).message}`
+              : (error as Error).message;
+          badChunks.set(key, message);
+        }
       }
-      chunksChecked += 1;
+      chunksChecked += keys.length;
       options.onProgress?.({ doneChunks: chunksChecked, totalChunks: total });
     }
   } else {

@@ -1,5 +1,5 @@
-/* The repository's chunk codec for whole batches of chunks: keyed ids (HMAC-SHA256), zstd and AES-256-GCM, in
- * the blob layout of docs/repository-format.md. node:crypto builds a cipher and an HMAC object for every chunk
+/* The repository's chunk codec: keyed ids (HMAC-SHA256) for batches of chunks, and group blobs (chunks
+ * compressed together with zstd, sealed with AES-256-GCM) in the layout of docs/repository-format.md. node:crypto builds a cipher and an HMAC object for every chunk
  * and node:zlib a compression context, which cost more than the work on a 64 KiB chunk; here every context is
  * made once per thread and keyed again only when the key changes.
  *
@@ -18,14 +18,16 @@
 
 #define ID_BYTES 32
 #define KEY_BYTES 32
-#define BLOB_HEADER_BYTES 48
-/* The blob header's first 40 bytes (id, flags, 3 zero bytes, raw length) are authenticated with the chunk. */
-#define AAD_BYTES 40
+/* A group blob: header (flags, count, raw length, stored length), one member (id, raw length) per chunk, then
+ * the stored bytes; header and members are authenticated with the sealed body. */
+#define GROUP_HEADER_BYTES 16
+#define MEMBER_BYTES 36
 #define NONCE_BYTES 12
 #define TAG_BYTES 16
+#define SEAL_BYTES (NONCE_BYTES + TAG_BYTES)
 #define FLAG_COMPRESSED 1
 
-/* Why decodeChunks rejected a chunk; the TypeScript side words the message. */
+/* Why decodeGroup rejected a blob; the TypeScript side words the message. */
 enum damage {
   DAMAGE_OTHER_ID = 1,
   DAMAGE_TRUNCATED = 2,
@@ -177,114 +179,127 @@ static uint32_t get_u32le(const unsigned char *at) {
   return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
 }
 
-/* Seals body into out as nonce | ciphertext | tag, authenticating the header's first AAD_BYTES. */
-static int seal_body(const unsigned char *header, const unsigned char *body, size_t length, unsigned char *out) {
+/* Seals body into out as nonce | ciphertext | tag, authenticating `aad_length` bytes of `aad`. */
+static int seal_body(const unsigned char *aad, size_t aad_length, const unsigned char *body, size_t length,
+                     unsigned char *out) {
   int written = 0, last = 0;
   if (RAND_bytes(out, NONCE_BYTES) != 1) return 0;
   return EVP_EncryptInit_ex(seal_context, NULL, NULL, NULL, out) &&
-         EVP_EncryptUpdate(seal_context, NULL, &written, header, AAD_BYTES) &&
+         EVP_EncryptUpdate(seal_context, NULL, &written, aad, (int)aad_length) &&
          EVP_EncryptUpdate(seal_context, out + NONCE_BYTES, &written, body, (int)length) &&
          EVP_EncryptFinal_ex(seal_context, out + NONCE_BYTES + written, &last) &&
          EVP_CIPHER_CTX_ctrl(seal_context, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, out + NONCE_BYTES + length);
 }
 
-/* encodeChunks(dataKey | null, level, data, lengths, ids, encode, out, blobLengths, flags): total bytes in out.
- * For each chunk with encode[i] set, its blob (header, then the body: zstd when that is smaller, sealed when a
- * data key is given) goes into out, back to back; blobLengths[i] is its length, or -1 when not encoded. */
-static napi_value encode_chunks(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+/* encodeGroup(dataKey | null, level, data, lengths, ids, members, out): the bytes of one group blob in out, or 0.
+ * The group holds the chunks with members[i] set (lying back to back in data with the others, ids in ids),
+ * compressed together as one zstd frame when that is smaller, sealed when a data key is given. */
+static napi_value encode_group(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   const unsigned char *key;
   int64_t level;
-  unsigned char *data, *ids, *encode, *out, *flags;
+  unsigned char *data, *ids, *members, *out;
   uint32_t *lengths;
-  int32_t *blob_lengths;
-  size_t data_length, count, ids_length, encode_count, out_length, blob_count, flag_count;
-  if (argc < 9 || !key_arg(env, argv[0], "dataKey", 1, &key) || !arg_int64(env, argv[1], "level", &level) ||
+  size_t data_length, count, ids_length, member_flags, out_length;
+  if (argc < 7 || !key_arg(env, argv[0], "dataKey", 1, &key) || !arg_int64(env, argv[1], "level", &level) ||
       !typed_arg(env, argv[2], "data", napi_uint8_array, (void **)&data, &data_length) ||
       !typed_arg(env, argv[3], "lengths", napi_uint32_array, (void **)&lengths, &count) ||
       !typed_arg(env, argv[4], "ids", napi_uint8_array, (void **)&ids, &ids_length) ||
-      !typed_arg(env, argv[5], "encode", napi_uint8_array, (void **)&encode, &encode_count) ||
-      !typed_arg(env, argv[6], "out", napi_uint8_array, (void **)&out, &out_length) ||
-      !typed_arg(env, argv[7], "blobLengths", napi_int32_array, (void **)&blob_lengths, &blob_count) ||
-      !typed_arg(env, argv[8], "flags", napi_uint8_array, (void **)&flags, &flag_count))
+      !typed_arg(env, argv[5], "members", napi_uint8_array, (void **)&members, &member_flags) ||
+      !typed_arg(env, argv[6], "out", napi_uint8_array, (void **)&out, &out_length))
     return NULL;
-  size_t total = 0, largest = 0;
+  size_t total = 0, raw = 0, member_count = 0;
   for (size_t i = 0; i < count; i++) {
     total += lengths[i];
-    if (lengths[i] > largest) largest = lengths[i];
+    if (i < member_flags && members[i]) {
+      raw += lengths[i];
+      member_count++;
+    }
   }
-  if (total > data_length || ids_length < count * ID_BYTES || encode_count < count || blob_count < count ||
-      flag_count < count) {
-    napi_throw_range_error(env, NULL, "encodeChunks: the chunks overrun data, or an output array is too short");
+  if (total > data_length || ids_length < count * ID_BYTES || member_flags < count || raw > UINT32_MAX) {
+    napi_throw_range_error(env, NULL, "encodeGroup: the chunks overrun data, or ids or members is too short");
     return NULL;
   }
+  napi_value result;
+  if (member_count == 0) {
+    napi_create_uint32(env, 0, &result);
+    return result;
+  }
+  size_t head = GROUP_HEADER_BYTES + member_count * MEMBER_BYTES;
+  if (head + SEAL_BYTES + raw > out_length) {
+    napi_throw_range_error(env, NULL, "encodeGroup: out is too short for the group");
+    return NULL;
+  }
+  size_t bound = ZSTD_compressBound(raw);
   if (!compress_context && !(compress_context = ZSTD_createCCtx())) {
-    throw_errno(env, "encodeChunks", ENOMEM);
+    throw_errno(env, "encodeGroup", ENOMEM);
     return NULL;
   }
-  if (!grow_scratch(ZSTD_compressBound(largest))) {
-    throw_errno(env, "encodeChunks", ENOMEM);
+  /* Scratch holds the members gathered back to back (when others lie between them), then the frame. */
+  if (!grow_scratch(raw + bound)) {
+    throw_errno(env, "encodeGroup", ENOMEM);
     return NULL;
   }
   if (key && !keyed_cipher(&seal_context, seal_key, key, 1)) {
-    throw_crypto(env, "encodeChunks");
+    throw_crypto(env, "encodeGroup");
     return NULL;
   }
-  size_t at = 0, placed = 0;
+  const unsigned char *plain = data;
+  if (member_count != count) {
+    size_t at = 0, gathered = 0;
+    for (size_t i = 0; i < count; i++) {
+      if (members[i]) {
+        memcpy(scratch + gathered, data + at, lengths[i]);
+        gathered += lengths[i];
+      }
+      at += lengths[i];
+    }
+    plain = scratch;
+  }
+  unsigned char *frame = scratch + raw;
+  const unsigned char *body = plain;
+  size_t body_length = raw;
+  unsigned char flags = 0;
+  size_t compressed = ZSTD_compressCCtx(compress_context, frame, bound, plain, raw, (int)level);
+  if (!ZSTD_isError(compressed) && compressed < raw) {
+    body = frame;
+    body_length = compressed;
+    flags = FLAG_COMPRESSED;
+  }
+  size_t stored = key ? NONCE_BYTES + body_length + TAG_BYTES : body_length;
+  memset(out, 0, GROUP_HEADER_BYTES);
+  out[0] = flags;
+  put_u32le(out + 4, (uint32_t)member_count);
+  put_u32le(out + 8, (uint32_t)raw);
+  put_u32le(out + 12, (uint32_t)stored);
+  unsigned char *member = out + GROUP_HEADER_BYTES;
   for (size_t i = 0; i < count; i++) {
-    const unsigned char *chunk = data + at;
-    size_t length = lengths[i];
-    at += length;
-    if (!encode[i]) {
-      blob_lengths[i] = -1;
-      flags[i] = 0;
-      continue;
-    }
-    const unsigned char *body = chunk;
-    size_t body_length = length;
-    unsigned char flag = 0;
-    size_t compressed = ZSTD_compressCCtx(compress_context, scratch, scratch_size, chunk, length, (int)level);
-    if (!ZSTD_isError(compressed) && compressed < length) {
-      body = scratch;
-      body_length = compressed;
-      flag = FLAG_COMPRESSED;
-    }
-    size_t stored = key ? NONCE_BYTES + body_length + TAG_BYTES : body_length;
-    if (placed + BLOB_HEADER_BYTES + stored > out_length) {
-      napi_throw_range_error(env, NULL, "encodeChunks: out is too short for the blobs");
+    if (!members[i]) continue;
+    memcpy(member, ids + i * ID_BYTES, ID_BYTES);
+    put_u32le(member + ID_BYTES, lengths[i]);
+    member += MEMBER_BYTES;
+  }
+  if (key) {
+    if (!seal_body(out, head, body, body_length, out + head)) {
+      throw_crypto(env, "encodeGroup");
       return NULL;
     }
-    unsigned char *header = out + placed;
-    memcpy(header, ids + i * ID_BYTES, ID_BYTES);
-    memset(header + ID_BYTES, 0, BLOB_HEADER_BYTES - ID_BYTES);
-    header[32] = flag;
-    put_u32le(header + 36, (uint32_t)length);
-    put_u32le(header + 40, (uint32_t)stored);
-    if (key) {
-      if (!seal_body(header, body, body_length, header + BLOB_HEADER_BYTES)) {
-        throw_crypto(env, "encodeChunks");
-        return NULL;
-      }
-    } else {
-      memcpy(header + BLOB_HEADER_BYTES, body, body_length);
-    }
-    blob_lengths[i] = (int32_t)(BLOB_HEADER_BYTES + stored);
-    flags[i] = flag;
-    placed += BLOB_HEADER_BYTES + stored;
+  } else {
+    memcpy(out + head, body, body_length);
   }
-  napi_value result;
-  napi_create_double(env, (double)placed, &result);
+  napi_create_double(env, (double)(head + stored), &result);
   return result;
 }
 
 /* Opens a sealed body (nonce | ciphertext | tag) into out; 0 when it fails authentication. */
-static int open_body(const unsigned char *header, const unsigned char *stored, size_t length, unsigned char *out) {
+static int open_body(const unsigned char *aad, size_t aad_length, const unsigned char *stored, size_t length,
+                     unsigned char *out) {
   size_t cipher_length = length - NONCE_BYTES - TAG_BYTES;
   int written = 0, last = 0;
   if (!EVP_DecryptInit_ex(open_context, NULL, NULL, NULL, stored) ||
-      !EVP_DecryptUpdate(open_context, NULL, &written, header, AAD_BYTES) ||
+      !EVP_DecryptUpdate(open_context, NULL, &written, aad, (int)aad_length) ||
       !EVP_DecryptUpdate(open_context, out, &written, stored + NONCE_BYTES, (int)cipher_length) ||
       !EVP_CIPHER_CTX_ctrl(open_context, EVP_CTRL_GCM_SET_TAG, TAG_BYTES,
                            (void *)(stored + NONCE_BYTES + cipher_length)))
@@ -292,111 +307,93 @@ static int open_body(const unsigned char *header, const unsigned char *stored, s
   return EVP_DecryptFinal_ex(open_context, out + written, &last) > 0;
 }
 
-/* One chunk's blob into out (exactly unit_length bytes); 0, the damage found, or -errno. Checks run in the order
- * that names the first thing wrong: a flipped length byte is an authentication failure, not a length mismatch. */
-static int decode_one(const unsigned char *key, int check_id, const unsigned char *header, size_t stored_length,
-                      const unsigned char *expected_id, unsigned char *out, size_t unit_length) {
-  if (memcmp(header, expected_id, ID_BYTES) != 0) return DAMAGE_OTHER_ID;
-  int compressed = header[32] & FLAG_COMPRESSED;
-  uint32_t raw_length = get_u32le(header + 36);
-  const unsigned char *body = header + BLOB_HEADER_BYTES;
+/* One group blob's plain bytes into out (its raw length); 0, the damage found, or -errno. The seal is checked
+ * before any length inside it is trusted, so a flipped byte is reported as failed authentication. */
+static int decode_one(const unsigned char *key, int check_ids, const unsigned char *blob, size_t blob_length,
+                      unsigned char *out, size_t out_length) {
+  if (blob_length < GROUP_HEADER_BYTES) return DAMAGE_TRUNCATED;
+  int compressed = blob[0] & FLAG_COMPRESSED;
+  uint32_t count = get_u32le(blob + 4), raw = get_u32le(blob + 8), stored_length = get_u32le(blob + 12);
+  if (count == 0 || count > (blob_length - GROUP_HEADER_BYTES) / MEMBER_BYTES) return DAMAGE_TRUNCATED;
+  size_t head = GROUP_HEADER_BYTES + (size_t)count * MEMBER_BYTES;
+  if (head + stored_length != blob_length) return DAMAGE_TRUNCATED;
+  const unsigned char *body = blob + head;
   size_t body_length = stored_length;
+  if (raw > out_length) return DAMAGE_LENGTH;
   if (key) {
-    if (stored_length < NONCE_BYTES + TAG_BYTES) return DAMAGE_TRUNCATED;
-    body_length = stored_length - NONCE_BYTES - TAG_BYTES;
-    /* A body that is the chunk itself is decrypted straight to its place. */
+    if (stored_length < SEAL_BYTES) return DAMAGE_TRUNCATED;
+    body_length = stored_length - SEAL_BYTES;
+    /* A body that is the plain bytes themselves is decrypted straight to its place. */
     unsigned char *into = out;
-    if (compressed || body_length != unit_length) {
+    if (compressed || body_length != raw) {
       if (!grow_scratch(body_length + 1)) return -ENOMEM;
       into = scratch;
     }
-    if (!open_body(header, body, stored_length, into)) return DAMAGE_AUTHENTICATION;
+    if (!open_body(blob, head, body, stored_length, into)) return DAMAGE_AUTHENTICATION;
     body = into;
   }
-  if (raw_length != unit_length) return DAMAGE_LENGTH;
+  size_t members_raw = 0;
+  for (uint32_t i = 0; i < count; i++) members_raw += get_u32le(blob + GROUP_HEADER_BYTES + i * MEMBER_BYTES + ID_BYTES);
+  if (members_raw != raw) return DAMAGE_LENGTH;
   if (compressed) {
-    size_t got = ZSTD_decompressDCtx(decompress_context, out, unit_length, body, body_length);
+    if (!decompress_context && !(decompress_context = ZSTD_createDCtx())) return -ENOMEM;
+    size_t got = ZSTD_decompressDCtx(decompress_context, out, raw, body, body_length);
     if (ZSTD_isError(got)) return DAMAGE_DECOMPRESSION;
-    if (got != unit_length) return DAMAGE_LENGTH;
+    if (got != raw) return DAMAGE_LENGTH;
   } else {
-    if (body_length != unit_length) return DAMAGE_LENGTH;
+    if (body_length != raw) return DAMAGE_LENGTH;
     if (body != out) memcpy(out, body, body_length);
   }
-  if (check_id || !key) {
-    unsigned char id[ID_BYTES];
-    if (!chunk_id(out, unit_length, id)) return -EIO;
-    if (memcmp(id, expected_id, ID_BYTES) != 0) return DAMAGE_CONTENT;
+  if (check_ids || !key) {
+    size_t at = 0;
+    for (uint32_t i = 0; i < count; i++) {
+      const unsigned char *member = blob + GROUP_HEADER_BYTES + i * MEMBER_BYTES;
+      uint32_t length = get_u32le(member + ID_BYTES);
+      unsigned char id[ID_BYTES];
+      if (!chunk_id(out + at, length, id)) return -EIO;
+      if (memcmp(id, member, ID_BYTES) != 0) return DAMAGE_CONTENT;
+      at += length;
+    }
   }
   return 0;
 }
 
-/* decodeChunks(dataKey | null, idKey, checkIds, input, headerOffsets, storedLengths, unitLengths, ids, out):
- * each chunk's blob (its header at headerOffsets[i] in input) decoded into out, back to back, unitLengths[i]
- * bytes each. Returns -1 when all are sound, else index * 8 + the damage of the first damaged chunk. */
-static napi_value decode_chunks(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+/* decodeGroup(dataKey | null, idKey, checkIds, blob, out): the group's plain bytes (its members back to back)
+ * into out. Returns 0 when sound, else the damage found. With checkIds (always when unencrypted, where it is
+ * the only check of the content) every member's id is recomputed. */
+static napi_value decode_group(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   const unsigned char *key, *id_key;
   bool check_ids = false;
-  unsigned char *input, *ids, *out;
-  uint32_t *header_offsets, *stored_lengths, *unit_lengths;
-  size_t input_length, count, stored_count, unit_count, ids_length, out_length;
-  if (argc < 9 || !key_arg(env, argv[0], "dataKey", 1, &key) || !key_arg(env, argv[1], "idKey", 0, &id_key))
+  unsigned char *blob, *out;
+  size_t blob_length, out_length;
+  if (argc < 5 || !key_arg(env, argv[0], "dataKey", 1, &key) || !key_arg(env, argv[1], "idKey", 0, &id_key))
     return NULL;
   if (napi_get_value_bool(env, argv[2], &check_ids) != napi_ok) {
     napi_throw_type_error(env, NULL, "checkIds must be a boolean");
     return NULL;
   }
-  if (!typed_arg(env, argv[3], "input", napi_uint8_array, (void **)&input, &input_length) ||
-      !typed_arg(env, argv[4], "headerOffsets", napi_uint32_array, (void **)&header_offsets, &count) ||
-      !typed_arg(env, argv[5], "storedLengths", napi_uint32_array, (void **)&stored_lengths, &stored_count) ||
-      !typed_arg(env, argv[6], "unitLengths", napi_uint32_array, (void **)&unit_lengths, &unit_count) ||
-      !typed_arg(env, argv[7], "ids", napi_uint8_array, (void **)&ids, &ids_length) ||
-      !typed_arg(env, argv[8], "out", napi_uint8_array, (void **)&out, &out_length))
+  if (!typed_arg(env, argv[3], "blob", napi_uint8_array, (void **)&blob, &blob_length) ||
+      !typed_arg(env, argv[4], "out", napi_uint8_array, (void **)&out, &out_length))
     return NULL;
-  size_t total = 0;
-  for (size_t i = 0; i < count && i < unit_count; i++) total += unit_lengths[i];
-  if (stored_count < count || unit_count < count || ids_length < count * ID_BYTES || total > out_length) {
-    napi_throw_range_error(env, NULL, "decodeChunks: an array is too short, or out cannot hold the chunks");
-    return NULL;
-  }
-  for (size_t i = 0; i < count; i++) {
-    if ((uint64_t)header_offsets[i] + BLOB_HEADER_BYTES + stored_lengths[i] > input_length) {
-      napi_throw_range_error(env, NULL, "decodeChunks: a blob overruns input");
-      return NULL;
-    }
-  }
-  if (!decompress_context && !(decompress_context = ZSTD_createDCtx())) {
-    throw_errno(env, "decodeChunks", ENOMEM);
-    return NULL;
-  }
   if (!keyed_hmac(id_key) || (key && !keyed_cipher(&open_context, open_key, key, 0))) {
-    throw_crypto(env, "decodeChunks");
+    throw_crypto(env, "decodeGroup");
     return NULL;
   }
-  double verdict = -1;
-  size_t at = 0;
-  for (size_t i = 0; i < count; i++) {
-    int damage = decode_one(key, check_ids, input + header_offsets[i], stored_lengths[i], ids + i * ID_BYTES,
-                            out + at, unit_lengths[i]);
-    if (damage < 0) {
-      throw_errno(env, "decodeChunks", -damage);
-      return NULL;
-    }
-    if (damage > 0) {
-      verdict = (double)i * 8 + damage;
-      break;
-    }
-    at += unit_lengths[i];
+  int damage = decode_one(key, check_ids, blob, blob_length, out, out_length);
+  if (damage < 0) {
+    throw_errno(env, "decodeGroup", -damage);
+    return NULL;
   }
   napi_value result;
-  napi_create_double(env, verdict, &result);
+  napi_create_int32(env, damage, &result);
   return result;
 }
 
 void register_chunk_codec(napi_env env, napi_value exports) {
   EXPORT_FN(env, exports, "chunkIds", chunk_ids);
-  EXPORT_FN(env, exports, "encodeChunks", encode_chunks);
-  EXPORT_FN(env, exports, "decodeChunks", decode_chunks);
+  EXPORT_FN(env, exports, "encodeGroup", encode_group);
+  EXPORT_FN(env, exports, "decodeGroup", decode_group);
 }
