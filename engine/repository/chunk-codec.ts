@@ -17,13 +17,16 @@ export const MEMBER_BYTES = 36;
 /** What sealing adds to a body: nonce (12) and tag (16). */
 const SEAL_BYTES = 28;
 export const FLAG_COMPRESSED = 1;
-// Level 3 on groups of up to a megabyte: measured on prose-like text, 2.7-3.1x against level 1's 2.4-2.7x, at
-// about the same speed once the context is reused.
+// Level 3 on groups of up to two megabytes: on prose-like text 3.14x, against 3.10x at level 2 and 2.72x at
+// level 1 (which are 25% and 60% faster); random data is passed over at 3.5 GB/s at any level.
 const ZSTD_LEVEL = 3;
 
-/** Chunks per group at most: a megabyte of 64 KiB chunks, what restic-sized blobs compress like. */
-export const MAX_GROUP_CHUNKS = 16;
-/** A group's plain bytes at most (16 chunks of the largest chunk size): more is damage, not a size to allocate. */
+/**
+ * Chunks per group at most: two megabytes of 64 KiB chunks. Measured with zstd level 3 on prose-like text:
+ * 2.49x per 64 KiB chunk, 3.11x per 1 MiB group, 3.14x per 2 MiB (restic's blobs average 1 MiB).
+ */
+export const MAX_GROUP_CHUNKS = 32;
+/** A group's plain bytes at most (32 chunks of the largest chunk size): more is damage, not a size to allocate. */
 export const MAX_GROUP_RAW_BYTES = MAX_GROUP_CHUNKS * 4 * 1024 * 1024;
 
 /** The most a group of `count` chunks holding `rawBytes` can take in a pack. */

@@ -23,6 +23,11 @@ import {
 import { PackBuilder, packFileName } from './pack.ts';
 import { newId, type Repository } from './repository.ts';
 
+/** Filled packs waiting for or being written, at most (each takes a pack's size of memory). */
+const MAX_PACKS_QUEUED = 4;
+/** Pack writes at once. */
+const PACK_PUTS = 2;
+
 export interface PointWriterOptions {
   source: SourceIdentity;
   partitions: PartitionRecord[];
@@ -76,9 +81,14 @@ export class PointWriter implements UnitSink {
   #pool: ChunkPool | null = null;
   #knownIds: KnownIds | null = null;
   #pack: PackBuilder;
+  /** Settles when every pack queued so far is written; rejects if one failed. */
   #packChain: Promise<void> = Promise.resolve();
   /** Packs queued or being written; the copier waits while there are too many (memory stays bounded). */
   #packsWriting = 0;
+  /** Pack writes in progress: two at once keep the disk's queue full while one syncs. */
+  #packPuts = 0;
+  /** Waiting for a pack write to start (#packPuts below its limit) or to end (#packsWriting below its). */
+  #packWaiters: (() => void)[] = [];
   /** Buffers of written packs, for the next ones. */
   readonly #spareBuffers: Buffer[] = [];
   #commitChain: Promise<void> = Promise.resolve();
@@ -214,9 +224,13 @@ export class PointWriter implements UnitSink {
       this.#settle(unit, 0, data.length);
       return;
     }
-    // One pack filling, one waiting and one being written at most: the repository's disk sets the pace.
-    if (this.#packsWriting >= 2) await this.#packChain;
+    // At most MAX_PACKS_QUEUED filled packs wait for the disk: it sets the pace, and memory stays bounded.
+    while (this.#packsWriting >= MAX_PACKS_QUEUED && !this.#failure) await this.#packEvent();
     await this.#pool!.submit(unit, data);
+  }
+
+  #packEvent(): Promise<void> {
+    return new Promise((resolve) => this.#packWaiters.push(resolve));
   }
 
   #isStored(id: Buffer): boolean {
@@ -307,15 +321,25 @@ export class PointWriter implements UnitSink {
     const entries = this.#packEntries;
     this.#packEntries = [];
     this.#packsWriting += 1;
-    this.#packChain = this.#packChain.then(async () => {
-      await this.#repo.backend.put(packFileName(full.packId), full.finish());
+    const write = (async () => {
+      while (this.#packPuts >= PACK_PUTS) await this.#packEvent();
+      this.#packPuts += 1;
+      try {
+        await this.#repo.backend.put(packFileName(full.packId), full.finish());
+      } finally {
+        this.#packPuts -= 1;
+        this.#packsWriting -= 1;
+        for (const wake of this.#packWaiters.splice(0)) wake();
+      }
+      // Indexed only once durable, in whatever order the writes end.
       this.#unindexed.push(...entries);
       this.#spareBuffers.push(full.buffer);
-      this.#packsWriting -= 1;
-    });
-    this.#packChain.catch((error: Error) => {
+    })();
+    write.catch((error: Error) => {
       this.#failure ??= error;
     });
+    this.#packChain = Promise.all([this.#packChain, write]).then(() => undefined);
+    this.#packChain.catch(() => undefined);
     if (
       mayCheckpoint &&
       Date.now() - this.#lastCheckpoint >= (this.#options.checkpointIntervalMs ?? 15_000)

@@ -15,6 +15,8 @@ import { type Slot, SpanDecodePool } from './restore-pool.ts';
 const SPAN_BYTES = 8 * 1024 * 1024;
 /** Most units per span, so a span's decoded bytes fit one output buffer (8 MiB of 64 KiB units). */
 const SPAN_UNITS = 128;
+/** ... and the units of its last group beyond that. */
+const SPAN_MAX_UNITS = SPAN_UNITS + MAX_GROUP_CHUNKS;
 /** Span writes to the target in flight at once. */
 const WRITES_AHEAD = 3;
 
@@ -108,14 +110,17 @@ export async function restorePoint(
     const entry = id ? index.get(id)! : null;
     const last = spans.at(-1);
     const blobOffset = entry ? entry.blobOffset : 0;
-    // A unit joins the last span when its group is already in it, or lies right after it in the same pack.
+    // A unit joins the last span when its group is already in it (a group is not cut in two: that would decode
+    // it twice), or when it lies right after it in the same pack and the span is not full.
     const fits =
       last &&
-      last.units.length < SPAN_UNITS &&
-      ((entry === null && last.pack === null) ||
+      ((entry === null && last.pack === null && last.units.length < SPAN_UNITS) ||
         (entry !== null &&
           last.pack === entry.pack &&
-          (last.groups.has(blobOffset) || (last.end === blobOffset && last.end - last.start < SPAN_BYTES))));
+          ((last.groups.has(blobOffset) && last.units.length < SPAN_MAX_UNITS) ||
+            (last.units.length < SPAN_UNITS &&
+              last.end === blobOffset &&
+              last.end - last.start < SPAN_BYTES))));
     const span: Span = fits
       ? last
       : { pack: entry?.pack ?? null, start: blobOffset, end: blobOffset, units: [], groups: new Map() };
@@ -134,8 +139,8 @@ export async function restorePoint(
         repo.keys,
         {
           inputBytes: SPAN_BYTES + maxGroupBytes(MAX_GROUP_CHUNKS, MAX_GROUP_CHUNKS * unitSize),
-          outputBytes: SPAN_UNITS * unitSize,
-          maxUnits: SPAN_UNITS,
+          outputBytes: SPAN_MAX_UNITS * unitSize,
+          maxUnits: SPAN_MAX_UNITS,
           slots: spansAhead + WRITES_AHEAD,
         },
         threads,

@@ -9,7 +9,6 @@ import { openWriter } from '../../device/open.ts';
 import { kernelName, parentDisk, sysfsSize } from '../../device/sysfs.ts';
 import { runningBackups } from '../../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../../repository/restore.ts';
-import { instantRestoreResumes, runInstantRestoreInForeground } from '../../tap/instant-restore.ts';
 import {
   callFailure,
   connectDaemon,
@@ -129,9 +128,12 @@ export const verb: Verb = {
           );
         }
       }
+      // Loaded only for --instant: the tap is much of what a restore would otherwise load at start.
+      const instant = values.instant ? await import('../../tap/instant-restore.ts') : null;
       const instantPoint = values.instant ? await repo.openPoint(pointId) : null;
       // An interrupted instant restore of this point to this target resumes: the target is kept as it is.
-      const resuming = instantPoint !== null && instantRestoreResumes(instantPoint, target, isDevice);
+      const resuming =
+        instantPoint !== null && instant!.instantRestoreResumes(instantPoint, target, isDevice);
       if (!isDevice && !resuming) {
         // An image starts all zero so unused and all-zero units need no writes; a bigger image keeps its size.
         if (existing) await truncate(target, 0);
@@ -140,7 +142,7 @@ export const verb: Verb = {
       if (instantPoint) {
         if (resuming && !values.json)
           process.stderr.write(`resuming the restore of point ${pointId} to ${target}\n`);
-        return await runInstantRestoreInForeground(instantPoint, target, {
+        return await instant!.runInstantRestoreInForeground(instantPoint, target, {
           targetIsZeroed: !isDevice && !resuming,
           json: values.json,
         });
