@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 packages=(
   # interception: FUSE library and tools, loop devices (util-linux: losetup, mount; fdisk: sfdisk)
   fuse3 libfuse3-dev pkg-config util-linux fdisk
-  # the repository's chunk compression (the native helper links libzstd)
+  # the repository's chunk codec: the native helper links libzstd, and uses OpenSSL (Node's own copy at run time;
+  # the headers come with Node's, or from libssl-dev)
   libzstd-dev
+  libssl-dev
   # file-system tools used to make and check test images
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g exfatprogs exfat-fuse
   # peers and load generators for tests and benchmarks

@@ -128,7 +128,7 @@ export function nativeHelper(): NativeHelper {
   if (!existsSync(addonPath)) {
     throw new Error(
       `the native helper is not built (${addonPath} is missing): run 'npm run build' ` +
-        '(needs a C compiler, libfuse3-dev, libzstd-dev and pkg-config; scripts/setup.sh installs them)',
+        '(needs a C compiler, libfuse3-dev, libzstd-dev, OpenSSL headers and pkg-config; scripts/setup.sh installs them)',
     );
   }
   const require = createRequire(import.meta.url);

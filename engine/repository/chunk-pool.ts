@@ -4,7 +4,7 @@
 // consumer synchronously, while the slot still holds them: it copies what it keeps.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { MAX_GROUP_CHUNKS } from './chunk-codec.ts';
+import { groupUnits } from './chunk-codec.ts';
 import { type BatchReply, type BatchRequest, type ChunkSlot, ChunkSlots } from './chunk-slots.ts';
 import type { RepositoryKeys } from './keys.ts';
 import type { KnownIds } from './known-ids.ts';
@@ -17,9 +17,6 @@ import type { KnownIds } from './known-ids.ts';
 export interface ChunkConsumer {
   batch(tags: readonly number[], slot: ChunkSlot, groupLength: number): void;
 }
-
-/** Units per batch, and so per group blob at most. */
-const BATCH_UNITS = MAX_GROUP_CHUNKS;
 
 interface OpenBatch {
   slot: ChunkSlot;
@@ -52,7 +49,8 @@ export class ChunkPool {
     const count = Math.max(1, threads);
     this.#consumer = consumer;
     // Deep enough that a worker always has queued work when the scheduler runs it: 4 batches per worker.
-    this.#slots = new ChunkSlots({ slots: count * 4, units: BATCH_UNITS, unitBytes: unitSize });
+    // A batch is one group's worth of units.
+    this.#slots = new ChunkSlots({ slots: count * 4, units: groupUnits(unitSize), unitBytes: unitSize });
     for (let i = 0; i < count * 4; i++) this.#free.push(i);
     for (let i = 0; i < count; i++) {
       const worker = new Worker(new URL('./chunk-worker.ts', import.meta.url), {

@@ -4,7 +4,7 @@
 import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
-import { CHUNK_ID_BYTES, isAllZero, MAX_GROUP_CHUNKS, maxGroupBytes } from './chunk-codec.ts';
+import { CHUNK_ID_BYTES, groupUnits, isAllZero, MAX_GROUP_BYTES, maxGroupBytes } from './chunk-codec.ts';
 import { encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
 import { type ChunkConsumer, ChunkPool } from './chunk-pool.ts';
 import type { ChunkSlot } from './chunk-slots.ts';
@@ -238,8 +238,7 @@ export class PointWriter implements UnitSink {
   }
 
   #newPack(): PackBuilder {
-    const capacity =
-      this.#repo.config.packSize + maxGroupBytes(MAX_GROUP_CHUNKS, MAX_GROUP_CHUNKS * this.#unitSize);
+    const capacity = this.#repo.config.packSize + maxGroupBytes(groupUnits(this.#unitSize), MAX_GROUP_BYTES);
     return new PackBuilder(newId(), this.#spareBuffers.pop() ?? PackBuilder.allocate(capacity));
   }
 

@@ -14,7 +14,7 @@ import {
   GROUP_HEADER_BYTES,
   groupHeader,
   groupHolds,
-  MAX_GROUP_RAW_BYTES,
+  MAX_GROUP_BYTES,
 } from './chunk-codec.ts';
 import { ChunkIndex, INDEX_MAGIC, type IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
@@ -403,7 +403,7 @@ export class Repository {
     if (blob.length < entry.blobLength)
       throw new DamagedRepositoryError(`pack ${entry.pack} is truncated: ${where} is cut`);
     const { rawLength } = blob.length >= GROUP_HEADER_BYTES ? groupHeader(blob) : { rawLength: 0 };
-    const plain = Buffer.allocUnsafe(Math.min(rawLength, MAX_GROUP_RAW_BYTES));
+    const plain = Buffer.allocUnsafe(Math.min(rawLength, MAX_GROUP_BYTES));
     const damage = decodeGroup(this.keys, checkIds, blob, plain);
     if (damage !== 0) throw new DamagedGroupError(damage);
     return { blob, plain };

@@ -10,7 +10,7 @@ import {
   GROUP_HEADER_BYTES,
   groupHeader,
   groupHolds,
-  MAX_GROUP_RAW_BYTES,
+  MAX_GROUP_BYTES,
 } from './chunk-codec.ts';
 import type { RepositoryKeys } from './keys.ts';
 
@@ -71,7 +71,7 @@ export function decodeSpan(
       const blob = input.subarray(start, start + request.groupLengths[g]!);
       if (blob.length < GROUP_HEADER_BYTES) throw new DamagedGroupError(ChunkDamage.truncated);
       const { rawLength } = groupHeader(blob);
-      if (rawLength > MAX_GROUP_RAW_BYTES) throw new DamagedGroupError(ChunkDamage.length);
+      if (rawLength > MAX_GROUP_BYTES) throw new DamagedGroupError(ChunkDamage.length);
       // In place when the wanted units are the whole group, in order, and lie back to back in the output.
       let expected = 0;
       let inPlace = true;

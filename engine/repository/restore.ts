@@ -3,7 +3,7 @@
 // caller starts from an all-zero (sparse) file so they are skipped. If it is interrupted, the target holds a
 // mix of old and restored data: run it again (restores are idempotent).
 import type { BlockWriter } from '../device/types.ts';
-import { MAX_GROUP_CHUNKS, maxGroupBytes } from './chunk-codec.ts';
+import { groupUnits, MAX_GROUP_BYTES, maxGroupBytes } from './chunk-codec.ts';
 import type { IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { isUsed, type Manifest } from './manifest.ts';
@@ -13,10 +13,8 @@ import { type Slot, SpanDecodePool } from './restore-pool.ts';
 
 /** Largest single read from a pack (plus at most one group): a run of group blobs that lie back to back. */
 const SPAN_BYTES = 8 * 1024 * 1024;
-/** Most units per span, so a span's decoded bytes fit one output buffer (8 MiB of 64 KiB units). */
-const SPAN_UNITS = 128;
-/** ... and the units of its last group beyond that. */
-const SPAN_MAX_UNITS = SPAN_UNITS + MAX_GROUP_CHUNKS;
+/** Decoded bytes per span, so they fit one output buffer (then the rest of its last group). */
+const SPAN_OUTPUT_BYTES = 8 * 1024 * 1024;
 /** Span writes to the target in flight at once. */
 const WRITES_AHEAD = 3;
 
@@ -97,6 +95,8 @@ export async function restorePoint(
   const size = manifest.source.size;
   const index = await repo.loadIndex();
   const unitLength = (unit: number) => Math.min(unitSize, size - unit * unitSize);
+  const spanUnits = Math.max(1, Math.floor(SPAN_OUTPUT_BYTES / unitSize));
+  const spanMaxUnits = spanUnits + groupUnits(unitSize);
   // Plan: the units to write, in disk order, gathered into spans of blobs that lie back to back in one pack
   // (a backup writes a disk's chunks in disk order), so each span is one read.
   const spans: Span[] = [];
@@ -114,11 +114,11 @@ export async function restorePoint(
     // it twice), or when it lies right after it in the same pack and the span is not full.
     const fits =
       last &&
-      ((entry === null && last.pack === null && last.units.length < SPAN_UNITS) ||
+      ((entry === null && last.pack === null && last.units.length < spanUnits) ||
         (entry !== null &&
           last.pack === entry.pack &&
-          ((last.groups.has(blobOffset) && last.units.length < SPAN_MAX_UNITS) ||
-            (last.units.length < SPAN_UNITS &&
+          ((last.groups.has(blobOffset) && last.units.length < spanMaxUnits) ||
+            (last.units.length < spanUnits &&
               last.end === blobOffset &&
               last.end - last.start < SPAN_BYTES))));
     const span: Span = fits
@@ -138,15 +138,15 @@ export async function restorePoint(
     ? new SpanDecodePool(
         repo.keys,
         {
-          inputBytes: SPAN_BYTES + maxGroupBytes(MAX_GROUP_CHUNKS, MAX_GROUP_CHUNKS * unitSize),
-          outputBytes: SPAN_MAX_UNITS * unitSize,
-          maxUnits: SPAN_MAX_UNITS,
+          inputBytes: SPAN_BYTES + maxGroupBytes(groupUnits(unitSize), MAX_GROUP_BYTES),
+          outputBytes: spanMaxUnits * unitSize,
+          maxUnits: spanMaxUnits,
           slots: spansAhead + WRITES_AHEAD,
         },
         threads,
       )
     : null;
-  const zeros = Buffer.alloc(SPAN_UNITS * unitSize);
+  const zeros = Buffer.alloc(spanUnits * unitSize);
   // A span is read on the main thread (into a shared slot) and decoded on a worker; several are in flight so
   // reading, decoding on every core and writing the target overlap. Results are written in disk order.
   const readSpan = async (span: Span): Promise<{ data: Buffer; slot: Slot | null }> => {
