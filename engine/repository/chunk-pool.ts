@@ -84,6 +84,7 @@ export class ChunkPool {
       this.#fail(error as Error);
     }
     this.#free.push(slot.index);
+    this.#flushIfIdle();
     this.#wake();
   }
 
@@ -132,13 +133,18 @@ export class ChunkPool {
     batch.tags.push(tag);
     if (batch.count >= units) this.#dispatch();
     else if (!this.#flushScheduled) {
-      // A partial batch leaves when the copier pauses (end of a read, end of the backup).
+      // When the copier pauses (between reads), a partial batch leaves if a worker would otherwise sit idle;
+      // while every worker is busy it keeps filling: full batches make full groups, which compress best.
       this.#flushScheduled = true;
       setImmediate(() => {
         this.#flushScheduled = false;
-        this.#dispatch();
+        this.#flushIfIdle();
       });
     }
+  }
+
+  #flushIfIdle(): void {
+    if (this.#inFlight.size < this.#workers.length) this.#dispatch();
   }
 
   /** Waits until every unit submitted so far (and any submitted meanwhile) has reached the consumer. */
