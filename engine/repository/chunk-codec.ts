@@ -154,25 +154,6 @@ export function groupHolds(blob: Buffer, id: Buffer, rawOffset: number, rawLengt
   return false;
 }
 
-/** Decodes chunk `id` (`rawLength` bytes at `rawOffset` of the group) from its group blob. */
-export function decodeChunk(
-  keys: RepositoryKeys,
-  blob: Buffer,
-  id: Buffer,
-  rawOffset: number,
-  rawLength: number,
-  checkId = false,
-): Buffer {
-  if (blob.length < GROUP_HEADER_BYTES) throw new DamagedChunkError(id, ChunkDamage.truncated);
-  const { rawLength: total } = groupHeader(blob);
-  if (total > MAX_GROUP_BYTES) throw new DamagedChunkError(id, ChunkDamage.length);
-  const plain = Buffer.allocUnsafe(total);
-  const damage = decodeGroup(keys, checkId, blob, plain);
-  if (damage !== 0) throw new DamagedChunkError(id, damage);
-  if (!groupHolds(blob, id, rawOffset, rawLength)) throw new DamagedChunkError(id, ChunkDamage.otherId);
-  return plain.subarray(rawOffset, rawOffset + rawLength);
-}
-
 // ---- the reference codec (node:crypto, node:zlib) ----
 
 function chunkIdsJs(keys: RepositoryKeys, data: Buffer, lengths: Uint32Array, ids: Buffer): void {
