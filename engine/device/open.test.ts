@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { randomBytes, randomFillSync } from 'node:crypto';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { allocAligned } from '../native/index.ts';
 import { withTestDisk } from '../testing/disk.ts';
 import { withMount } from '../testing/filesystems.ts';
 import { MiB, withTempDir } from '../testing/image.ts';
@@ -107,6 +108,35 @@ test('openWriter creates an image of the minimum size and extends a smaller one 
     const again = await openWriter(target, { minSize: 16 * MiB });
     await again.close();
     assert.equal((await stat(target)).size, 16 * MiB);
+  });
+});
+
+test('openWriter writes the same bytes from aligned and unaligned memory, at aligned and odd offsets, with tails', async () => {
+  await withTempDir(async (dir) => {
+    // An image on this file system (direct writes where it allows them) and one in RAM (tmpfs refuses them).
+    for (const target of [join(dir, 'mixed.img'), '/dev/shm/diskline-open-test.img']) {
+      const expected = Buffer.alloc(4 * MiB);
+      const writer = await openWriter(target, { minSize: expected.length });
+      try {
+        const aligned = allocAligned(MiB + 4096);
+        const writes: [number, Buffer][] = [
+          [0, Buffer.from(aligned, 0, MiB)], // aligned memory, aligned offset: direct where possible
+          [MiB, Buffer.from(aligned, 4096, 64 * 1024 + 100)], // aligned, with a tail of 100 bytes
+          [2 * MiB + 512, Buffer.from(aligned, 0, 8192)], // an offset off the page boundary
+          [3 * MiB, randomBytes(64 * 1024).subarray(1)], // memory off the boundary
+        ];
+        for (const [offset, data] of writes) {
+          randomFillSync(data);
+          await writer.write(offset, data);
+          data.copy(expected, offset);
+        }
+        await writer.flush();
+      } finally {
+        await writer.close();
+      }
+      assert.ok((await readFile(target)).equals(expected));
+      await rm(target, { force: true });
+    }
   });
 });
 

@@ -3,7 +3,7 @@
 // restore targets (an image file created or extended, or a block device that nothing uses).
 import { constants } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
-import { allocAligned, nativeHelperAvailable } from '../native/index.ts';
+import { alignmentGap, allocAligned, nativeHelperAvailable } from '../native/index.ts';
 import { deviceUses, loopDevicesBacking } from './busy.ts';
 import { DeviceRefusedError } from './errors.ts';
 import { kernelName, sysfsLogicalSectorSize, sysfsSize } from './sysfs.ts';
@@ -208,7 +208,31 @@ export async function openReader(path: string): Promise<BlockReader> {
   return new HandleReader(path, probe, facts, false, buffered);
 }
 
+/** Writes that start on this boundary, from memory aligned to it, may go around the page cache. */
+const DIRECT_WRITE_ALIGN = 4096;
+
+async function writeFully(handle: FileHandle, data: Buffer, offset: number): Promise<number> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done);
+    if (bytesWritten === 0) break;
+    done += bytesWritten;
+  }
+  return done;
+}
+
 class HandleWriter extends HandleReader implements BlockWriter {
+  /**
+   * The same target opened with O_DIRECT (null where refused): aligned writes from aligned memory go through it,
+   * as writeback through the page cache ran at about half a disk's speed. The rest goes through `handle`.
+   */
+  #direct: FileHandle | null;
+
+  constructor(path: string, handle: FileHandle, facts: DeviceFacts, direct: FileHandle | null) {
+    super(path, handle, facts, false, () => Promise.resolve(handle));
+    this.#direct = direct;
+  }
+
   async write(offset: number, data: Buffer): Promise<void> {
     if (offset < 0 || offset + data.length > this.size) {
       throw new RangeError(
@@ -216,14 +240,47 @@ class HandleWriter extends HandleReader implements BlockWriter {
       );
     }
     let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.handle.write(data, done, data.length - done, offset + done);
-      done += bytesWritten;
+    const whole = data.length - (data.length % DIRECT_WRITE_ALIGN);
+    if (this.#direct && whole > 0 && offset % DIRECT_WRITE_ALIGN === 0 && alignmentGap(data) === 0) {
+      try {
+        done = await writeFully(this.#direct, data.subarray(0, whole), offset);
+        // A short direct write leaves an unaligned rest: it goes through the cache like the tail.
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+        // Refused (nothing was written): write through the cache from now on.
+        const direct = this.#direct;
+        this.#direct = null;
+        await direct.close();
+      }
+    }
+    if (done < data.length) {
+      const rest = data.subarray(done);
+      if ((await writeFully(this.handle, rest, offset + done)) < rest.length) {
+        throw new Error(`${this.path}: a write at ${offset + done} stopped short`);
+      }
     }
   }
 
   async flush(): Promise<void> {
+    // Flushes the file's cached pages and the device's write cache, which direct writes may sit in.
     await this.handle.datasync();
+  }
+
+  override async close(): Promise<void> {
+    await this.#direct?.close();
+    this.#direct = null;
+    await super.close();
+  }
+}
+
+/** The target opened again with O_DIRECT for aligned writes, or null where the file system refuses it. */
+async function openDirect(path: string): Promise<FileHandle | null> {
+  if (!nativeHelperAvailable()) return null;
+  try {
+    return await open(path, constants.O_RDWR | constants.O_DIRECT);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EINVAL') return null;
+    throw error;
   }
 }
 
@@ -268,7 +325,8 @@ export async function openWriter(path: string, options: WriterOptions): Promise<
           'Choose a device at least as large as the source.',
       );
     }
-    return new HandleWriter(path, handle, facts, false, () => Promise.resolve(handle));
+    // The direct handle opens without O_EXCL: this process already holds the device's exclusive claim.
+    return new HandleWriter(path, handle, facts, await openDirect(path));
   }
   if (existing && !existing.isFile()) {
     throw new DeviceRefusedError(
@@ -292,7 +350,7 @@ export async function openWriter(path: string, options: WriterOptions): Promise<
   try {
     if ((await handle.stat()).size < options.minSize) await handle.truncate(options.minSize);
     const facts = await deviceFacts(path, handle);
-    return new HandleWriter(path, handle, facts, false, () => Promise.resolve(handle));
+    return new HandleWriter(path, handle, facts, await openDirect(path));
   } catch (error) {
     await handle.close();
     throw error;

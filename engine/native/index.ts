@@ -53,6 +53,8 @@ export interface TapStats {
 export interface NativeHelper {
   /** Zeroed memory starting at a multiple of `alignment` (default 4096), for O_DIRECT reads. */
   allocAligned(size: number, alignment?: number): ArrayBuffer;
+  /** Bytes from the start of `view` to the next address that is a multiple of `alignment` (0: aligned). */
+  alignmentGap(view: Uint8Array, alignment: number): number;
   /** HMAC-SHA256 under `idKey` of each chunk (back to back in `data`) into `ids`, 32 bytes each. */
   chunkIds(idKey: Uint8Array, data: Uint8Array, lengths: Uint32Array, ids: Uint8Array): void;
   /**
@@ -154,6 +156,10 @@ export function nativeHelperAvailable(): boolean {
 
 export function allocAligned(size: number, alignment = 4096): ArrayBuffer {
   return nativeHelper().allocAligned(size, alignment);
+}
+/** Bytes from the start of `view` to the next `alignment`-aligned address; 0 without the native helper's say. */
+export function alignmentGap(view: Uint8Array, alignment = 4096): number {
+  return nativeHelperAvailable() ? nativeHelper().alignmentGap(view, alignment) : 0;
 }
 export function peerCredentials(fd: number): PeerCredentials {
   return nativeHelper().peerCredentials(fd);

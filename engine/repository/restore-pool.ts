@@ -4,8 +4,11 @@
 // transferred between threads, and nothing is allocated per span.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { alignmentGap } from '../native/index.ts';
 import type { RepositoryKeys } from './keys.ts';
 import { decodeSpan, type SpanPlan, type SpanReply, type SpanRequest } from './restore-span.ts';
+
+const PAGE = 4096;
 
 export interface Slot {
   index: number;
@@ -26,7 +29,11 @@ export class SpanDecodePool {
   readonly #free: number[] = [];
   readonly #slotBytes: number;
   readonly #inputBytes: number;
-  readonly #outputBytes: number;
+  /** Bytes each part of a slot takes, rounded up to whole pages. */
+  readonly #inputRegion: number;
+  readonly #outputRegion: number;
+  /** Where the first slot starts: the first page-aligned address of the shared memory. */
+  readonly #first: number;
   readonly #maxUnits: number;
   readonly #keys: RepositoryKeys;
   readonly #whole: Buffer;
@@ -39,16 +46,20 @@ export class SpanDecodePool {
     threads: number,
   ) {
     this.#inputBytes = sizes.inputBytes;
-    this.#outputBytes = sizes.outputBytes;
     this.#maxUnits = sizes.maxUnits;
-    this.#slotBytes = sizes.inputBytes + sizes.outputBytes + 32 * sizes.maxUnits;
-    this.#shared = new SharedArrayBuffer(this.#slotBytes * sizes.slots);
+    // Every output starts on a page, so the target can be written with O_DIRECT straight from it.
+    const pages = (n: number) => Math.ceil(n / PAGE) * PAGE;
+    this.#inputRegion = pages(sizes.inputBytes);
+    this.#outputRegion = pages(sizes.outputBytes);
+    this.#slotBytes = this.#inputRegion + this.#outputRegion + pages(32 * sizes.maxUnits);
+    this.#shared = new SharedArrayBuffer(this.#slotBytes * sizes.slots + PAGE);
+    this.#first = alignmentGap(new Uint8Array(this.#shared), PAGE);
     for (let index = 0; index < sizes.slots; index++) {
-      const base = index * this.#slotBytes;
+      const base = this.#first + index * this.#slotBytes;
       this.#slots.push({
         index,
         input: Buffer.from(this.#shared, base, sizes.inputBytes),
-        output: Buffer.from(this.#shared, base + sizes.inputBytes, sizes.outputBytes),
+        output: Buffer.from(this.#shared, base + this.#inputRegion, sizes.outputBytes),
       });
       this.#free.push(index);
     }
@@ -120,8 +131,8 @@ export class SpanDecodePool {
       return Promise.reject(
         new Error(`restore: span of ${ids.length} units, ${inputLength} bytes is too large`),
       );
-    const base = slot.index * this.#slotBytes;
-    const idsOffset = base + this.#inputBytes + this.#outputBytes;
+    const base = this.#first + slot.index * this.#slotBytes;
+    const idsOffset = base + this.#inputRegion + this.#outputRegion;
     const idBytes = Buffer.from(this.#shared, idsOffset, 32 * ids.length);
     for (const [i, id] of ids.entries()) id.copy(idBytes, i * 32);
     const seq = this.#seq++;
@@ -129,7 +140,7 @@ export class SpanDecodePool {
       seq,
       inputOffset: base,
       inputLength,
-      outputOffset: base + this.#inputBytes,
+      outputOffset: base + this.#inputRegion,
       idsOffset,
       ...plan,
     };

@@ -44,6 +44,33 @@ static napi_value alloc_aligned(napi_env env, napi_callback_info info) {
   return buffer;
 }
 
+/* alignmentGap(view, alignment): bytes from the start of a Uint8Array (or Buffer) to the next address that is a
+ * multiple of alignment; 0 when the view is aligned. Lets shared memory be laid out for O_DIRECT. */
+static napi_value alignment_gap(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t alignment = 0;
+  bool is_typed = false;
+  if (argc < 2 || napi_is_typedarray(env, argv[0], &is_typed) != napi_ok || !is_typed) {
+    napi_throw_type_error(env, NULL, "alignmentGap: view must be a Uint8Array");
+    return NULL;
+  }
+  if (!arg_int64(env, argv[1], "alignment", &alignment)) return NULL;
+  if (alignment <= 0 || (alignment & (alignment - 1)) != 0) {
+    napi_throw_range_error(env, NULL, "alignmentGap: alignment must be a power of two");
+    return NULL;
+  }
+  void *data = NULL;
+  size_t length = 0;
+  napi_typedarray_type type;
+  napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL);
+  uintptr_t address = (uintptr_t)data;
+  napi_value result;
+  napi_create_uint32(env, (uint32_t)((alignment - (int64_t)(address % (uintptr_t)alignment)) % alignment), &result);
+  return result;
+}
+
 /* peerCredentials(fd): {pid, uid, gid} of the process at the other end of a connected unix socket. */
 static napi_value peer_credentials(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -211,6 +238,7 @@ static napi_value block_device_sector_size(napi_env env, napi_callback_info info
 
 void register_system(napi_env env, napi_value exports) {
   EXPORT_FN(env, exports, "allocAligned", alloc_aligned);
+  EXPORT_FN(env, exports, "alignmentGap", alignment_gap);
   EXPORT_FN(env, exports, "peerCredentials", peer_credentials);
   EXPORT_FN(env, exports, "freeze", freeze_fs);
   EXPORT_FN(env, exports, "thaw", thaw_fs);
