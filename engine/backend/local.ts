@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { writeFully } from '../device/write-fully.ts';
 import type { Backend } from './types.ts';
 
 /** Writes parts in order with writev, in groups the kernel accepts, resuming after short writes. */
@@ -124,14 +125,10 @@ export class LocalBackend implements Backend {
       if ((error as NodeJS.ErrnoException).code === 'EINVAL') return false;
       throw error;
     }
+    let done: number;
     try {
-      let done = 0;
-      while (done < body) {
-        const { bytesWritten } = await direct.write(data, done, body - done, done);
-        if (bytesWritten === 0 || bytesWritten % DIRECT_ALIGN !== 0)
-          throw new Error(`short direct write to ${temp}`);
-        done += bytesWritten;
-      }
+      // A short direct write leaves an unaligned rest: it goes through the cache like the tail.
+      done = await writeFully(direct, data.subarray(0, body), 0);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EINVAL') return false;
       throw error;
@@ -140,7 +137,8 @@ export class LocalBackend implements Backend {
     }
     const handle = await open(temp, 'r+');
     try {
-      if (body < data.length) await handle.write(data, body, data.length - body, body);
+      if ((await writeFully(handle, data.subarray(done), done)) < data.length - done)
+        throw new Error(`writing ${temp} stopped short at byte ${done}`);
       await handle.sync();
     } finally {
       await handle.close();

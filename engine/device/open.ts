@@ -8,6 +8,7 @@ import { deviceUses, loopDevicesBacking } from './busy.ts';
 import { DeviceRefusedError } from './errors.ts';
 import { kernelName, sysfsLogicalSectorSize, sysfsSize } from './sysfs.ts';
 import type { BlockReader, BlockWriter } from './types.ts';
+import { writeFully } from './write-fully.ts';
 
 /** Largest single read handed to the kernel; bigger requests are split (keeps aligned buffers bounded). */
 const maxReadChunk = 8 * 1024 * 1024;
@@ -210,16 +211,6 @@ export async function openReader(path: string): Promise<BlockReader> {
 
 /** Writes that start on this boundary, from memory aligned to it, may go around the page cache. */
 const DIRECT_WRITE_ALIGN = 4096;
-
-async function writeFully(handle: FileHandle, data: Buffer, offset: number): Promise<number> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done);
-    if (bytesWritten === 0) break;
-    done += bytesWritten;
-  }
-  return done;
-}
 
 class HandleWriter extends HandleReader implements BlockWriter {
   /**

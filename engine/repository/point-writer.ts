@@ -273,16 +273,16 @@ export class PointWriter implements UnitSink {
 
   /** Puts a batch's group blob in the pack and indexes its members (those not stored meanwhile by another batch). */
   #placeGroup(count: number, slot: ChunkSlot, groupLength: number, idOf: (i: number) => Buffer): void {
-    const fresh: number[] = [];
-    for (let i = 0; i < count; i++) if (slot.members[i] && !this.#isStored(idOf(i))) fresh.push(i);
-    if (fresh.length === 0) return;
+    const fresh = Array.from({ length: count }, (_, i) => slot.members[i] === 1 && !this.#isStored(idOf(i)));
+    const freshCount = fresh.filter(Boolean).length;
+    if (freshCount === 0) return;
     const blob = slot.output.subarray(0, groupLength);
     const placed = this.#pack.add(blob);
     let rawOffset = 0;
     for (let i = 0; i < count; i++) {
       if (!slot.members[i]) continue;
       const length = slot.lengths[i]!;
-      if (fresh.includes(i)) {
+      if (fresh[i]) {
         const id = idOf(i);
         const key = idKey(id);
         const entry: IndexEntry = {
@@ -299,7 +299,7 @@ export class PointWriter implements UnitSink {
       rawOffset += length;
     }
     this.#storedBytes += groupLength;
-    this.#newChunks += fresh.length;
+    this.#newChunks += freshCount;
     if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
   }
 
