@@ -17,6 +17,9 @@ packages=(
   partclone restic borgbackup fio qemu-utils zstd
   # the renderer's end-to-end tests
   chromium xvfb
+  # the machine-level test bed (vm/): qemu with virtiofsd, a static busybox for the guest's initramfs,
+  # kmod to index the guest kernel's modules, dmsetup for device-mapper inside the guest
+  qemu-system-x86 busybox-static kmod dmsetup
   # building the native helper
   g++ make python3
 )
@@ -30,6 +33,9 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The guest kernel of the machine-level test bed (Debian's cloud kernel, unpacked into .vm/kernel).
+bash scripts/vm-kernel.sh
 
 # Electron's own postinstall downloads a binary from outside the npm registry; the shell is
 # type-checked against its typings and run where a binary exists, so skip the download.

@@ -9,3 +9,4 @@ npm run --silent test:renderer
 npm run --silent test:electron
 npm run --silent test:e2e
 npm run --silent test:engine
+npm run --silent test:vm
