@@ -202,8 +202,9 @@ async function btrfsUsed(volume: Volume, sb: BtrfsSuper): Promise<ByteRange[]> {
     if (mirror + 4096 <= volume.size) used.push({ start: mirror, length: 4096 });
   }
   await map.walk(extentRoot, (type, objectid, offset) => {
-    if (type === key.extentItem) used.push(...map.physical(Number(objectid), Number(offset)));
-    else if (type === key.metadataItem) used.push(...map.physical(Number(objectid), sb.nodeSize));
+    const length = type === key.extentItem ? Number(offset) : type === key.metadataItem ? sb.nodeSize : 0;
+    // Stripe by stripe: a long extent on striped profiles maps to many ranges.
+    if (length > 0) for (const range of map.physical(Number(objectid), length)) used.push(range);
   });
   return mergeRanges(used);
 }

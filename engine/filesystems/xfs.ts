@@ -192,7 +192,7 @@ export const xfsReader: FilesystemReader = {
       }
       const agLength = Math.min(agf.readUInt32BE(12), agBlocks, geo.dataBlocks - ag * agBlocks);
       const free = await freeExtents(volume, geo, ag, agf.readUInt32BE(16), agf.readUInt32BE(28));
-      free.push(...(await freeListBlocks(volume, geo, ag, agf)));
+      for (const block of await freeListBlocks(volume, geo, ag, agf)) free.push(block);
       const freeBytes = mergeRanges(
         free.map((e) => ({ start: e.start * blockSize, length: e.length * blockSize })),
       );

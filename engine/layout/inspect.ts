@@ -121,14 +121,16 @@ export async function inspectDisk(
     const name = table.kind === 'none' ? reader.path : `partition ${entry.index} of ${reader.path}`;
     const { layout, warnings: found } = await layoutPartition(reader, entry, name, options);
     partitions.push(layout);
-    warnings.push(...found);
+    for (const warning of found) warnings.push(warning);
   }
   const used: ByteRange[] = [...table.tableRanges];
   if (table.kind !== 'none') {
-    const firstStart = Math.min(reader.size, ...table.partitions.map((p) => p.start));
+    let firstStart = reader.size;
+    for (const p of table.partitions) firstStart = Math.min(firstStart, p.start);
     used.push({ start: 0, length: Math.min(firstStart, bootAreaLimit) });
   }
-  for (const p of partitions) used.push(...p.usedRanges);
+  // Range by range: a fragmented file system has millions, too many to spread into one call.
+  for (const p of partitions) for (const range of p.usedRanges) used.push(range);
   const usedRanges = mergeRanges(shiftRanges(used, 0, reader.size));
   return {
     path: reader.path,

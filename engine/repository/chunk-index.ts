@@ -54,18 +54,23 @@ export class ChunkIndex {
   }
 }
 
-export function encodeIndexEntries(entries: Iterable<[string, IndexEntry]>): Buffer {
-  const list = [...entries];
-  const out = Buffer.alloc(list.length * ENTRY_BYTES);
-  list.forEach(([key, entry], i) => {
-    const at = i * ENTRY_BYTES;
-    Buffer.from(key, 'base64').copy(out, at);
-    Buffer.from(entry.pack, 'hex').copy(out, at + 32);
+/** The index file plaintext of `entries[from..to)` (a slice of the list, not a copy of it). */
+export function encodeIndexEntries(
+  entries: readonly [string, IndexEntry][],
+  from = 0,
+  to = entries.length,
+): Buffer {
+  const out = Buffer.alloc((to - from) * ENTRY_BYTES);
+  for (let i = from; i < to; i++) {
+    const [key, entry] = entries[i]!;
+    const at = (i - from) * ENTRY_BYTES;
+    out.write(key, at, 32, 'base64');
+    out.write(entry.pack, at + 32, 16, 'hex');
     out.writeUInt32LE(entry.blobOffset, at + 48);
     out.writeUInt32LE(entry.blobLength, at + 52);
     out.writeUInt32LE(entry.rawOffset, at + 56);
     out.writeUInt32LE(entry.rawLength, at + 60);
-  });
+  }
   return out;
 }
 

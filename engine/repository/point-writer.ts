@@ -5,11 +5,12 @@ import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
 import { CHUNK_ID_BYTES, groupUnits, isAllZero, MAX_GROUP_BYTES, maxGroupBytes } from './chunk-codec.ts';
-import { encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
+import { type IndexEntry, idKey } from './chunk-index.ts';
 import { type ChunkConsumer, ChunkPool } from './chunk-pool.ts';
 import type { ChunkSlot } from './chunk-slots.ts';
 import { RepositoryError } from './errors.ts';
 import { KnownIds } from './known-ids.ts';
+import { type WriteLimits, writeLimits } from './limits.ts';
 import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
 import {
   bitmapFromRanges,
@@ -50,6 +51,8 @@ export interface PointWriterOptions {
    */
   checkpointIntervalMs?: number;
   threads?: number;
+  /** Smaller write limits (tests reach them with small images); the format's by default. */
+  limits?: Partial<WriteLimits>;
   onProgress?: (progress: { doneBytes: number; totalBytes: number; storedBytes: number }) => void;
 }
 
@@ -68,6 +71,7 @@ export class PointWriter implements UnitSink {
   readonly #options: PointWriterOptions;
   readonly #unitSize: number;
   readonly #unitCount: number;
+  readonly #limits: WriteLimits;
   readonly #used: Uint8Array;
   readonly #done: Uint8Array;
   readonly #units: Uint32Array;
@@ -113,6 +117,7 @@ export class PointWriter implements UnitSink {
     this.#options = options;
     this.#unitSize = repo.chunkSize;
     this.#unitCount = Math.ceil(options.source.size / this.#unitSize);
+    this.#limits = writeLimits(options.limits);
     this.#used = options.usedRanges
       ? bitmapFromRanges(options.usedRanges, this.#unitSize, this.#unitCount)
       : new Uint8Array(Math.ceil(this.#unitCount / 8)).fill(0xff);
@@ -300,7 +305,8 @@ export class PointWriter implements UnitSink {
     }
     this.#storedBytes += groupLength;
     this.#newChunks += freshCount;
-    if (this.#pack.length >= this.#repo.config.packSize) this.#rotatePack(true);
+    if (this.#pack.length >= this.#repo.config.packSize || this.#pack.count >= this.#limits.groupsPerPack)
+      this.#rotatePack(true);
   }
 
   #settle(unit: number, slot: number, length: number): void {
@@ -336,7 +342,8 @@ export class PointWriter implements UnitSink {
         for (const wake of this.#packWaiters.splice(0)) wake();
       }
       // Indexed only once durable, in whatever order the writes end.
-      this.#unindexed.push(...entries);
+      // One by one: a pack of small groups holds hundreds of thousands of entries, too many to spread into a call.
+      for (const entry of entries) this.#unindexed.push(entry);
       this.#spareBuffers.push(full.buffer);
     })();
     write.catch((error: Error) => {
@@ -440,9 +447,9 @@ export class PointWriter implements UnitSink {
         const entries = this.#unindexed;
         this.#unindexed = [];
         try {
-          await this.#repo.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(entries));
+          await this.#repo.writeIndexFiles(entries, this.#limits.entriesPerIndexFile);
         } catch (error) {
-          this.#unindexed.unshift(...entries);
+          this.#unindexed = entries.concat(this.#unindexed);
           throw error;
         }
         // Readers of this Repository object (openPoint right after the backup) see the new chunks.

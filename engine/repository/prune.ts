@@ -3,14 +3,9 @@
 // The protocol (condemn, rescue, delete) and why an interrupted prune leaves a valid repository are in
 // docs/repository-format.md, "Prune".
 import type { Retention } from '../../protocol/model.ts';
-import {
-  decodeIndexEntries,
-  encodeIndexEntries,
-  INDEX_MAGIC,
-  type IndexEntry,
-  idKey,
-} from './chunk-index.ts';
+import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
+import { type WriteLimits, writeLimits } from './limits.ts';
 import { runningBackups, withWriterLock } from './locks.ts';
 import type { Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
@@ -21,6 +16,8 @@ export interface PruneOptions {
   dryRun: boolean;
   /** Called between steps (tests use it to interrupt a prune at a chosen moment). */
   onStep?: (step: string) => void | Promise<void>;
+  /** Smaller write limits (tests), for the index files prune rewrites. */
+  limits?: Partial<WriteLimits>;
 }
 
 export interface PruneReport {
@@ -76,6 +73,7 @@ export async function pruneRepository(
     );
   }
   const step = async (name: string) => options.onStep?.(name);
+  const limits = writeLimits(options.limits);
   const report: PruneReport = {
     dryRun: options.dryRun,
     kept: [],
@@ -149,10 +147,10 @@ export async function pruneRepository(
         // Also when resuming a 'deleting' record: a killed prune may have stopped before the index was rewritten.
         const doomed = new Set(deleting.packs);
         const { files, entries } = await rawIndex(repo);
-        if ([...entries.values()].some((entry) => doomed.has(entry.pack))) {
-          const live = [...entries].filter(([, entry]) => !doomed.has(entry.pack));
-          if (live.length > 0)
-            await repo.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(live));
+        const live: [string, IndexEntry][] = [];
+        for (const pair of entries) if (!doomed.has(pair[1].pack)) live.push(pair);
+        if (live.length < entries.size) {
+          await repo.writeIndexFiles(live, limits.entriesPerIndexFile);
           await step('index rewritten');
           for (const name of files) {
             await repo.backend.delete(name);

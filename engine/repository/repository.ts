@@ -16,7 +16,7 @@ import {
   groupHolds,
   MAX_GROUP_BYTES,
 } from './chunk-codec.ts';
-import { ChunkIndex, INDEX_MAGIC, type IndexEntry } from './chunk-index.ts';
+import { ChunkIndex, encodeIndexEntries, INDEX_MAGIC, type IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import {
   DEFAULT_SCRYPT,
@@ -293,6 +293,17 @@ export class Repository {
     }
     this.#index = index;
     return index;
+  }
+
+  /**
+   * Writes `entries` as index files of at most `entriesPerFile` each (the format's limit, smaller in tests). When
+   * it throws, some files may be written: their entries written again later are harmless duplicates.
+   */
+  async writeIndexFiles(entries: readonly [string, IndexEntry][], entriesPerFile: number): Promise<void> {
+    for (let from = 0; from < entries.length; from += entriesPerFile) {
+      const to = Math.min(entries.length, from + entriesPerFile);
+      await this.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(entries, from, to));
+    }
   }
 
   /** The index as last loaded, without touching storage. */

@@ -51,7 +51,9 @@ export function layoutTable(layout: DiskLayout): string {
       formatBytes(p.usedBytes),
     ]);
   }
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const widths = rows[0]!.map((_, column) =>
+    rows.reduce((widest, row) => Math.max(widest, row[column]!.length), 0),
+  );
   for (const row of rows)
     lines.push(`  ${row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ')}`.trimEnd());
   for (const warning of layout.warnings) lines.push(`warning: ${warning}`);
