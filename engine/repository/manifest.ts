@@ -3,6 +3,9 @@
 import type { Consistency } from '../../protocol/model.ts';
 
 export const MANIFEST_MAGIC = 'DLPOINT1';
+/** First bytes of a manifest's plaintext in the binary layout (the older JSON layout starts with `{`). */
+const BINARY_MANIFEST_MAGIC = Buffer.from('DLPTMAP2', 'ascii');
+const CHUNK_ID_LENGTH = 32;
 
 export interface SourceIdentity {
   path: string;
@@ -84,19 +87,83 @@ export function chunkOfUnit(manifest: Manifest, unit: number): Buffer | null {
   return k === 0 ? null : manifest.chunkIds[k - 1]!;
 }
 
+/**
+ * The manifest's plaintext: `BINARY_MANIFEST_MAGIC | json length u32le | JSON of the small fields | used map |
+ * done map (checkpoints) | chunk ids | unit map`. The maps and ids grow with the disk, so they stay bytes: as
+ * base64 inside one JSON string, a disk of ~12 M distinct chunks passed the engine's longest string.
+ */
 export function encodeManifest(manifest: Manifest): Buffer {
   const { used, chunkIds, units, done, ...rest } = manifest;
-  const file: ManifestFile = {
-    ...rest,
-    ...(done ? { done: Buffer.from(done.buffer, done.byteOffset, done.byteLength).toString('base64') } : {}),
-    used: Buffer.from(used.buffer, used.byteOffset, used.byteLength).toString('base64'),
-    chunks: Buffer.concat(chunkIds).toString('base64'),
-    units: Buffer.from(units.buffer, units.byteOffset, units.byteLength).toString('base64'),
-  };
-  return Buffer.from(JSON.stringify(file));
+  const head = Buffer.from(
+    JSON.stringify({ ...rest, chunkCount: chunkIds.length, checkpointMap: done !== undefined }),
+  );
+  const bitmapBytes = bitmapLength(manifest.unitCount);
+  if (used.byteLength !== bitmapBytes || (done && done.byteLength !== bitmapBytes))
+    throw new Error(`point ${manifest.id}: its used or done map does not cover ${manifest.unitCount} units`);
+  const total =
+    BINARY_MANIFEST_MAGIC.length +
+    4 +
+    head.length +
+    bitmapBytes * (done ? 2 : 1) +
+    chunkIds.length * CHUNK_ID_LENGTH +
+    units.byteLength;
+  const out = Buffer.allocUnsafe(total);
+  let at = BINARY_MANIFEST_MAGIC.copy(out, 0);
+  at = out.writeUInt32LE(head.length, at);
+  at += head.copy(out, at);
+  out.set(used, at);
+  at += bitmapBytes;
+  if (done) {
+    out.set(done, at);
+    at += bitmapBytes;
+  }
+  for (const id of chunkIds) at += id.copy(out, at, 0, CHUNK_ID_LENGTH);
+  out.set(new Uint8Array(units.buffer, units.byteOffset, units.byteLength), at);
+  return out;
 }
 
 export function decodeManifest(plaintext: Buffer, what: string): Manifest {
+  if (plaintext[0] === 0x7b) return decodeJsonManifest(plaintext, what);
+  const damaged = (why: string) => new Error(`${what} is damaged: ${why}`);
+  if (
+    plaintext.length < BINARY_MANIFEST_MAGIC.length + 4 ||
+    !plaintext.subarray(0, BINARY_MANIFEST_MAGIC.length).equals(BINARY_MANIFEST_MAGIC)
+  )
+    throw damaged('unknown manifest layout');
+  let at = BINARY_MANIFEST_MAGIC.length;
+  const headLength = plaintext.readUInt32LE(at);
+  at += 4;
+  if (at + headLength > plaintext.length) throw damaged('its fields are cut short');
+  const { chunkCount, checkpointMap, ...rest } = JSON.parse(
+    plaintext.toString('utf8', at, at + headLength),
+  ) as Omit<ManifestFile, 'used' | 'chunks' | 'units' | 'done'> & {
+    chunkCount: number;
+    checkpointMap: boolean;
+  };
+  at += headLength;
+  if (!Number.isSafeInteger(rest.unitCount) || rest.unitCount < 0 || !Number.isSafeInteger(chunkCount))
+    throw damaged('bad unit or chunk count');
+  const bitmapBytes = bitmapLength(rest.unitCount);
+  const expected = bitmapBytes * (checkpointMap ? 2 : 1) + chunkCount * CHUNK_ID_LENGTH + rest.unitCount * 4;
+  if (plaintext.length - at !== expected) throw damaged('its maps have the wrong length');
+  const used = new Uint8Array(plaintext.subarray(at, at + bitmapBytes));
+  at += bitmapBytes;
+  let done: Uint8Array | undefined;
+  if (checkpointMap) {
+    done = new Uint8Array(plaintext.subarray(at, at + bitmapBytes));
+    at += bitmapBytes;
+  }
+  const chunkIds: Buffer[] = new Array(chunkCount);
+  for (let i = 0; i < chunkCount; i++, at += CHUNK_ID_LENGTH)
+    chunkIds[i] = plaintext.subarray(at, at + CHUNK_ID_LENGTH);
+  const unitMap = new Uint32Array(rest.unitCount);
+  Buffer.from(unitMap.buffer).set(plaintext.subarray(at));
+  for (const k of unitMap) if (k > chunkCount) throw damaged(`unit map names chunk ${k}`);
+  return { ...rest, used, ...(done ? { done } : {}), chunkIds, units: unitMap };
+}
+
+/** The JSON layout written before the binary one (maps and ids as base64 strings); still read. */
+function decodeJsonManifest(plaintext: Buffer, what: string): Manifest {
   const file = JSON.parse(plaintext.toString('utf8')) as ManifestFile;
   const { used, chunks, units, done, ...rest } = file;
   const chunkBytes = Buffer.from(chunks, 'base64');
@@ -116,6 +183,10 @@ export function decodeManifest(plaintext: Buffer, what: string): Manifest {
     chunkIds,
     units: unitMap,
   };
+}
+
+function bitmapLength(unitCount: number): number {
+  return Math.ceil(unitCount / 8);
 }
 
 /** Bitmap of the units any byte of `ranges` touches. */
