@@ -4,6 +4,8 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
 import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import type { RepositoryKeys } from './keys.ts';
 
+const CIPHER_SLICE_BYTES = 256 << 20;
+
 /** A sealed file failed its check or has the wrong magic: the file is damaged (or from another repository). */
 export class DamagedFileError extends Error {}
 
@@ -17,8 +19,16 @@ export function seal(keys: RepositoryKeys, magic: string, plaintext: Buffer): Bu
   const nonce = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', keys.dataKey, nonce);
   cipher.setAAD(head);
-  const body = Buffer.concat([cipher.update(packed), cipher.final()]);
+  const body = Buffer.concat([...inSlices(cipher, packed), cipher.final()]);
   return Buffer.concat([head, nonce, body, cipher.getAuthTag()]);
+}
+
+/** The cipher's output for `data`, fed in slices: one call takes at most 2 GiB (a big disk's manifest is more). */
+function inSlices(cipher: { update(data: Buffer): Buffer }, data: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < data.length; at += CIPHER_SLICE_BYTES)
+    parts.push(cipher.update(data.subarray(at, at + CIPHER_SLICE_BYTES)));
+  return parts;
 }
 
 export function unseal(keys: RepositoryKeys, magic: string, file: Buffer, what: string): Buffer {
@@ -43,7 +53,7 @@ export function unseal(keys: RepositoryKeys, magic: string, file: Buffer, what: 
     decipher.setAuthTag(file.subarray(file.length - 16));
     try {
       packed = Buffer.concat([
-        decipher.update(file.subarray(head.length + 12, file.length - 16)),
+        ...inSlices(decipher, file.subarray(head.length + 12, file.length - 16)),
         decipher.final(),
       ]);
     } catch {

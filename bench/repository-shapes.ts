@@ -1,0 +1,143 @@
+// Diskline's repository against restic on disks of every shape the property test generates (all zero, one
+// repeated unit, distinct random units, distinct extremely compressible units, alternating runs): for each, the
+// repository's size and the backup's speed, both tools backing up the same image file into a fresh encrypted
+// repository (restic: repository v2, compression auto). Prints sizes, times and ratios measured in this one run
+// on this machine.
+//
+//   npx node bench/repository-shapes.ts [--size 1G] [--keep]
+
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { SHAPE_KINDS, ShapeGenerator } from '../engine/repository/testing/disk-shapes.ts';
+import { parseByteSize } from '../protocol/byte-size.ts';
+
+const cli = fileURLToPath(new URL('../bin/diskline', import.meta.url));
+const PASSWORD = 'bench passphrase';
+const UNIT = 64 << 10;
+const MiB = 1 << 20;
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '1G' },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+  strict: false,
+});
+if (values.help) {
+  process.stdout.write(
+    'usage: npx node bench/repository-shapes.ts [--size 1G] [--keep]\n' +
+      '  --size  size of each generated disk image (e.g. 256M, 1G, 9G), plus a tail shorter than a unit\n' +
+      '  --keep  keep the work directory (repositories) and print its path\n' +
+      'needs restic\n',
+  );
+  process.exit(0);
+}
+const sizeBytes = parseByteSize(String(values.size));
+if (sizeBytes === null || sizeBytes < 16 * MiB)
+  throw new Error(`--size ${values.size}: expected at least 16M`);
+// A tail shorter than a unit: the disk ends inside one.
+const size = Math.floor(sizeBytes / UNIT) * UNIT + 1234;
+
+const env = { ...process.env, DISKLINE_PASSWORD: PASSWORD, RESTIC_PASSWORD: PASSWORD };
+
+function run(command: string, args: string[], extraEnv: Record<string, string> = {}): string {
+  const result = spawnSync(command, args, {
+    env: { ...env, ...extraEnv },
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  if (result.status !== 0)
+    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+  return result.stdout;
+}
+
+/** Wall and CPU (user + system, from /usr/bin/time) seconds of one run. */
+function timed(command: string, args: string[], extraEnv: Record<string, string> = {}) {
+  const started = performance.now();
+  const result = spawnSync('/usr/bin/time', ['-f', 'cpu %U %S', command, ...args], {
+    env: { ...env, ...extraEnv },
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  if (result.status !== 0)
+    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+  const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(result.stderr);
+  return {
+    seconds: (performance.now() - started) / 1000,
+    cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : Number.NaN,
+  };
+}
+
+function duBytes(path: string): number {
+  return Number(run('du', ['-sb', path]).split('\t')[0]);
+}
+
+const fmt = (bytes: number) =>
+  bytes < MiB ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / MiB).toFixed(1)} MiB`;
+const speed = (seconds: number) => `${(size / MiB / seconds).toFixed(0)} MiB/s`;
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'diskline-bench-shapes-'));
+  const rows: string[] = [];
+  const row = (cells: string[]) =>
+    `${cells[0]!.padEnd(24)}${cells
+      .slice(1)
+      .map((cell) => cell.padStart(13))
+      .join('')}\n`;
+  rows.push(
+    row(['shape', 'diskline', 'restic', 'size ratio', 'diskline', 'restic', 'speed ratio', 'cpu ratio']),
+  );
+  rows.push(row(['', 'repository', 'repository', 'restic/dl', 'backup', 'backup', 'dl/restic', 'restic/dl']));
+  try {
+    for (const kind of SHAPE_KINDS) {
+      const image = join(work, `${kind}.img`);
+      await new ShapeGenerator({ kind, seed: 1, size, unitSize: UNIT, maxRunUnits: 16 }).writeImage(image);
+      const repos = { diskline: join(work, `${kind}-diskline`), restic: join(work, `${kind}-restic`) };
+      const resticEnv = { RESTIC_CACHE_DIR: join(work, 'restic-cache') };
+      run(cli, ['init', '--repo', repos.diskline]);
+      run('restic', ['init', '--repository-version', '2', '-r', repos.restic, '-q'], resticEnv);
+      // Both read the image from the page cache.
+      run('sh', ['-c', `cat ${image} > /dev/null`]);
+      const diskline = timed(cli, ['backup', image, '--repo', repos.diskline, '--json']);
+      run('sh', ['-c', `cat ${image} > /dev/null`]);
+      const restic = timed(
+        'restic',
+        ['-r', repos.restic, 'backup', '--compression', 'auto', '-q', image],
+        resticEnv,
+      );
+      const sizes = { diskline: duBytes(repos.diskline), restic: duBytes(repos.restic) };
+      rows.push(
+        row([
+          kind,
+          fmt(sizes.diskline),
+          fmt(sizes.restic),
+          `${(sizes.restic / sizes.diskline).toFixed(2)}x`,
+          speed(diskline.seconds),
+          speed(restic.seconds),
+          `${(restic.seconds / diskline.seconds).toFixed(2)}x`,
+          `${(restic.cpuSeconds / diskline.cpuSeconds).toFixed(2)}x`,
+        ]),
+      );
+      process.stdout.write(rows.at(-1)!);
+      await rm(image, { force: true });
+      if (!values.keep) {
+        await rm(repos.diskline, { recursive: true, force: true });
+        await rm(repos.restic, { recursive: true, force: true });
+      }
+    }
+    process.stdout.write(
+      `\nimages of ${fmt(size)} (64 KiB units and a 1234-byte tail), each backed up once into a fresh encrypted ` +
+        `repository; speed = image bytes / wall seconds, ratios >1 mean diskline is better\n\n${rows.join('')}`,
+    );
+  } finally {
+    if (!values.keep) await rm(work, { recursive: true, force: true });
+    else process.stdout.write(`kept ${work}\n`);
+  }
+}
+
+await main();
