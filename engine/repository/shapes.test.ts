@@ -14,6 +14,7 @@ import { groupUnits, MAX_GROUP_BYTES } from './chunk-codec.ts';
 import { decodeIndexEntries, INDEX_MAGIC } from './chunk-index.ts';
 import type { WriteLimits } from './limits.ts';
 import { scanPack } from './pack.ts';
+import { pruneRepository } from './prune.ts';
 import { Repository } from './repository.ts';
 import { restorePoint } from './restore.ts';
 import { backupImage, readWholePoint } from './testing/backup-image.ts';
@@ -95,6 +96,7 @@ function caseOf(seed: number, chunkSize: number): Case {
 
 /** What the run reached, so the test can say that every limit was met at least once. */
 interface Reached {
+  prunesRewritingIndex: number;
   fullGroups: number;
   packsAtGroupLimit: number;
   indexFilesAtEntryLimit: number;
@@ -164,9 +166,50 @@ async function runCase(
     assert.ok((await readFile(target)).equals(image), `${what}: the restored disk differs`);
     // The read path of mount and instant restore, for a share of the cases.
     if (seed % 4 === 0) assert.ok((await readWholePoint(repo, manifest.id)).equals(image), `${what}: read`);
+    return manifest.id;
   } finally {
     await rm(source, { force: true });
     await rm(target, { force: true });
+  }
+}
+
+/** Index files a prune writes, at most: small, so the rewritten index is split. */
+const PRUNE_INDEX_ENTRIES = 5;
+
+/** Prune keeps the last three points: the index it rewrites is split within the limit, and they restore exactly. */
+async function pruneAndCheck(
+  repo: Repository,
+  seedOfPoint: Map<string, number>,
+  reached: Reached,
+  label: string,
+) {
+  const report = await pruneRepository(
+    repo,
+    { keepLast: 3 },
+    { dryRun: false, limits: { entriesPerIndexFile: PRUNE_INDEX_ENTRIES } },
+  );
+  if (report.deletedPacks > 0) {
+    reached.prunesRewritingIndex += 1;
+    for (const name of await repo.indexFiles()) {
+      let entries = 0;
+      for (const _ of decodeIndexEntries(await repo.readSealed(name, INDEX_MAGIC, name))) entries += 1;
+      assert.ok(entries <= PRUNE_INDEX_ENTRIES, `${label}: after prune, ${name} holds ${entries} entries`);
+    }
+  }
+  await verifyClean(repo, `${label}, pruned`);
+  for (const { id } of report.kept) {
+    const seed = seedOfPoint.get(id)!;
+    const target = join(dir, `pruned-${seed}.img`);
+    try {
+      await restoreToFile(repo, id, target, 0);
+      const { shape } = caseOf(seed, repo.chunkSize);
+      assert.ok(
+        (await readFile(target)).equals(new ShapeGenerator(shape).bytes()),
+        `${label}: seed ${seed} after prune`,
+      );
+    } finally {
+      await rm(target, { force: true });
+    }
   }
 }
 
@@ -184,6 +227,7 @@ test('every shape of disk backs up, restores byte for byte and verifies, with gr
 }, async () => {
   const seeds = seedsToRun(200);
   const reached: Reached = {
+    prunesRewritingIndex: 0,
     fullGroups: 0,
     packsAtGroupLimit: 0,
     indexFilesAtEntryLimit: 0,
@@ -211,8 +255,11 @@ test('every shape of disk backs up, restores byte for byte and verifies, with gr
       });
       try {
         const seen = { packs: new Set<string>(), index: new Set<string>() };
-        for (const seed of blockSeeds) await runCase(repo, seed, seen, reached);
-        await verifyClean(repo, `repository of cases ${blockSeeds[0]} to ${blockSeeds.at(-1)}`);
+        const seedOfPoint = new Map<string, number>();
+        for (const seed of blockSeeds) seedOfPoint.set(await runCase(repo, seed, seen, reached), seed);
+        const label = `repository of cases ${blockSeeds[0]} to ${blockSeeds.at(-1)}`;
+        await verifyClean(repo, label);
+        await pruneAndCheck(repo, seedOfPoint, reached, label);
       } finally {
         await repo.close();
       }
@@ -225,6 +272,7 @@ test('every shape of disk backs up, restores byte for byte and verifies, with gr
     assert.ok(reached.packsAtGroupLimit > 0, 'no pack reached its group limit');
     assert.ok(reached.indexFilesAtEntryLimit > 0, 'no index file reached its entry limit');
     assert.ok(reached.tails > 0, 'no disk ended inside a unit');
+    assert.ok(reached.prunesRewritingIndex > 0, 'no prune rewrote the index');
     assert.deepEqual([...reached.kinds].sort(), [...SHAPE_KINDS].sort(), 'every shape was tried');
   }
 });
