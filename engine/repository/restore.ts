@@ -97,44 +97,63 @@ export async function restorePoint(
   const unitLength = (unit: number) => Math.min(unitSize, size - unit * unitSize);
   const spanUnits = Math.max(1, Math.floor(SPAN_OUTPUT_BYTES / unitSize));
   const spanMaxUnits = spanUnits + groupUnits(unitSize);
-  // Plan: the units to write, in disk order, gathered into spans of blobs that lie back to back in one pack
-  // (a backup writes a disk's chunks in disk order), so each span is one read.
-  const spans: Span[] = [];
+  // What will be written (for progress), and whether any of it is stored (else no decoding threads are needed).
   let totalBytes = 0;
+  let anyStored = false;
   for (let unit = 0; unit < unitCount; unit++) {
     if (!isUsed(manifest, unit)) continue;
     const k = manifest.units[unit]!;
     if (k === 0 && options.targetIsZeroed) continue;
     totalBytes += unitLength(unit);
-    const id = k === 0 ? null : manifest.chunkIds[k - 1]!;
-    const entry = id ? index.get(id)! : null;
-    const last = spans.at(-1);
-    const blobOffset = entry ? entry.blobOffset : 0;
-    // A unit joins the last span when its group is already in it (a group is not cut in two: that would decode
-    // it twice), or when it lies right after it in the same pack and the span is not full.
-    const fits =
-      last &&
-      ((entry === null && last.pack === null && last.units.length < spanUnits) ||
-        (entry !== null &&
-          last.pack === entry.pack &&
-          ((last.groups.has(blobOffset) && last.units.length < spanMaxUnits) ||
-            (last.units.length < spanUnits &&
-              last.end === blobOffset &&
-              last.end - last.start < SPAN_BYTES))));
-    const span: Span = fits
-      ? last
-      : { pack: entry?.pack ?? null, start: blobOffset, end: blobOffset, units: [], groups: new Map() };
-    if (!fits) spans.push(span);
-    span.units.push({ unit, id, entry });
-    if (entry && !span.groups.has(blobOffset)) {
-      span.groups.set(blobOffset, span.groups.size);
-      span.end = blobOffset + entry.blobLength;
+    if (k !== 0) anyStored = true;
+  }
+  // Plan: the units to write, in disk order, gathered into spans of blobs that lie back to back in one pack
+  // (a backup writes a disk's chunks in disk order), so each span is one read. Spans are made as the restore
+  // needs them: a plan of the whole disk would hold an object per unit (some 2 GiB for a 2 TB disk).
+  function* planSpans(): Generator<Span> {
+    let last: Span | null = null;
+    for (let unit = 0; unit < unitCount; unit++) {
+      if (!isUsed(manifest, unit)) continue;
+      const k = manifest.units[unit]!;
+      if (k === 0 && options.targetIsZeroed) continue;
+      const id = k === 0 ? null : manifest.chunkIds[k - 1]!;
+      const entry = id ? index.get(id)! : null;
+      const blobOffset = entry ? entry.blobOffset : 0;
+      // A unit joins the last span when its group is already in it (a group is not cut in two: that would decode
+      // it twice), or when it lies right after it in the same pack and the span is not full.
+      const fits =
+        last &&
+        ((entry === null && last.pack === null && last.units.length < spanUnits) ||
+          (entry !== null &&
+            last.pack === entry.pack &&
+            ((last.groups.has(blobOffset) && last.units.length < spanMaxUnits) ||
+              (last.units.length < spanUnits &&
+                last.end === blobOffset &&
+                last.end - last.start < SPAN_BYTES))));
+      if (!fits) {
+        // No later unit joins the last span: it is complete.
+        if (last) yield last;
+        last = {
+          pack: entry?.pack ?? null,
+          start: blobOffset,
+          end: blobOffset,
+          units: [],
+          groups: new Map(),
+        };
+      }
+      const span = last!;
+      span.units.push({ unit, id, entry });
+      if (entry && !span.groups.has(blobOffset)) {
+        span.groups.set(blobOffset, span.groups.size);
+        span.end = blobOffset + entry.blobLength;
+      }
     }
+    if (last) yield last;
   }
   const threads = options.decodeThreads ?? SpanDecodePool.defaultThreads();
   // Spans read and decoding ahead of the one being written; each holds a slot until it is written.
   const spansAhead = Math.max(4, threads * 2 + 1);
-  const pool = spans.some((span) => span.pack !== null)
+  const pool = anyStored
     ? new SpanDecodePool(
         repo.keys,
         {
@@ -186,13 +205,15 @@ export async function restorePoint(
       throw error;
     }
   };
-  const inFlight: Promise<{ data: Buffer; slot: Slot | null }>[] = [];
-  let next = 0;
+  const plan = planSpans();
+  const inFlight: { span: Span; decoded: Promise<{ data: Buffer; slot: Slot | null }> }[] = [];
   const fill = () => {
-    while (inFlight.length < spansAhead && next < spans.length) {
-      const p = readSpan(spans[next++]!);
-      p.catch(() => undefined);
-      inFlight.push(p);
+    while (inFlight.length < spansAhead) {
+      const planned = plan.next();
+      if (planned.done) return;
+      const decoded = readSpan(planned.value);
+      decoded.catch(() => undefined);
+      inFlight.push({ span: planned.value, decoded });
     }
   };
   let doneBytes = 0;
@@ -223,8 +244,9 @@ export async function restorePoint(
   };
   try {
     fill();
-    for (const span of spans) {
-      const decoded = await inFlight.shift()!;
+    while (inFlight.length > 0) {
+      const { span, decoded: reading } = inFlight.shift()!;
+      const decoded = await reading;
       while (writing.size >= WRITES_AHEAD) await Promise.race(writing);
       fill();
       const write = writeSpan(span, decoded);
