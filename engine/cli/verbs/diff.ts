@@ -1,6 +1,7 @@
 // `diskline diff <a> <b> --repo R`: which byte ranges of the disk differ between two restore points (by chunk
 // id, unit by unit, without reading any data), and how many bytes that is.
 import { isUsed, type Manifest, rangesOfUnits } from '../../repository/manifest.ts';
+import { writeJson } from '../json-output.ts';
 import { formatBytes, openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
 import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
@@ -32,7 +33,7 @@ export const verb: Verb = {
       const ranges = rangesOfUnits(unitCount, a!.unitSize, size, (u) => unitDiffers(a!, b!, u));
       const changedBytes = ranges.reduce((sum, r) => sum + r.length, 0);
       if (values.json) {
-        process.stdout.write(`${JSON.stringify({ a: a!.id, b: b!.id, changedBytes, ranges })}\n`);
+        writeJson({ a: a!.id, b: b!.id, changedBytes, ranges }, (text) => process.stdout.write(text));
       } else {
         process.stdout.write(
           `${formatBytes(changedBytes)} changed between ${a!.id} and ${b!.id} in ${ranges.length} range(s)\n`,

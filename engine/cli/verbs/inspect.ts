@@ -2,6 +2,7 @@
 // size and used bytes, read from allocation metadata (the same map a backup copies).
 import { openReader } from '../../device/open.ts';
 import { type DiskLayout, inspectDisk } from '../../layout/inspect.ts';
+import { writeJson } from '../json-output.ts';
 import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 function formatBytes(bytes: number): string {
@@ -77,11 +78,9 @@ export const verb: Verb = {
     const reader = await openReader(positionals[0]!);
     try {
       const layout = await inspectDisk(reader, { strict: values.strict ?? false });
-      process.stdout.write(
-        values.json
-          ? `${JSON.stringify(layoutJson(layout, values.ranges ?? false), null, 2)}\n`
-          : layoutTable(layout),
-      );
+      const write = (text: string) => process.stdout.write(text);
+      if (values.json) writeJson(layoutJson(layout, values.ranges ?? false), write, 2);
+      else write(layoutTable(layout));
       return ExitCode.ok;
     } finally {
       await reader.close();
