@@ -88,7 +88,8 @@ function caseOf(seed: number, chunkSize: number): Case {
       groupsPerPack: 1 + Math.floor(random() * 4),
       entriesPerIndexFile: pick([1, 2, 7, 64, 1 + Math.floor(random() * 500)]),
     },
-    // Worker threads take longer to start than a small case takes: a share of the cases uses them.
+    // Two encoding threads, and decoding threads for the restore, in a share of the cases: a thread takes
+    // longer to start than a small case takes to back up.
     threads: seed % 4 === 0 ? 2 : 1,
     decodeThreads: seed % 6 === 0 ? 2 : 0,
   };
