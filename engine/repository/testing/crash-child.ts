@@ -6,6 +6,9 @@ import { pruneRepository } from '../prune.ts';
 import { Repository } from '../repository.ts';
 import { backupImage } from './backup-image.ts';
 
+/** Small write limits: a commit writes several index files and a backup several packs, so kills land between them. */
+const SMALL_LIMITS = { groupsPerPack: 1, entriesPerIndexFile: 16 };
+
 const [operation, repoPath, argument] = process.argv.slice(2);
 const repo = await Repository.open(repoPath!, { password: process.env.DISKLINE_PASSWORD ?? null });
 process.stdout.write('ready\n');
@@ -23,13 +26,14 @@ if (operation === 'backup') {
     resume: checkpoint,
     checkpointIntervalMs: 0,
     threads: 1,
+    limits: SMALL_LIMITS,
   });
   process.stdout.write(`committed ${point.id}\n`);
 } else if (operation === 'prune') {
   const report = await pruneRepository(
     repo,
     { keepLast: Number(argument) },
-    { dryRun: false, onStep: () => sleep(Math.floor(Math.random() * 15)) },
+    { dryRun: false, onStep: () => sleep(Math.floor(Math.random() * 15)), limits: SMALL_LIMITS },
   );
   process.stdout.write(`pruned ${JSON.stringify(report.forgotten)}\n`);
 }
