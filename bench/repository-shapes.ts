@@ -4,7 +4,7 @@
 // repository (restic: repository v2, compression auto). Prints sizes, times and ratios measured in this one run
 // on this machine.
 //
-//   npx node bench/repository-shapes.ts [--size 1G] [--keep]
+//   npx node bench/repository-shapes.ts [--size 1G] [--shapes zero,repeated,…] [--keep]
 
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -23,6 +23,7 @@ const MiB = 1 << 20;
 const { values } = parseArgs({
   options: {
     size: { type: 'string', default: '1G' },
+    shapes: { type: 'string', default: SHAPE_KINDS.join(',') },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -30,8 +31,9 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    'usage: npx node bench/repository-shapes.ts [--size 1G] [--keep]\n' +
+    'usage: npx node bench/repository-shapes.ts [--size 1G] [--shapes zero,repeated,…] [--keep]\n' +
       '  --size  size of each generated disk image (e.g. 256M, 1G, 9G), plus a tail shorter than a unit\n' +
+      `  --shapes  which shapes, comma-separated (default: all of ${SHAPE_KINDS.join(', ')})\n` +
       '  --keep  keep the work directory (repositories) and print its path\n' +
       'needs restic\n',
   );
@@ -40,6 +42,10 @@ if (values.help) {
 const sizeBytes = parseByteSize(String(values.size));
 if (sizeBytes === null || sizeBytes < 16 * MiB)
   throw new Error(`--size ${values.size}: expected at least 16M`);
+const shapes = String(values.shapes).split(',');
+for (const shape of shapes)
+  if (!(SHAPE_KINDS as readonly string[]).includes(shape))
+    throw new Error(`--shapes: ${shape} is not one of ${SHAPE_KINDS.join(', ')}`);
 // A tail shorter than a unit: the disk ends inside one.
 const size = Math.floor(sizeBytes / UNIT) * UNIT + 1234;
 
@@ -94,7 +100,7 @@ async function main(): Promise<void> {
   );
   rows.push(row(['', 'repository', 'repository', 'restic/dl', 'backup', 'backup', 'dl/restic', 'restic/dl']));
   try {
-    for (const kind of SHAPE_KINDS) {
+    for (const kind of SHAPE_KINDS.filter((shape) => shapes.includes(shape))) {
       const image = join(work, `${kind}.img`);
       await new ShapeGenerator({ kind, seed: 1, size, unitSize: UNIT, maxRunUnits: 16 }).writeImage(image);
       const repos = { diskline: join(work, `${kind}-diskline`), restic: join(work, `${kind}-restic`) };
