@@ -3,6 +3,8 @@
 import type { Consistency } from '../../protocol/model.ts';
 
 export const MANIFEST_MAGIC = 'DLPOINT1';
+/** The most a manifest file may hold: its JSON cannot pass 512 MiB (the longest string), compressed less. */
+export const MANIFEST_MAX_BYTES = 1024 * 1024 * 1024;
 
 export interface SourceIdentity {
   path: string;
