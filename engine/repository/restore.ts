@@ -45,8 +45,8 @@ export interface RestoreResult {
 }
 
 /**
- * Before a byte is written: every chunk of the point is in the index and every pack holding one is there and
- * long enough. Damage inside a pack (flipped bytes) is found only when the chunk is read.
+ * Before a byte is written: every chunk of the point is in the index and every pack holding one is there, under
+ * its own name (its header says) and long enough. Damage inside a pack (flipped bytes) is found only when the chunk is read.
  */
 export async function checkChunksPresent(repo: Repository, manifest: Manifest): Promise<void> {
   const index = await repo.loadIndex();
@@ -69,9 +69,10 @@ export async function checkChunksPresent(repo: Repository, manifest: Manifest): 
       throw error;
     });
     if (size === null) throw damaged(`pack ${pack} is missing`);
-    if (size < end) throw damaged(`pack ${pack} is truncated (${size} bytes)`);
+    // The header first: a pack moved under another name is named as such, whatever its length.
     const headerProblem = packHeaderProblem(pack, await repo.backend.getRange(name, 0, PACK_HEADER_BYTES));
     if (headerProblem) throw damaged(`pack ${pack} is damaged: ${headerProblem}`);
+    if (size < end) throw damaged(`pack ${pack} is truncated (${size} bytes)`);
   }
 }
 
