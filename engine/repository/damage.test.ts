@@ -348,7 +348,10 @@ for (const format of [3, 2] as const) {
       const repo = await copyRepo(`manifest-${how}-${format}`);
       if (format === 2) await rewriteAsFormat2(repo, TEST_PASSWORD);
       const wrong = await move(join(repo, 'points'), pointA, pointB);
-      const sound = [pointA, pointB].filter((id) => !wrong.includes(id));
+      // A renamed manifest leaves its point without one (listed no more); the rest must restore exactly.
+      const sound = [pointA, pointB].filter(
+        (id) => !wrong.includes(id) && !(how === 'renamed' && id === pointA),
+      );
       const points = await runCli(['points', '--repo', repo, '--json']);
       assert.equal(points.status, 4, points.stderr);
       assert.deepEqual(
