@@ -155,7 +155,7 @@ test('diff names exactly the byte ranges whose units differ between two points',
   await writeImage(path, image);
   const second = await backupImage(repo, path, { parent: first });
   const run = await runCli(['diff', first.id, second.id.slice(0, 8), '--repo', join(dir, 'diff'), '--json'], {
-    DISKLINE_PASSWORD: 'pw',
+    DISKLINE_PASSWORD: TEST_PASSWORD,
   });
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout), {
