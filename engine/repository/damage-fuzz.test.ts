@@ -98,9 +98,13 @@ const hex = (next: () => number) =>
 /** Does one random thing to one or two of the repository's files; returns what, for the failure message. */
 async function damage(root: string, next: () => number): Promise<string> {
   const files = await filesOf(root);
-  const pick = () => files[Math.floor(next() * files.length)]!;
-  const a = pick();
-  const b = pick();
+  // A folder first, so the few manifests are picked as often as the many packs; the second file mostly from the
+  // same folder, where a moved file has the best chance to pass for the one it replaces.
+  const inFolder = (folder: string) => files.filter((name) => name.startsWith(folder));
+  const pickFrom = (list: string[]) => list[Math.floor(next() * list.length)]!;
+  const folders = ['points/', 'index/', 'packs/'].filter((folder) => inFolder(folder).length > 0);
+  const a = pickFrom(inFolder(pickFrom(folders)));
+  const b = next() < 0.7 ? pickFrom(inFolder(a.slice(0, a.indexOf('/') + 1))) : pickFrom(files);
   const at = (name: string) => join(root, name);
   switch (Math.floor(next() * 8)) {
     case 0:
