@@ -30,9 +30,10 @@ import { TEST_PASSWORD } from './testing/run-cli.ts';
 import { verifyRepository } from './verify.ts';
 
 const UNITS = 32;
-const DEFAULT_SEEDS = 24;
+const DEFAULT_SEEDS = 12;
 let dir: string;
-let pristine: string;
+/** The undamaged repositories, encrypted and not (where the HMACs are all the checks there are). */
+const pristine = { encrypted: '', unencrypted: '' };
 /** Each point's disk, by point id. */
 const disks = new Map<string, Buffer>();
 
@@ -50,12 +51,21 @@ function random(seed: number): () => number {
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'diskline-damage-fuzz-'));
-  pristine = join(dir, 'pristine');
-  const repo = await Repository.init(pristine, {
-    password: TEST_PASSWORD,
-    scrypt: { N: 1024, r: 8, p: 1 },
-    packSize: 256 * 1024,
-  });
+  for (const kind of ['encrypted', 'unencrypted'] as const) {
+    pristine[kind] = join(dir, `pristine-${kind}`);
+    await backUpThreeDisks(
+      await Repository.init(pristine[kind], {
+        password: TEST_PASSWORD,
+        insecureNoEncryption: kind === 'unencrypted',
+        scrypt: { N: 1024, r: 8, p: 1 },
+        packSize: 256 * 1024,
+      }),
+    );
+  }
+});
+
+/** Points of two disks and a later point of the first, each point's disk kept by its id. */
+async function backUpThreeDisks(repo: Repository): Promise<void> {
   const unit = repo.chunkSize;
   const a = patternedImage('fuzz A', UNITS, unit);
   const b = patternedImage('fuzz B', UNITS, unit);
@@ -71,7 +81,7 @@ before(async () => {
     disks.set(manifest.id, image);
   }
   await repo.close();
-});
+}
 
 after(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -157,14 +167,14 @@ function assertDamage(error: unknown, context: string): void {
   throw new Error(`${context}: failed with something other than damage: ${(error as Error).stack}`);
 }
 
-async function runSeed(seed: number): Promise<void> {
+async function runSeed(seed: number, kind: keyof typeof pristine): Promise<void> {
   const next = random(seed);
-  const root = join(dir, `seed-${seed}`);
-  await cp(pristine, root, { recursive: true });
+  const root = join(dir, `seed-${seed}-${kind}`);
+  await cp(pristine[kind], root, { recursive: true });
   const done: string[] = [];
   const steps = 1 + Math.floor(next() * 3);
   for (let step = 0; step < steps; step++) done.push(await damage(root, next));
-  const context = `seed ${seed} (rerun with DISKLINE_SEED=${seed}) after ${done.join('; ')}`;
+  const context = `seed ${seed} (rerun with DISKLINE_SEED=${seed}), ${kind}, after ${done.join('; ')}`;
   let repo: Repository;
   try {
     repo = await Repository.open(root, { password: TEST_PASSWORD });
@@ -222,5 +232,6 @@ test('no damage to a repository restores a point as other bytes, or fails as any
   const seeds = only
     ? [Number(only)]
     : Array.from({ length: Number(process.env.DISKLINE_SEEDS) || DEFAULT_SEEDS }, (_, i) => i + 1);
-  for (const seed of seeds) await runSeed(seed);
+  for (const seed of seeds)
+    for (const kind of ['encrypted', 'unencrypted'] as const) await runSeed(seed, kind);
 });
