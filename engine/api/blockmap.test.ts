@@ -16,7 +16,7 @@ const IMAGE_BYTES = 32 << 20;
 
 test('a real backup over the socket streams job progress and a block map that ends all copied', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'diskline-blockmap-'));
-  process.env.DISKLINE_PASSWORD = 'block map';
+  process.env.DISKLINE_PASSWORD = 'block map passphrase';
   const state = await StateStore.open(join(dir, 'state'));
   const engine = new Engine({ state, runners: defaultRunners(state) });
   await engine.start();

@@ -25,7 +25,7 @@ before(async () => {
     ...process.env,
     DISKLINE_STATE_DIR: join(dir, 'state'),
     DISKLINE_SOCKET: socket,
-    DISKLINE_PASSWORD: 'drill',
+    DISKLINE_PASSWORD: 'drill passphrase',
     // A checkpoint after every pack, so the interrupted backup leaves one to resume from.
     DISKLINE_CHECKPOINT_MS: '0',
   };

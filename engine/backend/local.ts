@@ -1,11 +1,13 @@
 // A repository backend on a local directory. Every put goes through a temp name, fsync, rename and a
-// directory fsync, so a file is visible under its final name only whole, even across a power cut.
+// directory fsync, so a file is visible under its final name only whole, even across a power cut. Every read
+// opens a regular file only (no link followed, no FIFO or device opened), and files are the owner's alone
+// unless the repository was made group-readable.
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { type FileHandle, link, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeFully } from '../device/write-fully.ts';
-import type { Backend } from './types.ts';
+import { type Backend, UnsafeFileError } from './types.ts';
 
 /** Writes parts in order with writev, in groups the kernel accepts, resuming after short writes. */
 async function writeAllParts(handle: FileHandle, parts: readonly Buffer[]): Promise<void> {
@@ -42,12 +44,41 @@ const OPEN_FILES = 32;
 const DIRECT_WRITE_MIN = 1 << 20;
 const DIRECT_ALIGN = 4096;
 
+/**
+ * How repository files are opened for reading: a symbolic link in the last step fails (ELOOP), a FIFO opens
+ * without waiting for a writer (so its fstat can refuse it instead of a thread blocking), no terminal is taken.
+ */
+const OPEN_FOR_READ = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
+
+/** How temp files are made (a link planted at the name is not followed). */
+const WRITE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+
+/** What a file that is not regular is, in words. */
+function typeOf(stats: Stats): string {
+  if (stats.isSymbolicLink()) return 'a symbolic link';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isSocket()) return 'a socket';
+  return 'of an unknown type';
+}
+
+export interface LocalBackendOptions {
+  /** Files 0640 and folders 0750 instead of 0600 and 0700: members of the directory's group may read. */
+  groupReadable?: boolean;
+}
+
 export class LocalBackend implements Backend {
   readonly location: string;
   readonly #openFiles = new Map<string, Promise<FileHandle>>();
+  readonly #fileMode: number;
+  readonly #folderMode: number;
 
-  constructor(directory: string) {
+  constructor(directory: string, options: LocalBackendOptions = {}) {
     this.location = directory;
+    this.#fileMode = options.groupReadable ? 0o640 : 0o600;
+    this.#folderMode = options.groupReadable ? 0o750 : 0o700;
   }
 
   #path(name: string): string {
@@ -56,10 +87,46 @@ export class LocalBackend implements Backend {
     return join(this.location, name);
   }
 
-  async get(name: string): Promise<Buffer> {
-    const handle = await open(this.#path(name), 'r');
+  /**
+   * Opens a repository file for reading only when it is a regular file. The lstat first keeps a device node
+   * from being opened at all (opening some has effects); the fstat after decides, on what was opened.
+   */
+  async #openRegular(name: string): Promise<{ handle: FileHandle; size: number }> {
+    const path = this.#path(name);
+    const named = await lstat(path);
+    if (!named.isFile()) throw new UnsafeFileError(name, `is ${typeOf(named)}, not a regular file`);
+    let handle: FileHandle;
     try {
-      return await handle.readFile();
+      handle = await open(path, OPEN_FOR_READ);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ELOOP')
+        throw new UnsafeFileError(name, 'is a symbolic link, not a regular file');
+      throw error;
+    }
+    try {
+      const opened = await handle.stat();
+      if (!opened.isFile()) throw new UnsafeFileError(name, `is ${typeOf(opened)}, not a regular file`);
+      return { handle, size: opened.size };
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async get(name: string, maxBytes: number): Promise<Buffer> {
+    const { handle, size } = await this.#openRegular(name);
+    try {
+      if (size > maxBytes)
+        throw new UnsafeFileError(name, `holds ${size} bytes, more than such a file may (${maxBytes})`);
+      // Only the bytes fstat counted: a file growing meanwhile cannot make the read go on.
+      const buffer = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const { bytesRead } = await handle.read(buffer, done, size - done, done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done === size ? buffer : buffer.subarray(0, done);
     } finally {
       await handle.close();
     }
@@ -73,7 +140,7 @@ export class LocalBackend implements Backend {
         this.#openFiles.delete(oldest);
         closing.then((h) => h.close()).catch(() => undefined);
       }
-      handle = open(this.#path(name), 'r');
+      handle = this.#openRegular(name).then((opened) => opened.handle);
       this.#openFiles.set(name, handle);
       handle.catch(() => this.#openFiles.delete(name));
     }
@@ -94,10 +161,10 @@ export class LocalBackend implements Backend {
 
   async #writeTemp(data: Buffer | readonly Buffer[]): Promise<string> {
     const temp = join(this.location, 'tmp', randomBytes(12).toString('hex'));
-    await mkdir(dirname(temp), { recursive: true });
+    await mkdir(dirname(temp), { recursive: true, mode: this.#folderMode });
     if (Buffer.isBuffer(data) && data.length >= DIRECT_WRITE_MIN && (await this.#writeDirect(temp, data)))
       return temp;
-    const handle = await open(temp, 'w');
+    const handle = await open(temp, WRITE_NEW, this.#fileMode);
     try {
       if (Buffer.isBuffer(data)) await handle.writeFile(data);
       else await writeAllParts(handle, data);
@@ -116,11 +183,7 @@ export class LocalBackend implements Backend {
     const body = data.length - (data.length % DIRECT_ALIGN);
     let direct: FileHandle;
     try {
-      direct = await open(
-        temp,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DIRECT,
-        0o666,
-      );
+      direct = await open(temp, WRITE_NEW | constants.O_DIRECT, this.#fileMode);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EINVAL') return false;
       throw error;
@@ -157,7 +220,7 @@ export class LocalBackend implements Backend {
 
   async put(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
     const path = this.#path(name);
-    await mkdir(dirname(path), { recursive: true });
+    await mkdir(dirname(path), { recursive: true, mode: this.#folderMode });
     const temp = await this.#writeTemp(data);
     // Rename after the data is durable, then sync the directory so the rename itself survives a crash.
     await rename(temp, path);
@@ -167,7 +230,7 @@ export class LocalBackend implements Backend {
 
   async create(name: string, data: Buffer): Promise<void> {
     const path = this.#path(name);
-    await mkdir(dirname(path), { recursive: true });
+    await mkdir(dirname(path), { recursive: true, mode: this.#folderMode });
     const temp = await this.#writeTemp(data);
     // link() fails with EEXIST when the name exists, and the file appears with its whole content at once.
     try {
@@ -209,12 +272,15 @@ export class LocalBackend implements Backend {
   }
 
   async size(name: string): Promise<number | null> {
+    let stats: Stats;
     try {
-      return (await stat(this.#path(name))).size;
+      stats = await lstat(this.#path(name));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;
     }
+    if (!stats.isFile()) throw new UnsafeFileError(name, `is ${typeOf(stats)}, not a regular file`);
+    return stats.size;
   }
 
   async close(): Promise<void> {

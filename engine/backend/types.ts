@@ -5,11 +5,16 @@
 export interface Backend {
   /** A human-readable location for messages, e.g. the directory path. */
   readonly location: string;
-  /** Reads a whole file; rejects with code 'ENOENT' when it does not exist. */
-  get(name: string): Promise<Buffer>;
+  /**
+   * Reads a whole file of at most `maxBytes` (the most its kind may hold); rejects with code 'ENOENT' when it
+   * does not exist, and with an UnsafeFileError, unread, when it is not a regular file (a link, FIFO, device)
+   * or is larger than `maxBytes`.
+   */
+  get(name: string, maxBytes: number): Promise<Buffer>;
   /**
    * Reads `length` bytes at `offset`; shorter only when the file ends first. With `into` (at least `length`
    * bytes), the bytes land there and the result is a view of it: a caller reading much reuses its buffers.
+   * Rejects with an UnsafeFileError when the file is not a regular file.
    */
   getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   /**
@@ -24,7 +29,22 @@ export interface Backend {
   delete(name: string): Promise<void>;
   /** Every file name under `prefix` (a folder like "index/"), each exactly once, in no particular order. */
   list(prefix: string): Promise<string[]>;
-  /** Size in bytes, or null when the file does not exist. */
+  /** Size in bytes, or null when the file does not exist; an UnsafeFileError when it is not a regular file. */
   size(name: string): Promise<number | null>;
   close(): Promise<void>;
+}
+
+/**
+ * A repository file refused unread: not a regular file (a symbolic link, FIFO, device, directory) or larger than
+ * its kind may be. A hostile or damaged repository must not make its reader follow a link, block on a FIFO or
+ * read without end.
+ */
+export class UnsafeFileError extends Error {
+  readonly code = 'EUNSAFEFILE';
+  /** The file's name in the repository ("points/ab12…"). */
+  readonly file: string;
+  constructor(file: string, reason: string) {
+    super(`${file} ${reason}; refused unread`);
+    this.file = file;
+  }
 }

@@ -13,7 +13,7 @@ import { runRestore } from './restore.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'diskline-restore-job-'));
 const savedPassword = process.env.DISKLINE_PASSWORD;
-process.env.DISKLINE_PASSWORD = 'job pw';
+process.env.DISKLINE_PASSWORD = 'job passphrase';
 after(async () => {
   if (savedPassword === undefined) delete process.env.DISKLINE_PASSWORD;
   else process.env.DISKLINE_PASSWORD = savedPassword;
@@ -25,7 +25,7 @@ const context: JobContext = { id: 'test', signal: new AbortController().signal, 
 test('a restore job with a pack missing fails before the target image is emptied', async () => {
   const repoPath = join(dir, 'repo');
   const repo = await Repository.init(repoPath, {
-    password: 'job pw',
+    password: 'job passphrase',
     scrypt: { N: 1024, r: 8, p: 1 },
     packSize: 1 << 20,
   });

@@ -4,6 +4,8 @@
 
 export const INDEX_MAGIC = 'DLINDEX2';
 const ENTRY_BYTES = 64;
+/** The most an index file may hold: 64 Mi entries (a prune writes all live ones into one file), 4 GiB. */
+export const INDEX_FILE_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 
 export interface IndexEntry {
   /** hex */

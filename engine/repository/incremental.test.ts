@@ -8,7 +8,7 @@ import type { ByteRange } from '../device/types.ts';
 import { Repository } from './repository.ts';
 import { backupImage, countingReader, readWholePoint } from './testing/backup-image.ts';
 import { changeUnits, patternedImage, writeImage } from './testing/patterned-image.ts';
-import { runCli } from './testing/run-cli.ts';
+import { runCli, TEST_PASSWORD } from './testing/run-cli.ts';
 
 const UNIT = 64 * 1024;
 const UNITS = 200;
@@ -25,7 +25,7 @@ after(async () => {
 
 async function freshRepo(name: string, packSize = 1 << 20): Promise<Repository> {
   const repo = await Repository.init(join(dir, name), {
-    password: 'pw',
+    password: TEST_PASSWORD,
     scrypt: { N: 1024, r: 8, p: 1 },
     packSize,
   });
@@ -56,7 +56,7 @@ test('an incremental backup reads only the changed units, stores only them, and 
   assert.equal(incremental.stats.newChunks, changedUnits.length);
   assert.equal(incremental.parent, full.id);
 
-  const reopened = await Repository.open(join(dir, 'incremental'), { password: 'pw' });
+  const reopened = await Repository.open(join(dir, 'incremental'), { password: TEST_PASSWORD });
   opened.push(reopened);
   assert.ok((await readWholePoint(reopened, full.id)).equals(before), 'the parent still reads as before');
   assert.ok(
@@ -155,7 +155,7 @@ test('diff names exactly the byte ranges whose units differ between two points',
   await writeImage(path, image);
   const second = await backupImage(repo, path, { parent: first });
   const run = await runCli(['diff', first.id, second.id.slice(0, 8), '--repo', join(dir, 'diff'), '--json'], {
-    DISKLINE_PASSWORD: 'pw',
+    DISKLINE_PASSWORD: TEST_PASSWORD,
   });
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout), {

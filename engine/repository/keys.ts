@@ -31,6 +31,23 @@ const WRAP_AAD = Buffer.from('diskline-config-1');
 /** Thrown when the passphrase does not unwrap the master key. */
 export class WrongPassphraseError extends Error {}
 
+/** The shortest passphrase init accepts (without --insecure-weak-passphrase), and how varied it must be. */
+export const MIN_PASSPHRASE_LENGTH = 10;
+const MIN_DISTINCT_CHARACTERS = 5;
+
+/**
+ * Why a passphrase is too weak to guard a repository whose config anyone with read access may copy and attack
+ * offline, or null. A floor, not a meter: length first, and not one or two characters repeated.
+ */
+export function passphraseWeakness(passphrase: string): string | null {
+  const characters = [...passphrase];
+  if (characters.length < MIN_PASSPHRASE_LENGTH)
+    return `it has ${characters.length} characters; use at least ${MIN_PASSPHRASE_LENGTH} (a few unrelated words are easy to remember)`;
+  if (new Set(characters).size < MIN_DISTINCT_CHARACTERS)
+    return `it repeats ${new Set(characters).size === 1 ? 'one character' : 'a few characters'}; use at least ${MIN_DISTINCT_CHARACTERS} different ones`;
+  return null;
+}
+
 export function newMasterKey(): Buffer {
   return randomBytes(64);
 }
@@ -75,13 +92,14 @@ export async function wrapMasterKey(
   };
 }
 
+/** The master key; a WrongPassphraseError when the tag check fails (the config is checked before, see config.ts). */
 export async function unwrapMasterKey(config: EncryptionConfig, passphrase: string): Promise<Buffer> {
   const kek = await scryptKey(passphrase, config.kdf);
   const wrapped = Buffer.from(config.wrappedKey, 'base64');
-  const decipher = createDecipheriv('aes-256-gcm', kek, wrapped.subarray(0, 12));
-  decipher.setAAD(WRAP_AAD);
-  decipher.setAuthTag(wrapped.subarray(wrapped.length - 16));
   try {
+    const decipher = createDecipheriv('aes-256-gcm', kek, wrapped.subarray(0, 12));
+    decipher.setAAD(WRAP_AAD);
+    decipher.setAuthTag(wrapped.subarray(wrapped.length - 16));
     return Buffer.concat([decipher.update(wrapped.subarray(12, wrapped.length - 16)), decipher.final()]);
   } catch {
     throw new WrongPassphraseError('wrong passphrase');

@@ -6,6 +6,8 @@ import type { Backend } from '../backend/types.ts';
 
 export const WRITER_LOCK = 'locks/writer';
 const STALE_AFTER_MS = 10 * 60 * 1000;
+/** A lock or registration is a line of JSON. */
+const LOCK_MAX_BYTES = 64 * 1024;
 
 export interface Holder {
   pid: number;
@@ -54,7 +56,7 @@ export async function withWriterLock<T>(
     }
     let holder: Holder | null = null;
     try {
-      holder = JSON.parse((await backend.get(WRITER_LOCK)).toString('utf8')) as Holder;
+      holder = JSON.parse((await backend.get(WRITER_LOCK, LOCK_MAX_BYTES)).toString('utf8')) as Holder;
     } catch {
       // Vanished between create and get, or a half-written lock of a crashed holder: retry / treat as stale.
       holder = null;
@@ -107,7 +109,9 @@ export async function runningBackups(backend: Backend): Promise<BackupRegistrati
     if (!name.startsWith('locks/backup-')) continue;
     let registration: BackupRegistration;
     try {
-      registration = JSON.parse((await backend.get(name)).toString('utf8')) as BackupRegistration;
+      registration = JSON.parse(
+        (await backend.get(name, LOCK_MAX_BYTES)).toString('utf8'),
+      ) as BackupRegistration;
     } catch {
       continue;
     }

@@ -6,6 +6,8 @@ export const MANIFEST_MAGIC = 'DLPOINT1';
 /** First bytes of a manifest's plaintext in the binary layout (the older JSON layout starts with `{`). */
 const BINARY_MANIFEST_MAGIC = Buffer.from('DLPTMAP2', 'ascii');
 const CHUNK_ID_LENGTH = 32;
+/** The most a manifest file may hold: the binary layout is one buffer of at most 4 GiB (older JSON ones, 512 MiB). */
+export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 
 export interface SourceIdentity {
   path: string;

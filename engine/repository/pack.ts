@@ -12,6 +12,17 @@ export function packFileName(packId: string): string {
   return `packs/${packId.slice(0, 2)}/${packId}`;
 }
 
+/**
+ * What is wrong with a pack's first bytes, or null: they must be the magic and the pack's own id. The groups
+ * inside are sealed over their member lists of keyed ids, so a pack under another name cannot give another
+ * chunk's bytes; this check names the move before any group is read.
+ */
+export function packHeaderProblem(packId: string, head: Buffer): string | null {
+  if (head.length < PACK_HEADER_BYTES || !head.subarray(0, 8).equals(PACK_MAGIC)) return 'bad header';
+  const named = head.subarray(8, PACK_HEADER_BYTES).toString('hex');
+  return named === packId ? null : `it holds pack ${named} (a pack copied or moved to another name)`;
+}
+
 /** Where a blob landed in its pack: the offset of its header. */
 export interface PlacedBlob {
   headerOffset: number;
@@ -90,11 +101,9 @@ export interface ScannedGroup {
 
 /** Reads a whole pack's structure; throws with what is wrong when the header, a group header or the trailer is bad. */
 export function scanPack(packId: string, file: Buffer): ScannedGroup[] {
-  if (file.length < PACK_HEADER_BYTES + PACK_TRAILER_BYTES || !file.subarray(0, 8).equals(PACK_MAGIC)) {
-    throw new Error(`pack ${packId} is damaged: bad header`);
-  }
-  if (file.subarray(8, 24).toString('hex') !== packId)
-    throw new Error(`pack ${packId} is damaged: its header names another pack`);
+  const headerProblem =
+    file.length < PACK_HEADER_BYTES + PACK_TRAILER_BYTES ? 'bad header' : packHeaderProblem(packId, file);
+  if (headerProblem) throw new Error(`pack ${packId} is damaged: ${headerProblem}`);
   const end = file.length - PACK_TRAILER_BYTES;
   if (!file.subarray(end + 4).equals(PACK_END_MAGIC))
     throw new Error(`pack ${packId} is damaged: truncated (no trailer)`);

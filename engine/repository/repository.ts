@@ -1,11 +1,11 @@
 // A Diskline repository opened for use: config and keys, the chunk index, manifests and the read API that
 // mount, instant restore and restore use. Writing a point lives in point-writer.ts, pruning in prune.ts.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
 import { LocalBackend } from '../backend/local.ts';
-import type { Backend } from '../backend/types.ts';
+import { type Backend, UnsafeFileError } from '../backend/types.ts';
 import {
   ChunkDamage,
   DamagedChunkError,
@@ -16,58 +16,84 @@ import {
   groupHolds,
   MAX_GROUP_BYTES,
 } from './chunk-codec.ts';
-import { ChunkIndex, encodeIndexEntries, INDEX_MAGIC, type IndexEntry } from './chunk-index.ts';
+import {
+  ChunkIndex,
+  encodeIndexEntries,
+  INDEX_FILE_MAX_BYTES,
+  INDEX_MAGIC,
+  type IndexEntry,
+} from './chunk-index.ts';
+import {
+  CONFIG_MAX_BYTES,
+  ConfigError,
+  ConfigFormatError,
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_PACK_SIZE,
+  FORMAT_VERSION,
+  isChunkSize,
+  MAX_CHUNK_SIZE,
+  MAX_PACK_SIZE,
+  MIN_CHUNK_SIZE,
+  MIN_PACK_SIZE,
+  parseConfig,
+  type RepositoryConfig,
+} from './config.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import {
   DEFAULT_SCRYPT,
   deriveKeys,
-  type EncryptionConfig,
   newMasterKey,
+  passphraseWeakness,
   type RepositoryKeys,
   unwrapMasterKey,
   WrongPassphraseError,
   wrapMasterKey,
 } from './keys.ts';
-import { decodeManifest, encodeManifest, MANIFEST_MAGIC, type Manifest } from './manifest.ts';
+import {
+  decodeManifest,
+  encodeManifest,
+  MANIFEST_MAGIC,
+  MANIFEST_MAX_BYTES,
+  type Manifest,
+} from './manifest.ts';
 import { packFileName } from './pack.ts';
 import { DamagedFileError, seal, unseal } from './sealed.ts';
 
-export const FORMAT_VERSION = 2;
-export const DEFAULT_CHUNK_SIZE = 64 * 1024;
-export const MIN_CHUNK_SIZE = 16 * 1024;
-export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
-
-/** A chunk (and snapshot unit) size this format allows: a power of two within the bounds. */
-export function isChunkSize(size: unknown): size is number {
-  return (
-    typeof size === 'number' &&
-    Number.isInteger(size) &&
-    size >= MIN_CHUNK_SIZE &&
-    size <= MAX_CHUNK_SIZE &&
-    (size & (size - 1)) === 0
-  );
-}
-export const DEFAULT_PACK_SIZE = 32 * 1024 * 1024;
+export {
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_PACK_SIZE,
+  FORMAT_VERSION,
+  isChunkSize,
+  MAX_CHUNK_SIZE,
+  MIN_CHUNK_SIZE,
+  type RepositoryConfig,
+};
 export const PRUNE_MAGIC = 'DLPRUNE1';
-
-export interface RepositoryConfig {
-  format: number;
-  id: string;
-  chunkSize: number;
-  compression: 'zstd';
-  packSize: number;
-  encryption: EncryptionConfig | null;
-  /** base64; only in an unencrypted repository */
-  masterKey: string | null;
-}
+/** A prune record lists pack ids (33 bytes each): 256 MiB is millions of packs. */
+const PRUNE_RECORD_MAX_BYTES = 256 * 1024 * 1024;
+/** The most a sealed file of each kind may hold on disk; a larger one is refused unread. */
+const SEALED_MAX_BYTES: Record<string, number> = {
+  [MANIFEST_MAGIC]: MANIFEST_MAX_BYTES,
+  [INDEX_MAGIC]: INDEX_FILE_MAX_BYTES,
+  [PRUNE_MAGIC]: PRUNE_RECORD_MAX_BYTES,
+};
 
 export interface InitOptions {
-  /** Required unless insecureNoEncryption. */
+  /** Required unless insecureNoEncryption; at least of the strength passphraseWeakness asks for. */
   password?: string | null;
   insecureNoEncryption?: boolean;
+  /** Accept a passphrase passphraseWeakness refuses (`init --insecure-weak-passphrase`). */
+  insecureWeakPassphrase?: boolean;
+  /** Folders 0750 and files 0640 instead of 0700 and 0600: the directory's group may read (and copy) it. */
+  groupReadable?: boolean;
   chunkSize?: number;
   packSize?: number;
   scrypt?: { N: number; r: number; p: number };
+}
+
+/** Whether the repository directory lets its group read: files are then made group-readable too. */
+function groupReadable(mode: number): boolean {
+  return (mode & 0o040) !== 0;
 }
 
 /** A prune in progress: packs no point references, deleted once no older backup runs. */
@@ -129,6 +155,16 @@ export class Repository {
         2,
       );
     }
+    const weakness =
+      options.insecureNoEncryption || options.insecureWeakPassphrase
+        ? null
+        : passphraseWeakness(options.password!);
+    if (weakness) {
+      throw new RepositoryError(
+        `the passphrase is too weak to guard a repository: ${weakness}; or pass --insecure-weak-passphrase`,
+        2,
+      );
+    }
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!isChunkSize(chunkSize)) {
       throw new RepositoryError(
@@ -136,8 +172,18 @@ export class Repository {
         2,
       );
     }
-    await mkdir(directory, { recursive: true });
-    const backend = new LocalBackend(directory);
+    const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
+    if (!Number.isInteger(packSize) || packSize < MIN_PACK_SIZE || packSize > MAX_PACK_SIZE) {
+      throw new RepositoryError(
+        `pack size ${packSize} is not between ${MIN_PACK_SIZE >> 10} KiB and ${MAX_PACK_SIZE >> 30} GiB`,
+        2,
+      );
+    }
+    const folderMode = options.groupReadable ? 0o750 : 0o700;
+    await mkdir(directory, { recursive: true, mode: folderMode });
+    // An existing empty directory takes the repository's mode too: the config's wrapped key is not for others.
+    await chmod(directory, folderMode);
+    const backend = new LocalBackend(directory, { groupReadable: options.groupReadable ?? false });
     const id = newId();
     const masterKey = newMasterKey();
     const encryption = options.insecureNoEncryption
@@ -148,12 +194,12 @@ export class Repository {
       id,
       chunkSize,
       compression: 'zstd',
-      packSize: options.packSize ?? DEFAULT_PACK_SIZE,
+      packSize,
       encryption,
       masterKey: encryption ? null : masterKey.toString('base64'),
     };
     for (const folder of ['packs', 'index', 'points', 'locks', 'prune', 'tmp']) {
-      await mkdir(resolve(directory, folder), { recursive: true });
+      await mkdir(resolve(directory, folder), { recursive: true, mode: folderMode });
     }
     await backend.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
     return new Repository(directory, backend, config, deriveKeys(masterKey, id, encryption !== null));
@@ -161,48 +207,37 @@ export class Repository {
 
   static async open(path: string, options: { password?: string | null } = {}): Promise<Repository> {
     const directory = resolve(path);
-    const backend = new LocalBackend(directory);
+    const directoryMode = await stat(directory).then(
+      (stats) => stats.mode,
+      () => null,
+    );
+    const backend = new LocalBackend(directory, {
+      groupReadable: directoryMode !== null && groupReadable(directoryMode),
+    });
+    const damaged = (problem: string) =>
+      new DamagedRepositoryError(`repository ${directory} is damaged: ${problem}`);
     let config: RepositoryConfig;
     try {
-      config = JSON.parse((await backend.get('config')).toString('utf8')) as RepositoryConfig;
+      config = parseConfig(await backend.get('config', CONFIG_MAX_BYTES));
     } catch (error) {
-      const missing =
-        (error as NodeJS.ErrnoException).code === 'ENOENT' ||
-        (error as NodeJS.ErrnoException).code === 'ENOTDIR';
-      const exists = await stat(directory).then(
-        () => true,
-        () => false,
-      );
-      if (missing) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
         throw new RepositoryError(
-          exists
+          directoryMode !== null
             ? `${directory} is not a Diskline repository (no config file); create one with 'diskline init --repo ${path}'`
             : `repository ${directory} does not exist; create it with 'diskline init --repo ${path}'`,
         );
       }
-      throw new DamagedRepositoryError(
-        `repository ${directory} is damaged: its config file is not valid JSON`,
-      );
-    }
-    if (typeof config.format !== 'number') {
-      throw new DamagedRepositoryError(
-        `repository ${directory} is damaged: its config has no format version`,
-      );
-    }
-    if (!isChunkSize(config.chunkSize)) {
-      throw new DamagedRepositoryError(
-        `repository ${directory} is damaged: its config names chunk size ${config.chunkSize}`,
-      );
-    }
-    if (config.format < FORMAT_VERSION) {
-      throw new RepositoryError(
-        `repository ${directory} uses format ${config.format}, which stored each chunk apart; this Diskline reads format ${FORMAT_VERSION} only — restore its points with the Diskline that made them, or back up into a new repository`,
-      );
-    }
-    if (config.format > FORMAT_VERSION) {
-      throw new RepositoryError(
-        `repository ${directory} uses format ${config.format}; this Diskline reads format ${FORMAT_VERSION} only — upgrade Diskline to open it`,
-      );
+      if (error instanceof UnsafeFileError) throw damaged(error.message);
+      if (error instanceof ConfigError) throw damaged(`its config ${error.message}`);
+      if (error instanceof ConfigFormatError) {
+        throw new RepositoryError(
+          error.format === 1
+            ? `repository ${directory} uses format 1, which stored each chunk apart; this Diskline reads formats 2 and ${FORMAT_VERSION} only — restore its points with the Diskline that made them, or back up into a new repository`
+            : `repository ${directory} uses format ${error.format}; this Diskline reads format ${FORMAT_VERSION} only — upgrade Diskline to open it`,
+        );
+      }
+      throw error;
     }
     let masterKey: Buffer;
     if (config.encryption) {
@@ -220,10 +255,8 @@ export class Repository {
         }
         throw error;
       }
-    } else if (config.masterKey) {
-      masterKey = Buffer.from(config.masterKey, 'base64');
     } else {
-      throw new DamagedRepositoryError(`repository ${directory} is damaged: its config holds no key`);
+      masterKey = Buffer.from(config.masterKey!, 'base64');
     }
     return new Repository(
       directory,
@@ -239,21 +272,29 @@ export class Repository {
 
   // ---- sealed files ----
 
-  async writeSealed(name: string, magic: string, plaintext: Buffer): Promise<void> {
-    await this.backend.put(name, seal(this.keys, magic, plaintext));
+  /** The name a sealed file's check covers: its own from format 3 on; none in a format 2 repository. */
+  #boundName(name: string): string | null {
+    return this.config.format >= 3 ? name : null;
   }
 
+  async writeSealed(name: string, magic: string, plaintext: Buffer): Promise<void> {
+    await this.backend.put(name, seal(this.keys, magic, plaintext, this.#boundName(name)));
+  }
+
+  /** A sealed file's plaintext, read with its kind's size limit; a DamagedRepositoryError saying what is wrong. */
   async readSealed(name: string, magic: string, what: string): Promise<Buffer> {
     let file: Buffer;
     try {
-      file = await this.backend.get(name);
+      file = await this.backend.get(name, SEALED_MAX_BYTES[magic] ?? CONFIG_MAX_BYTES);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT')
         throw new DamagedRepositoryError(`${what} is missing`);
+      if (error instanceof UnsafeFileError)
+        throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
       throw error;
     }
     try {
-      return unseal(this.keys, magic, file, what);
+      return unseal(this.keys, magic, file, what, this.#boundName(name));
     } catch (error) {
       if (error instanceof DamagedFileError) throw new DamagedRepositoryError(error.message);
       throw error;
@@ -265,8 +306,15 @@ export class Repository {
   async pruneRecords(): Promise<PruneRecord[]> {
     const records: PruneRecord[] = [];
     for (const name of (await this.backend.list('prune/')).sort()) {
-      const body = await this.readSealed(name, PRUNE_MAGIC, `prune record ${name}`);
-      records.push({ ...(JSON.parse(body.toString('utf8')) as Omit<PruneRecord, 'name'>), name });
+      const what = `prune record ${name}`;
+      const body = JSON.parse((await this.readSealed(name, PRUNE_MAGIC, what)).toString('utf8')) as Omit<
+        PruneRecord,
+        'name'
+      >;
+      // Its name starts with its time (digits only): a record under another record's name is damage.
+      if (typeof body.time !== 'string' || !name.startsWith(`prune/${body.time.replace(/[-:.]/g, '')}-`))
+        throw new DamagedRepositoryError(`${what} is damaged: it holds the record of ${body.time}`);
+      records.push({ ...body, name });
     }
     return records;
   }
@@ -324,18 +372,31 @@ export class Repository {
       );
     }
     const what = `manifest of point ${pointId}`;
-    if ((await this.backend.size(manifestName(pointId))) === null) {
+    const size = await this.backend.size(manifestName(pointId)).catch((error: unknown) => {
+      if (error instanceof UnsafeFileError)
+        throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
+      throw error;
+    });
+    if (size === null) {
       throw new RepositoryError(
         `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
       );
     }
     const plaintext = await this.readSealed(manifestName(pointId), MANIFEST_MAGIC, what);
+    let manifest: Manifest;
     try {
-      return decodeManifest(plaintext, what);
+      manifest = decodeManifest(plaintext, what);
     } catch (error) {
       if (error instanceof DamagedRepositoryError) throw error;
       throw new DamagedRepositoryError(`${what} is damaged: ${(error as Error).message}`);
     }
+    // The one check a format 2 manifest has against being copied or moved to another point's name.
+    if (manifest.id !== pointId) {
+      throw new DamagedRepositoryError(
+        `${what} is damaged: it holds point ${manifest.id} (a manifest copied or moved to another name)`,
+      );
+    }
+    return manifest;
   }
 
   async writeManifest(manifest: Manifest): Promise<void> {
@@ -409,6 +470,8 @@ export class Repository {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new DamagedRepositoryError(`pack ${entry.pack} is missing (it holds ${where})`);
       }
+      if (error instanceof UnsafeFileError)
+        throw new DamagedRepositoryError(`pack ${entry.pack} is damaged: ${error.message}`);
       throw error;
     }
     if (blob.length < entry.blobLength)

@@ -12,6 +12,7 @@ import { Repository } from './repository.ts';
 import { restorePoint } from './restore.ts';
 import { backupImage } from './testing/backup-image.ts';
 import { patternedImage, writeImage } from './testing/patterned-image.ts';
+import { TEST_PASSWORD } from './testing/run-cli.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'diskline-restore-'));
 after(async () => {
@@ -20,7 +21,7 @@ after(async () => {
 
 async function backedUp(name: string) {
   const repo = await Repository.init(join(dir, name), {
-    password: 'pw',
+    password: TEST_PASSWORD,
     scrypt: { N: 1024, r: 8, p: 1 },
     packSize: 1 << 20,
   });

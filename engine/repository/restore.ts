@@ -2,12 +2,13 @@
 // says. Only used units are written; on a device the used all-zero units are written as zeros, on an image the
 // caller starts from an all-zero (sparse) file so they are skipped. If it is interrupted, the target holds a
 // mix of old and restored data: run it again (restores are idempotent).
+import { UnsafeFileError } from '../backend/types.ts';
 import type { BlockWriter } from '../device/types.ts';
 import { groupUnits, MAX_GROUP_BYTES, maxGroupBytes } from './chunk-codec.ts';
 import type { IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { isUsed, type Manifest } from './manifest.ts';
-import { packFileName } from './pack.ts';
+import { PACK_HEADER_BYTES, packFileName, packHeaderProblem } from './pack.ts';
 import type { Repository } from './repository.ts';
 import { type Slot, SpanDecodePool } from './restore-pool.ts';
 
@@ -44,8 +45,8 @@ export interface RestoreResult {
 }
 
 /**
- * Before a byte is written: every chunk of the point is in the index and every pack holding one is there and
- * long enough. Damage inside a pack (flipped bytes) is found only when the chunk is read.
+ * Before a byte is written: every chunk of the point is in the index and every pack holding one is there, under
+ * its own name (its header says) and long enough. Damage inside a pack (flipped bytes) is found only when the chunk is read.
  */
 export async function checkChunksPresent(repo: Repository, manifest: Manifest): Promise<void> {
   const index = await repo.loadIndex();
@@ -59,17 +60,19 @@ export async function checkChunksPresent(repo: Repository, manifest: Manifest): 
     }
     packEnds.set(entry.pack, Math.max(packEnds.get(entry.pack) ?? 0, entry.blobOffset + entry.blobLength));
   }
+  const damaged = (problem: string) =>
+    new DamagedRepositoryError(`restore point ${manifest.id} is damaged: ${problem}; nothing was written`);
   for (const [pack, end] of packEnds) {
-    const size = await repo.backend.size(packFileName(pack));
-    if (size === null)
-      throw new DamagedRepositoryError(
-        `restore point ${manifest.id} is damaged: pack ${pack} is missing; nothing was written`,
-      );
-    if (size < end) {
-      throw new DamagedRepositoryError(
-        `restore point ${manifest.id} is damaged: pack ${pack} is truncated (${size} bytes); nothing was written`,
-      );
-    }
+    const name = packFileName(pack);
+    const size = await repo.backend.size(name).catch((error: unknown) => {
+      if (error instanceof UnsafeFileError) throw damaged(`pack ${pack} is damaged: ${error.message}`);
+      throw error;
+    });
+    if (size === null) throw damaged(`pack ${pack} is missing`);
+    // The header first: a pack moved under another name is named as such, whatever its length.
+    const headerProblem = packHeaderProblem(pack, await repo.backend.getRange(name, 0, PACK_HEADER_BYTES));
+    if (headerProblem) throw damaged(`pack ${pack} is damaged: ${headerProblem}`);
+    if (size < end) throw damaged(`pack ${pack} is truncated (${size} bytes)`);
   }
 }
 

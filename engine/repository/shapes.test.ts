@@ -12,6 +12,7 @@ import { openWriter } from '../device/open.ts';
 import type { BlockWriter } from '../device/types.ts';
 import { groupUnits, MAX_GROUP_BYTES } from './chunk-codec.ts';
 import { decodeIndexEntries, INDEX_MAGIC } from './chunk-index.ts';
+import { MAX_PACK_SIZE } from './config.ts';
 import type { WriteLimits } from './limits.ts';
 import { scanPack } from './pack.ts';
 import { pruneRepository } from './prune.ts';
@@ -141,7 +142,10 @@ async function runCase(
     // The limits hold in every file this backup wrote, and the run notes which ones it reached.
     const group = groupUnits(repo.chunkSize);
     for (const name of await newFiles(repo, 'packs/', seen.packs)) {
-      const groups = scanPack(name.slice(name.lastIndexOf('/') + 1), await repo.backend.get(name));
+      const groups = scanPack(
+        name.slice(name.lastIndexOf('/') + 1),
+        await repo.backend.get(name, MAX_PACK_SIZE),
+      );
       assert.ok(groups.length <= limits.groupsPerPack, `${what}: ${name} holds ${groups.length} groups`);
       if (groups.length === limits.groupsPerPack) reached.packsAtGroupLimit += 1;
       for (const { members } of groups) {
@@ -334,7 +338,10 @@ test('the 9 GiB disk of distinct, extremely compressible 64 KiB units backs up a
     let mostEntries = 0;
     for (const name of packs) {
       let entries = 0;
-      for (const group of scanPack(name.slice(name.lastIndexOf('/') + 1), await repo.backend.get(name)))
+      for (const group of scanPack(
+        name.slice(name.lastIndexOf('/') + 1),
+        await repo.backend.get(name, MAX_PACK_SIZE),
+      ))
         entries += group.members.length;
       mostEntries = Math.max(mostEntries, entries);
     }

@@ -1,6 +1,8 @@
 // Checks a repository: every index file and manifest opens, every chunk a point names is indexed and its pack
 // is whole where the index says; with readData every chunk is decrypted, decompressed and its id recomputed.
 // Reports each damaged point by id, with what is wrong, so the user knows which restore points to distrust.
+
+import { UnsafeFileError } from '../backend/types.ts';
 import {
   ChunkDamage,
   DamagedChunkError,
@@ -11,9 +13,14 @@ import {
 } from './chunk-codec.ts';
 import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
 import type { Manifest } from './manifest.ts';
-import { PACK_END_MAGIC, PACK_HEADER_BYTES, PACK_MAGIC, PACK_TRAILER_BYTES, packFileName } from './pack.ts';
+import {
+  PACK_END_MAGIC,
+  PACK_HEADER_BYTES,
+  PACK_TRAILER_BYTES,
+  packFileName,
+  packHeaderProblem,
+} from './pack.ts';
 import type { Repository } from './repository.ts';
-import { unseal } from './sealed.ts';
 
 export interface VerifyReport {
   ok: boolean;
@@ -46,7 +53,7 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
   const index = new Map<string, IndexEntry>();
   for (const name of await repo.indexFiles()) {
     try {
-      const plaintext = unseal(repo.keys, INDEX_MAGIC, await repo.backend.get(name), `index file ${name}`);
+      const plaintext = await repo.readSealed(name, INDEX_MAGIC, `index file ${name}`);
       for (const [key, entry] of decodeIndexEntries(plaintext))
         if (!condemned.has(entry.pack)) index.set(key, entry);
     } catch (error) {
@@ -65,7 +72,14 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
   let bytesRead = 0;
   for (const [pack, entries] of byPack) {
     const name = packFileName(pack);
-    const size = await repo.backend.size(name);
+    let size: number | null;
+    try {
+      size = await repo.backend.size(name);
+    } catch (error) {
+      if (!(error instanceof UnsafeFileError)) throw error;
+      packProblems.set(pack, `pack ${pack} is damaged: ${error.message}`);
+      continue;
+    }
     if (size === null) {
       packProblems.set(pack, `pack ${pack} is missing`);
       continue;
@@ -76,8 +90,9 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
       Math.max(0, size - PACK_TRAILER_BYTES),
       PACK_TRAILER_BYTES,
     );
-    if (!head.subarray(0, 8).equals(PACK_MAGIC) || head.subarray(8, 24).toString('hex') !== pack) {
-      packProblems.set(pack, `pack ${pack} is damaged: bad header`);
+    const headerProblem = packHeaderProblem(pack, head);
+    if (headerProblem) {
+      packProblems.set(pack, `pack ${pack} is damaged: ${headerProblem}`);
       continue;
     }
     if (tail.length < PACK_TRAILER_BYTES || !tail.subarray(4).equals(PACK_END_MAGIC)) {
