@@ -1,10 +1,13 @@
 // A repository backend on a local directory. Every put goes through a temp name, fsync, rename and a
-// directory fsync, so a file is visible under its final name only whole, even across a power cut.
+// directory fsync, so a file is visible under its final name only whole, even across a power cut. The
+// directory is held open from open to close and every file is addressed through that descriptor, so a
+// repository removed, moved or replaced meanwhile is never written at its old name (held-directory.ts).
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { type FileHandle, link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { writeFully } from '../device/write-fully.ts';
+import { HeldDirectory } from './held-directory.ts';
 import type { Backend } from './types.ts';
 
 /** Writes parts in order with writev, in groups the kernel accepts, resuming after short writes. */
@@ -44,25 +47,48 @@ const DIRECT_ALIGN = 4096;
 
 export class LocalBackend implements Backend {
   readonly location: string;
+  readonly #held: HeldDirectory;
   readonly #openFiles = new Map<string, Promise<FileHandle>>();
 
-  constructor(directory: string) {
-    this.location = directory;
+  private constructor(held: HeldDirectory) {
+    this.location = held.location;
+    this.#held = held;
   }
 
+  /** Opens and holds the directory `directory` (which must exist) until close. */
+  static async open(directory: string): Promise<LocalBackend> {
+    return new LocalBackend(await HeldDirectory.open(resolve(directory)));
+  }
+
+  /** The file's path through the held directory: never resolved through the directory's name again. */
   #path(name: string): string {
     if (name.includes('..') || name.startsWith('/'))
       throw new Error(`invalid repository file name '${name}'`);
-    return join(this.location, name);
+    return join(this.#held.path, name);
   }
 
-  async get(name: string): Promise<Buffer> {
-    const handle = await open(this.#path(name), 'r');
+  /** Runs one storage step; a failure caused by the repository vanishing is reported as that. */
+  async #step<T>(work: () => Promise<T>): Promise<T> {
     try {
-      return await handle.readFile();
-    } finally {
-      await handle.close();
+      return await work();
+    } catch (error) {
+      throw (await this.#held.gone()) ?? error;
     }
+  }
+
+  ensureHeld(): Promise<void> {
+    return this.#held.ensureHeld();
+  }
+
+  get(name: string): Promise<Buffer> {
+    return this.#step(async () => {
+      const handle = await open(this.#path(name), 'r');
+      try {
+        return await handle.readFile();
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   async #handle(name: string): Promise<FileHandle> {
@@ -80,7 +106,11 @@ export class LocalBackend implements Backend {
     return handle;
   }
 
-  async getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+  getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.#step(() => this.#getRange(name, offset, length, into));
+  }
+
+  async #getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const handle = await this.#handle(name);
     const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let done = 0;
@@ -92,20 +122,36 @@ export class LocalBackend implements Backend {
     return done === length ? buffer : buffer.subarray(0, done);
   }
 
+  /**
+   * Creates `name`'s folder when it is missing: one level only, inside the held directory, so a repository
+   * removed meanwhile is never recreated (a removed directory takes no new entries).
+   */
+  async #ensureFolder(path: string): Promise<void> {
+    await mkdir(dirname(path)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  }
+
+  /** Writes `data` durably to a new temp file; a failed write (a full disk) leaves no temp file behind. */
   async #writeTemp(data: Buffer | readonly Buffer[]): Promise<string> {
-    const temp = join(this.location, 'tmp', randomBytes(12).toString('hex'));
-    await mkdir(dirname(temp), { recursive: true });
-    if (Buffer.isBuffer(data) && data.length >= DIRECT_WRITE_MIN && (await this.#writeDirect(temp, data)))
-      return temp;
-    const handle = await open(temp, 'w');
+    const temp = this.#path(`tmp/${randomBytes(12).toString('hex')}`);
+    await this.#ensureFolder(temp);
     try {
-      if (Buffer.isBuffer(data)) await handle.writeFile(data);
-      else await writeAllParts(handle, data);
-      await handle.sync();
-    } finally {
-      await handle.close();
+      if (Buffer.isBuffer(data) && data.length >= DIRECT_WRITE_MIN && (await this.#writeDirect(temp, data)))
+        return temp;
+      const handle = await open(temp, 'w');
+      try {
+        if (Buffer.isBuffer(data)) await handle.writeFile(data);
+        else await writeAllParts(handle, data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return temp;
+    } catch (error) {
+      await rm(temp, { force: true }).catch(() => undefined);
+      throw error;
     }
-    return temp;
   }
 
   /**
@@ -155,27 +201,36 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async put(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
-    const path = this.#path(name);
-    await mkdir(dirname(path), { recursive: true });
-    const temp = await this.#writeTemp(data);
-    // Rename after the data is durable, then sync the directory so the rename itself survives a crash.
-    await rename(temp, path);
-    this.#forget(name);
-    await this.#syncDir(dirname(path));
+  put(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
+    return this.#step(async () => {
+      const path = this.#path(name);
+      await this.#ensureFolder(path);
+      const temp = await this.#writeTemp(data);
+      // Rename after the data is durable, then sync the directory so the rename itself survives a crash.
+      try {
+        await rename(temp, path);
+      } catch (error) {
+        await rm(temp, { force: true }).catch(() => undefined);
+        throw error;
+      }
+      this.#forget(name);
+      await this.#syncDir(dirname(path));
+    });
   }
 
-  async create(name: string, data: Buffer): Promise<void> {
-    const path = this.#path(name);
-    await mkdir(dirname(path), { recursive: true });
-    const temp = await this.#writeTemp(data);
-    // link() fails with EEXIST when the name exists, and the file appears with its whole content at once.
-    try {
-      await link(temp, path);
-    } finally {
-      await rm(temp, { force: true });
-    }
-    await this.#syncDir(dirname(path));
+  create(name: string, data: Buffer): Promise<void> {
+    return this.#step(async () => {
+      const path = this.#path(name);
+      await this.#ensureFolder(path);
+      const temp = await this.#writeTemp(data);
+      // link() fails with EEXIST when the name exists, and the file appears with its whole content at once.
+      try {
+        await link(temp, path);
+      } finally {
+        await rm(temp, { force: true });
+      }
+      await this.#syncDir(dirname(path));
+    });
   }
 
   #forget(name: string): void {
@@ -186,19 +241,26 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async delete(name: string): Promise<void> {
+  delete(name: string): Promise<void> {
     this.#forget(name);
-    await rm(this.#path(name), { force: true });
+    return this.#step(() => rm(this.#path(name), { force: true }));
   }
 
-  async list(prefix: string): Promise<string[]> {
+  list(prefix: string): Promise<string[]> {
+    return this.#step(() => this.#list(prefix));
+  }
+
+  async #list(prefix: string): Promise<string[]> {
     const root = this.#path(prefix);
     const names: string[] = [];
     const walk = async (dir: string, relative: string): Promise<void> => {
-      const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return [];
-        throw error;
-      });
+      const entries = await readdir(dir, { withFileTypes: true }).catch(
+        async (error: NodeJS.ErrnoException) => {
+          // A missing folder lists as empty, unless it is missing because the repository is.
+          if (error.code === 'ENOENT' && !(await this.#held.gone())) return [];
+          throw error;
+        },
+      );
       for (const entry of entries) {
         if (entry.isDirectory()) await walk(join(dir, entry.name), `${relative}${entry.name}/`);
         else names.push(`${relative}${entry.name}`);
@@ -209,17 +271,28 @@ export class LocalBackend implements Backend {
   }
 
   async size(name: string): Promise<number | null> {
-    try {
-      return (await stat(this.#path(name))).size;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw error;
-    }
+    return (await this.#stat(name))?.size ?? null;
+  }
+
+  async modifiedAt(name: string): Promise<number | null> {
+    return (await this.#stat(name))?.mtimeMs ?? null;
+  }
+
+  #stat(name: string): Promise<Stats | null> {
+    return this.#step(async () => {
+      try {
+        return await stat(this.#path(name));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !(await this.#held.gone())) return null;
+        throw error;
+      }
+    });
   }
 
   async close(): Promise<void> {
     const handles = [...this.#openFiles.values()];
     this.#openFiles.clear();
     await Promise.all(handles.map((h) => h.then((f) => f.close()).catch(() => undefined)));
+    await this.#held.close();
   }
 }

@@ -42,8 +42,18 @@ export interface PointWriterOptions {
   changedRanges?: readonly ByteRange[] | null;
   /** The tap's change-tracking generation started at this point (recorded in the manifest). */
   trackingGeneration?: string | null;
-  /** A checkpoint of an interrupted backup of this source: its settled units are neither read nor written. */
+  /**
+   * A checkpoint of an interrupted backup of this source, taken over by this one (same point id). Its settled
+   * units are neither read nor written again only when its contentStamp equals this backup's (the source was
+   * not written since), and only those used then and now; otherwise everything is read (dedup still spares
+   * writing what it stored).
+   */
   resume?: Manifest | null;
+  /**
+   * The source's content state as this backup starts (device/content-stamp.ts): equal stamps mean the bytes
+   * did not change in between. null: unknown (in use, changed just now): a later resume reuses nothing.
+   */
+  contentStamp?: string | null;
   /**
    * Minimum time between checkpoints; 0 = after every pack. By default 15 s, stretched so that checkpoints
    * take at most 5% of the time.
@@ -51,6 +61,16 @@ export interface PointWriterOptions {
   checkpointIntervalMs?: number;
   threads?: number;
   onProgress?: (progress: { doneBytes: number; totalBytes: number; storedBytes: number }) => void;
+}
+
+/** What a backup took over from an interrupted one. */
+export interface ResumeOutcome {
+  /** The checkpoint taken over (its point id is this backup's). */
+  checkpoint: string;
+  /** Units taken from it without reading them again. */
+  reusedUnits: number;
+  /** Why nothing was reused; null when units were. */
+  rereadBecause: string | null;
 }
 
 interface Snapshot {
@@ -77,6 +97,8 @@ export class PointWriter implements UnitSink {
   readonly #added = new Map<string, IndexEntry>();
   /** Flushed but not yet in an index file. */
   #unindexed: [string, IndexEntry][] = [];
+  /** Packs this backup started to write that no index file names yet: removed if it fails. */
+  readonly #packsNotIndexed = new Set<string>();
   /** Entries of the pack being built. */
   #packEntries: [string, IndexEntry][] = [];
   /** Units sent again to be encoded after all (their id was only probably known). */
@@ -107,6 +129,8 @@ export class PointWriter implements UnitSink {
   #totalBytes = 0;
   readonly #time: string;
   #result: Manifest | null = null;
+  /** Set when this backup took over an interrupted one. */
+  resumed: ResumeOutcome | null = null;
 
   private constructor(repo: Repository, options: PointWriterOptions) {
     this.#repo = repo;
@@ -121,8 +145,10 @@ export class PointWriter implements UnitSink {
     this.#pack = this.#newPack();
     const resume = options.resume ?? null;
     this.pointId = resume ? resume.id : newId();
-    this.#time = resume ? resume.time : (options.time ?? new Date().toISOString());
-    this.#prefill();
+    const reuse = resume ? this.#mayReuse(resume) : false;
+    // A point re-read from scratch holds the source as it is now, not at the checkpoint's time.
+    this.#time = reuse && resume ? resume.time : (options.time ?? new Date().toISOString());
+    this.#prefill(reuse);
   }
 
   /** Registers the backup, loads the index and starts the worker threads. */
@@ -170,7 +196,21 @@ export class PointWriter implements UnitSink {
     return slot;
   }
 
-  #prefill(): void {
+  /** Whether the checkpoint's units still hold the source's bytes; sets `resumed` saying so. */
+  #mayReuse(resume: Manifest): boolean {
+    const stamp = this.#options.contentStamp ?? null;
+    let rereadBecause: string | null = null;
+    if (!resume.done) rereadBecause = 'the checkpoint records no settled units';
+    else if (!resume.contentStamp)
+      rereadBecause = 'the source was in use or changing when the interrupted backup started';
+    else if (!stamp) rereadBecause = 'the source is in use or changed just now';
+    else if (stamp !== resume.contentStamp)
+      rereadBecause = 'the source was written since the interrupted backup started';
+    this.resumed = { checkpoint: resume.id, reusedUnits: 0, rereadBecause };
+    return rereadBecause === null;
+  }
+
+  #prefill(reuse: boolean): void {
     const { parent, changedRanges, resume } = this.#options;
     for (let unit = 0; unit < this.#unitCount; unit++)
       if (!testBit(this.#used, unit)) setBit(this.#done, unit);
@@ -184,11 +224,14 @@ export class PointWriter implements UnitSink {
         }
       }
     }
-    if (resume?.done) {
-      for (let unit = 0; unit < this.#unitCount; unit++) {
-        if (testBit(resume.done, unit) && testBit(this.#used, unit)) {
+    if (resume) {
+      // Only units used then and now: one free at the interruption was never read (it is zero in the map).
+      const settled = reuse ? resume.done : undefined;
+      for (let unit = 0; settled && unit < this.#unitCount; unit++) {
+        if (testBit(settled, unit) && testBit(resume.used, unit) && testBit(this.#used, unit)) {
           const k = resume.units[unit]!;
           this.#units[unit] = k === 0 ? 0 : this.#slot(resume.chunkIds[k - 1]!);
+          if (!testBit(this.#done, unit)) this.resumed!.reusedUnits += 1;
           setBit(this.#done, unit);
         }
       }
@@ -325,6 +368,7 @@ export class PointWriter implements UnitSink {
     const entries = this.#packEntries;
     this.#packEntries = [];
     this.#packsWriting += 1;
+    this.#packsNotIndexed.add(full.packId);
     const write = (async () => {
       while (this.#packPuts >= PACK_PUTS) await this.#packEvent();
       this.#packPuts += 1;
@@ -410,7 +454,8 @@ export class PointWriter implements UnitSink {
       time: this.#time,
       complete,
       parent: parentManifest?.id ?? null,
-      consistency: this.#options.resume && consistency !== 'offline' ? 'crash-consistent' : consistency,
+      consistency:
+        (this.resumed?.reusedUnits ?? 0) > 0 && consistency !== 'offline' ? 'crash-consistent' : consistency,
       source,
       partitions,
       unitSize: this.#unitSize,
@@ -420,6 +465,7 @@ export class PointWriter implements UnitSink {
       chunkIds: snapshot.chunkIds,
       units: snapshot.units,
       ...(this.#options.trackingGeneration ? { trackingGeneration: this.#options.trackingGeneration } : {}),
+      ...(this.#options.contentStamp ? { contentStamp: this.#options.contentStamp } : {}),
       stats: {
         usedBytes: unitBytes(usedUnits, lastUsed),
         changedBytes: Math.min(unitBytes(usedUnits, lastUsed), changedUnits * this.#unitSize),
@@ -434,6 +480,8 @@ export class PointWriter implements UnitSink {
   async #commit(snapshot: Snapshot, complete: boolean): Promise<Manifest> {
     const manifest = this.#manifest(snapshot, complete);
     await withWriterLock(this.#repo.backend, `backup ${this.pointId}`, async () => {
+      // Only into the repository this backup opened: one removed, moved or replaced since fails here.
+      await this.#repo.ensureHeld();
       await this.#rescueCondemnedPacks(snapshot.chunkIds);
       if (this.#unindexed.length > 0) {
         // Take the list: packs finishing while this index file is written go into a fresh one.
@@ -445,6 +493,7 @@ export class PointWriter implements UnitSink {
           this.#unindexed.unshift(...entries);
           throw error;
         }
+        for (const [, entry] of entries) this.#packsNotIndexed.delete(entry.pack);
         // Readers of this Repository object (openPoint right after the backup) see the new chunks.
         const index = this.#repo.loadIndexCached();
         for (const [key, entry] of entries) index?.entries.set(key, entry);
@@ -506,7 +555,11 @@ export class PointWriter implements UnitSink {
     await this.#close();
   }
 
-  /** Keeps what is settled as a checkpoint (so a new backup resumes from it) and stops. */
+  /**
+   * Keeps what is settled as a checkpoint (so a new backup resumes from it) and stops. What cannot be kept —
+   * packs no index file names, because a write failed (a full disk) or the checkpoint could not commit — is
+   * removed, so a retry finds the space it needs and the repository holds nothing nobody can reach.
+   */
   async abort(_reason: Error): Promise<void> {
     if (this.#closed && this.#result) return;
     this.#closed = true;
@@ -514,7 +567,24 @@ export class PointWriter implements UnitSink {
     if (!this.#failure) {
       await this.#checkpoint().catch(() => undefined);
     }
-    await this.#close();
+    // Let every pack write end, then remove the packs of this backup that no index file names.
+    await this.#packChain.catch(() => undefined);
+    await this.#commitChain.catch(() => undefined);
+    await this.#removeUnindexedPacks();
+    // Closing must not hide why the backup stopped: a registration left in a vanished repository is moot.
+    await this.#close().catch(() => undefined);
+  }
+
+  async #removeUnindexedPacks(): Promise<void> {
+    for (const pack of this.#packsNotIndexed) {
+      try {
+        await this.#repo.backend.delete(packFileName(pack));
+        this.#packsNotIndexed.delete(pack);
+      } catch {
+        // The repository is gone or unwritable: what is left is found by prune (packs in no index).
+      }
+    }
+    this.#unindexed = [];
   }
 
   async #close(): Promise<void> {

@@ -33,7 +33,12 @@ export interface PruneReport {
   freedBytes: number;
   /** Prune records left for a later prune because backups that may use them are still running. */
   waitingRecords: number;
+  /** Temp files left by writers that died. */
+  deletedTemps: number;
 }
+
+/** A temp file this old belongs to no live writer (puts take seconds); like a stale writer lock. */
+const STALE_TEMP_MS = 10 * 60 * 1000;
 
 async function allManifests(repo: Repository): Promise<Manifest[]> {
   const manifests: Manifest[] = [];
@@ -84,10 +89,13 @@ export async function pruneRepository(
     deletedPacks: 0,
     freedBytes: 0,
     waitingRecords: 0,
+    deletedTemps: 0,
   };
 
   // Phase 1, under the lock: forget points, condemn packs nothing references.
   await withWriterLock(repo.backend, 'prune: forget points', async () => {
+    // Prune only the repository it opened; each phase starts by checking that it still is where it was named.
+    await repo.ensureHeld();
     const manifests = await allManifests(repo);
     const running = new Set((await runningBackups(repo.backend)).map((r) => r.pointId));
     const complete = manifests.filter((m) => m.complete);
@@ -134,6 +142,7 @@ export async function pruneRepository(
       repo.backend,
       'prune: retire index entries',
       async (): Promise<PruneRecord | null> => {
+        await repo.ensureHeld();
         const current = (await repo.pruneRecords()).find((r) => r.name === initial.name);
         if (!current) return null;
         let deleting = current;
@@ -180,8 +189,18 @@ export async function pruneRepository(
   // Packs in no index file and no record: left by killed backups. Only safe when no backup runs at all. The
   // listing comes first: a backup registering after the check writes only packs this listing cannot hold.
   await withWriterLock(repo.backend, 'prune: orphan packs', async () => {
+    await repo.ensureHeld();
     const packNames = await repo.backend.list('packs/');
+    const tempNames = await repo.backend.list('tmp/');
     if ((await runningBackups(repo.backend)).length > 0) return;
+    // Temp files of writers that died (a live writer's temp lives for seconds, and backups are excluded above).
+    for (const name of tempNames) {
+      const modified = await repo.backend.modifiedAt(name);
+      if (modified === null || Date.now() - modified < STALE_TEMP_MS) continue;
+      report.freedBytes += (await repo.backend.size(name)) ?? 0;
+      await repo.backend.delete(name);
+      report.deletedTemps += 1;
+    }
     const { entries } = await rawIndex(repo);
     const known = new Set<string>();
     for (const entry of entries.values()) known.add(entry.pack);
@@ -196,5 +215,6 @@ export async function pruneRepository(
     }
   });
   await repo.loadIndex(true);
+  await repo.ensureHeld();
   return report;
 }

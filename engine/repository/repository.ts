@@ -1,9 +1,10 @@
 // A Diskline repository opened for use: config and keys, the chunk index, manifests and the read API that
 // mount, instant restore and restore use. Writing a point lives in point-writer.ts, pruning in prune.ts.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
+import { RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
 import type { Backend } from '../backend/types.ts';
 import {
@@ -137,7 +138,7 @@ export class Repository {
       );
     }
     await mkdir(directory, { recursive: true });
-    const backend = new LocalBackend(directory);
+    const backend = await LocalBackend.open(directory);
     const id = newId();
     const masterKey = newMasterKey();
     const encryption = options.insecureNoEncryption
@@ -155,31 +156,50 @@ export class Repository {
     for (const folder of ['packs', 'index', 'points', 'locks', 'prune', 'tmp']) {
       await mkdir(resolve(directory, folder), { recursive: true });
     }
-    await backend.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+    try {
+      await backend.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+    } catch (error) {
+      await backend.close();
+      throw error;
+    }
     return new Repository(directory, backend, config, deriveKeys(masterKey, id, encryption !== null));
   }
 
   static async open(path: string, options: { password?: string | null } = {}): Promise<Repository> {
     const directory = resolve(path);
-    const backend = new LocalBackend(directory);
+    const backend = await LocalBackend.open(directory).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT')
+        throw new RepositoryError(
+          `repository ${directory} does not exist; create it with 'diskline init --repo ${path}'`,
+        );
+      if (error.code === 'ENOTDIR')
+        throw new RepositoryError(`${directory} is not a Diskline repository (not a directory)`);
+      throw error;
+    });
+    try {
+      return await Repository.#load(path, directory, backend, options);
+    } catch (error) {
+      await backend.close();
+      throw error;
+    }
+  }
+
+  static async #load(
+    path: string,
+    directory: string,
+    backend: Backend,
+    options: { password?: string | null },
+  ): Promise<Repository> {
     let config: RepositoryConfig;
     try {
       config = JSON.parse((await backend.get('config')).toString('utf8')) as RepositoryConfig;
     } catch (error) {
-      const missing =
-        (error as NodeJS.ErrnoException).code === 'ENOENT' ||
-        (error as NodeJS.ErrnoException).code === 'ENOTDIR';
-      const exists = await stat(directory).then(
-        () => true,
-        () => false,
-      );
-      if (missing) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new RepositoryError(
-          exists
-            ? `${directory} is not a Diskline repository (no config file); create one with 'diskline init --repo ${path}'`
-            : `repository ${directory} does not exist; create it with 'diskline init --repo ${path}'`,
+          `${directory} is not a Diskline repository (no config file); create one with 'diskline init --repo ${path}'`,
         );
       }
+      if (error instanceof RepositoryGoneError) throw error;
       throw new DamagedRepositoryError(
         `repository ${directory} is damaged: its config file is not valid JSON`,
       );
@@ -235,6 +255,19 @@ export class Repository {
 
   async close(): Promise<void> {
     await this.backend.close();
+  }
+
+  /**
+   * Fails with what happened when this repository was removed, moved or replaced since it was opened, or its
+   * config is gone (it is being deleted): a job must not report success for a repository nobody can find.
+   */
+  async ensureHeld(): Promise<void> {
+    await this.backend.ensureHeld();
+    if ((await this.backend.size('config')) === null) {
+      throw new RepositoryError(
+        `repository ${this.path} lost its config file while in use (it is being deleted or emptied); nothing more was written`,
+      );
+    }
   }
 
   // ---- sealed files ----
