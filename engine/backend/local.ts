@@ -67,12 +67,23 @@ export class LocalBackend implements Backend {
     return join(this.#held.path, name);
   }
 
-  /** Runs one storage step; a failure caused by the repository vanishing is reported as that. */
-  async #step<T>(work: () => Promise<T>): Promise<T> {
+  /** Runs one storage step; a failure caused by the repository vanishing, or a full disk, is reported as that. */
+  async #step<T>(work: () => Promise<T>, name?: string): Promise<T> {
     try {
       return await work();
     } catch (error) {
-      throw (await this.#held.gone()) ?? error;
+      const gone = await this.#held.gone();
+      if (gone) throw gone;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (name && (code === 'ENOSPC' || code === 'EDQUOT')) {
+        throw Object.assign(
+          new Error(
+            `the file system of repository ${this.location} is full (${code} writing ${name}); free space on it and run again`,
+          ),
+          { code },
+        );
+      }
+      throw error;
     }
   }
 
@@ -215,7 +226,7 @@ export class LocalBackend implements Backend {
       }
       this.#forget(name);
       await this.#syncDir(dirname(path));
-    });
+    }, name);
   }
 
   create(name: string, data: Buffer): Promise<void> {
@@ -230,7 +241,7 @@ export class LocalBackend implements Backend {
         await rm(temp, { force: true });
       }
       await this.#syncDir(dirname(path));
-    });
+    }, name);
   }
 
   #forget(name: string): void {
