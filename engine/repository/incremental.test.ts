@@ -175,7 +175,10 @@ test('a resume after the source was written reads every unit again, and the poin
     image.length,
     'every unit was read again',
   );
-  assert.ok((await readWholePoint(repo, resumed.id)).equals(image), 'the point holds the bytes written since');
+  assert.ok(
+    (await readWholePoint(repo, resumed.id)).equals(image),
+    'the point holds the bytes written since',
+  );
 });
 
 test('a resume reads the units that were free at the interruption and are used now, even with an equal stamp', async () => {
@@ -198,7 +201,10 @@ test('a resume reads the units that were free at the interruption and are used n
   const readBytes = reads.reduce((sum, r) => sum + r.length, 0);
   assert.ok(readBytes >= (UNITS / 2) * UNIT, `the newly used half was read (${readBytes} bytes read)`);
   assert.ok(readBytes < image.length, 'units settled before the interruption were reused');
-  assert.ok((await readWholePoint(repo, resumed.id)).equals(image), 'no unit free at the interruption is zero');
+  assert.ok(
+    (await readWholePoint(repo, resumed.id)).equals(image),
+    'no unit free at the interruption is zero',
+  );
 });
 
 test('the read API returns zeros beyond stored units and exact bytes across unit boundaries', async () => {
