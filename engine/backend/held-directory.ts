@@ -4,6 +4,9 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open, readlink, stat } from 'node:fs/promises';
 
+/** Linux's O_PATH, which Node's constants do not list. */
+const O_PATH = 0o10000000;
+
 export type GoneHow = 'removed' | 'moved' | 'replaced';
 
 /** The repository a job opened is no longer the one its name leads to. */
@@ -33,7 +36,8 @@ export class HeldDirectory {
   }
 
   static async open(location: string): Promise<HeldDirectory> {
-    const handle = await open(location, constants.O_RDONLY | constants.O_DIRECTORY);
+    // O_PATH: the descriptor only names the directory, so holding it needs no read permission on it.
+    const handle = await open(location, O_PATH | constants.O_DIRECTORY);
     const info = await handle.stat();
     return new HeldDirectory(location, handle, info.dev, info.ino);
   }
