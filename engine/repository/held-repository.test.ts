@@ -50,6 +50,14 @@ for (const how of ['removed', 'moved', 'replaced'] as const) {
         s.points.map((p) => p.id),
         'no new complete point',
       );
+      const indexed = (await moved.loadIndex(true)).packs();
+      const packs = (await moved.backend.list('packs/')).map((name) => name.slice(name.lastIndexOf('/') + 1));
+      assert.deepEqual(
+        packs.filter((pack) => !indexed.has(pack)),
+        [],
+        'the failed backup removed the packs it wrote and could not index',
+      );
+      assert.deepEqual(await moved.backend.list('tmp/'), [], 'no temp file is left');
       await moved.close();
     }
   });
