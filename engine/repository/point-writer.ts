@@ -106,8 +106,10 @@ export class PointWriter implements UnitSink {
   #pool: ChunkPool | null = null;
   #knownIds: KnownIds | null = null;
   #pack: PackBuilder;
-  /** Settles when every pack queued so far is written; rejects if one failed. */
+  /** Settles when every pack queued so far is written; rejects (at once) if one failed. */
   #packChain: Promise<void> = Promise.resolve();
+  /** Pack writes not yet settled: a failed backup waits for all of them before it removes what it wrote. */
+  readonly #packWrites = new Set<Promise<void>>();
   /** Packs queued or being written; the copier waits while there are too many (memory stays bounded). */
   #packsWriting = 0;
   /** Pack writes in progress: two at once keep the disk's queue full while one syncs. */
@@ -386,6 +388,11 @@ export class PointWriter implements UnitSink {
     write.catch((error: Error) => {
       this.#failure ??= error;
     });
+    this.#packWrites.add(write);
+    write.then(
+      () => this.#packWrites.delete(write),
+      () => this.#packWrites.delete(write),
+    );
     this.#packChain = Promise.all([this.#packChain, write]).then(() => undefined);
     this.#packChain.catch(() => undefined);
     // By default every 15 s, but never more than 5% of the time: a big disk's manifest takes long to write.
@@ -567,9 +574,10 @@ export class PointWriter implements UnitSink {
     if (!this.#failure) {
       await this.#checkpoint().catch(() => undefined);
     }
-    // Let every pack write end, then remove the packs of this backup that no index file names.
-    await this.#packChain.catch(() => undefined);
+    // Let every pack write end (the chain rejects at the first failure, while others may still run), then
+    // remove the packs of this backup that no index file names.
     await this.#commitChain.catch(() => undefined);
+    while (this.#packWrites.size > 0) await Promise.allSettled([...this.#packWrites]);
     await this.#removeUnindexedPacks();
     // Closing must not hide why the backup stopped: a registration left in a vanished repository is moot.
     await this.#close().catch(() => undefined);
