@@ -494,10 +494,18 @@ export class PointWriter implements UnitSink {
         // Take the list: packs finishing while this index file is written go into a fresh one.
         const entries = this.#unindexed;
         this.#unindexed = [];
+        const indexName = `index/${newId()}`;
         try {
-          await this.#repo.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(entries));
+          await this.#repo.writeSealed(indexName, INDEX_MAGIC, encodeIndexEntries(entries));
         } catch (error) {
-          this.#unindexed.unshift(...entries);
+          // A put can fail after its rename (syncing the folder): then the index file names these packs, and
+          // they must never be removed. When that cannot be told, they are kept.
+          const written = await this.#repo.backend.size(indexName).then(
+            (size) => size !== null,
+            () => true,
+          );
+          if (written) for (const [, entry] of entries) this.#packsNotIndexed.delete(entry.pack);
+          else this.#unindexed.unshift(...entries);
           throw error;
         }
         for (const [, entry] of entries) this.#packsNotIndexed.delete(entry.pack);
