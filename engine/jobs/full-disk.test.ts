@@ -4,7 +4,7 @@
 // holds no orphaned bytes. Checkpoints after every pack, so the failed run leaves one for the retry to take over.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, statfs, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openWriter } from '../device/open.ts';
@@ -137,6 +137,49 @@ test('a backup that fills the repository fails cleanly; after space is freed the
       } finally {
         await check.close();
       }
+    } finally {
+      await unmountFilesystem(mount);
+    }
+  });
+});
+
+test('packs and temp files a killed backup left on a full repository are removed by the next backup, which then fits', {
+  timeout: 300_000,
+}, async (t) => {
+  await withTempDir(async (dir) => {
+    const fsImage = await makeSparseImage(join(dir, 'repo-fs.img'), 128 * MiB);
+    await makeFilesystem(fsImage, 'ext4');
+    const mount = await mountFilesystem(fsImage, 'ext4');
+    try {
+      const repoPath = join(mount, 'repo');
+      const repo = await Repository.init(repoPath, {
+        password: PASSWORD,
+        scrypt: { N: 1024, r: 8, p: 1 },
+        packSize: 4 * MiB,
+      });
+      await repo.close();
+      const source = join(dir, 'disk.img');
+      await writeFile(source, randomBytes(32 * MiB));
+      const free = async () => {
+        const info = await statfs(mount);
+        return info.bavail * info.bsize;
+      };
+      // What a backup killed on a full disk leaves: a pack in no index, a temp file of a write never finished.
+      const leftover = join(repoPath, 'packs', 'ab', `ab${randomBytes(15).toString('hex')}`);
+      await mkdir(join(repoPath, 'packs', 'ab'), { recursive: true });
+      await writeFile(leftover, randomBytes(Math.max(0, (await free()) - 24 * MiB)));
+      const temp = join(repoPath, 'tmp', randomBytes(12).toString('hex'));
+      await writeFile(temp, randomBytes(MiB));
+      const hourAgo = new Date(Date.now() - 3600_000);
+      await utimes(temp, hourAgo, hourAgo);
+      t.diagnostic(
+        `left over: ${(await orphanedBytes(repoPath)).unindexedPacks} bytes of packs; ${(await free()) >> 20} MiB free`,
+      );
+
+      const params = { source, repo: repoPath, container: undefined, volume: null };
+      const result = await runBackup(params, context, () => {});
+      assert.ok(result.point);
+      assert.deepEqual(await orphanedBytes(repoPath), { temp: 0, unindexedPacks: 0, unreferencedPacks: 0 });
     } finally {
       await unmountFilesystem(mount);
     }

@@ -5,11 +5,12 @@ import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
 import { CHUNK_ID_BYTES, groupUnits, isAllZero, MAX_GROUP_BYTES, maxGroupBytes } from './chunk-codec.ts';
-import { encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
+import { type ChunkIndex, encodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
 import { type ChunkConsumer, ChunkPool } from './chunk-pool.ts';
 import type { ChunkSlot } from './chunk-slots.ts';
 import { RepositoryError } from './errors.ts';
 import { KnownIds } from './known-ids.ts';
+import { mayHoldLeftovers, removeLeftovers } from './leftovers.ts';
 import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
 import {
   bitmapFromRanges,
@@ -166,7 +167,9 @@ export class PointWriter implements UnitSink {
     // Register before loading the index: a prune condemning packs after this moment waits for this backup.
     await registerBackup(repo.backend, writer.pointId, options.source.path);
     try {
+      const packNames = await repo.backend.list('packs/');
       const index = await repo.loadIndex(true);
+      await writer.#removeLeftovers(packNames, index);
       writer.#knownIds = new KnownIds(index.size + writer.#unitCount);
       for (const key of index.entries.keys()) writer.#knownIds.add(Buffer.from(key, 'base64'));
       writer.#pool = new ChunkPool(
@@ -184,6 +187,19 @@ export class PointWriter implements UnitSink {
       throw error;
     }
     return writer;
+  }
+
+  /**
+   * Packs and temp files a killed writer left take space a retry on a full disk needs: removed before this
+   * backup writes anything (leftovers.ts), when there are any and no other backup runs.
+   */
+  async #removeLeftovers(packNames: string[], index: ChunkIndex): Promise<void> {
+    const known = index.packs();
+    for (const record of await this.#repo.pruneRecords()) for (const pack of record.packs) known.add(pack);
+    if (!mayHoldLeftovers(packNames, await this.#repo.backend.list('tmp/'), known)) return;
+    await withWriterLock(this.#repo.backend, `backup ${this.pointId}: leftovers`, () =>
+      removeLeftovers(this.#repo, { ownBackup: this.pointId, packNames }),
+    );
   }
 
   #slot(id: Buffer): number {

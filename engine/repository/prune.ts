@@ -11,6 +11,7 @@ import {
   idKey,
 } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
+import { removeLeftovers } from './leftovers.ts';
 import { runningBackups, withWriterLock } from './locks.ts';
 import type { Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
@@ -36,9 +37,6 @@ export interface PruneReport {
   /** Temp files left by writers that died. */
   deletedTemps: number;
 }
-
-/** A temp file this old belongs to no live writer (puts take seconds); like a stale writer lock. */
-const STALE_TEMP_MS = 10 * 60 * 1000;
 
 async function allManifests(repo: Repository): Promise<Manifest[]> {
   const manifests: Manifest[] = [];
@@ -190,29 +188,11 @@ export async function pruneRepository(
   // listing comes first: a backup registering after the check writes only packs this listing cannot hold.
   await withWriterLock(repo.backend, 'prune: orphan packs', async () => {
     await repo.ensureHeld();
-    const packNames = await repo.backend.list('packs/');
-    const tempNames = await repo.backend.list('tmp/');
-    if ((await runningBackups(repo.backend)).length > 0) return;
-    // Temp files of writers that died (a live writer's temp lives for seconds, and backups are excluded above).
-    for (const name of tempNames) {
-      const modified = await repo.backend.modifiedAt(name);
-      if (modified === null || Date.now() - modified < STALE_TEMP_MS) continue;
-      report.freedBytes += (await repo.backend.size(name)) ?? 0;
-      await repo.backend.delete(name);
-      report.deletedTemps += 1;
-    }
-    const { entries } = await rawIndex(repo);
-    const known = new Set<string>();
-    for (const entry of entries.values()) known.add(entry.pack);
-    for (const record of await repo.pruneRecords()) for (const pack of record.packs) known.add(pack);
-    for (const name of packNames) {
-      const pack = name.slice(name.lastIndexOf('/') + 1);
-      if (known.has(pack)) continue;
-      report.freedBytes += (await repo.backend.size(name)) ?? 0;
-      await repo.backend.delete(name);
-      report.deletedPacks += 1;
-      await step('orphan pack deleted');
-    }
+    const removed = await removeLeftovers(repo, { onPackDeleted: () => step('orphan pack deleted') });
+    if (!removed) return;
+    report.freedBytes += removed.bytes;
+    report.deletedPacks += removed.packs;
+    report.deletedTemps += removed.temps;
   });
   await repo.loadIndex(true);
   await repo.ensureHeld();
