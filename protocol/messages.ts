@@ -41,6 +41,8 @@ export const methods = {
       /** Attached volumes: shell commands run before the freeze and after the thaw (docs/consistent-points.md). */
       preHook: z.string().min(1).optional(),
       postHook: z.string().min(1).optional(),
+      /** Start afresh: an interrupted backup of this source is not taken over (`backup --no-resume`). */
+      noResume: z.boolean().optional(),
     }),
     JobSchema,
   ],

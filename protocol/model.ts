@@ -78,6 +78,8 @@ export const PlanSchema = z.object({
   schedule: z.string().nullable(),
   retention: RetentionSchema,
   container: ContainerSpecSchema,
+  /** Start every backup afresh instead of taking over an interrupted one (its units are read again). */
+  noResume: z.boolean().optional(),
   enabled: z.boolean(),
   lastRun: z.object({ time: z.string(), ok: z.boolean(), message: z.string() }).nullable(),
   nextRun: z.string().nullable(),

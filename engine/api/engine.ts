@@ -273,7 +273,7 @@ export class Engine {
     repoRef: string,
     container: Plan['container'] | undefined,
     title?: string,
-    hooks: { preHook?: string | undefined; postHook?: string | undefined } = {},
+    how: { preHook?: string | undefined; postHook?: string | undefined; noResume?: boolean | undefined } = {},
   ): Job {
     const repo = this.resolveRepo(repoRef);
     const sourcePath = resolve(source);
@@ -287,7 +287,7 @@ export class Engine {
         try {
           const volume = this.#volumes.get(sourcePath) ?? null;
           return await this.runners.backup(
-            { source: sourcePath, repo, container, volume, ...hooks },
+            { source: sourcePath, repo, container, volume, ...how },
             context,
             (provider) => {
               this.#blockMaps.set(context.id, provider);
@@ -305,8 +305,9 @@ export class Engine {
 
   async #runPlan(plan: Plan): Promise<{ ok: boolean; message: string }> {
     const backup = await this.jobs.waitFor(
-      this.#startBackup(plan.source, plan.repo, plan.container, `Plan ${plan.name}: back up ${plan.source}`)
-        .id,
+      this.#startBackup(plan.source, plan.repo, plan.container, `Plan ${plan.name}: back up ${plan.source}`, {
+        noResume: plan.noResume,
+      }).id,
     );
     if (backup.state !== 'succeeded') {
       return { ok: false, message: `Backup ${backup.state}: ${backup.error ?? ''}`.trim() };
@@ -364,7 +365,7 @@ export class Engine {
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
-      'backup.start': async ({ source, repo, container, preHook, postHook }, connection) => {
+      'backup.start': async ({ source, repo, container, preHook, postHook, noResume }, connection) => {
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
         if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
@@ -396,7 +397,7 @@ export class Engine {
             `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
           );
         }
-        return this.#startBackup(sourcePath, repo, container, undefined, { preHook, postHook });
+        return this.#startBackup(sourcePath, repo, container, undefined, { preHook, postHook, noResume });
       },
       'restore.preview': async ({ repo, point, to }) => {
         const location = this.resolveRepo(repo);

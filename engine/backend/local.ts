@@ -1,12 +1,15 @@
 // A repository backend on a local directory. Every put goes through a temp name, fsync, rename and a
-// directory fsync, so a file is visible under its final name only whole, even across a power cut. Every read
-// opens a regular file only (no link followed, no FIFO or device opened), and files are the owner's alone
+// directory fsync, so a file is visible under its final name only whole, even across a power cut. The
+// directory is held open from open to close and every file is addressed through that descriptor, so a
+// repository removed, moved or replaced meanwhile is never written at its old name (held-directory.ts). Every
+// read opens a regular file only (no link followed, no FIFO or device opened), and files are the owner's alone
 // unless the repository was made group-readable.
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { type FileHandle, link, lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { writeFully } from '../device/write-fully.ts';
+import { HeldDirectory } from './held-directory.ts';
 import { type Backend, UnsafeFileError } from './types.ts';
 
 /** Writes parts in order with writev, in groups the kernel accepts, resuming after short writes. */
@@ -71,20 +74,52 @@ export interface LocalBackendOptions {
 
 export class LocalBackend implements Backend {
   readonly location: string;
+  readonly #held: HeldDirectory;
   readonly #openFiles = new Map<string, Promise<FileHandle>>();
   readonly #fileMode: number;
   readonly #folderMode: number;
 
-  constructor(directory: string, options: LocalBackendOptions = {}) {
-    this.location = directory;
+  private constructor(held: HeldDirectory, options: LocalBackendOptions) {
+    this.location = held.location;
+    this.#held = held;
     this.#fileMode = options.groupReadable ? 0o640 : 0o600;
     this.#folderMode = options.groupReadable ? 0o750 : 0o700;
   }
 
+  /** Opens and holds the directory `directory` (which must exist) until close. */
+  static async open(directory: string, options: LocalBackendOptions = {}): Promise<LocalBackend> {
+    return new LocalBackend(await HeldDirectory.open(resolve(directory)), options);
+  }
+
+  /** The file's path through the held directory: never resolved through the directory's name again. */
   #path(name: string): string {
     if (name.includes('..') || name.startsWith('/'))
       throw new Error(`invalid repository file name '${name}'`);
-    return join(this.location, name);
+    return join(this.#held.path, name);
+  }
+
+  /** Runs one storage step; a failure caused by the repository vanishing, or a full disk, is reported as that. */
+  async #step<T>(work: () => Promise<T>, name?: string): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      const gone = await this.#held.gone();
+      if (gone) throw gone;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (name && (code === 'ENOSPC' || code === 'EDQUOT')) {
+        throw Object.assign(
+          new Error(
+            `the file system of repository ${this.location} is full (${code} writing ${name}); free space on it and run again`,
+          ),
+          { code },
+        );
+      }
+      throw error;
+    }
+  }
+
+  ensureHeld(): Promise<void> {
+    return this.#held.ensureHeld();
   }
 
   /**
@@ -113,23 +148,25 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async get(name: string, maxBytes: number): Promise<Buffer> {
-    const { handle, size } = await this.#openRegular(name);
-    try {
-      if (size > maxBytes)
-        throw new UnsafeFileError(name, `holds ${size} bytes, more than such a file may (${maxBytes})`);
-      // Only the bytes fstat counted: a file growing meanwhile cannot make the read go on.
-      const buffer = Buffer.allocUnsafe(size);
-      let done = 0;
-      while (done < size) {
-        const { bytesRead } = await handle.read(buffer, done, size - done, done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
+  get(name: string, maxBytes: number): Promise<Buffer> {
+    return this.#step(async () => {
+      const { handle, size } = await this.#openRegular(name);
+      try {
+        if (size > maxBytes)
+          throw new UnsafeFileError(name, `holds ${size} bytes, more than such a file may (${maxBytes})`);
+        // Only the bytes fstat counted: a file growing meanwhile cannot make the read go on.
+        const buffer = Buffer.allocUnsafe(size);
+        let done = 0;
+        while (done < size) {
+          const { bytesRead } = await handle.read(buffer, done, size - done, done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return done === size ? buffer : buffer.subarray(0, done);
+      } finally {
+        await handle.close();
       }
-      return done === size ? buffer : buffer.subarray(0, done);
-    } finally {
-      await handle.close();
-    }
+    });
   }
 
   async #handle(name: string): Promise<FileHandle> {
@@ -140,14 +177,18 @@ export class LocalBackend implements Backend {
         this.#openFiles.delete(oldest);
         closing.then((h) => h.close()).catch(() => undefined);
       }
-      handle = this.#openRegular(name).then((opened) => opened.handle);
+      handle = this.#openRegular(name).then(({ handle }) => handle);
       this.#openFiles.set(name, handle);
       handle.catch(() => this.#openFiles.delete(name));
     }
     return handle;
   }
 
-  async getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+  getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.#step(() => this.#getRange(name, offset, length, into));
+  }
+
+  async #getRange(name: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const handle = await this.#handle(name);
     const buffer = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let done = 0;
@@ -159,20 +200,36 @@ export class LocalBackend implements Backend {
     return done === length ? buffer : buffer.subarray(0, done);
   }
 
+  /**
+   * Creates `name`'s folder when it is missing: one level only, inside the held directory, so a repository
+   * removed meanwhile is never recreated (a removed directory takes no new entries).
+   */
+  async #ensureFolder(path: string): Promise<void> {
+    await mkdir(dirname(path), { mode: this.#folderMode }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  }
+
+  /** Writes `data` durably to a new temp file; a failed write (a full disk) leaves no temp file behind. */
   async #writeTemp(data: Buffer | readonly Buffer[]): Promise<string> {
-    const temp = join(this.location, 'tmp', randomBytes(12).toString('hex'));
-    await mkdir(dirname(temp), { recursive: true, mode: this.#folderMode });
-    if (Buffer.isBuffer(data) && data.length >= DIRECT_WRITE_MIN && (await this.#writeDirect(temp, data)))
-      return temp;
-    const handle = await open(temp, WRITE_NEW, this.#fileMode);
+    const temp = this.#path(`tmp/${randomBytes(12).toString('hex')}`);
+    await this.#ensureFolder(temp);
     try {
-      if (Buffer.isBuffer(data)) await handle.writeFile(data);
-      else await writeAllParts(handle, data);
-      await handle.sync();
-    } finally {
-      await handle.close();
+      if (Buffer.isBuffer(data) && data.length >= DIRECT_WRITE_MIN && (await this.#writeDirect(temp, data)))
+        return temp;
+      const handle = await open(temp, WRITE_NEW, this.#fileMode);
+      try {
+        if (Buffer.isBuffer(data)) await handle.writeFile(data);
+        else await writeAllParts(handle, data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return temp;
+    } catch (error) {
+      await rm(temp, { force: true }).catch(() => undefined);
+      throw error;
     }
-    return temp;
   }
 
   /**
@@ -218,27 +275,36 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async put(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
-    const path = this.#path(name);
-    await mkdir(dirname(path), { recursive: true, mode: this.#folderMode });
-    const temp = await this.#writeTemp(data);
-    // Rename after the data is durable, then sync the directory so the rename itself survives a crash.
-    await rename(temp, path);
-    this.#forget(name);
-    await this.#syncDir(dirname(path));
+  put(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
+    return this.#step(async () => {
+      const path = this.#path(name);
+      await this.#ensureFolder(path);
+      const temp = await this.#writeTemp(data);
+      // Rename after the data is durable, then sync the directory so the rename itself survives a crash.
+      try {
+        await rename(temp, path);
+      } catch (error) {
+        await rm(temp, { force: true }).catch(() => undefined);
+        throw error;
+      }
+      this.#forget(name);
+      await this.#syncDir(dirname(path));
+    }, name);
   }
 
-  async create(name: string, data: Buffer): Promise<void> {
-    const path = this.#path(name);
-    await mkdir(dirname(path), { recursive: true, mode: this.#folderMode });
-    const temp = await this.#writeTemp(data);
-    // link() fails with EEXIST when the name exists, and the file appears with its whole content at once.
-    try {
-      await link(temp, path);
-    } finally {
-      await rm(temp, { force: true });
-    }
-    await this.#syncDir(dirname(path));
+  create(name: string, data: Buffer): Promise<void> {
+    return this.#step(async () => {
+      const path = this.#path(name);
+      await this.#ensureFolder(path);
+      const temp = await this.#writeTemp(data);
+      // link() fails with EEXIST when the name exists, and the file appears with its whole content at once.
+      try {
+        await link(temp, path);
+      } finally {
+        await rm(temp, { force: true });
+      }
+      await this.#syncDir(dirname(path));
+    }, name);
   }
 
   #forget(name: string): void {
@@ -249,19 +315,26 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async delete(name: string): Promise<void> {
+  delete(name: string): Promise<void> {
     this.#forget(name);
-    await rm(this.#path(name), { force: true });
+    return this.#step(() => rm(this.#path(name), { force: true }));
   }
 
-  async list(prefix: string): Promise<string[]> {
+  list(prefix: string): Promise<string[]> {
+    return this.#step(() => this.#list(prefix));
+  }
+
+  async #list(prefix: string): Promise<string[]> {
     const root = this.#path(prefix);
     const names: string[] = [];
     const walk = async (dir: string, relative: string): Promise<void> => {
-      const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return [];
-        throw error;
-      });
+      const entries = await readdir(dir, { withFileTypes: true }).catch(
+        async (error: NodeJS.ErrnoException) => {
+          // A missing folder lists as empty, unless it is missing because the repository is.
+          if (error.code === 'ENOENT' && !(await this.#held.gone())) return [];
+          throw error;
+        },
+      );
       for (const entry of entries) {
         if (entry.isDirectory()) await walk(join(dir, entry.name), `${relative}${entry.name}/`);
         else names.push(`${relative}${entry.name}`);
@@ -272,20 +345,30 @@ export class LocalBackend implements Backend {
   }
 
   async size(name: string): Promise<number | null> {
-    let stats: Stats;
-    try {
-      stats = await lstat(this.#path(name));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw error;
-    }
-    if (!stats.isFile()) throw new UnsafeFileError(name, `is ${typeOf(stats)}, not a regular file`);
-    return stats.size;
+    return (await this.#stat(name))?.size ?? null;
+  }
+
+  async modifiedAt(name: string): Promise<number | null> {
+    return (await this.#stat(name))?.mtimeMs ?? null;
+  }
+
+  #stat(name: string): Promise<Stats | null> {
+    return this.#step(async () => {
+      try {
+        const stats = await lstat(this.#path(name));
+        if (!stats.isFile()) throw new UnsafeFileError(name, `is ${typeOf(stats)}, not a regular file`);
+        return stats;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !(await this.#held.gone())) return null;
+        throw error;
+      }
+    });
   }
 
   async close(): Promise<void> {
     const handles = [...this.#openFiles.values()];
     this.#openFiles.clear();
     await Promise.all(handles.map((h) => h.then((f) => f.close()).catch(() => undefined)));
+    await this.#held.close();
   }
 }

@@ -31,6 +31,14 @@ export interface Backend {
   list(prefix: string): Promise<string[]>;
   /** Size in bytes, or null when the file does not exist; an UnsafeFileError when it is not a regular file. */
   size(name: string): Promise<number | null>;
+  /** When the file was last written (ms since the epoch), or null when it does not exist. */
+  modifiedAt(name: string): Promise<number | null>;
+  /**
+   * Fails (RepositoryGoneError) when the storage opened is no longer what `location` names: removed, moved or
+   * replaced. Every operation already fails that way once the storage is gone; writers call this before a
+   * commit, because writes into a moved or replaced repository still succeed where it now is.
+   */
+  ensureHeld(): Promise<void>;
   close(): Promise<void>;
 }
 

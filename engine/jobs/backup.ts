@@ -55,6 +55,8 @@ export interface BackupParams {
   /** Attached volumes: run before the freeze / after the thaw (docs/consistent-points.md). */
   preHook?: string | undefined;
   postHook?: string | undefined;
+  /** Start afresh: an interrupted backup of this source is not taken over. */
+  noResume?: boolean | undefined;
 }
 
 /** A sink whose target (the point writer) is known only after the consistent point; units come later. */
@@ -191,7 +193,7 @@ export async function runBackup(
     const reader = await openReader(params.source);
     try {
       const source = await describeSource(params.source, reader);
-      const { parent, checkpoint } = await findRelatives(repo, source.identity);
+      const { parent, checkpoint } = await findRelatives(repo, source.identity, !params.noResume);
       const writer = await PointWriter.create(repo, {
         source: source.identity,
         partitions: source.partitions,
@@ -199,6 +201,7 @@ export async function runBackup(
         consistency: source.consistency,
         parent,
         resume: checkpoint,
+        contentStamp: source.contentStamp,
         checkpointIntervalMs: checkpointInterval(),
       });
       const container = await openContainer(params.container, repo.chunkSize);
@@ -227,13 +230,18 @@ export async function runBackup(
         await container.close();
       }
       const manifest: Manifest = writer.result;
+      const resumed = writer.resumed;
       return {
         point: manifest.id,
-        resumed: checkpoint?.id ?? null,
+        resumed: resumed?.checkpoint ?? null,
+        reusedUnits: resumed?.reusedUnits ?? 0,
         parent: parent?.id ?? null,
         consistency: manifest.consistency,
         ...manifest.stats,
         warnings: [
+          ...(resumed?.rereadBecause
+            ? [`the interrupted backup was finished by reading everything again: ${resumed.rereadBecause}`]
+            : []),
           ...source.warnings,
           ...(source.inUse.length
             ? [

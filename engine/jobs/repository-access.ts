@@ -25,6 +25,14 @@ export async function withRepository<T>(path: string, work: (repo: Repository) =
   const repo = await openEngineRepository(path);
   try {
     return await work(repo);
+  } catch (error) {
+    // A repository removed, moved or replaced meanwhile explains whatever failed: say that instead.
+    throw (
+      (await repo.ensureHeld().then(
+        () => null,
+        (gone: Error) => gone,
+      )) ?? error
+    );
   } finally {
     await repo.close();
   }

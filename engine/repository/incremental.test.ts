@@ -86,6 +86,7 @@ test('an interrupted backup is listed as incomplete and resumes without reading 
   let readsBeforeFailure = 0;
   const failing = await backupImage(repo, path, {
     checkpointIntervalMs: 0,
+    contentStamp: 'unchanged',
     wrapReader: (r) => ({
       ...r,
       path: r.path,
@@ -112,6 +113,7 @@ test('an interrupted backup is listed as incomplete and resumes without reading 
   const reads: ByteRange[] = [];
   const resumed = await backupImage(repo, path, {
     resume: checkpoint,
+    contentStamp: 'unchanged',
     wrapReader: (r) => countingReader(r, reads),
   });
   const readBytes = reads.reduce((sum, r) => sum + r.length, 0);
@@ -123,6 +125,85 @@ test('an interrupted backup is listed as incomplete and resumes without reading 
   assert.deepEqual(
     after.points.map((p) => [p.id, p.complete]),
     [[checkpoint.id, true]],
+  );
+});
+
+/** Backs up `path` until the reader reaches unit `stopUnit`, then fails: the checkpoint left behind. */
+async function interruptedBackup(
+  repo: Repository,
+  path: string,
+  stopUnit: number,
+  options: Parameters<typeof backupImage>[2],
+) {
+  await assert.rejects(
+    backupImage(repo, path, {
+      checkpointIntervalMs: 0,
+      ...options,
+      wrapReader: (r) => ({
+        ...r,
+        close: () => r.close(),
+        async read(offset, length) {
+          if (offset >= stopUnit * UNIT) throw new Error('interrupted');
+          return r.read(offset, length);
+        },
+      }),
+    }),
+    /interrupted/,
+  );
+  const checkpoint = (await repo.listPoints()).points.find((p) => !p.complete);
+  assert.ok(checkpoint, 'a checkpoint was left');
+  return repo.loadManifest(checkpoint.id);
+}
+
+test('a resume after the source was written reads every unit again, and the point holds the new bytes', async () => {
+  const repo = await freshRepo('resume-changed', 256 * 1024);
+  const image = patternedImage('resume-changed', UNITS, UNIT);
+  const path = await writeImage(join(dir, 'resume-changed.img'), image);
+  const checkpoint = await interruptedBackup(repo, path, UNITS / 2, { contentStamp: 'before' });
+  assert.equal(checkpoint.contentStamp, 'before', 'the checkpoint records the stamp it started from');
+  changeUnits(image, UNIT, [1, 2, 60, 61, 150], 'rewritten');
+  await writeImage(path, image);
+  const reads: ByteRange[] = [];
+  const resumed = await backupImage(repo, path, {
+    resume: checkpoint,
+    contentStamp: 'after',
+    wrapReader: (r) => countingReader(r, reads),
+  });
+  assert.equal(resumed.id, checkpoint.id, 'the interrupted point is taken over, not left behind');
+  assert.equal(
+    reads.reduce((sum, r) => sum + r.length, 0),
+    image.length,
+    'every unit was read again',
+  );
+  assert.ok(
+    (await readWholePoint(repo, resumed.id)).equals(image),
+    'the point holds the bytes written since',
+  );
+});
+
+test('a resume reads the units that were free at the interruption and are used now, even with an equal stamp', async () => {
+  const repo = await freshRepo('resume-free', 256 * 1024);
+  const image = patternedImage('resume-free', UNITS, UNIT);
+  const path = await writeImage(join(dir, 'resume-free.img'), image);
+  // At the interruption only the first half was in use (its second half was free, not read: zero in the map).
+  const half = [{ start: 0, length: (UNITS / 2) * UNIT }];
+  const checkpoint = await interruptedBackup(repo, path, UNITS / 4, {
+    contentStamp: 'same',
+    usedRanges: half,
+  });
+  const reads: ByteRange[] = [];
+  const resumed = await backupImage(repo, path, {
+    resume: checkpoint,
+    contentStamp: 'same',
+    usedRanges: [{ start: 0, length: image.length }],
+    wrapReader: (r) => countingReader(r, reads),
+  });
+  const readBytes = reads.reduce((sum, r) => sum + r.length, 0);
+  assert.ok(readBytes >= (UNITS / 2) * UNIT, `the newly used half was read (${readBytes} bytes read)`);
+  assert.ok(readBytes < image.length, 'units settled before the interruption were reused');
+  assert.ok(
+    (await readWholePoint(repo, resumed.id)).equals(image),
+    'no unit free at the interruption is zero',
   );
 });
 

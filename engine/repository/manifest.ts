@@ -59,6 +59,11 @@ export interface ManifestFile {
    * backup reads only the changed blocks when the tap's changes are relative to this generation.
    */
   trackingGeneration?: string;
+  /**
+   * The source's content state when this backup started (engine/device/content-stamp.ts); absent when it was
+   * unknown. A backup taking over this checkpoint reuses its units only when the source's stamp is still equal.
+   */
+  contentStamp?: string;
   /** Checkpoints only: base64 bitmap of the units already settled (read and stored, or known zero). */
   done?: string;
 }

@@ -5,6 +5,7 @@
 import { readFile, realpath, stat } from 'node:fs/promises';
 import type { Consistency } from '../../protocol/model.ts';
 import { deviceUses } from '../device/busy.ts';
+import { contentStamp } from '../device/content-stamp.ts';
 import { kernelName, parentDisk } from '../device/sysfs.ts';
 import type { BlockReader, ByteRange } from '../device/types.ts';
 import { inspectDisk } from '../layout/inspect.ts';
@@ -21,6 +22,8 @@ export interface PointSource {
   inUse: string[];
   /** 'offline' when nothing can write to the source; 'crash-consistent' for a device in use without the tap. */
   consistency: Consistency;
+  /** The source's content state before anything was read (device/content-stamp.ts); null when unknown. */
+  contentStamp: string | null;
   warnings: string[];
 }
 
@@ -43,8 +46,14 @@ export async function describeSource(path: string, reader: BlockReader): Promise
       (await sysText(`/sys/class/block/${disk}/device/wwid`));
   }
   const inUse = isDevice ? await deviceUses(real) : [];
+  // Stamped before the layout is read: a write after this moment changes the stamp a resume compares.
+  const stamp = await contentStamp(real);
   const identity: SourceIdentity = { path: real, model, serial, size: reader.size, partitionTable: null };
-  const base = { inUse, consistency: (inUse.length > 0 ? 'crash-consistent' : 'offline') as Consistency };
+  const base = {
+    inUse,
+    consistency: (inUse.length > 0 ? 'crash-consistent' : 'offline') as Consistency,
+    contentStamp: stamp,
+  };
   try {
     const layout = await inspectDisk(reader);
     identity.partitionTable = layout.partitionTable;

@@ -5,11 +5,12 @@ import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
 import { CHUNK_ID_BYTES, groupUnits, isAllZero, MAX_GROUP_BYTES, maxGroupBytes } from './chunk-codec.ts';
-import { type IndexEntry, idKey } from './chunk-index.ts';
+import { type ChunkIndex, type IndexEntry, idKey } from './chunk-index.ts';
 import { type ChunkConsumer, ChunkPool } from './chunk-pool.ts';
 import type { ChunkSlot } from './chunk-slots.ts';
 import { RepositoryError } from './errors.ts';
 import { KnownIds } from './known-ids.ts';
+import { mayHoldLeftovers, removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
 import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
 import {
@@ -43,8 +44,18 @@ export interface PointWriterOptions {
   changedRanges?: readonly ByteRange[] | null;
   /** The tap's change-tracking generation started at this point (recorded in the manifest). */
   trackingGeneration?: string | null;
-  /** A checkpoint of an interrupted backup of this source: its settled units are neither read nor written. */
+  /**
+   * A checkpoint of an interrupted backup of this source, taken over by this one (same point id). Its settled
+   * units are neither read nor written again only when its contentStamp equals this backup's (the source was
+   * not written since), and only those used then and now; otherwise everything is read (dedup still spares
+   * writing what it stored).
+   */
   resume?: Manifest | null;
+  /**
+   * The source's content state as this backup starts (device/content-stamp.ts): equal stamps mean the bytes
+   * did not change in between. null: unknown (in use, changed just now): a later resume reuses nothing.
+   */
+  contentStamp?: string | null;
   /**
    * Minimum time between checkpoints; 0 = after every pack. By default 15 s, stretched so that checkpoints
    * take at most 5% of the time.
@@ -54,6 +65,16 @@ export interface PointWriterOptions {
   /** Smaller write limits (tests reach them with small images); the format's by default. */
   limits?: Partial<WriteLimits>;
   onProgress?: (progress: { doneBytes: number; totalBytes: number; storedBytes: number }) => void;
+}
+
+/** What a backup took over from an interrupted one. */
+export interface ResumeOutcome {
+  /** The checkpoint taken over (its point id is this backup's). */
+  checkpoint: string;
+  /** Units taken from it without reading them again. */
+  reusedUnits: number;
+  /** Why nothing was reused; null when units were. */
+  rereadBecause: string | null;
 }
 
 interface Snapshot {
@@ -81,6 +102,8 @@ export class PointWriter implements UnitSink {
   readonly #added = new Map<string, IndexEntry>();
   /** Flushed but not yet in an index file. */
   #unindexed: [string, IndexEntry][] = [];
+  /** Packs this backup started to write that no index file names yet: removed if it fails. */
+  readonly #packsNotIndexed = new Set<string>();
   /** Entries of the pack being built. */
   #packEntries: [string, IndexEntry][] = [];
   /** Units sent again to be encoded after all (their id was only probably known). */
@@ -88,8 +111,10 @@ export class PointWriter implements UnitSink {
   #pool: ChunkPool | null = null;
   #knownIds: KnownIds | null = null;
   #pack: PackBuilder;
-  /** Settles when every pack queued so far is written; rejects if one failed. */
+  /** Settles when every pack queued so far is written; rejects (at once) if one failed. */
   #packChain: Promise<void> = Promise.resolve();
+  /** Pack writes not yet settled: a failed backup waits for all of them before it removes what it wrote. */
+  readonly #packWrites = new Set<Promise<void>>();
   /** Packs queued or being written; the copier waits while there are too many (memory stays bounded). */
   #packsWriting = 0;
   /** Pack writes in progress: two at once keep the disk's queue full while one syncs. */
@@ -111,6 +136,8 @@ export class PointWriter implements UnitSink {
   #totalBytes = 0;
   readonly #time: string;
   #result: Manifest | null = null;
+  /** Set when this backup took over an interrupted one. */
+  resumed: ResumeOutcome | null = null;
 
   private constructor(repo: Repository, options: PointWriterOptions) {
     this.#repo = repo;
@@ -126,8 +153,10 @@ export class PointWriter implements UnitSink {
     this.#pack = this.#newPack();
     const resume = options.resume ?? null;
     this.pointId = resume ? resume.id : newId();
-    this.#time = resume ? resume.time : (options.time ?? new Date().toISOString());
-    this.#prefill();
+    const reuse = resume ? this.#mayReuse(resume) : false;
+    // A point re-read from scratch holds the source as it is now, not at the checkpoint's time.
+    this.#time = reuse && resume ? resume.time : (options.time ?? new Date().toISOString());
+    this.#prefill(reuse);
   }
 
   /** Registers the backup, loads the index and starts the worker threads. */
@@ -143,7 +172,9 @@ export class PointWriter implements UnitSink {
     // Register before loading the index: a prune condemning packs after this moment waits for this backup.
     await registerBackup(repo.backend, writer.pointId, options.source.path);
     try {
+      const packNames = await repo.backend.list('packs/');
       const index = await repo.loadIndex(true);
+      await writer.#removeLeftovers(packNames, index);
       writer.#knownIds = new KnownIds(index.size + writer.#unitCount);
       for (const key of index.entries.keys()) writer.#knownIds.add(Buffer.from(key, 'base64'));
       writer.#pool = new ChunkPool(
@@ -163,6 +194,19 @@ export class PointWriter implements UnitSink {
     return writer;
   }
 
+  /**
+   * Packs and temp files a killed writer left take space a retry on a full disk needs: removed before this
+   * backup writes anything (leftovers.ts), when there are any and no other backup runs.
+   */
+  async #removeLeftovers(packNames: string[], index: ChunkIndex): Promise<void> {
+    const known = index.packs();
+    for (const record of await this.#repo.pruneRecords()) for (const pack of record.packs) known.add(pack);
+    if (!mayHoldLeftovers(packNames, await this.#repo.backend.list('tmp/'), known)) return;
+    await withWriterLock(this.#repo.backend, `backup ${this.pointId}: leftovers`, () =>
+      removeLeftovers(this.#repo, { ownBackup: this.pointId, packNames }),
+    );
+  }
+
   #slot(id: Buffer): number {
     const key = idKey(id);
     let slot = this.#chunkSlots.get(key);
@@ -175,7 +219,21 @@ export class PointWriter implements UnitSink {
     return slot;
   }
 
-  #prefill(): void {
+  /** Whether the checkpoint's units still hold the source's bytes; sets `resumed` saying so. */
+  #mayReuse(resume: Manifest): boolean {
+    const stamp = this.#options.contentStamp ?? null;
+    let rereadBecause: string | null = null;
+    if (!resume.done) rereadBecause = 'the checkpoint records no settled units';
+    else if (!resume.contentStamp)
+      rereadBecause = 'the source was in use or changing when the interrupted backup started';
+    else if (!stamp) rereadBecause = 'the source is in use or changed just now';
+    else if (stamp !== resume.contentStamp)
+      rereadBecause = 'the source was written since the interrupted backup started';
+    this.resumed = { checkpoint: resume.id, reusedUnits: 0, rereadBecause };
+    return rereadBecause === null;
+  }
+
+  #prefill(reuse: boolean): void {
     const { parent, changedRanges, resume } = this.#options;
     for (let unit = 0; unit < this.#unitCount; unit++)
       if (!testBit(this.#used, unit)) setBit(this.#done, unit);
@@ -189,11 +247,14 @@ export class PointWriter implements UnitSink {
         }
       }
     }
-    if (resume?.done) {
-      for (let unit = 0; unit < this.#unitCount; unit++) {
-        if (testBit(resume.done, unit) && testBit(this.#used, unit)) {
+    if (resume) {
+      // Only units used then and now: one free at the interruption was never read (it is zero in the map).
+      const settled = reuse ? resume.done : undefined;
+      for (let unit = 0; settled && unit < this.#unitCount; unit++) {
+        if (testBit(settled, unit) && testBit(resume.used, unit) && testBit(this.#used, unit)) {
           const k = resume.units[unit]!;
           this.#units[unit] = k === 0 ? 0 : this.#slot(resume.chunkIds[k - 1]!);
+          if (!testBit(this.#done, unit)) this.resumed!.reusedUnits += 1;
           setBit(this.#done, unit);
         }
       }
@@ -331,6 +392,7 @@ export class PointWriter implements UnitSink {
     const entries = this.#packEntries;
     this.#packEntries = [];
     this.#packsWriting += 1;
+    this.#packsNotIndexed.add(full.packId);
     const write = (async () => {
       while (this.#packPuts >= PACK_PUTS) await this.#packEvent();
       this.#packPuts += 1;
@@ -349,6 +411,11 @@ export class PointWriter implements UnitSink {
     write.catch((error: Error) => {
       this.#failure ??= error;
     });
+    this.#packWrites.add(write);
+    write.then(
+      () => this.#packWrites.delete(write),
+      () => this.#packWrites.delete(write),
+    );
     this.#packChain = Promise.all([this.#packChain, write]).then(() => undefined);
     this.#packChain.catch(() => undefined);
     // By default every 15 s, but never more than 5% of the time: a big disk's manifest takes long to write.
@@ -417,7 +484,8 @@ export class PointWriter implements UnitSink {
       time: this.#time,
       complete,
       parent: parentManifest?.id ?? null,
-      consistency: this.#options.resume && consistency !== 'offline' ? 'crash-consistent' : consistency,
+      consistency:
+        (this.resumed?.reusedUnits ?? 0) > 0 && consistency !== 'offline' ? 'crash-consistent' : consistency,
       source,
       partitions,
       unitSize: this.#unitSize,
@@ -427,6 +495,7 @@ export class PointWriter implements UnitSink {
       chunkIds: snapshot.chunkIds,
       units: snapshot.units,
       ...(this.#options.trackingGeneration ? { trackingGeneration: this.#options.trackingGeneration } : {}),
+      ...(this.#options.contentStamp ? { contentStamp: this.#options.contentStamp } : {}),
       stats: {
         usedBytes: unitBytes(usedUnits, lastUsed),
         changedBytes: Math.min(unitBytes(usedUnits, lastUsed), changedUnits * this.#unitSize),
@@ -441,15 +510,41 @@ export class PointWriter implements UnitSink {
   async #commit(snapshot: Snapshot, complete: boolean): Promise<Manifest> {
     const manifest = this.#manifest(snapshot, complete);
     await withWriterLock(this.#repo.backend, `backup ${this.pointId}`, async () => {
+      // Only into the repository this backup opened: one removed, moved or replaced since fails here.
+      await this.#repo.ensureHeld();
       await this.#rescueCondemnedPacks(snapshot.chunkIds);
       if (this.#unindexed.length > 0) {
         // Take the list: packs finishing while this index file is written go into a fresh one.
         const entries = this.#unindexed;
         this.#unindexed = [];
+        // In files of at most the limit's entries; those written name their packs, which must then never be
+        // removed. A put can fail after its rename (syncing the folder): when that cannot be told, the packs
+        // are kept.
+        const perFile = this.#limits.entriesPerIndexFile;
+        let from = 0;
         try {
-          await this.#repo.writeIndexFiles(entries, this.#limits.entriesPerIndexFile);
+          while (from < entries.length) {
+            const to = Math.min(entries.length, from + perFile);
+            const indexName = `index/${newId()}`;
+            let written = true;
+            try {
+              await this.#repo.writeIndexFile(indexName, entries, from, to);
+            } catch (error) {
+              written = await this.#repo.backend.size(indexName).then(
+                (size) => size !== null,
+                () => true,
+              );
+              throw error;
+            } finally {
+              if (written) {
+                for (let at = from; at < to; at++)
+                  this.#packsNotIndexed.delete((entries[at] as [string, IndexEntry])[1].pack);
+                from = to;
+              }
+            }
+          }
         } catch (error) {
-          this.#unindexed = entries.concat(this.#unindexed);
+          this.#unindexed = entries.slice(from).concat(this.#unindexed);
           throw error;
         }
         // Readers of this Repository object (openPoint right after the backup) see the new chunks.
@@ -513,7 +608,11 @@ export class PointWriter implements UnitSink {
     await this.#close();
   }
 
-  /** Keeps what is settled as a checkpoint (so a new backup resumes from it) and stops. */
+  /**
+   * Keeps what is settled as a checkpoint (so a new backup resumes from it) and stops. What cannot be kept —
+   * packs no index file names, because a write failed (a full disk) or the checkpoint could not commit — is
+   * removed, so a retry finds the space it needs and the repository holds nothing nobody can reach.
+   */
   async abort(_reason: Error): Promise<void> {
     if (this.#closed && this.#result) return;
     this.#closed = true;
@@ -521,7 +620,25 @@ export class PointWriter implements UnitSink {
     if (!this.#failure) {
       await this.#checkpoint().catch(() => undefined);
     }
-    await this.#close();
+    // Let every pack write end (the chain rejects at the first failure, while others may still run), then
+    // remove the packs of this backup that no index file names.
+    await this.#commitChain.catch(() => undefined);
+    while (this.#packWrites.size > 0) await Promise.allSettled([...this.#packWrites]);
+    await this.#removeUnindexedPacks();
+    // Closing must not hide why the backup stopped: a registration left in a vanished repository is moot.
+    await this.#close().catch(() => undefined);
+  }
+
+  async #removeUnindexedPacks(): Promise<void> {
+    for (const pack of this.#packsNotIndexed) {
+      try {
+        await this.#repo.backend.delete(packFileName(pack));
+        this.#packsNotIndexed.delete(pack);
+      } catch {
+        // The repository is gone or unwritable: what is left is found by prune (packs in no index).
+      }
+    }
+    this.#unindexed = [];
   }
 
   async #close(): Promise<void> {

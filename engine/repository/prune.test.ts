@@ -1,7 +1,7 @@
 // Prune: retention policies, freed space, dry runs, and backups that run during a prune (their chunks are
 // rescued, the packs they use are not deleted, and the prune finishes next time).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -136,4 +136,18 @@ test('the prune verb needs a policy and reports what it did', async () => {
   assert.equal(real.forgotten.length, 2);
   const points = JSON.parse((await runCli(['points', '--repo', path, '--json'])).stdout);
   assert.equal(points.length, 1);
+});
+
+test('prune removes temp files left by writers that died, and keeps a fresh one a live writer may own', async () => {
+  const { repo } = await repoWithPoints('stale-temps', 2);
+  const tmp = join(repo.path, 'tmp');
+  await writeFile(join(tmp, 'stale'), Buffer.alloc(123_456, 7));
+  const hourAgo = new Date(Date.now() - 3600_000);
+  await utimes(join(tmp, 'stale'), hourAgo, hourAgo);
+  await writeFile(join(tmp, 'fresh'), Buffer.alloc(1000, 7));
+  const report = await pruneRepository(repo, { keepLast: 2 }, { dryRun: false });
+  assert.equal(report.deletedTemps, 1);
+  assert.ok(report.freedBytes >= 123_456);
+  assert.deepEqual((await readdir(tmp)).sort(), ['fresh']);
+  await repo.close();
 });

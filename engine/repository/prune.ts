@@ -5,6 +5,7 @@
 import type { Retention } from '../../protocol/model.ts';
 import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
+import { removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
 import { runningBackups, withWriterLock } from './locks.ts';
 import type { Manifest } from './manifest.ts';
@@ -30,6 +31,8 @@ export interface PruneReport {
   freedBytes: number;
   /** Prune records left for a later prune because backups that may use them are still running. */
   waitingRecords: number;
+  /** Temp files left by writers that died. */
+  deletedTemps: number;
 }
 
 async function allManifests(repo: Repository): Promise<Manifest[]> {
@@ -82,10 +85,13 @@ export async function pruneRepository(
     deletedPacks: 0,
     freedBytes: 0,
     waitingRecords: 0,
+    deletedTemps: 0,
   };
 
   // Phase 1, under the lock: forget points, condemn packs nothing references.
   await withWriterLock(repo.backend, 'prune: forget points', async () => {
+    // Prune only the repository it opened; each phase starts by checking that it still is where it was named.
+    await repo.ensureHeld();
     const manifests = await allManifests(repo);
     const running = new Set((await runningBackups(repo.backend)).map((r) => r.pointId));
     const complete = manifests.filter((m) => m.complete);
@@ -132,6 +138,7 @@ export async function pruneRepository(
       repo.backend,
       'prune: retire index entries',
       async (): Promise<PruneRecord | null> => {
+        await repo.ensureHeld();
         const current = (await repo.pruneRecords()).find((r) => r.name === initial.name);
         if (!current) return null;
         let deleting = current;
@@ -178,21 +185,14 @@ export async function pruneRepository(
   // Packs in no index file and no record: left by killed backups. Only safe when no backup runs at all. The
   // listing comes first: a backup registering after the check writes only packs this listing cannot hold.
   await withWriterLock(repo.backend, 'prune: orphan packs', async () => {
-    const packNames = await repo.backend.list('packs/');
-    if ((await runningBackups(repo.backend)).length > 0) return;
-    const { entries } = await rawIndex(repo);
-    const known = new Set<string>();
-    for (const entry of entries.values()) known.add(entry.pack);
-    for (const record of await repo.pruneRecords()) for (const pack of record.packs) known.add(pack);
-    for (const name of packNames) {
-      const pack = name.slice(name.lastIndexOf('/') + 1);
-      if (known.has(pack)) continue;
-      report.freedBytes += (await repo.backend.size(name)) ?? 0;
-      await repo.backend.delete(name);
-      report.deletedPacks += 1;
-      await step('orphan pack deleted');
-    }
+    await repo.ensureHeld();
+    const removed = await removeLeftovers(repo, { onPackDeleted: () => step('orphan pack deleted') });
+    if (!removed) return;
+    report.freedBytes += removed.bytes;
+    report.deletedPacks += removed.packs;
+    report.deletedTemps += removed.temps;
   });
   await repo.loadIndex(true);
+  await repo.ensureHeld();
   return report;
 }

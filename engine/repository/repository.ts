@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
+import { RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
 import { type Backend, UnsafeFileError } from '../backend/types.ts';
 import {
@@ -183,7 +184,7 @@ export class Repository {
     await mkdir(directory, { recursive: true, mode: folderMode });
     // An existing empty directory takes the repository's mode too: the config's wrapped key is not for others.
     await chmod(directory, folderMode);
-    const backend = new LocalBackend(directory, { groupReadable: options.groupReadable ?? false });
+    const backend = await LocalBackend.open(directory, { groupReadable: options.groupReadable ?? false });
     const id = newId();
     const masterKey = newMasterKey();
     const encryption = options.insecureNoEncryption
@@ -201,7 +202,12 @@ export class Repository {
     for (const folder of ['packs', 'index', 'points', 'locks', 'prune', 'tmp']) {
       await mkdir(resolve(directory, folder), { recursive: true, mode: folderMode });
     }
-    await backend.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+    try {
+      await backend.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+    } catch (error) {
+      await backend.close();
+      throw error;
+    }
     return new Repository(directory, backend, config, deriveKeys(masterKey, id, encryption !== null));
   }
 
@@ -211,9 +217,31 @@ export class Repository {
       (stats) => stats.mode,
       () => null,
     );
-    const backend = new LocalBackend(directory, {
+    const backend = await LocalBackend.open(directory, {
       groupReadable: directoryMode !== null && groupReadable(directoryMode),
+    }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT')
+        throw new RepositoryError(
+          `repository ${directory} does not exist; create it with 'diskline init --repo ${path}'`,
+        );
+      if (error.code === 'ENOTDIR')
+        throw new RepositoryError(`${directory} is not a Diskline repository (not a directory)`);
+      throw error;
     });
+    try {
+      return await Repository.#load(path, directory, backend, options);
+    } catch (error) {
+      await backend.close();
+      throw error;
+    }
+  }
+
+  static async #load(
+    path: string,
+    directory: string,
+    backend: Backend,
+    options: { password?: string | null },
+  ): Promise<Repository> {
     const damaged = (problem: string) =>
       new DamagedRepositoryError(`repository ${directory} is damaged: ${problem}`);
     let config: RepositoryConfig;
@@ -223,11 +251,10 @@ export class Repository {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') {
         throw new RepositoryError(
-          directoryMode !== null
-            ? `${directory} is not a Diskline repository (no config file); create one with 'diskline init --repo ${path}'`
-            : `repository ${directory} does not exist; create it with 'diskline init --repo ${path}'`,
+          `${directory} is not a Diskline repository (no config file); create one with 'diskline init --repo ${path}'`,
         );
       }
+      if (error instanceof RepositoryGoneError) throw error;
       if (error instanceof UnsafeFileError) throw damaged(error.message);
       if (error instanceof ConfigError) throw damaged(`its config ${error.message}`);
       if (error instanceof ConfigFormatError) {
@@ -268,6 +295,19 @@ export class Repository {
 
   async close(): Promise<void> {
     await this.backend.close();
+  }
+
+  /**
+   * Fails with what happened when this repository was removed, moved or replaced since it was opened, or its
+   * config is gone (it is being deleted): a job must not report success for a repository nobody can find.
+   */
+  async ensureHeld(): Promise<void> {
+    await this.backend.ensureHeld();
+    if ((await this.backend.size('config')) === null) {
+      throw new RepositoryError(
+        `repository ${this.path} lost its config file while in use (it is being deleted or emptied); nothing more was written`,
+      );
+    }
   }
 
   // ---- sealed files ----
@@ -349,9 +389,23 @@ export class Repository {
    */
   async writeIndexFiles(entries: readonly [string, IndexEntry][], entriesPerFile: number): Promise<void> {
     for (let from = 0; from < entries.length; from += entriesPerFile) {
-      const to = Math.min(entries.length, from + entriesPerFile);
-      await this.writeSealed(`index/${newId()}`, INDEX_MAGIC, encodeIndexEntries(entries, from, to));
+      await this.writeIndexFile(
+        `index/${newId()}`,
+        entries,
+        from,
+        Math.min(entries.length, from + entriesPerFile),
+      );
     }
+  }
+
+  /** One index file `name` holding entries [from, to). */
+  async writeIndexFile(
+    name: string,
+    entries: readonly [string, IndexEntry][],
+    from: number,
+    to: number,
+  ): Promise<void> {
+    await this.writeSealed(name, INDEX_MAGIC, encodeIndexEntries(entries, from, to));
   }
 
   /** The index as last loaded, without touching storage. */

@@ -266,5 +266,7 @@ export async function restorePoint(
   await target.flush();
   let usedBytes = 0;
   for (let unit = 0; unit < unitCount; unit++) if (isUsed(manifest, unit)) usedBytes += unitLength(unit);
+  // Read from the repository that was opened; if it was removed, moved or replaced meanwhile, say so.
+  await repo.ensureHeld();
   return { writtenBytes: doneBytes, usedBytes };
 }

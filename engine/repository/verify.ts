@@ -194,6 +194,8 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
       problems.push(`${problem} (no point uses it)`);
   }
   damagedPoints.sort((a, b) => a.id.localeCompare(b.id));
+  // A report about a repository that is no longer where it was named would mislead: say what happened instead.
+  await repo.ensureHeld();
   return {
     ok: damagedPoints.length === 0 && problems.length === 0,
     pointsChecked:

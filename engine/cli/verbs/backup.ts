@@ -31,7 +31,7 @@ export const verb: Verb = {
   summary: 'Back up a disk or image into a new restore point',
   help:
     `${repositoryHelp}\n  --json                 print {point, stats} when done\n` +
-    '  --no-resume            start afresh even if an interrupted backup of this source exists (not through the daemon)\n' +
+    '  --no-resume            start afresh even if an interrupted backup of this source exists\n' +
     '  --pre-hook CMD         attached volumes: a shell command the daemon runs before the freeze\n' +
     '  --post-hook CMD        attached volumes: a shell command the daemon runs after the thaw\n' +
     '  With the engine daemon running, the daemon takes the backup (an attached volume through its session:\n' +
@@ -51,11 +51,6 @@ export const verb: Verb = {
     const daemon = await connectDaemon();
     if (daemon) {
       try {
-        if (values['no-resume']) {
-          throw new UsageError(
-            '--no-resume is not available through the engine daemon (it always resumes an interrupted backup)',
-          );
-        }
         return await backupThroughDaemon(daemon, source, requireRepo(values), hooks, values);
       } finally {
         await daemon.close();
@@ -89,9 +84,16 @@ export const verb: Verb = {
         consistency: described.consistency,
         parent,
         resume: checkpoint,
+        contentStamp: described.contentStamp,
         onProgress: (p) => progress?.update(p.doneBytes, p.totalBytes),
       });
-      if (checkpoint && !values.json) process.stderr.write(`resuming interrupted backup ${checkpoint.id}\n`);
+      if (writer.resumed && !values.json) {
+        process.stderr.write(
+          writer.resumed.rereadBecause
+            ? `finishing interrupted backup ${checkpoint!.id} by reading everything again: ${writer.resumed.rereadBecause}\n`
+            : `resuming interrupted backup ${checkpoint!.id}\n`,
+        );
+      }
       const session = new SnapshotSession({
         reader,
         usedRanges: described.usedRanges ?? [{ start: 0, length: reader.size }],
@@ -143,7 +145,11 @@ async function backupThroughDaemon(
   source: string,
   repoText: string,
   hooks: { preHook?: string | undefined; postHook?: string | undefined },
-  values: { json?: boolean | undefined; 'password-file'?: string | undefined },
+  values: {
+    json?: boolean | undefined;
+    'no-resume'?: boolean | undefined;
+    'password-file'?: string | undefined;
+  },
 ): Promise<number> {
   notePassphrase(values);
   const repo = repoForDaemon(repoText);
@@ -151,7 +157,12 @@ async function backupThroughDaemon(
     daemon,
     () =>
       daemon
-        .call('backup.start', { source: resolve(source), repo, ...hooks })
+        .call('backup.start', {
+          source: resolve(source),
+          repo,
+          ...hooks,
+          ...(values['no-resume'] ? { noResume: true } : {}),
+        })
         .catch((error: unknown) => callFailure('backup', error)),
     values.json ? null : 'backup',
   );

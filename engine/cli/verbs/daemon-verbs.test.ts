@@ -77,7 +77,8 @@ test('backup, points, restore, verify and prune go through the daemon and restor
   timeout: 60_000,
 }, async () => {
   const repo = join(dir, 'repo');
-  const backup = await diskline(['backup', join(dir, 'disk.img'), '--repo', repo, '--json']);
+  // --no-resume reaches the daemon too (it was refused there).
+  const backup = await diskline(['backup', join(dir, 'disk.img'), '--repo', repo, '--json', '--no-resume']);
   assert.equal(backup.code, 0, backup.stderr);
   const made = JSON.parse(backup.stdout) as { point: { id: string }; stats: { usedBytes: number } };
   assert.match(made.point.id, /^[0-9a-f]+$/);

@@ -45,9 +45,10 @@ export const verb: Verb = {
   list [--json]                       the plans, their next and last runs
   add --name N --source S --repo R --at WHEN [--keep-last N] [--keep-hourly N] [--keep-daily N]
       [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--container-size SIZE] [--container-file PATH]
-      [--disabled] [--json]
+      [--disabled] [--no-resume] [--json]
         WHEN: '@hourly', 'daily 02:30', 'weekly mon 03:00', or a cron expression (seconds first if 6 fields)
         container: RAM of SIZE (default 256M), or a file at PATH of SIZE
+        --no-resume: each run starts afresh instead of taking over an interrupted backup
   remove ID|NAME                      delete a plan (its restore points stay)
   run ID|NAME                         run a plan now and wait for its outcome (exit 0 only if it succeeded)
   pause | resume                      stop or restart every schedule
@@ -63,6 +64,7 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
       ...retentionOptions,
       'container-size': { type: 'string' },
       'container-file': { type: 'string' },
+      'no-resume': { type: 'boolean' },
       disabled: { type: 'boolean' },
     });
     if (!sub || !['list', 'add', 'remove', 'run', 'pause', 'resume'].includes(sub)) {
@@ -96,6 +98,7 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
             ? { kind: 'file', path: values['container-file'], capacityBytes }
             : { kind: 'memory', capacityBytes },
           enabled: !values.disabled,
+          ...(values['no-resume'] ? { noResume: true } : {}),
         });
         process.stdout.write(
           values.json

@@ -1,6 +1,7 @@
 // A child process for the crash tests: runs one backup or one prune against a repository, printing "ready"
 // when it starts working, so the test can kill -9 it at a random moment of the work.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { contentStamp, QUIET_MS } from '../../device/content-stamp.ts';
 import { findRelatives } from '../point-source.ts';
 import { pruneRepository } from '../prune.ts';
 import { Repository } from '../repository.ts';
@@ -24,6 +25,9 @@ if (operation === 'backup') {
   const point = await backupImage(repo, argument!, {
     parent,
     resume: checkpoint,
+    // As if the image had been quiet for a while (the test rewrites it only between finished backups), so a
+    // killed backup's checkpoint is reused when the image is unchanged and re-read when it is not.
+    contentStamp: await contentStamp(argument!, { now: Date.now() + QUIET_MS + 1000 }),
     checkpointIntervalMs: 0,
     threads: 1,
     limits: SMALL_LIMITS,

@@ -1,6 +1,6 @@
 import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
-import { FakeEngine, makeDrive, makeJob } from '../testing/fake-engine.ts';
+import { FakeEngine, makeDrive, makeJob, makePoint } from '../testing/fake-engine.ts';
 import { renderWithStore } from '../testing/render.tsx';
 import { DrivesView } from './DrivesView.tsx';
 
@@ -43,6 +43,28 @@ describe('Drives view', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Back up now' }));
     await waitFor(() => expect(store.getState().view).toBe('live'));
     expect(engine.callsOf('backup.start').at(-1)).toEqual({ source: '/dev/sdb', repo: '/backups/r' });
+  });
+
+  it('offers to finish an interrupted backup of a drive, or to start afresh (noResume)', async () => {
+    const engine = new FakeEngine().handle('backup.start', () => makeJob({ id: 'j' }));
+    const { store } = renderWithStore(<DrivesView />, engine);
+    const drive = makeDrive();
+    act(() =>
+      store.setState({
+        drivesLoaded: true,
+        drives: [drive],
+        currentRepo: '/backups/r',
+        points: [makePoint({ source: drive.device, sourceSize: drive.size, complete: false })],
+      }),
+    );
+    expect(screen.getByRole('button', { name: 'Finish interrupted backup' })).toBeTruthy();
+    fireEvent.click(screen.getByRole('button', { name: 'Start afresh' }));
+    await waitFor(() => expect(store.getState().view).toBe('live'));
+    expect(engine.callsOf('backup.start').at(-1)).toEqual({
+      source: '/dev/sdb',
+      repo: '/backups/r',
+      noResume: true,
+    });
   });
 
   it('protects a drive through the tap and says which device to mount instead', async () => {

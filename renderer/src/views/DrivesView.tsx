@@ -12,6 +12,10 @@ function DriveCard({ drive }: { drive: Drive }) {
   const attachDrive = useApp((s) => s.attachDrive);
   const detachDrive = useApp((s) => s.detachDrive);
   const notes = useApp((s) => s.attachNotes[drive.device]);
+  // An interrupted backup of this drive: the next one takes it over, unless the user starts afresh.
+  const interrupted = useApp((s) =>
+    s.points.some((p) => !p.complete && p.source === drive.device && p.sourceSize === drive.size),
+  );
   const used = drive.partitions.reduce((sum, p) => sum + p.usedBytes, 0);
   return (
     <li className="card drive" aria-label={`${drive.description} ${drive.device}`}>
@@ -87,8 +91,20 @@ function DriveCard({ drive }: { drive: Drive }) {
           title={currentRepo ? `Back up ${drive.device} into ${currentRepo}` : 'Choose a repository first'}
           onClick={() => currentRepo && void startBackup(drive.device, currentRepo)}
         >
-          Back up now
+          {interrupted ? 'Finish interrupted backup' : 'Back up now'}
         </button>
+        {interrupted && (
+          <button
+            type="button"
+            disabled={!currentRepo}
+            title="Leave the interrupted backup and read the whole drive again"
+            onClick={() =>
+              currentRepo && void startBackup(drive.device, currentRepo, undefined, { afresh: true })
+            }
+          >
+            Start afresh
+          </button>
+        )}
       </footer>
       {notes && notes.length > 0 && (
         <ul className="plain notes small" aria-label={`Notes on protecting ${drive.device}`}>
