@@ -17,7 +17,7 @@ import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
 import { runBackup } from './backup.ts';
 import type { JobContext } from './manager.ts';
 
-const PASSWORD = 'full-disk';
+const PASSWORD = 'full-disk passphrase';
 const saved = { password: process.env.DISKLINE_PASSWORD, checkpoint: process.env.DISKLINE_CHECKPOINT_MS };
 before(() => {
   process.env.DISKLINE_PASSWORD = PASSWORD;

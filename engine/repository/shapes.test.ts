@@ -252,7 +252,7 @@ test('every shape of disk backs up, restores byte for byte and verifies, with gr
       const [block, blockSeeds] = next;
       const kind = repositoryKind(blockSeeds[0]!);
       const repo = await Repository.init(join(dir, `repo-${block}`), {
-        password: kind.encrypted ? 'shapes' : null,
+        password: kind.encrypted ? 'shapes passphrase' : null,
         insecureNoEncryption: !kind.encrypted,
         scrypt: { N: 1024, r: 8, p: 1 },
         chunkSize: kind.chunkSize,
