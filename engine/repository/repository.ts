@@ -5,6 +5,8 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
 import { LocalBackend } from '../backend/local.ts';
+import { S3Backend } from '../backend/s3/backend.ts';
+import { isS3Location } from '../backend/s3/location.ts';
 import type { Backend } from '../backend/types.ts';
 import {
   ChunkDamage,
@@ -97,6 +99,9 @@ const DECODED_CACHE_CHUNKS = 64;
 /** Group blobs kept decoded for readChunk: sequential reads take one group's chunks one after another. */
 const RECENT_GROUPS = 4;
 
+/** The folders of a local repository (an object store needs none). */
+const REPOSITORY_FOLDERS = ['packs', 'index', 'points', 'locks', 'prune', 'tmp'];
+
 export class Repository {
   readonly path: string;
   readonly backend: Backend;
@@ -117,11 +122,6 @@ export class Repository {
   }
 
   static async init(path: string, options: InitOptions): Promise<Repository> {
-    const directory = resolve(path);
-    const existing = await readdir(directory).catch(() => null);
-    if (existing && existing.length > 0) {
-      throw new RepositoryError(`cannot create a repository in ${directory}: the directory is not empty`, 3);
-    }
     if (!options.insecureNoEncryption && !options.password) {
       throw new RepositoryError(
         'a passphrase is needed to create an encrypted repository: set DISKLINE_PASSWORD or pass --password-file ' +
@@ -136,8 +136,30 @@ export class Repository {
         2,
       );
     }
+    if (isS3Location(path)) {
+      // An object store has no folders and no empty directory to check: "empty" is no object under the prefix.
+      const backend = new S3Backend(path);
+      await backend.ensureBucket();
+      if ((await backend.list('')).length > 0) {
+        throw new RepositoryError(
+          `cannot create a repository at ${backend.location}: objects already exist there`,
+          3,
+        );
+      }
+      return Repository.#create(backend.location, backend, options);
+    }
+    const directory = resolve(path);
+    const existing = await readdir(directory).catch(() => null);
+    if (existing && existing.length > 0) {
+      throw new RepositoryError(`cannot create a repository in ${directory}: the directory is not empty`, 3);
+    }
     await mkdir(directory, { recursive: true });
-    const backend = new LocalBackend(directory);
+    for (const folder of REPOSITORY_FOLDERS) await mkdir(resolve(directory, folder), { recursive: true });
+    return Repository.#create(directory, new LocalBackend(directory), options);
+  }
+
+  static async #create(location: string, backend: Backend, options: InitOptions): Promise<Repository> {
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const id = newId();
     const masterKey = newMasterKey();
     const encryption = options.insecureNoEncryption
@@ -152,16 +174,14 @@ export class Repository {
       encryption,
       masterKey: encryption ? null : masterKey.toString('base64'),
     };
-    for (const folder of ['packs', 'index', 'points', 'locks', 'prune', 'tmp']) {
-      await mkdir(resolve(directory, folder), { recursive: true });
-    }
     await backend.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
-    return new Repository(directory, backend, config, deriveKeys(masterKey, id, encryption !== null));
+    return new Repository(location, backend, config, deriveKeys(masterKey, id, encryption !== null));
   }
 
   static async open(path: string, options: { password?: string | null } = {}): Promise<Repository> {
-    const directory = resolve(path);
-    const backend = new LocalBackend(directory);
+    const remote = isS3Location(path);
+    const backend: Backend = remote ? new S3Backend(path) : new LocalBackend(resolve(path));
+    const directory = backend.location;
     let config: RepositoryConfig;
     try {
       config = JSON.parse((await backend.get('config')).toString('utf8')) as RepositoryConfig;
@@ -169,10 +189,12 @@ export class Repository {
       const missing =
         (error as NodeJS.ErrnoException).code === 'ENOENT' ||
         (error as NodeJS.ErrnoException).code === 'ENOTDIR';
-      const exists = await stat(directory).then(
-        () => true,
-        () => false,
-      );
+      const exists =
+        remote ||
+        (await stat(directory).then(
+          () => true,
+          () => false,
+        ));
       if (missing) {
         throw new RepositoryError(
           exists
