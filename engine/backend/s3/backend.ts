@@ -15,14 +15,18 @@ const PARTS_IN_FLIGHT = 4;
 export interface S3BackendOptions {
   credentials?: S3Credentials;
   retry?: RetryPolicy;
+  /** Names per listing request (S3's most is 1000; tests use fewer to cross pages). */
+  listPageSize?: number;
 }
 
 export class S3Backend implements Backend {
   readonly location: string;
   readonly client: S3Client;
   readonly #prefix: string;
+  readonly #listPageSize: number;
 
   constructor(location: string, options: S3BackendOptions = {}) {
+    this.#listPageSize = options.listPageSize ?? 1000;
     const parsed = parseS3Location(location);
     this.location = redact(location);
     this.#prefix = parsed.prefix;
@@ -111,7 +115,9 @@ export class S3Backend implements Backend {
     const probe = await this.client.send({ method: 'HEAD', key: '' });
     if (probe.status === 200) return;
     if (probe.status !== 404) {
-      throw new Error(`bucket ${this.client.location.bucket} at ${this.client.location.endpoint} answered ${probe.status}`);
+      throw new Error(
+        `bucket ${this.client.location.bucket} at ${this.client.location.endpoint} answered ${probe.status}`,
+      );
     }
     await this.client.expect({ method: 'PUT', key: '' }, [200, 409]);
   }
