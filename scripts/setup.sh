@@ -20,6 +20,8 @@ packages=(
   # the machine-level test bed (vm/): qemu with virtiofsd, a static busybox for the guest's initramfs,
   # kmod to index the guest kernel's modules, dmsetup for device-mapper inside the guest
   qemu-system-x86 busybox-static kmod dmsetup
+  # a real S3 store for the object-storage backend's tests and benchmarks: a one-node Ceph with radosgw
+  ceph-mon ceph-osd radosgw ceph-common
   # building the native helper
   g++ make python3
 )

@@ -6,6 +6,8 @@ import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
 import { RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
+import { S3Backend } from '../backend/s3/backend.ts';
+import { isS3Location } from '../backend/s3/location.ts';
 import { type Backend, UnsafeFileError } from '../backend/types.ts';
 import {
   ChunkDamage,
@@ -144,8 +146,9 @@ export class Repository {
   }
 
   static async init(path: string, options: InitOptions): Promise<Repository> {
-    const directory = resolve(path);
-    const existing = await readdir(directory).catch(() => null);
+    const remote = isS3Location(path);
+    const directory = remote ? path : resolve(path);
+    const existing = remote ? null : await readdir(directory).catch(() => null);
     if (existing && existing.length > 0) {
       throw new RepositoryError(`cannot create a repository in ${directory}: the directory is not empty`, 3);
     }
@@ -181,10 +184,24 @@ export class Repository {
       );
     }
     const folderMode = options.groupReadable ? 0o750 : 0o700;
-    await mkdir(directory, { recursive: true, mode: folderMode });
-    // An existing empty directory takes the repository's mode too: the config's wrapped key is not for others.
-    await chmod(directory, folderMode);
-    const backend = await LocalBackend.open(directory, { groupReadable: options.groupReadable ?? false });
+    let backend: Backend;
+    if (remote) {
+      // An object store has no folders and no empty directory to check: "empty" is no object under the prefix.
+      const store = new S3Backend(path);
+      await store.ensureBucket();
+      if ((await store.list('')).length > 0) {
+        throw new RepositoryError(
+          `cannot create a repository at ${store.location}: objects already exist there`,
+          3,
+        );
+      }
+      backend = store;
+    } else {
+      await mkdir(directory, { recursive: true, mode: folderMode });
+      // An existing empty directory takes the repository's mode too: the config's wrapped key is not for others.
+      await chmod(directory, folderMode);
+      backend = await LocalBackend.open(directory, { groupReadable: options.groupReadable ?? false });
+    }
     const id = newId();
     const masterKey = newMasterKey();
     const encryption = options.insecureNoEncryption
@@ -199,8 +216,10 @@ export class Repository {
       encryption,
       masterKey: encryption ? null : masterKey.toString('base64'),
     };
-    for (const folder of ['packs', 'index', 'points', 'locks', 'prune', 'tmp']) {
-      await mkdir(resolve(directory, folder), { recursive: true, mode: folderMode });
+    if (!remote) {
+      for (const folder of ['packs', 'index', 'points', 'locks', 'prune', 'tmp']) {
+        await mkdir(resolve(directory, folder), { recursive: true, mode: folderMode });
+      }
     }
     try {
       await backend.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
@@ -208,10 +227,14 @@ export class Repository {
       await backend.close();
       throw error;
     }
-    return new Repository(directory, backend, config, deriveKeys(masterKey, id, encryption !== null));
+    return new Repository(backend.location, backend, config, deriveKeys(masterKey, id, encryption !== null));
   }
 
   static async open(path: string, options: { password?: string | null } = {}): Promise<Repository> {
+    if (isS3Location(path)) {
+      const store = new S3Backend(path);
+      return Repository.#load(path, store.location, store, options);
+    }
     const directory = resolve(path);
     const directoryMode = await stat(directory).then(
       (stats) => stats.mode,

@@ -14,7 +14,11 @@ import { Repository } from '../repository.ts';
 import { backupImage } from './backup-image.ts';
 import { patternedImage, writeImage } from './patterned-image.ts';
 
-export const OPTIONS = { password: 'held repository passphrase', scrypt: { N: 1024, r: 8, p: 1 }, packSize: 256 * 1024 };
+export const OPTIONS = {
+  password: 'held repository passphrase',
+  scrypt: { N: 1024, r: 8, p: 1 },
+  packSize: 256 * 1024,
+};
 
 /** Every file under `root` with a hash of its bytes: equal before and after means untouched. */
 export function contents(root: string): Record<string, string> {
