@@ -4,7 +4,7 @@
 import { RangeBuilder } from '../device/ranges.ts';
 import { FilesystemDamagedError, type FilesystemReader, type UsedMap, type Volume } from './types.ts';
 
-interface FatGeometry {
+export interface FatGeometry {
   bytesPerSector: number;
   sectorsPerCluster: number;
   reservedSectors: number;
@@ -53,7 +53,7 @@ export function fatGeometry(boot: Buffer): FatGeometry | null {
 }
 
 /** Entry reader for each FAT width: value of the entry of cluster `n`. */
-function entryReader(fat: Buffer, kind: FatGeometry['kind']): (n: number) => number {
+export function entryReader(fat: Buffer, kind: FatGeometry['kind']): (n: number) => number {
   if (kind === 'fat12') {
     return (n) => {
       const at = n + (n >> 1);
@@ -65,7 +65,7 @@ function entryReader(fat: Buffer, kind: FatGeometry['kind']): (n: number) => num
   return (n) => fat.readUInt32LE(n * 4) & 0x0fffffff;
 }
 
-const badCluster = { fat12: 0xff7, fat16: 0xfff7, fat32: 0x0ffffff7 };
+export const badCluster = { fat12: 0xff7, fat16: 0xfff7, fat32: 0x0ffffff7 };
 const fatPieceBytes = 3 * 1024 * 1024;
 
 export const fatReader: FilesystemReader = {

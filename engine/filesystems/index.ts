@@ -4,8 +4,11 @@
 // (data runs, chains, directory entries, extent trees) are found inside it (map-check.ts).
 import { btrfsReader } from './btrfs.ts';
 import { exfatReader } from './exfat.ts';
+import { exfatCrossCheck } from './exfat-references.ts';
 import { extReader } from './ext.ts';
+import { extCrossCheck } from './ext-references.ts';
 import { fatReader } from './fat.ts';
+import { fatCrossCheck } from './fat-references.ts';
 import { crossCheckMap, type MapCrossCheck } from './map-check.ts';
 import { ntfsReader } from './ntfs.ts';
 import { ntfsCrossCheck } from './ntfs-references.ts';
