@@ -1,4 +1,5 @@
-// What an ext2/3/4 file system's inodes reference: for every inode in use (in the initialized part of each
+// What an ext2/3/4 file system's records reference: each group's superblock and descriptor copies, bitmaps and
+// inode table, and for every inode in use (in the initialized part of each
 // group's inode table), its extended-attribute block and the blocks of its extent tree or indirect block map —
 // data and the mapping's own blocks. The used map from the block bitmaps must cover them all. A journal that
 // needs recovery is read through its replay, as the map is.
@@ -9,6 +10,7 @@ import {
   readDescriptors,
   readGeometry,
   roCompat,
+  superAndDescriptorBlocks,
 } from './ext.ts';
 import { walkInodeBlocks } from './ext-inode-blocks.ts';
 import { replayedVolume } from './ext-journal.ts';
@@ -87,6 +89,23 @@ export const extCrossCheck: MapCrossCheck = {
     const descriptors = await readDescriptors(view, geo, false);
     const checksummed = (geo.roCompat & (roCompat.gdtCsum | roCompat.metadataCsum)) !== 0;
     const inodesPerRead = Math.max(1, Math.floor(maxTableRead / geo.inodeSize));
+    const blockSize = geo.blockSize;
+    for (const [group, desc] of descriptors.entries()) {
+      for (const blocks of superAndDescriptorBlocks(geo, group)) {
+        check.reference(
+          blocks.start * blockSize,
+          blocks.length * blockSize,
+          () => `the superblock and descriptor copies of group ${group}`,
+        );
+      }
+      check.reference(desc.blockBitmap * blockSize, blockSize, () => `the block bitmap of group ${group}`);
+      check.reference(desc.inodeBitmap * blockSize, blockSize, () => `the inode bitmap of group ${group}`);
+      check.reference(
+        desc.inodeTable * blockSize,
+        geo.inodeBlocksPerGroup * blockSize,
+        () => `the inode table of group ${group}`,
+      );
+    }
     for (const [group, desc] of descriptors.entries()) {
       if (checksummed && desc.flags & inodeUninit) continue;
       const inodes = checksummed ? Math.max(0, geo.inodesPerGroup - desc.unusedInodes) : geo.inodesPerGroup;

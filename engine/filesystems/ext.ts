@@ -94,7 +94,7 @@ function superBlockOf(geo: ExtGeometry, group: number): number {
 }
 
 /** Blocks of superblock backups and descriptor tables a group holds (ext2fs_super_and_bgd_loc2). */
-function superAndDescriptorBlocks(geo: ExtGeometry, group: number): ByteRange[] {
+export function superAndDescriptorBlocks(geo: ExtGeometry, group: number): ByteRange[] {
   const first = superBlockOf(geo, group);
   const hasSuper = hasSuperBackup(geo, group);
   const blocks: ByteRange[] = [];

@@ -36,7 +36,12 @@ export const filesystemReaders: readonly FilesystemReader[] = [
 ];
 
 /** Per reader family: where the file system's other records say its bytes are (a map must cover them). */
-const crossChecks: ReadonlyMap<string, MapCrossCheck> = new Map([['ntfs', ntfsCrossCheck]]);
+const crossChecks: ReadonlyMap<string, MapCrossCheck> = new Map([
+  ['ntfs', ntfsCrossCheck],
+  ['fat', fatCrossCheck],
+  ['exfat', exfatCrossCheck],
+  ['ext', extCrossCheck],
+]);
 
 export interface MapOptions {
   /** Throw FilesystemDamagedError instead of falling back to every block. */
