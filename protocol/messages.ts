@@ -41,6 +41,8 @@ export const methods = {
       /** Attached volumes: shell commands run before the freeze and after the thaw (docs/consistent-points.md). */
       preHook: z.string().min(1).optional(),
       postHook: z.string().min(1).optional(),
+      /** Refuse a source whose used map cannot be trusted instead of copying it whole (docs/used-block-maps.md). */
+      strict: z.boolean().optional(),
     }),
     JobSchema,
   ],

@@ -49,6 +49,8 @@ export interface JobRunners {
       container: Plan['container'] | undefined;
       /** The tap serving the source, when attached: the backup takes a consistent point through it. */
       volume: AttachedVolume | null;
+      /** Refuse a source whose used map cannot be trusted instead of copying it whole. */
+      strict?: boolean | undefined;
     },
     context: JobContext,
     publishBlockMap: (source: BlockMapProvider) => void,
@@ -273,7 +275,7 @@ export class Engine {
     repoRef: string,
     container: Plan['container'] | undefined,
     title?: string,
-    hooks: { preHook?: string | undefined; postHook?: string | undefined } = {},
+    hooks: { preHook?: string | undefined; postHook?: string | undefined; strict?: boolean | undefined } = {},
   ): Job {
     const repo = this.resolveRepo(repoRef);
     const sourcePath = resolve(source);
@@ -364,7 +366,7 @@ export class Engine {
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
-      'backup.start': async ({ source, repo, container, preHook, postHook }, connection) => {
+      'backup.start': async ({ source, repo, container, preHook, postHook, strict }, connection) => {
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
         if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
@@ -396,7 +398,7 @@ export class Engine {
             `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
           );
         }
-        return this.#startBackup(sourcePath, repo, container, undefined, { preHook, postHook });
+        return this.#startBackup(sourcePath, repo, container, undefined, { preHook, postHook, strict });
       },
       'restore.preview': async ({ repo, point, to }) => {
         const location = this.resolveRepo(repo);

@@ -55,6 +55,8 @@ export interface BackupParams {
   /** Attached volumes: run before the freeze / after the thaw (docs/consistent-points.md). */
   preHook?: string | undefined;
   postHook?: string | undefined;
+  /** Refuse a source whose used map cannot be trusted (damaged allocation records) instead of copying it whole. */
+  strict?: boolean | undefined;
 }
 
 /** A sink whose target (the point writer) is known only after the consistent point; units come later. */
@@ -132,7 +134,9 @@ async function runAttachedBackup(
       ...(params.preHook ? { preHook: params.preHook } : {}),
       ...(params.postHook ? { postHook: params.postHook } : {}),
     });
-    const source = await describeSource(volume.source, snapshotReader(reader, session));
+    const source = await describeSource(volume.source, snapshotReader(reader, session), {
+      strict: params.strict ?? false,
+    });
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
     // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
@@ -190,7 +194,7 @@ export async function runBackup(
     if (params.volume) return runAttachedBackup(repo, params.volume, params, context, publishBlockMap);
     const reader = await openReader(params.source);
     try {
-      const source = await describeSource(params.source, reader);
+      const source = await describeSource(params.source, reader, { strict: params.strict ?? false });
       const { parent, checkpoint } = await findRelatives(repo, source.identity);
       const writer = await PointWriter.create(repo, {
         source: source.identity,
