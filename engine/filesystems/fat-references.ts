@@ -159,14 +159,19 @@ export const fatCrossCheck: MapCrossCheck = {
   allocationRecord: 'the first FAT',
   repairTool: 'fsck.vfat',
 
-  async run(volume, _map, check) {
+  async run(volume, map, check) {
     const geo = fatGeometry(await volume.read(0, 512));
     if (!geo) throw new FilesystemDamagedError(`${volume.name}: the FAT boot sector is not valid`);
     const fat = layoutOf(geo);
-    // One byte per cluster: is it inside the map? (FAT rules look clusters up at random, by the million.)
+    // One byte per cluster: is it wholly inside the map? (FAT rules look clusters up at random, by the million.)
     const used = new Uint8Array(fat.clusterEnd);
-    for (let cluster = 2; cluster < fat.clusterEnd; cluster++) {
-      used[cluster] = check.covers(fat.clusterStart(cluster), fat.clusterBytes) ? 1 : 0;
+    for (const range of map.usedRanges) {
+      const first = Math.max(2, Math.ceil((range.start - fat.dataStart) / fat.clusterBytes) + 2);
+      const end = Math.min(
+        fat.clusterEnd,
+        Math.floor((range.start + range.length - fat.dataStart) / fat.clusterBytes) + 2,
+      );
+      if (end > first) used.fill(1, first, end);
     }
     await referenceFatCopies(volume, fat, used, check);
     await referenceDirectoryTree(volume, fat, used, check);
