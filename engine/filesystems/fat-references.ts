@@ -43,7 +43,9 @@ function layoutOf(geo: FatGeometry): FatLayout {
 /** Every FAT copy: clusters it marks used and clusters its entries chain to must be in the map. */
 async function referenceFatCopies(volume: Volume, fat: FatLayout, used: Uint8Array, check: ReferenceCheck) {
   const bad = badCluster[fat.geo.kind];
-  for (let copy = 0; copy < fat.geo.fatCount; copy++) {
+  // Copies are kept alike unless FAT32 mirroring is off; then only the active one means anything.
+  const copies = fat.geo.activeFat === null ? [...Array(fat.geo.fatCount).keys()] : [fat.geo.activeFat];
+  for (const copy of copies) {
     const copyStart = (fat.geo.reservedSectors + copy * fat.geo.fatSectors) * fat.geo.bytesPerSector;
     for (let pieceStart = 0; pieceStart < fat.fatBytes; pieceStart += fatPieceBytes) {
       const piece = await volume.read(
@@ -89,7 +91,8 @@ async function referenceDirectoryTree(
   used: Uint8Array,
   check: ReferenceCheck,
 ) {
-  const fatStart = fat.geo.reservedSectors * fat.geo.bytesPerSector;
+  const fatStart =
+    (fat.geo.reservedSectors + (fat.geo.activeFat ?? 0) * fat.geo.fatSectors) * fat.geo.bytesPerSector;
   // Read from the even entry before it, where FAT12's 1.5-byte entries start on a byte.
   const fatEntry = async (cluster: number) => {
     const even = cluster - (cluster & 1);
@@ -156,7 +159,7 @@ async function referenceDirectoryTree(
 }
 
 export const fatCrossCheck: MapCrossCheck = {
-  allocationRecord: 'the first FAT',
+  allocationRecord: 'the FAT',
   repairTool: 'fsck.vfat',
 
   async run(volume, map, check) {

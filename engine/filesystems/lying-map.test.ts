@@ -318,3 +318,34 @@ test('a map short of a referenced extent is refused under strict with an error t
     },
   );
 });
+
+test('FAT32 with mirroring off is mapped from its active FAT; the stale copy is neither used nor held against it', async (t) => {
+  const skip = loopUnavailableReason() ?? missingToolReason('mkfs.vfat', 'mcopy');
+  if (skip) return t.skip(skip);
+  await withTestDisk(
+    {
+      size: 40 * MiB,
+      table: 'none',
+      partitions: [{ filesystem: 'fat32', fill: { files: 10, maxFileSize: 256 * 1024 } }],
+    },
+    async (disk) => {
+      const bytes = await readFile(disk.image);
+      const intact = await usedMapOf(memoryVolume(bytes, 'intact'), { strict: true });
+      const geo = fatGeometry(bytes.subarray(0, 512))!;
+      const copyAt = (n: number) => (geo.reservedSectors + n * geo.fatSectors) * geo.bytesPerSector;
+      const fatBytes = geo.fatSectors * geo.bytesPerSector;
+      // Make FAT 2 the active one and leave FAT 1 empty, as if it had been stale since mirroring was turned off.
+      bytes.copy(bytes, copyAt(1), copyAt(0), copyAt(0) + fatBytes);
+      bytes.fill(0, copyAt(0) + 8, copyAt(0) + fatBytes);
+      bytes.writeUInt16LE(0x80 | 1, 40);
+      const map = await usedMapOf(memoryVolume(bytes, 'mirroring off'), { strict: true });
+      assert.deepEqual(map.usedRanges, intact.usedRanges);
+      // With mirroring on again, the empty FAT 1 is what the file system would use: its map is refused.
+      bytes.writeUInt16LE(0, 40);
+      await assert.rejects(
+        usedMapOf(memoryVolume(bytes, 'mirroring on'), { strict: true }),
+        UsedMapMismatchError,
+      );
+    },
+  );
+});
