@@ -3,8 +3,11 @@
 // it alone could be short. Seeded fuzz over real images made by mkfs: every damaged copy gives either a map that
 // holds every byte the file system needs (checked against the intact map, and for a sample by reading every file
 // back from a copy of only the mapped bytes through the real driver), or an every-block map with a warning, or —
-// strict — a FilesystemDamagedError naming the volume. Never a trusted short map.
-// DISKLINE_FUZZ_ROUNDS sets the cases per file system (default 600); the seed of a failure is in its message.
+// strict — a FilesystemDamagedError naming the volume. Never a trusted short map. A second model damages any byte
+// the map and its cross-check read (boot sectors, MFT, FATs, directories, inode tables); every trusted map that
+// lost something the intact one held is read back through the real driver, and a couple of others.
+// DISKLINE_FUZZ_ROUNDS sets the cases per file system (default 600; a quarter of it for the second model); the seed
+// of a failure is in its message.
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -39,7 +42,8 @@ function random(seed: number): () => number {
   };
 }
 
-function memoryVolume(bytes: Buffer, name: string): Volume {
+/** A volume over bytes in memory; `reads` (when given) records every range read. */
+function memoryVolume(bytes: Buffer, name: string, reads?: ByteRange[]): Volume {
   return {
     name,
     size: bytes.length,
@@ -47,6 +51,7 @@ function memoryVolume(bytes: Buffer, name: string): Volume {
       if (offset < 0 || offset + length > bytes.length) {
         throw new VolumeTruncatedError(`${name}: read of ${length} bytes at ${offset} is past the end`);
       }
+      reads?.push({ start: offset, length });
       return Buffer.from(bytes.subarray(offset, offset + length));
     },
   };
@@ -184,6 +189,40 @@ function neededBytes(record: AllocationRecord, bytes: Buffer, intact: UsedMap): 
   return needed;
 }
 
+/** Files read through the real driver (via a loop device: exFAT's FUSE driver wants one); null when it cannot read them. */
+async function filesOf(image: string, kind: TestFilesystem): Promise<Map<string, string> | null> {
+  return withLoop(image, (loop) => readFilesystemChecksums(loop.device, kind), { readOnly: true }).catch(
+    () => null,
+  );
+}
+
+/**
+ * Real outcome: a copy of only the mapped bytes reads back, file for file, like the damaged source. False when
+ * the damaged source itself cannot be read (nothing to compare).
+ */
+async function assertCopyReadsBack(
+  dir: string,
+  kind: TestFilesystem,
+  label: string,
+  image: Buffer,
+  map: UsedMap,
+) {
+  const source = join(dir, 'source.img');
+  const copy = join(dir, 'copy.img');
+  const copied = Buffer.alloc(image.length);
+  for (const r of map.usedRanges) image.copy(copied, r.start, r.start, r.start + r.length);
+  await writeFile(source, image);
+  await writeFile(copy, copied);
+  const expected = await filesOf(source, kind);
+  if (!expected || expected.size === 0) return false;
+  assert.deepEqual(
+    await filesOf(copy, kind),
+    expected,
+    `${label}: a copy of only its map reads back differently`,
+  );
+  return true;
+}
+
 const cases: { kind: TestFilesystem; size: number; tools: string[]; mkfsArgs?: string[] }[] = [
   { kind: 'ntfs', size: 16 * MiB, tools: ['mkfs.ntfs', 'ntfs-3g'] },
   { kind: 'fat16', size: 32 * MiB, tools: ['mkfs.vfat', 'mcopy'] },
@@ -258,19 +297,11 @@ for (const c of cases) {
         // Real outcome for a sample: a copy of only the mapped bytes reads back, file for file, like the damaged source.
         await withTempDir(async (dir) => {
           for (const sample of readBack) {
-            const source = join(dir, `source-${sample.seed}.img`);
-            const copy = join(dir, `copy-${sample.seed}.img`);
-            const copied = Buffer.alloc(sample.image.length);
-            for (const r of sample.map.usedRanges)
-              sample.image.copy(copied, r.start, r.start, r.start + r.length);
-            await writeFile(source, sample.image);
-            await writeFile(copy, copied);
-            // Through loop devices: exFAT's FUSE driver wants a block device.
-            const filesOf = (image: string) =>
-              withLoop(image, (loop) => readFilesystemChecksums(loop.device, c.kind), { readOnly: true });
-            const expected = await filesOf(source);
-            assert.ok(expected.size > 0, `${c.kind} seed ${sample.seed}: the source has files`);
-            assert.deepEqual(await filesOf(copy), expected, `${c.kind} seed ${sample.seed}`);
+            const label = `${c.kind} seed ${sample.seed}`;
+            assert.ok(
+              await assertCopyReadsBack(dir, c.kind, label, sample.image, sample.map),
+              `${label}: readable`,
+            );
             counts.readBack++;
           }
         });
@@ -280,6 +311,84 @@ for (const c of cases) {
             `${counts.readBack} of them read back file for file`,
         );
         assert.ok(counts.refused > 0, `${c.kind}: some damage was found`);
+      },
+    );
+  });
+}
+
+/** Cases per file system of damage anywhere its records are read; each suspicious trusted map is read back. */
+const recordRounds = Math.ceil(rounds / 4);
+const maxRecordReadBacks = 6;
+
+for (const c of cases) {
+  test(`${c.kind}: ${recordRounds} copies with damage anywhere in the records read give no trusted map that reads back short`, async (t) => {
+    const skip = loopUnavailableReason() ?? missingToolReason(...c.tools);
+    if (skip) return t.skip(skip);
+    await withTestDisk(
+      {
+        size: c.size,
+        table: 'none',
+        partitions: [
+          {
+            filesystem: c.kind,
+            ...(c.mkfsArgs ? { mkfsArgs: c.mkfsArgs } : {}),
+            fill: { files: 16, maxFileSize: 256 * 1024, directories: 3, deletedFiles: 6 },
+          },
+        ],
+      },
+      async (disk) => {
+        const bytes = await readFile(disk.image);
+        // What the map and its cross-check read on the intact file system: boot sectors, MFT, FATs, directories,
+        // descriptors, bitmaps, inode tables, extent blocks. Damage lands there.
+        const reads: ByteRange[] = [];
+        const intact = await usedMapOf(memoryVolume(bytes, 'intact', reads), { strict: true });
+        const suspicious: { seed: number; image: Buffer; map: UsedMap }[] = [];
+        // Besides those, a couple of trusted maps that damage changed (else any trusted one) are read back too.
+        const changed: { seed: number; image: Buffer; map: UsedMap }[] = [];
+        let firstTrusted: { seed: number; image: Buffer; map: UsedMap } | undefined;
+        const counts = { refused: 0, trusted: 0, readBack: 0, unreadableSource: 0 };
+        for (let seed = 1; seed <= recordRounds; seed++) {
+          const next = random(seed * 104729 + c.kind.length);
+          const saved = new Map<number, number>();
+          for (let flip = 0; flip < 1 + Math.floor(next() * 8); flip++) {
+            const range = reads[Math.floor(next() * reads.length)]!;
+            const at = range.start + Math.floor(next() * range.length);
+            if (!saved.has(at)) saved.set(at, bytes[at]!);
+            bytes[at] = Math.floor(next() * 256);
+          }
+          const name = `${c.kind} record seed ${seed}`;
+          try {
+            const map = await usedMapOf(memoryVolume(bytes, name));
+            if (map.allBlocks) {
+              counts.refused++;
+              continue;
+            }
+            counts.trusted++;
+            // A trusted map that lost some of what the intact one held is the kind that could read back short.
+            if (uncovered(intact.usedRanges, map.usedRanges) > 0) {
+              suspicious.push({ seed, image: Buffer.from(bytes), map });
+            } else if (JSON.stringify(map.usedRanges) !== JSON.stringify(intact.usedRanges)) {
+              if (changed.length < 2) changed.push({ seed, image: Buffer.from(bytes), map });
+            } else {
+              firstTrusted ??= { seed, image: Buffer.from(bytes), map };
+            }
+          } finally {
+            for (const [at, value] of saved) bytes[at] = value;
+          }
+        }
+        await withTempDir(async (dir) => {
+          const others = changed.length > 0 ? changed : firstTrusted ? [firstTrusted] : [];
+          for (const sample of [...suspicious.slice(0, maxRecordReadBacks), ...others]) {
+            const label = `${c.kind} record seed ${sample.seed}`;
+            if (await assertCopyReadsBack(dir, c.kind, label, sample.image, sample.map)) counts.readBack++;
+            else counts.unreadableSource++;
+          }
+        });
+        t.diagnostic(
+          `${c.kind}: ${counts.refused} copied whole with a warning, ${counts.trusted} trusted, ` +
+            `${suspicious.length} of them smaller than the intact map; ${counts.readBack} read back file for file, ` +
+            `${counts.unreadableSource} whose damaged source the driver cannot read either`,
+        );
       },
     );
   });
