@@ -5,8 +5,8 @@ import { FilesystemDamagedError, type Volume } from './types.ts';
 
 const extentsFlag = 0x80000;
 const extentMagic = 0xf30a;
-/** Extent trees are at most 5 levels deep; more means a loop in damaged metadata. */
-const maxExtentDepth = 8;
+/** Extent trees are at most 5 levels deep (the kernel's limit); a deeper one is damaged. */
+const maxExtentDepth = 5;
 
 /** A run of a file: `count` blocks from file block `logical` at volume block `physical`. */
 export interface BlockRun {
@@ -22,21 +22,31 @@ export interface InodeBlockVisitor {
   tree?(physical: number): void;
 }
 
+/**
+ * Each node's depth must be one less than its parent's, and no tree block may appear twice: a damaged tree that
+ * points back into itself would otherwise be walked without end.
+ */
 async function walkExtents(
   volume: Volume,
   blockSize: number,
   node: Buffer,
   visit: InodeBlockVisitor,
-  depthLeft: number,
+  expectedDepth: number | null,
+  seen: Set<number>,
   what: string,
 ): Promise<void> {
-  if (node.length < 12 || node.readUInt16LE(0) !== extentMagic || depthLeft < 0) {
+  const depth = node.length >= 12 ? node.readUInt16LE(6) : -1;
+  if (
+    depth < 0 ||
+    node.readUInt16LE(0) !== extentMagic ||
+    depth > maxExtentDepth ||
+    (expectedDepth !== null && depth !== expectedDepth)
+  ) {
     throw new FilesystemDamagedError(
       `${volume.name}: the extent tree of ${what} is damaged; run e2fsck on it`,
     );
   }
   const entries = node.readUInt16LE(2);
-  const depth = node.readUInt16LE(6);
   for (let i = 0; i < entries; i++) {
     const at = 12 + i * 12;
     if (at + 12 > node.length) break;
@@ -48,23 +58,35 @@ async function walkExtents(
       visit.data(node.readUInt32LE(at), physical, length);
     } else {
       const child = node.readUInt32LE(at + 4) + node.readUInt16LE(at + 8) * 2 ** 32;
+      if (seen.has(child)) {
+        throw new FilesystemDamagedError(
+          `${volume.name}: the extent tree of ${what} loops; run e2fsck on it`,
+        );
+      }
+      seen.add(child);
       visit.tree?.(child);
-      await walkExtents(
-        volume,
-        blockSize,
-        await volume.read(child * blockSize, blockSize),
-        visit,
-        depthLeft - 1,
-        what,
-      );
+      const childNode = await volume.read(child * blockSize, blockSize);
+      await walkExtents(volume, blockSize, childNode, visit, depth - 1, seen, what);
     }
   }
 }
 
-async function walkIndirect(volume: Volume, blockSize: number, iBlock: Buffer, visit: InodeBlockVisitor) {
+async function walkIndirect(
+  volume: Volume,
+  blockSize: number,
+  iBlock: Buffer,
+  visit: InodeBlockVisitor,
+  what: string,
+) {
   const perBlock = blockSize / 4;
+  const seen = new Set<number>();
   const walk = async (pointer: number, level: number, logical: number): Promise<void> => {
     if (pointer === 0) return;
+    // An indirect block met twice means a damaged map that would be walked without end.
+    if (seen.has(pointer)) {
+      throw new FilesystemDamagedError(`${volume.name}: the block map of ${what} loops; run e2fsck on it`);
+    }
+    seen.add(pointer);
     visit.tree?.(pointer);
     const table = await volume.read(pointer * blockSize, blockSize);
     const span = perBlock ** (level - 1);
@@ -96,8 +118,8 @@ export async function walkInodeBlocks(
 ): Promise<void> {
   const iBlock = inode.subarray(40, 100);
   if (inode.readUInt32LE(32) & extentsFlag)
-    await walkExtents(volume, blockSize, iBlock, visit, maxExtentDepth, what);
-  else await walkIndirect(volume, blockSize, iBlock, visit);
+    await walkExtents(volume, blockSize, iBlock, visit, null, new Set(), what);
+  else await walkIndirect(volume, blockSize, iBlock, visit, what);
 }
 
 /** The data runs of `inode`, adjacent blocks merged. */
