@@ -22,6 +22,7 @@ import {
   type Volume,
 } from './types.ts';
 import { xfsReader } from './xfs.ts';
+import { xfsCrossCheck } from './xfs-references.ts';
 
 /** In detection order: signatures at fixed offsets that cannot be mistaken for one another first. */
 export const filesystemReaders: readonly FilesystemReader[] = [
@@ -41,6 +42,7 @@ const crossChecks: ReadonlyMap<string, MapCrossCheck> = new Map([
   ['fat', fatCrossCheck],
   ['exfat', exfatCrossCheck],
   ['ext', extCrossCheck],
+  ['xfs', xfsCrossCheck],
 ]);
 
 export interface MapOptions {

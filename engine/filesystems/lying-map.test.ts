@@ -18,6 +18,7 @@ import { readFilesystemChecksums, type TestFilesystem } from '../testing/filesys
 import { MiB, withTempDir } from '../testing/image.ts';
 import { withLoop } from '../testing/loop.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
+import { crc32c } from './crc32c.ts';
 import { exfatGeometry } from './exfat.ts';
 import { readDescriptors, readGeometry } from './ext.ts';
 import { entryReader, fatGeometry } from './fat.ts';
@@ -25,6 +26,7 @@ import { usedMapOf } from './index.ts';
 import { UsedMapMismatchError } from './map-check.ts';
 import { ntfsGeometry, unnamedData } from './ntfs.ts';
 import { FilesystemDamagedError, type UsedMap, type Volume, VolumeTruncatedError } from './types.ts';
+import { xfsGeometry } from './xfs.ts';
 
 const rounds = Number(process.env.DISKLINE_FUZZ_ROUNDS) || 600;
 /** Per file system, this many damaged copies whose map was trusted are read back through the real driver. */
@@ -455,6 +457,40 @@ test('FAT32 with mirroring off is mapped from its active FAT; the stale copy is 
         usedMapOf(memoryVolume(bytes, 'mirroring on'), { strict: true }),
         UsedMapMismatchError,
       );
+    },
+  );
+});
+
+test('XFS: a by-block free-space tree that frees used blocks, its checksum made valid, is caught by the by-size tree', async (t) => {
+  const skip = loopUnavailableReason() ?? missingToolReason('mkfs.xfs');
+  if (skip) return t.skip(skip);
+  await withTestDisk(
+    {
+      size: 64 * MiB,
+      table: 'none',
+      partitions: [{ filesystem: 'xfs', fill: { files: 10, maxFileSize: 512 * 1024 } }],
+    },
+    async (disk) => {
+      const bytes = await readFile(disk.image);
+      const intact = await usedMapOf(memoryVolume(bytes, 'intact'), { strict: true });
+      const geo = xfsGeometry(bytes.subarray(0, 512))!;
+      // Allocation group 0's bnobt root is a leaf on a small file system: stretch its first free extent over the
+      // used blocks after it, then re-seal the block's CRC so only the other records can tell.
+      const agf = bytes.subarray(geo.sectorSize, 2 * geo.sectorSize);
+      assert.equal(agf.readUInt32BE(28), 1, 'a one-level by-block tree');
+      const leafAt = agf.readUInt32BE(16) * geo.blockSize;
+      const leaf = bytes.subarray(leafAt, leafAt + geo.blockSize);
+      leaf.writeUInt32BE(leaf.readUInt32BE(56 + 4) + 16, 56 + 4);
+      leaf.writeUInt32LE(0, 52);
+      leaf.writeUInt32LE(crc32c(leaf), 52);
+      const lying = await usedMapOf(memoryVolume(bytes, 'lying'), { crossCheck: false, strict: true });
+      assert.ok(uncovered(intact.usedRanges, lying.usedRanges) > 0, 'the lie makes the map short');
+      await assert.rejects(
+        usedMapOf(memoryVolume(bytes, 'lying'), { strict: true }),
+        /free-space records disagree/,
+      );
+      const map = await usedMapOf(memoryVolume(bytes, 'lying'));
+      assert.equal(map.allBlocks, true);
     },
   );
 });
