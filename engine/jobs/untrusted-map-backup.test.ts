@@ -2,11 +2,16 @@
 // volume mounting with every file intact, but a copy of only the clusters it marks used would corrupt files. The
 // map is not believed: `inspect --strict` and `backup --strict` refuse it (exit 4, nothing stored); a plain
 // backup copies the volume whole with a warning that says why, the point records it, and the restore holds
-// every file intact — byte for byte the damaged source.
+// every file intact — byte for byte the damaged source. The engine daemon's backup job behaves alike.
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { Job } from '../../protocol/model.ts';
+import { SocketClient } from '../api/client.ts';
+import { Engine } from '../api/engine.ts';
+import { UnixServer } from '../api/unix-server.ts';
+import { StateStore } from '../config/state.ts';
 import { usedMapOf } from '../filesystems/index.ts';
 import { ntfsGeometry, unnamedData } from '../filesystems/ntfs.ts';
 import { type Volume, VolumeTruncatedError } from '../filesystems/types.ts';
@@ -17,6 +22,7 @@ import { type Checksums, readFilesystemChecksums } from '../testing/filesystems.
 import { MiB, withTempDir } from '../testing/image.ts';
 import { withLoop } from '../testing/loop.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
+import { defaultRunners } from './runners.ts';
 
 const skip = loopUnavailableReason() ?? missingToolReason('mkfs.ntfs', 'ntfs-3g');
 
@@ -111,5 +117,37 @@ test('NTFS with 32 bytes of $Bitmap cleared: refused under --strict, else backed
     assert.equal(restore.status, 0, restore.stderr);
     assert.ok((await readFile(restored)).equals(image), 'the restore is the damaged source, byte for byte');
     assert.deepEqual(await filesOf(restored), written);
+
+    // The engine daemon's backup job does the same: refused with strict, whole with the warning without.
+    process.env.DISKLINE_PASSWORD = TEST_PASSWORD;
+    const state = await StateStore.open(join(dir, 'state'));
+    const engine = new Engine({ state, runners: defaultRunners(state) });
+    await engine.start();
+    const server = new UnixServer(engine, join(dir, 'engine.sock'));
+    await server.listen();
+    const client = await SocketClient.connect(server.path);
+    try {
+      const finished = (jobId: string) =>
+        new Promise<Job>((resolve) =>
+          client.on('job.updated', (job) => {
+            if (job.id === jobId && ['succeeded', 'failed'].includes(job.state)) resolve(job);
+          }),
+        );
+      const strictJob = await client.call('backup.start', { source: disk.image, repo, strict: true });
+      const strictEnd = await finished(strictJob.id);
+      assert.equal(strictEnd.state, 'failed');
+      assert.match(strictEnd.error ?? '', /\$Bitmap of the ntfs file system leaves out/);
+      const plainJob = await client.call('backup.start', { source: disk.image, repo });
+      const plainEnd = await finished(plainJob.id);
+      assert.equal(plainEnd.state, 'succeeded', plainEnd.error ?? '');
+      const warnings = (plainEnd.result?.warnings ?? []) as string[];
+      assert.ok(
+        warnings.some((w) => /\$Bitmap .* leaves out .* Every block of it is copied instead/.test(w)),
+      );
+    } finally {
+      await client.close();
+      await server.close();
+      await engine.stop();
+    }
   });
 });
