@@ -50,7 +50,8 @@ export interface MapOptions {
   strict?: boolean;
   /** Unit used when the whole volume is copied (default 4096). */
   fallbackBlockSize?: number;
-  /** Check the map against the file system's own records before trusting it (default true; off only to measure it). */
+  /** Check the map against the file system's own records before trusting it (default true). Off only where no
+   * copy follows: measuring the check, or a drive listing that shows sizes. */
   crossCheck?: boolean;
 }
 
