@@ -1,6 +1,7 @@
-// What a FAT12/16/32 file system's records reference, beyond the first FAT the used map comes from: every
-// cluster any FAT copy marks used or chains to, and the first cluster of every file and directory found by
-// walking the directory tree (a whole file whose FAT entries were cleared is referenced only there).
+// What a FAT12/16/32 file system's records reference, beyond the FAT the used map comes from: every cluster any
+// FAT copy marks used or chains to, and the first cluster of every file and directory found by walking the
+// directory tree (a whole file whose FAT entries were cleared is referenced only there). Entries that point
+// nowhere and cross-links (which orphan the rest of a chain) are damage.
 import { badCluster, entryReader, type FatGeometry, fatGeometry } from './fat.ts';
 import type { MapCrossCheck, ReferenceCheck } from './map-check.ts';
 import { FilesystemDamagedError, type Volume } from './types.ts';
@@ -40,12 +41,31 @@ function layoutOf(geo: FatGeometry): FatLayout {
   };
 }
 
-/** Every FAT copy: clusters it marks used and clusters its entries chain to must be in the map. */
-async function referenceFatCopies(volume: Volume, fat: FatLayout, used: Uint8Array, check: ReferenceCheck) {
+/** Entry values from here up end a chain. */
+const endOfChain = { fat12: 0xff8, fat16: 0xfff8, fat32: 0x0ffffff8 };
+
+/**
+ * Every FAT copy: clusters it marks used and clusters its entries chain to must be in the map; an entry that is
+ * neither free, bad, end of chain nor a cluster number, or two entries chaining to one cluster (a cross-link, which
+ * orphans the rest of a chain), is damage. Returns the clusters the primary copy chains to (one bit each), so the
+ * directory walk can find a file starting where a chain also leads.
+ */
+async function referenceFatCopies(
+  volume: Volume,
+  fat: FatLayout,
+  used: Uint8Array,
+  check: ReferenceCheck,
+): Promise<Uint8Array> {
   const bad = badCluster[fat.geo.kind];
+  const end = endOfChain[fat.geo.kind];
+  const damaged = (problem: string) =>
+    new FilesystemDamagedError(`${volume.name}: ${problem}; run fsck.vfat on it`);
   // Copies are kept alike unless FAT32 mirroring is off; then only the active one means anything.
   const copies = fat.geo.activeFat === null ? [...Array(fat.geo.fatCount).keys()] : [fat.geo.activeFat];
+  let primaryChainedTo: Uint8Array | null = null;
   for (const copy of copies) {
+    const chainedTo = new Uint8Array((fat.clusterEnd + 7) >> 3);
+    primaryChainedTo ??= chainedTo;
     const copyStart = (fat.geo.reservedSectors + copy * fat.geo.fatSectors) * fat.geo.bytesPerSector;
     for (let pieceStart = 0; pieceStart < fat.fatBytes; pieceStart += fatPieceBytes) {
       const piece = await volume.read(
@@ -65,7 +85,15 @@ async function referenceFatCopies(volume: Volume, fat: FatLayout, used: Uint8Arr
             () => `FAT copy ${copy + 1} marks cluster ${cluster} used`,
           );
         }
-        if (value >= 2 && value < fat.clusterEnd && !used[value]) {
+        if (value >= end) continue;
+        if (value < 2 || value >= fat.clusterEnd) {
+          throw damaged(`FAT copy ${copy + 1} chains cluster ${cluster} to ${value}, which is no cluster`);
+        }
+        if (chainedTo[value >> 3]! & (1 << (value & 7))) {
+          throw damaged(`FAT copy ${copy + 1} chains two clusters to cluster ${value} (a cross-link)`);
+        }
+        chainedTo[value >> 3]! |= 1 << (value & 7);
+        if (!used[value]) {
           check.reference(
             fat.clusterStart(value),
             fat.clusterBytes,
@@ -75,6 +103,7 @@ async function referenceFatCopies(volume: Volume, fat: FatLayout, used: Uint8Arr
       }
     }
   }
+  return primaryChainedTo ?? new Uint8Array((fat.clusterEnd + 7) >> 3);
 }
 
 /** The 8.3 name of a directory entry, for messages. */
@@ -89,6 +118,7 @@ async function referenceDirectoryTree(
   volume: Volume,
   fat: FatLayout,
   used: Uint8Array,
+  chainedTo: Uint8Array,
   check: ReferenceCheck,
 ) {
   const fatStart =
@@ -135,6 +165,15 @@ async function referenceDirectoryTree(
       if (first < 2 || first >= fat.clusterEnd || !used[first]) {
         check.reference(fat.clusterStart(first), fat.clusterBytes, () => `the first cluster of ${name}`);
       }
+      if (first >= 2 && first < fat.clusterEnd) {
+        // A file starting where a chain (or another entry) also leads shares its clusters: a cross-link.
+        if (chainedTo[first >> 3]! & (1 << (first & 7))) {
+          throw new FilesystemDamagedError(
+            `${volume.name}: ${name} starts at cluster ${first}, which another chain or entry also uses (a cross-link); run fsck.vfat on it`,
+          );
+        }
+        chainedTo[first >> 3]! |= 1 << (first & 7);
+      }
       if (attributes & attrDirectory && first >= 2 && first < fat.clusterEnd) {
         const clusters = await directoryClusters(first);
         const pieces = [];
@@ -176,7 +215,7 @@ export const fatCrossCheck: MapCrossCheck = {
       );
       if (end > first) used.fill(1, first, end);
     }
-    await referenceFatCopies(volume, fat, used, check);
-    await referenceDirectoryTree(volume, fat, used, check);
+    const chainedTo = await referenceFatCopies(volume, fat, used, check);
+    await referenceDirectoryTree(volume, fat, used, chainedTo, check);
   },
 };

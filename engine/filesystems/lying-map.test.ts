@@ -1,9 +1,11 @@
 // A file system that lies is not believed. Damage to an allocation record (NTFS $Bitmap, exFAT's allocation
 // bitmap, ext block bitmaps, a FAT) does not stop the volume mounting with every file intact, so a map read from
 // it alone could be short. Seeded fuzz over real images made by mkfs: every damaged copy gives either a map that
-// holds every byte the file system needs (checked against the intact map, and for a sample by reading every file
-// back from a copy of only the mapped bytes through the real driver), or an every-block map with a warning, or —
-// strict — a FilesystemDamagedError naming the volume. Never a trusted short map. A second model damages any byte
+// holds every byte the file system needs, or an every-block map with a warning, or — strict — a
+// FilesystemDamagedError naming the volume. Never a trusted short map. "Needs" is judged against the intact map
+// (plus, for FAT, what the damaged FAT chains to); a trusted map holding less (damage that orphaned clusters no
+// file reaches any more) and a sample of the others are read back through the real driver, file for file, from a
+// copy of only the mapped bytes. A second model damages any byte
 // the map and its cross-check read (boot sectors, MFT, FATs, directories, inode tables); every trusted map that
 // lost something the intact one held is read back through the real driver, and a couple of others.
 // DISKLINE_FUZZ_ROUNDS sets the cases per file system (default 600; a quarter of it for the second model); the seed
@@ -31,6 +33,8 @@ import { xfsGeometry } from './xfs.ts';
 const rounds = Number(process.env.DISKLINE_FUZZ_ROUNDS) || 600;
 /** Per file system, this many damaged copies whose map was trusted are read back through the real driver. */
 const readBackSamples = 4;
+/** Trusted maps smaller than the intact one are each read back; more than this many fails the test. */
+const maxSuspicious = 20;
 
 /** mulberry32: small, seeded, good enough to pick offsets. */
 function random(seed: number): () => number {
@@ -255,6 +259,7 @@ for (const c of cases) {
         const record = await allocationRecord(c.kind, bytes);
         const counts = { refused: 0, wholeWithWarning: 0, trusted: 0, readBack: 0 };
         const readBack: { seed: number; image: Buffer; map: UsedMap }[] = [];
+        const suspicious: { seed: number; image: Buffer; map: UsedMap }[] = [];
         for (let seed = 1; seed <= rounds; seed++) {
           const name = `${c.kind} seed ${seed}`;
           const saved = damage(record, bytes, random(seed * 7919 + c.kind.length));
@@ -283,11 +288,16 @@ for (const c of cases) {
             }
             counts.trusted++;
             const missing = uncovered(neededBytes(record, bytes, intact), map.usedRanges);
-            assert.equal(
-              missing,
-              0,
-              `${name}: a trusted map leaves out ${missing} bytes the file system uses`,
-            );
+            if (missing > 0) {
+              // Less than the intact map held: only safe if the damaged file system no longer uses those bytes
+              // (a chain cut short orphans clusters no file reaches). The real driver decides, below.
+              assert.ok(
+                suspicious.length < maxSuspicious,
+                `${name}: more than ${maxSuspicious} trusted maps leave out bytes the intact map held`,
+              );
+              suspicious.push({ seed, image: Buffer.from(bytes), map });
+              continue;
+            }
             const changed = JSON.stringify(map.usedRanges) !== JSON.stringify(intact.usedRanges);
             if (readBack.length < readBackSamples && (changed || readBack.length === 0)) {
               readBack.push({ seed, image: Buffer.from(bytes), map });
@@ -298,7 +308,7 @@ for (const c of cases) {
         }
         // Real outcome for a sample: a copy of only the mapped bytes reads back, file for file, like the damaged source.
         await withTempDir(async (dir) => {
-          for (const sample of readBack) {
+          for (const sample of [...suspicious, ...readBack]) {
             const label = `${c.kind} seed ${sample.seed}`;
             assert.ok(
               await assertCopyReadsBack(dir, c.kind, label, sample.image, sample.map),
@@ -309,8 +319,8 @@ for (const c of cases) {
         });
         t.diagnostic(
           `${c.kind}: ${counts.refused} refused under strict (copied whole with a warning otherwise), ` +
-            `${counts.wholeWithWarning} copied whole, ${counts.trusted} trusted maps covering every used byte, ` +
-            `${counts.readBack} of them read back file for file`,
+            `${counts.wholeWithWarning} copied whole, ${counts.trusted} trusted (${suspicious.length} of them ` +
+            `smaller than the intact map), ${counts.readBack} read back file for file`,
         );
         assert.ok(counts.refused > 0, `${c.kind}: some damage was found`);
       },
