@@ -43,6 +43,8 @@ export const methods = {
       postHook: z.string().min(1).optional(),
       /** Start afresh: an interrupted backup of this source is not taken over (`backup --no-resume`). */
       noResume: z.boolean().optional(),
+      /** Refuse a source whose used map cannot be trusted instead of copying it whole (docs/used-block-maps.md). */
+      strict: z.boolean().optional(),
     }),
     JobSchema,
   ],

@@ -49,6 +49,8 @@ export interface JobRunners {
       container: Plan['container'] | undefined;
       /** The tap serving the source, when attached: the backup takes a consistent point through it. */
       volume: AttachedVolume | null;
+      /** Refuse a source whose used map cannot be trusted instead of copying it whole. */
+      strict?: boolean | undefined;
     },
     context: JobContext,
     publishBlockMap: (source: BlockMapProvider) => void,
@@ -273,7 +275,12 @@ export class Engine {
     repoRef: string,
     container: Plan['container'] | undefined,
     title?: string,
-    how: { preHook?: string | undefined; postHook?: string | undefined; noResume?: boolean | undefined } = {},
+    how: {
+      preHook?: string | undefined;
+      postHook?: string | undefined;
+      noResume?: boolean | undefined;
+      strict?: boolean | undefined;
+    } = {},
   ): Job {
     const repo = this.resolveRepo(repoRef);
     const sourcePath = resolve(source);
@@ -365,7 +372,10 @@ export class Engine {
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
-      'backup.start': async ({ source, repo, container, preHook, postHook, noResume }, connection) => {
+      'backup.start': async (
+        { source, repo, container, preHook, postHook, noResume, strict },
+        connection,
+      ) => {
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
         if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
@@ -397,7 +407,12 @@ export class Engine {
             `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
           );
         }
-        return this.#startBackup(sourcePath, repo, container, undefined, { preHook, postHook, noResume });
+        return this.#startBackup(sourcePath, repo, container, undefined, {
+          preHook,
+          postHook,
+          noResume,
+          strict,
+        });
       },
       'restore.preview': async ({ repo, point, to }) => {
         const location = this.resolveRepo(repo);

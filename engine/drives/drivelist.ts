@@ -20,7 +20,9 @@ async function partitionsOf(device: string): Promise<Layout> {
   if (cached && cached.key === key && Date.now() - cached.at < LAYOUT_CACHE_MS) return cached.layout;
   let layout: Layout;
   try {
-    const disk = await inspectDisk(device);
+    // A listing shows sizes, often: it skips the cross-check against the file systems' own records (reading a
+    // large disk's whole MFT or inode tables); a backup always makes it.
+    const disk = await inspectDisk(device, { crossCheck: false });
     layout = {
       table: disk.partitionTable,
       partitions: disk.partitions.map((partition) => ({

@@ -38,7 +38,8 @@ function memoryVolume(bytes: Buffer, name: string, reads?: { start: number; leng
   };
 }
 
-const rounds = 150;
+/** Rounds per file system; DISKLINE_FUZZ_ROUNDS runs more (a soak). */
+const rounds = Number(process.env.DISKLINE_FUZZ_ROUNDS) || 150;
 
 const cases: { kind: TestFilesystem; size: number; tools: string[]; checksummed?: boolean }[] = [
   { kind: 'ext4', size: 16 * MiB, tools: ['mkfs.ext4'], checksummed: true },

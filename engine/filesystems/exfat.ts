@@ -9,7 +9,7 @@ const endOfDirectory = 0x00;
 /** Chains longer than this mean a loop in a damaged FAT. */
 const maxChain = 1 << 22;
 
-interface ExfatGeometry {
+export interface ExfatGeometry {
   sectorSize: number;
   clusterSize: number;
   volumeSectors: number;
@@ -20,7 +20,7 @@ interface ExfatGeometry {
   serial: string;
 }
 
-function exfatGeometry(boot: Buffer): ExfatGeometry | null {
+export function exfatGeometry(boot: Buffer): ExfatGeometry | null {
   if (boot.length < 512 || boot.toString('latin1', 3, 11) !== 'EXFAT   ') return null;
   const sectorShift = boot[108]!;
   const clusterShift = boot[109]!;

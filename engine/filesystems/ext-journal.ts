@@ -1,6 +1,7 @@
 // The ext3/4 journal (jbd2), read but never written: finds the committed transactions not yet checkpointed
 // and gives a view of the volume as a journal replay would leave it, so the used map of a mounted or
 // uncleanly stopped file system includes what its journal has already committed (bitmaps among it).
+import type { BlockRun } from './ext-inode-blocks.ts';
 import { FilesystemDamagedError, type Volume } from './types.ts';
 
 const jbdMagic = 0xc03b3998;
@@ -14,83 +15,6 @@ const jbdIncompat = {
   csumV3: 0x10,
   fastCommit: 0x20,
 };
-const extentsFlag = 0x80000;
-
-/** A run of a file: `count` blocks from file block `logical` at volume block `physical`. */
-export interface BlockRun {
-  logical: number;
-  physical: number;
-  count: number;
-}
-
-function pushRun(runs: BlockRun[], logical: number, physical: number, count: number) {
-  const last = runs[runs.length - 1];
-  if (last && last.logical + last.count === logical && last.physical + last.count === physical)
-    last.count += count;
-  else runs.push({ logical, physical, count });
-}
-
-async function extentRuns(
-  volume: Volume,
-  blockSize: number,
-  node: Buffer,
-  runs: BlockRun[],
-  depthLeft: number,
-) {
-  if (node.readUInt16LE(0) !== 0xf30a || depthLeft < 0) {
-    throw new FilesystemDamagedError(`${volume.name}: the journal's extent tree is damaged`);
-  }
-  const entries = node.readUInt16LE(2);
-  const depth = node.readUInt16LE(6);
-  for (let i = 0; i < entries; i++) {
-    const at = 12 + i * 12;
-    if (at + 12 > node.length) break;
-    if (depth === 0) {
-      const rawLength = node.readUInt16LE(at + 4);
-      const length = rawLength > 32768 ? rawLength - 32768 : rawLength;
-      const physical = node.readUInt16LE(at + 6) * 2 ** 32 + node.readUInt32LE(at + 8);
-      pushRun(runs, node.readUInt32LE(at), physical, length);
-    } else {
-      const child = node.readUInt32LE(at + 4) + node.readUInt16LE(at + 8) * 2 ** 32;
-      await extentRuns(
-        volume,
-        blockSize,
-        await volume.read(child * blockSize, blockSize),
-        runs,
-        depthLeft - 1,
-      );
-    }
-  }
-}
-
-async function indirectRuns(volume: Volume, blockSize: number, iBlock: Buffer, runs: BlockRun[]) {
-  const perBlock = blockSize / 4;
-  let logical = 0;
-  const walk = async (pointer: number, level: number) => {
-    const span = perBlock ** level;
-    if (pointer === 0) {
-      logical += span;
-      return;
-    }
-    if (level === 0) {
-      pushRun(runs, logical++, pointer, 1);
-      return;
-    }
-    const table = await volume.read(pointer * blockSize, blockSize);
-    for (let i = 0; i < perBlock; i++) await walk(table.readUInt32LE(i * 4), level - 1);
-  };
-  for (let i = 0; i < 12; i++) await walk(iBlock.readUInt32LE(i * 4), 0);
-  for (let level = 1; level <= 3; level++) await walk(iBlock.readUInt32LE((11 + level) * 4), level);
-}
-
-/** Where an inode's blocks are (extents or ext2/3 indirect blocks). */
-export async function inodeBlockRuns(volume: Volume, blockSize: number, inode: Buffer): Promise<BlockRun[]> {
-  const runs: BlockRun[] = [];
-  const iBlock = inode.subarray(40, 100);
-  if (inode.readUInt32LE(32) & extentsFlag) await extentRuns(volume, blockSize, iBlock, runs, 8);
-  else await indirectRuns(volume, blockSize, iBlock, runs);
-  return runs;
-}
 
 interface JournalCopy {
   /** Volume block holding the journaled content. */

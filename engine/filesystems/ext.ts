@@ -6,14 +6,15 @@
 import { forEachSetRun, mergeRanges } from '../device/ranges.ts';
 import type { ByteRange } from '../device/types.ts';
 import { crc32cUpdate } from './crc32c.ts';
-import { inodeBlockRuns, journalCopies, replayedVolume } from './ext-journal.ts';
+import { inodeBlockRuns } from './ext-inode-blocks.ts';
+import { journalCopies, replayedVolume } from './ext-journal.ts';
 import { FilesystemDamagedError, type FilesystemReader, type UsedMap, type Volume } from './types.ts';
 
 const superblockOffset = 1024;
 const extMagic = 0xef53;
 
 const compat = { hasJournal: 0x4, sparseSuper2: 0x200 };
-const incompat = {
+export const incompat = {
   recover: 0x4,
   journalDev: 0x8,
   metaBg: 0x10,
@@ -22,12 +23,18 @@ const incompat = {
   flexBg: 0x200,
   csumSeed: 0x2000,
 };
-const roCompat = { sparseSuper: 0x1, hugeFile: 0x8, gdtCsum: 0x10, bigalloc: 0x200, metadataCsum: 0x400 };
+export const roCompat = {
+  sparseSuper: 0x1,
+  hugeFile: 0x8,
+  gdtCsum: 0x10,
+  bigalloc: 0x200,
+  metadataCsum: 0x400,
+};
 const blockUninit = 0x2;
 /** Largest run of bitmap blocks read in one request. */
 const maxBitmapRead = 4 * 1024 * 1024;
 
-interface ExtGeometry {
+export interface ExtGeometry {
   blockSize: number;
   clusterRatio: number;
   blocksCount: number;
@@ -51,13 +58,15 @@ interface ExtGeometry {
   csumSeed: number | null;
 }
 
-interface GroupDesc {
+export interface GroupDesc {
   /** metadata_csum only: the stored checksum of the block bitmap (low 16 bits, high 16 when stored), or null. */
   bitmapCsum: { low: number; high: number | null } | null;
   blockBitmap: number;
   inodeBitmap: number;
   inodeTable: number;
   flags: number;
+  /** Inodes at the end of the group's table never used (bg_itable_unused; meaningful with group checksums). */
+  unusedInodes: number;
 }
 
 function isPowerOf(n: number, base: number): boolean {
@@ -85,7 +94,7 @@ function superBlockOf(geo: ExtGeometry, group: number): number {
 }
 
 /** Blocks of superblock backups and descriptor tables a group holds (ext2fs_super_and_bgd_loc2). */
-function superAndDescriptorBlocks(geo: ExtGeometry, group: number): ByteRange[] {
+export function superAndDescriptorBlocks(geo: ExtGeometry, group: number): ByteRange[] {
   const first = superBlockOf(geo, group);
   const hasSuper = hasSuperBackup(geo, group);
   const blocks: ByteRange[] = [];
@@ -116,7 +125,7 @@ function descriptorBlock(geo: ExtGeometry, group: number): number {
   return superBlockOf(geo, firstGroup) + (hasSuperBackup(geo, firstGroup) ? 1 : 0);
 }
 
-function readGeometry(sb: Buffer, volume: Volume): ExtGeometry {
+export function readGeometry(sb: Buffer, volume: Volume): ExtGeometry {
   const damaged = (what: string) =>
     new FilesystemDamagedError(`${volume.name}: the ext superblock is damaged (${what}); run e2fsck on it`);
   const logBlock = sb.readUInt32LE(24);
@@ -176,7 +185,11 @@ function readGeometry(sb: Buffer, volume: Volume): ExtGeometry {
   };
 }
 
-async function readDescriptors(volume: Volume, geo: ExtGeometry, verify: boolean): Promise<GroupDesc[]> {
+export async function readDescriptors(
+  volume: Volume,
+  geo: ExtGeometry,
+  verify: boolean,
+): Promise<GroupDesc[]> {
   const blocks = new Map<number, Buffer>();
   const descriptors: GroupDesc[] = [];
   // Descriptor blocks are contiguous except under meta_bg: read each run once.
@@ -218,6 +231,7 @@ async function readDescriptors(volume: Volume, geo: ExtGeometry, verify: boolean
       inodeBitmap: d.readUInt32LE(4) + hi(d, 36),
       inodeTable: d.readUInt32LE(8) + hi(d, 40),
       flags: d.readUInt16LE(18),
+      unusedInodes: d.readUInt16LE(0x1c) + (geo.descSize >= 64 ? d.readUInt16LE(0x32) * 0x10000 : 0),
     };
     for (const [what, at] of [
       ['block bitmap', desc.blockBitmap],
@@ -299,7 +313,7 @@ async function bitmapUsedRanges(volume: Volume, geo: ExtGeometry, verify: boolea
 }
 
 /** The journal's committed, not yet checkpointed block copies (empty when it is clean). */
-async function committedJournalCopies(volume: Volume, geo: ExtGeometry) {
+export async function committedJournalCopies(volume: Volume, geo: ExtGeometry) {
   if (geo.journalInode === 0) {
     throw new FilesystemDamagedError(
       `${volume.name} needs recovery from an external journal, which is not read`,
@@ -314,7 +328,7 @@ async function committedJournalCopies(volume: Volume, geo: ExtGeometry) {
     desc.inodeTable * geo.blockSize + (index % geo.inodesPerGroup) * geo.inodeSize,
     geo.inodeSize,
   );
-  const runs = await inodeBlockRuns(volume, geo.blockSize, inode);
+  const runs = await inodeBlockRuns(volume, geo.blockSize, inode, 'the journal inode');
   return journalCopies(volume, geo.blockSize, runs);
 }
 

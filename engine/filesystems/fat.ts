@@ -1,10 +1,10 @@
-// FAT12/16/32 used space from the first FAT: the reserved sectors, every FAT copy and (FAT12/16) the root
+// FAT12/16/32 used space from the first FAT (the active one when FAT32 mirroring is off): the reserved sectors, every FAT copy and (FAT12/16) the root
 // directory are always used; a data cluster is used when its FAT entry is not zero (bad clusters excepted,
 // since reading them only yields errors).
 import { RangeBuilder } from '../device/ranges.ts';
 import { FilesystemDamagedError, type FilesystemReader, type UsedMap, type Volume } from './types.ts';
 
-interface FatGeometry {
+export interface FatGeometry {
   bytesPerSector: number;
   sectorsPerCluster: number;
   reservedSectors: number;
@@ -15,6 +15,8 @@ interface FatGeometry {
   dataStartSector: number;
   clusterCount: number;
   kind: 'fat12' | 'fat16' | 'fat32';
+  /** FAT32 with mirroring turned off (BPB_ExtFlags bit 7): the one FAT in use; null when every copy is kept alike. */
+  activeFat: number | null;
 }
 
 const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
@@ -38,6 +40,9 @@ export function fatGeometry(boot: Buffer): FatGeometry | null {
   if (dataStartSector >= totalSectors) return null;
   const clusterCount = Math.floor((totalSectors - dataStartSector) / sectorsPerCluster);
   const kind = clusterCount < 4085 ? 'fat12' : clusterCount < 65525 ? 'fat16' : 'fat32';
+  const extFlags = boot.readUInt16LE(40);
+  const activeFat = kind === 'fat32' && extFlags & 0x80 ? extFlags & 0x0f : null;
+  if (activeFat !== null && activeFat >= fatCount) return null;
   return {
     bytesPerSector,
     sectorsPerCluster,
@@ -49,11 +54,12 @@ export function fatGeometry(boot: Buffer): FatGeometry | null {
     dataStartSector,
     clusterCount,
     kind,
+    activeFat,
   };
 }
 
 /** Entry reader for each FAT width: value of the entry of cluster `n`. */
-function entryReader(fat: Buffer, kind: FatGeometry['kind']): (n: number) => number {
+export function entryReader(fat: Buffer, kind: FatGeometry['kind']): (n: number) => number {
   if (kind === 'fat12') {
     return (n) => {
       const at = n + (n >> 1);
@@ -65,7 +71,7 @@ function entryReader(fat: Buffer, kind: FatGeometry['kind']): (n: number) => num
   return (n) => fat.readUInt32LE(n * 4) & 0x0fffffff;
 }
 
-const badCluster = { fat12: 0xff7, fat16: 0xfff7, fat32: 0x0ffffff7 };
+export const badCluster = { fat12: 0xff7, fat16: 0xfff7, fat32: 0x0ffffff7 };
 const fatPieceBytes = 3 * 1024 * 1024;
 
 export const fatReader: FilesystemReader = {
@@ -102,7 +108,7 @@ export const fatReader: FilesystemReader = {
     const dataStart = geo.dataStartSector * sector;
     // Read the FAT in pieces (a FAT32 FAT can be hundreds of MiB); the piece size is a multiple of 3 and 4 bytes,
     // so every piece starts on an entry boundary (an even entry, for FAT12's 1.5-byte entries).
-    const fatStart = geo.reservedSectors * sector;
+    const fatStart = (geo.reservedSectors + (geo.activeFat ?? 0) * geo.fatSectors) * sector;
     const clusterEnd = geo.clusterCount + 2;
     for (let pieceStart = 0; pieceStart < fatBytesNeeded; pieceStart += fatPieceBytes) {
       const piece = await volume.read(

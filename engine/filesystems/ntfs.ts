@@ -15,7 +15,7 @@ const attrData = 0x80;
 const attrList = 0x20;
 const attrEnd = 0xffffffff;
 
-interface NtfsGeometry {
+export interface NtfsGeometry {
   bytesPerSector: number;
   clusterSize: number;
   totalSectors: number;
@@ -24,7 +24,7 @@ interface NtfsGeometry {
   serial: string;
 }
 
-function ntfsGeometry(boot: Buffer): NtfsGeometry | null {
+export function ntfsGeometry(boot: Buffer): NtfsGeometry | null {
   if (boot.length < 512 || boot.toString('latin1', 3, 11) !== 'NTFS    ') return null;
   if (boot[510] !== 0x55 || boot[511] !== 0xaa) return null;
   const bytesPerSector = boot.readUInt16LE(11);
@@ -47,12 +47,12 @@ function ntfsGeometry(boot: Buffer): NtfsGeometry | null {
 }
 
 /** Applies the update sequence array: the last two bytes of each 512-byte stride were saved there. */
-function applyFixups(record: Buffer, name: string, what = 'the MFT record of $Bitmap'): void {
+export function applyFixups(record: Buffer, name: string, what = 'the MFT record of $Bitmap'): void {
   const usaOffset = record.readUInt16LE(4);
   const usaCount = record.readUInt16LE(6);
   if (usaOffset + usaCount * 2 > record.length || usaCount < 1 || (usaCount - 1) * 512 > record.length) {
     throw new FilesystemDamagedError(
-      `${name}: the MFT record of $Bitmap has a damaged update sequence array`,
+      `${name}: ${what} has a damaged update sequence array; run chkdsk on it`,
     );
   }
   const check = record.readUInt16LE(usaOffset);
@@ -73,8 +73,8 @@ export interface DataRun {
   clusters: number;
 }
 
-/** Decodes an attribute's mapping pairs (data runs). */
-export function decodeRuns(bytes: Buffer, name: string): DataRun[] {
+/** Decodes an attribute's mapping pairs (data runs); `owner` names the attribute in errors. */
+export function decodeRuns(bytes: Buffer, name: string, owner = '$Bitmap'): DataRun[] {
   const runs: DataRun[] = [];
   let at = 0;
   let lcn = 0;
@@ -88,7 +88,7 @@ export function decodeRuns(bytes: Buffer, name: string): DataRun[] {
       offsetSize > 8 ||
       at + 1 + lengthSize + offsetSize > bytes.length
     ) {
-      throw new FilesystemDamagedError(`${name}: the data runs of $Bitmap are damaged`);
+      throw new FilesystemDamagedError(`${name}: the data runs of ${owner} are damaged; run chkdsk on it`);
     }
     const clusters = Number(bytes.readUIntLE(at + 1, Math.min(lengthSize, 6)));
     if (offsetSize === 0) {
@@ -104,7 +104,7 @@ export function decodeRuns(bytes: Buffer, name: string): DataRun[] {
 }
 
 /** The runs and size of the unnamed $DATA attribute of MFT record `recordNumber` (one of the first 16). */
-async function unnamedData(
+export async function unnamedData(
   volume: Volume,
   geo: NtfsGeometry,
   recordNumber: number,
@@ -132,7 +132,7 @@ async function unnamedData(
       if (record[at + 8] !== 1) throw damaged(`${fileName} data is resident, which no valid NTFS volume has`);
       const runsOffset = record.readUInt16LE(at + 32);
       return {
-        runs: decodeRuns(record.subarray(at + runsOffset, at + length), volume.name),
+        runs: decodeRuns(record.subarray(at + runsOffset, at + length), volume.name, fileName),
         dataSize: Number(record.readBigUInt64LE(at + 48)),
       };
     }

@@ -15,11 +15,13 @@ import {
 import { assertCleanLog, internalLog } from './xfs-log.ts';
 
 const nullBlock = 0xffffffff;
-const bnoMagics = new Set(['ABTB', 'AB3B']);
+/** Magics of the by-block (bnobt) and by-size (cntbt) free-space B+tree blocks, v4 and v5. */
+export const bnoMagics = new Set(['ABTB', 'AB3B']);
+export const cntMagics = new Set(['ABTC', 'AB3C']);
 /** Deeper trees than this mean a loop in damaged metadata (real ones have 1–5 levels). */
 const maxLevels = 10;
 
-interface XfsGeometry {
+export interface XfsGeometry {
   blockSize: number;
   dataBlocks: number;
   agBlocks: number;
@@ -30,7 +32,7 @@ interface XfsGeometry {
   label: string;
 }
 
-function xfsGeometry(sb: Buffer): XfsGeometry | null {
+export function xfsGeometry(sb: Buffer): XfsGeometry | null {
   if (sb.length < 512 || sb.toString('latin1', 0, 4) !== 'XFSB') return null;
   const uuidHex = sb.subarray(32, 48).toString('hex');
   return {
@@ -52,8 +54,18 @@ function crcMatches(buffer: Buffer, at: number): boolean {
   return crc32c(copy) === buffer.readUInt32LE(at);
 }
 
-/** Free extents of one AG (AG-relative block numbers), walking the bnobt leaves left to right. */
-async function freeExtents(volume: Volume, geo: XfsGeometry, ag: number, root: number, levels: number) {
+/**
+ * Free extents of one AG (AG-relative block numbers), walking a free-space tree's leaves left to right: the bnobt
+ * (the default), or with `magics` = cntMagics the cntbt, which lists the same extents by size.
+ */
+export async function freeExtents(
+  volume: Volume,
+  geo: XfsGeometry,
+  ag: number,
+  root: number,
+  levels: number,
+  magics: ReadonlySet<string> = bnoMagics,
+) {
   const damaged = (what: string) =>
     new FilesystemDamagedError(`${volume.name}: allocation group ${ag}: ${what}; run xfs_repair on it`);
   const headerSize = geo.v5 ? 56 : 16;
@@ -64,7 +76,7 @@ async function freeExtents(volume: Volume, geo: XfsGeometry, ag: number, root: n
     const block = await volume.read(agStart + agBlock * geo.blockSize, geo.blockSize);
     if (geo.v5 && !crcMatches(block, 52))
       throw damaged(`free-space tree block ${agBlock} fails its checksum`);
-    if (!bnoMagics.has(block.toString('latin1', 0, 4)))
+    if (!magics.has(block.toString('latin1', 0, 4)))
       throw damaged(`free-space tree block ${agBlock} has no magic`);
     return block;
   };

@@ -57,6 +57,8 @@ export interface BackupParams {
   postHook?: string | undefined;
   /** Start afresh: an interrupted backup of this source is not taken over. */
   noResume?: boolean | undefined;
+  /** Refuse a source whose used map cannot be trusted (damaged allocation records) instead of copying it whole. */
+  strict?: boolean | undefined;
 }
 
 /** A sink whose target (the point writer) is known only after the consistent point; units come later. */
@@ -134,7 +136,9 @@ async function runAttachedBackup(
       ...(params.preHook ? { preHook: params.preHook } : {}),
       ...(params.postHook ? { postHook: params.postHook } : {}),
     });
-    const source = await describeSource(volume.source, snapshotReader(reader, session));
+    const source = await describeSource(volume.source, snapshotReader(reader, session), {
+      strict: params.strict ?? false,
+    });
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
     // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
@@ -192,7 +196,7 @@ export async function runBackup(
     if (params.volume) return runAttachedBackup(repo, params.volume, params, context, publishBlockMap);
     const reader = await openReader(params.source);
     try {
-      const source = await describeSource(params.source, reader);
+      const source = await describeSource(params.source, reader, { strict: params.strict ?? false });
       const { parent, checkpoint } = await findRelatives(repo, source.identity, !params.noResume);
       const writer = await PointWriter.create(repo, {
         source: source.identity,

@@ -32,6 +32,8 @@ export interface PartitionLayout {
   allBlocks: boolean;
   /** Absolute device bytes, sorted and merged. */
   usedRanges: ByteRange[];
+  /** Why every block is copied, when the file system's map could not be trusted (damaged, or not read). */
+  copiedWholeBecause?: string;
   label?: string;
   uuid?: string;
   /** GPT partition name. */
@@ -73,6 +75,7 @@ async function layoutPartition(
       usedBytes: rangesBytes(usedRanges),
       allBlocks: map.allBlocks,
       usedRanges,
+      ...(map.allBlocks && map.warnings.length ? { copiedWholeBecause: map.warnings.join('; ') } : {}),
       ...(map.label ? { label: map.label } : {}),
       ...(map.uuid ? { uuid: map.uuid } : {}),
       ...(entry.name ? { name: entry.name } : {}),

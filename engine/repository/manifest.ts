@@ -25,6 +25,8 @@ export interface PartitionRecord {
   filesystem: string | null;
   blockSize: number;
   usedBytes: number;
+  /** Why every block of it was copied: its file system's map could not be trusted (e.g. damaged allocation records). */
+  copiedWholeBecause?: string;
 }
 
 export interface PointStats {

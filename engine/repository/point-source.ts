@@ -32,8 +32,15 @@ async function sysText(path: string): Promise<string | null> {
   return text?.trim() || null;
 }
 
-/** Identity and layout of the source `reader` reads (opened from `path`). */
-export async function describeSource(path: string, reader: BlockReader): Promise<PointSource> {
+/**
+ * Identity and layout of the source `reader` reads (opened from `path`). A layout or used map that cannot be
+ * trusted means every byte (or every byte of that partition) is copied, with a warning; with `strict` it throws.
+ */
+export async function describeSource(
+  path: string,
+  reader: BlockReader,
+  options: { strict?: boolean } = {},
+): Promise<PointSource> {
   const real = await realpath(path);
   const isDevice = (await stat(real)).isBlockDevice();
   let model: string | null = null;
@@ -55,7 +62,7 @@ export async function describeSource(path: string, reader: BlockReader): Promise
     contentStamp: stamp,
   };
   try {
-    const layout = await inspectDisk(reader);
+    const layout = await inspectDisk(reader, { strict: options.strict ?? false });
     identity.partitionTable = layout.partitionTable;
     return {
       ...base,
@@ -68,11 +75,13 @@ export async function describeSource(path: string, reader: BlockReader): Promise
         filesystem: p.filesystem,
         blockSize: p.blockSize,
         usedBytes: p.usedBytes,
+        ...(p.copiedWholeBecause ? { copiedWholeBecause: p.copiedWholeBecause } : {}),
       })),
       usedRanges: layout.usedRanges,
       warnings: layout.warnings,
     };
   } catch (error) {
+    if (options.strict) throw error;
     // A table that cannot be trusted: copy every byte rather than guess.
     return {
       ...base,

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import type { SocketClient } from '../../api/client.ts';
 import { MemoryContainer } from '../../container/memory.ts';
 import { openReader } from '../../device/open.ts';
+import { FilesystemDamagedError } from '../../filesystems/types.ts';
 import { describeSource, findRelatives } from '../../repository/point-source.ts';
 import { PointWriter } from '../../repository/point-writer.ts';
 import { SnapshotSession } from '../../snapshot/session.ts';
@@ -27,13 +28,15 @@ import {
 import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
-  usage: 'backup <source> --repo R [--pre-hook CMD] [--post-hook CMD] [--json] [--no-resume]',
+  usage: 'backup <source> --repo R [--pre-hook CMD] [--post-hook CMD] [--json] [--no-resume] [--strict]',
   summary: 'Back up a disk or image into a new restore point',
   help:
     `${repositoryHelp}\n  --json                 print {point, stats} when done\n` +
     '  --no-resume            start afresh even if an interrupted backup of this source exists\n' +
     '  --pre-hook CMD         attached volumes: a shell command the daemon runs before the freeze\n' +
     '  --post-hook CMD        attached volumes: a shell command the daemon runs after the thaw\n' +
+    '  --strict               refuse a source whose used-block map cannot be trusted (damaged file-system metadata)\n' +
+    '                         instead of copying it whole with a warning (exit 4)\n' +
     '  With the engine daemon running, the daemon takes the backup (an attached volume through its session:\n' +
     '  freeze, arm, thaw) with its own repository passphrase; otherwise this command does, offline.',
   async run(args) {
@@ -43,15 +46,17 @@ export const verb: Verb = {
       'no-resume': { type: 'boolean' },
       'pre-hook': { type: 'string' },
       'post-hook': { type: 'string' },
+      strict: { type: 'boolean' },
     });
     const [source, ...extra] = positionals;
     if (!source) throw new UsageError('which disk or image? give the source path');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     const hooks = { preHook: values['pre-hook'], postHook: values['post-hook'] };
+    const strict = values.strict ?? false;
     const daemon = await connectDaemon();
     if (daemon) {
       try {
-        return await backupThroughDaemon(daemon, source, requireRepo(values), hooks, values);
+        return await backupThroughDaemon(daemon, source, requireRepo(values), { ...hooks, strict }, values);
       } finally {
         await daemon.close();
       }
@@ -65,7 +70,10 @@ export const verb: Verb = {
     const repo = await openRepository(values);
     const reader = await openReader(source);
     try {
-      const described = await describeSource(source, reader);
+      const described = await describeSource(source, reader, { strict }).catch((error: unknown) => {
+        if (!(error instanceof FilesystemDamagedError)) throw error;
+        throw new ExitError(`backup of ${source} refused (--strict): ${error.message}`, ExitCode.damaged);
+      });
       const identity = described.identity;
       if (!values.json) {
         for (const warning of described.warnings) process.stderr.write(`warning: ${warning}\n`);
@@ -144,7 +152,7 @@ async function backupThroughDaemon(
   daemon: SocketClient,
   source: string,
   repoText: string,
-  hooks: { preHook?: string | undefined; postHook?: string | undefined },
+  hooks: { preHook?: string | undefined; postHook?: string | undefined; strict?: boolean },
   values: {
     json?: boolean | undefined;
     'no-resume'?: boolean | undefined;
