@@ -72,7 +72,8 @@ export interface AttachedVolume {
   /**
    * Arms (or with null, disarms) write interception: from this instant, the first write touching each unit of
    * `unitSize` bytes waits for `interceptor.beforeWrite`. With `resetTracking`, the changes since the previous
-   * generation are returned and a new generation starts — atomically with arming.
+   * generation are returned and a new generation starts — atomically with arming. Writes held from the arming
+   * instant reach the interceptor only after the caller's continuation has run (arm the session right there).
    */
   setInterceptor(
     interceptor: WriteInterceptor | null,
@@ -271,15 +272,16 @@ async function serveAsLoopDevice(
   let interceptor: WriteInterceptor | null = null;
   let lost: string | null = null;
   let ended = false;
+  // Held writes wait behind this gate while arming: the helper may report one before this engine has read the
+  // arm's answer, and the session must be armed (by setInterceptor's caller, right after it resolves) first.
+  let armGate: Promise<void> = Promise.resolve();
   channel.onAccess = (offset, length, id) => {
-    const current = interceptor;
-    if (!current) {
-      channel.complete(id, 0);
-      return;
-    }
     // Through a promise chain: an interceptor that throws synchronously must still complete the request.
-    Promise.resolve()
-      .then(() => current.beforeWrite(offset, length))
+    armGate
+      .then(() => {
+        const current = interceptor;
+        return current ? current.beforeWrite(offset, length) : undefined;
+      })
       .then(
         () => channel.complete(id, 0),
         (error: unknown) => {
@@ -306,20 +308,29 @@ async function serveAsLoopDevice(
     },
     async setInterceptor(next, unitSize, setOptions = {}) {
       const reset = setOptions.resetTracking ?? false;
-      interceptor = next;
-      const newGeneration = reset ? randomUUID() : null;
-      const live = await channel.arm(next ? unitSize : 0, newGeneration);
-      if (!reset || !live || !newGeneration) return null;
-      if (!tracking) {
-        return {
-          valid: false,
-          reason: 'change tracking is not persisted for this attach',
-          baseGeneration: '',
-          newGeneration: '',
-          ranges: [],
-        };
+      let openGate = () => {};
+      armGate = new Promise((resolve) => {
+        openGate = resolve;
+      });
+      try {
+        interceptor = next;
+        const newGeneration = reset ? randomUUID() : null;
+        const live = await channel.arm(next ? unitSize : 0, newGeneration);
+        if (!reset || !live || !newGeneration) return null;
+        if (!tracking) {
+          return {
+            valid: false,
+            reason: 'change tracking is not persisted for this attach',
+            baseGeneration: '',
+            newGeneration: '',
+            ranges: [],
+          };
+        }
+        return await tracking.startGeneration(live, newGeneration);
+      } finally {
+        // After the caller's continuation (a microtask) has armed its session.
+        setImmediate(openGate);
       }
-      return tracking.startGeneration(live, newGeneration);
     },
     settleUnits(firstUnit, count) {
       channel.settle(firstUnit, count);
