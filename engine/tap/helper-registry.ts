@@ -4,7 +4,7 @@
 // clearHelperRemains() cleans up (its loop device is detached once unmounted, its FUSE mount lazily unmounted).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { socketPath as engineSocketPath } from '../api/socket-path.ts';
@@ -63,4 +63,25 @@ export async function clearHelperRemains(place: HelperPlace): Promise<string[]> 
   await run('umount', ['-l', place.mountDir]).catch(() => undefined);
   await rm(place.socketPath, { force: true });
   return done;
+}
+
+/**
+ * Ends every helper under `runtimeDir` (what a test started): detaches their loop devices, stops the live ones
+ * and clears what dead ones left. Mounted file systems on them must be unmounted first.
+ */
+export async function stopHelpersUnder(runtimeDir: string): Promise<void> {
+  const names = await readdir(runtimeDir).catch(() => [] as string[]);
+  for (const name of names.filter((entry) => entry.endsWith('.sock'))) {
+    const base = join(runtimeDir, name.slice(0, -'.sock'.length));
+    const place = {
+      socketPath: `${base}.sock`,
+      mountDir: `${base}.mnt`,
+      fuseFile: join(`${base}.mnt`, 'volume'),
+    };
+    for (const device of await loopDevicesBackedBy(place.fuseFile))
+      await run('losetup', ['--detach', device]).catch(() => undefined);
+    const found = await findHelper(place);
+    if (found === 'dead') await clearHelperRemains(place);
+    else if (found !== 'none') await found.stop().catch(() => found.close());
+  }
 }

@@ -113,6 +113,8 @@ static struct {
   uint32_t freeze_seq, thaw_seq;
   int freeze_wanted, thaw_wanted, thaw_now; /* commands to the freezer thread */
   int deadline_thawed;                      /* the deadline (or the engine leaving) thawed: the point failed */
+  uint64_t engine_epoch;                    /* counts engines gone; a freeze asked by a gone engine is undone */
+  uint64_t freeze_epoch;
   struct timespec freeze_deadline;
 
   pthread_key_t read_buffer_key;
@@ -496,6 +498,7 @@ static void *freezer_main(void *arg) {
     if (H.freeze_wanted) {
       H.freeze_wanted = 0;
       uint32_t seq = H.freeze_seq;
+      uint64_t epoch = H.freeze_epoch;
       char path[4096];
       memcpy(path, H.freeze_path, sizeof path);
       pthread_mutex_unlock(&H.freeze_lock);
@@ -514,6 +517,8 @@ static void *freezer_main(void *arg) {
           close(fd);
           err = EMFILE;
         }
+        /* The engine that asked left while the freeze was under way: undo it at once. */
+        if (epoch != H.engine_epoch) H.thaw_now = 1;
       }
       pthread_mutex_unlock(&H.freeze_lock);
       send_reply(seq, err, NULL, 0);
@@ -563,10 +568,10 @@ static void engine_gone(int released) {
   free(old);
 
   pthread_mutex_lock(&H.freeze_lock);
-  if (H.frozen_count) {
-    H.thaw_now = 1;
-    pthread_cond_signal(&H.freeze_cond);
-  }
+  H.engine_epoch++;
+  H.freeze_wanted = 0; /* a freeze asked but not started is dropped */
+  if (H.frozen_count) H.thaw_now = 1;
+  pthread_cond_signal(&H.freeze_cond);
   pthread_mutex_unlock(&H.freeze_lock);
 
   pthread_mutex_lock(&H.engine_lock);
@@ -764,6 +769,7 @@ static int handle_frame(uint32_t type, uint32_t seq, const uint8_t *body, uint32
         H.deadline_thawed = 0;
       }
       H.freeze_seq = seq;
+      H.freeze_epoch = H.engine_epoch;
       H.freeze_wanted = 1;
       pthread_cond_signal(&H.freeze_cond);
       pthread_mutex_unlock(&H.freeze_lock);
@@ -947,7 +953,12 @@ int main(int argc, char **argv) {
   unlink(H.socket_path);
   fuse_session_exit(H.session);
   fuse_session_unmount(H.session);
-  pthread_join(H.loop_thread, NULL);
+  /* The lazy unmount ends the connection once nothing holds the file; if a loop device still does, exiting
+   * closes /dev/fuse and the kernel aborts the connection instead. */
+  struct timespec join_deadline;
+  clock_gettime(CLOCK_REALTIME, &join_deadline);
+  join_deadline.tv_sec += 5;
+  pthread_timedjoin_np(H.loop_thread, NULL, &join_deadline);
   int err = fsync(H.backing_fd) == 0 ? 0 : errno;
   if (stop) send_reply(stop_seq, err, NULL, 0);
   return err ? 1 : 0;
