@@ -96,6 +96,10 @@ export interface AttachedVolume {
   thaw(): Promise<void>;
   /** Why the volume is no longer served (its helper died), or null while it is. */
   readonly lost: string | null;
+  /** Resolves with that reason when the helper dies (never, if it is released or detached first). */
+  whenLost(): Promise<string>;
+  /** The process id of the tap helper serving the volume. */
+  readonly helperPid: number;
   /** Leaves the helper serving (and the loop device attached) for the next engine; this handle is done. */
   release(): Promise<void>;
   /** Flushes, detaches the loop device, stops the tap, persists tracking. Refuses while the device is mounted. */
@@ -230,8 +234,15 @@ async function adoptHelper(
   channel: HelperChannel,
   options: AttachOptions,
 ): Promise<AttachedVolume> {
+  // A helper already connected to an engine turns others away (the connection ends unanswered).
+  const info = await channel.hello().catch(() => null);
+  if (!info) {
+    channel.close();
+    throw new TapRefusedError(
+      `cannot attach ${source}: its tap helper serves another engine (is a second daemon running?)`,
+    );
+  }
   try {
-    const info = await channel.hello();
     if (info.source !== source)
       throw new TapRefusedError(
         `cannot adopt the tap at ${place.socketPath}: it serves ${info.source}, not ${source}`,
@@ -242,10 +253,6 @@ async function adoptHelper(
     return await serveAsLoopDevice(source, place, channel, info, tracking, options);
   } catch (error) {
     channel.close();
-    if ((error as Error).message.includes('closed the connection'))
-      throw new TapRefusedError(
-        `cannot attach ${source}: its tap helper serves another engine (is a second daemon running?)`,
-      );
     throw error;
   }
 }
@@ -290,9 +297,11 @@ async function serveAsLoopDevice(
         },
       );
   };
+  const lostListeners: ((reason: string) => void)[] = [];
   channel.onClose((reason) => {
-    if (!ended)
-      lost = `the tap helper serving ${source} is gone (${reason.message}); ${loop.device} answers I/O errors: run 'diskline attach ${source}' to serve it again`;
+    if (ended) return;
+    lost = `the tap helper serving ${source} is gone (${reason.message}); ${loop.device} answers I/O errors: run 'diskline attach ${source}' to serve it again`;
+    for (const listener of lostListeners.splice(0)) listener(lost);
   });
   const notes = 'note' in loop && loop.note ? [loop.note] : [];
   const volume: AttachedVolume = {
@@ -303,8 +312,15 @@ async function serveAsLoopDevice(
     partitions,
     directIo: loop.directIo,
     notes,
+    helperPid: info.pid,
     get lost() {
       return lost;
+    },
+    whenLost() {
+      return new Promise((resolve) => {
+        if (lost) resolve(lost);
+        else lostListeners.push(resolve);
+      });
     },
     async setInterceptor(next, unitSize, setOptions = {}) {
       const reset = setOptions.resetTracking ?? false;

@@ -135,10 +135,10 @@ export class ChangeTracking {
     let invalid: string | null = null;
     let carried = new Uint8Array(bitmapBytes);
     if (!previous) invalid = 'no change-tracking record for this volume yet';
-    else if (previous.invalid) invalid = previous.invalid;
     else if (previous.state === 'attached')
       invalid =
         'the previous attach ended without a clean detach (engine crash or killed), so writes may be missing';
+    else if (previous.invalid) invalid = previous.invalid;
     else if (previous.trackUnitSize !== trackUnitSize || previous.size !== size)
       invalid = 'the volume size or tracking unit changed since the last detach';
     else if (!previous.identity) invalid = 'the last detach recorded no source identity';

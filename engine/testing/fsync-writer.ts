@@ -21,6 +21,7 @@ function step() {
   const name = 'f' + (i % 64);
   const data = crypto.randomBytes(4096 + (i % 16) * 4096);
   const started = performance.now();
+  const startedAt = Date.now();
   try {
     const fd = fs.openSync(dir + '/' + name + '.tmp', 'w');
     fs.writeSync(fd, data);
@@ -38,7 +39,7 @@ function step() {
     maxAt = Date.now();
   }
   i++;
-  process.send({ ack: name, sha: crypto.createHash('sha256').update(data).digest('hex') });
+  process.send({ ack: name, sha: crypto.createHash('sha256').update(data).digest('hex'), startedAt, waited });
   setImmediate(step);
 }
 step();
@@ -53,9 +54,17 @@ export interface FsyncWriterOutcome {
   failure: string | null;
 }
 
+/** One acknowledged file: when its write started (Date.now()) and how long until it was durable, in ms. */
+export interface FsyncWait {
+  startedAt: number;
+  waitedMs: number;
+}
+
 export interface FsyncWriter {
   /** The last acknowledged checksum of each file. */
   readonly acknowledged: Map<string, string>;
+  /** Every acknowledged file's wait, in order. */
+  readonly waits: FsyncWait[];
   readonly acks: number;
   /** Resolves once `count` more files were acknowledged (rejects if the writer failed or ended first). */
   moreAcks(count: number): Promise<void>;
@@ -67,6 +76,7 @@ export function startFsyncWriter(dir: string): FsyncWriter {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   const acknowledged = new Map<string, string>();
+  const waits: FsyncWait[] = [];
   let acks = 0;
   let outcome: FsyncWriterOutcome | null = null;
   const waiters: { target: number; resolve(): void; reject(error: Error): void }[] = [];
@@ -87,10 +97,13 @@ export function startFsyncWriter(dir: string): FsyncWriter {
         failed?: string;
         maxWaitMs?: number;
         maxAt?: number;
+        startedAt?: number;
+        waited?: number;
         count?: number;
       }) => {
         if (message.ack && message.sha) {
           acknowledged.set(message.ack, message.sha);
+          waits.push({ startedAt: message.startedAt ?? 0, waitedMs: message.waited ?? 0 });
           acks++;
         } else {
           outcome = {
@@ -116,6 +129,7 @@ export function startFsyncWriter(dir: string): FsyncWriter {
   });
   return {
     acknowledged,
+    waits,
     get acks() {
       return acks;
     },

@@ -794,17 +794,23 @@ static int handle_frame(uint32_t type, uint32_t seq, const uint8_t *body, uint32
 }
 
 /* Serves one engine connection until it ends; returns 1 when asked to stop (seq in *stop_seq). */
-static int serve_engine(int fd, uint32_t *stop_seq) {
+static int serve_engine(int fd, int listener, uint32_t *stop_seq) {
   uint8_t *body = NULL;
   size_t body_capacity = 0;
   int stop = 0;
-  struct pollfd fds[2] = {{fd, POLLIN, 0}, {H.wake_pipe[0], POLLIN, 0}};
+  struct pollfd fds[3] = {{fd, POLLIN, 0}, {H.wake_pipe[0], POLLIN, 0}, {listener, POLLIN, 0}};
   for (;;) {
-    if (poll(fds, 2, -1) < 0) {
+    if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (fds[1].revents) break; /* the FUSE session ended */
+    if (!fds[0].revents) {
+      /* Another engine while this one is connected: one master at a time, the newcomer is turned away. */
+      int other = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+      if (other >= 0) close(other);
+      continue;
+    }
     uint32_t header[3];
     if (read_exact(fd, header, sizeof header) != 0) break;
     if (header[2] > (64u << 20)) break;
@@ -855,6 +861,8 @@ int main(int argc, char **argv) {
   H.source = argv[5];
   H.backing_fd = 3;
   H.engine_fd = -1;
+  /* Nothing inherited beyond the backing fd: a pipe of whoever started us must not stay open for our lifetime. */
+  close_range(4, ~0U, 0);
   if (H.size == 0 || H.track_unit < 512 || (H.track_unit & (H.track_unit - 1))) return fail("arguments", EINVAL);
   struct stat backing;
   if (fstat(H.backing_fd, &backing) != 0) return fail("backing fd 3", errno);
@@ -938,7 +946,7 @@ int main(int argc, char **argv) {
     pthread_mutex_lock(&H.engine_lock);
     H.engine_fd = fd;
     pthread_mutex_unlock(&H.engine_lock);
-    stop = serve_engine(fd, &stop_seq);
+    stop = serve_engine(fd, listener, &stop_seq);
     if (!stop) engine_gone(0);
   }
 
