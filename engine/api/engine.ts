@@ -161,10 +161,19 @@ export class Engine {
     await this.state.flush();
   }
 
+  /** Records a served volume; if its tap helper dies, says so (the log) and how to serve it again. */
+  #serve(source: string, volume: AttachedVolume): void {
+    this.#volumes.set(source, volume);
+    void volume.whenLost().then((reason) => {
+      process.emitWarning(reason);
+      this.events.emit('drives.changed', {});
+    });
+  }
+
   async #reattachVolumes(): Promise<void> {
     for (const { source } of this.state.config.attached) {
       try {
-        this.#volumes.set(source, await this.runners.attach(source, join(this.state.dir, 'tracking')));
+        this.#serve(source, await this.runners.attach(source, join(this.state.dir, 'tracking')));
       } catch (error) {
         this.startNotes.push(`Could not re-attach ${source}: ${(error as Error).message}`);
       }
@@ -541,7 +550,7 @@ export class Engine {
               throw new ApiError('refused', (error as Error).message);
             throw error;
           }
-          this.#volumes.set(sourcePath, volume);
+          this.#serve(sourcePath, volume);
           if (!this.state.config.attached.some((entry) => entry.source === sourcePath)) {
             this.state.config.attached.push({ source: sourcePath, container: null });
             await this.state.saveConfig();

@@ -466,7 +466,8 @@ static const struct fuse_lowlevel_ops tap_operations = {
 static void *loop_main(void *arg) {
   struct fuse_loop_config *config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(config, 32);
-  fuse_loop_cfg_set_idle_threads(config, 16);
+  /* Threads are kept once started: a new one costs a stack and a buffer, and bursts come back. */
+  fuse_loop_cfg_set_idle_threads(config, 32);
   fuse_loop_cfg_set_clone_fd(config, 0);
   fuse_session_loop_mt(H.session, config);
   fuse_loop_cfg_destroy(config);
@@ -874,7 +875,8 @@ int main(int argc, char **argv) {
     return 3;
   }
   if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) fprintf(stderr, "PR_SET_IO_FLUSHER: %s\n", strerror(errno));
-  if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) fprintf(stderr, "mlockall: %s\n", strerror(errno));
+  /* Locked as pages are touched (MCL_ONFAULT): the FUSE threads' stacks are not populated whole. */
+  if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0) fprintf(stderr, "mlockall: %s\n", strerror(errno));
 
   H.track_shift = log2_exact(H.track_unit);
   uint64_t track_units = (H.size + H.track_unit - 1) >> H.track_shift;
