@@ -556,15 +556,15 @@ static void *freezer_main(void *arg) {
 
 /* ---- control: one engine connection at a time ---- */
 
-/* The engine left (EOF, error, or release): drop the snapshot, thaw, release every held writer. */
-static void engine_gone(int released) {
+/* The engine left (EOF, error, or a release): drop the snapshot, thaw, release every held writer. */
+static void engine_gone(void) {
   pthread_rwlock_wrlock(&H.arm_lock);
   uint8_t *old = H.intercept_bits;
   H.intercept_bits = NULL;
   H.intercept_units = 0;
-  /* Writes were let through unpreserved from here on: the changes since the generation are still all in the
-   * bitmap, but a backup that armed and died leaves no point to be relative to; be strict and re-read. */
-  if (old && !released) H.tracking_lost = 1;
+  /* The changes since the generation are still all in the bitmap, but a backup that armed and never finished
+   * leaves no point for them to be relative to: be strict, the next backup reads everything. */
+  if (old) H.tracking_lost = 1;
   pthread_rwlock_unlock(&H.arm_lock);
   free(old);
 
@@ -785,7 +785,7 @@ static int handle_frame(uint32_t type, uint32_t seq, const uint8_t *body, uint32
       return 0;
     case MSG_RELEASE:
       send_reply(seq, 0, NULL, 0);
-      engine_gone(1);
+      engine_gone();
       return 0;
     case MSG_STOP:
       return 1;
@@ -949,7 +949,7 @@ int main(int argc, char **argv) {
     H.engine_fd = fd;
     pthread_mutex_unlock(&H.engine_lock);
     stop = serve_engine(fd, listener, &stop_seq);
-    if (!stop) engine_gone(0);
+    if (!stop) engine_gone();
   }
 
   /* Stop: the engine has detached the loop device. Disarm, thaw, end the session, flush the backing fd. */
