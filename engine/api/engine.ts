@@ -75,7 +75,10 @@ export interface JobRunners {
   unmount(path: string): Promise<void>;
   /** Releases what the runners hold (mounted points) when the engine stops. */
   close?(): Promise<void>;
-  /** Serves `source` through the tap; change tracking persists under `trackingDir`. */
+  /**
+   * Serves `source` through the tap, adopting the helper that already serves it when no other engine holds it;
+   * change tracking persists under `trackingDir`.
+   */
   attach(source: string, trackingDir: string): Promise<AttachedVolume>;
   listPoints(repo: string): Promise<PointSummary[]>;
   initRepository(repo: string, encrypted: boolean): Promise<void>;
@@ -153,17 +156,26 @@ export class Engine {
     await this.scheduler.stop();
     await this.jobs.interruptAll('The engine stopped while this job was running; run it again.');
     await this.runners.close?.();
-    // Volumes stay recorded in the config (re-attached at the next start); a mounted one cannot be detached
-    // and keeps being served until this process ends.
-    for (const volume of this.#volumes.values()) await volume.detach().catch(() => {});
+    // Volumes stay recorded in the config and their tap helpers keep serving them (mounted or not): the next
+    // engine adopts them without a remount.
+    for (const volume of this.#volumes.values()) await volume.release().catch(() => {});
     this.#volumes.clear();
     await this.state.flush();
+  }
+
+  /** Records a served volume; if its tap helper dies, says so (the log) and how to serve it again. */
+  #serve(source: string, volume: AttachedVolume): void {
+    this.#volumes.set(source, volume);
+    void volume.whenLost().then((reason) => {
+      process.emitWarning(reason);
+      this.events.emit('drives.changed', {});
+    });
   }
 
   async #reattachVolumes(): Promise<void> {
     for (const { source } of this.state.config.attached) {
       try {
-        this.#volumes.set(source, await this.runners.attach(source, join(this.state.dir, 'tracking')));
+        this.#serve(source, await this.runners.attach(source, join(this.state.dir, 'tracking')));
       } catch (error) {
         this.startNotes.push(`Could not re-attach ${source}: ${(error as Error).message}`);
       }
@@ -535,6 +547,11 @@ export class Engine {
         await this.#requireCallersFile(connection, resolve(source), 'as a volume');
         const sourcePath = resolve(source);
         let volume = this.#volumes.get(sourcePath);
+        // Its helper was killed: attaching again clears what it left and serves the source anew.
+        if (volume?.lost) {
+          this.#volumes.delete(sourcePath);
+          volume = undefined;
+        }
         if (!volume) {
           if (this.#allBusyPaths().has(sourcePath)) {
             throw new ApiError(
@@ -549,7 +566,7 @@ export class Engine {
               throw new ApiError('refused', (error as Error).message);
             throw error;
           }
-          this.#volumes.set(sourcePath, volume);
+          this.#serve(sourcePath, volume);
           if (!this.state.config.attached.some((entry) => entry.source === sourcePath)) {
             this.state.config.attached.push({ source: sourcePath, container: null });
             await this.state.saveConfig();

@@ -32,6 +32,6 @@ export function defaultRunners(state: StateStore): JobRunners {
     mount: ({ repo, point, dir }) => mounts.mount(repo, point, dir),
     unmount: (path) => mounts.unmount(path),
     close: () => mounts.unmountAll(),
-    attach: (source, trackingDir) => attachVolume(source, { trackingDir }),
+    attach: (source, trackingDir) => attachVolume(source, { trackingDir, adopt: true }),
   };
 }

@@ -52,7 +52,7 @@ test('an ext4 image attached through the tap mounts, keeps files, and detaches c
       );
       await run('umount', [mnt]);
       mounted = false;
-      assert.ok(volume.stats().bytesWritten >= 3 * MiB);
+      assert.ok((await volume.stats()).bytesWritten >= 3 * MiB);
       await volume.detach();
       const { stdout } = await run('e2fsck', ['-fn', image]);
       assert.match(stdout, /clean|files/);
@@ -110,7 +110,7 @@ test('while armed, only the first write to each unit waits for the interceptor; 
         asked.map(([offset]) => Math.floor(offset / unit)),
         [2, 5],
       );
-      const status = volume.changedRanges();
+      const status = await volume.changedRanges();
       assert.equal(status.valid, true);
       assert.deepEqual(status.ranges, [
         { start: 2 * unit, length: unit },
@@ -120,7 +120,7 @@ test('while armed, only the first write to each unit waits for the interceptor; 
       const second = await volume.setInterceptor(null, unit, { resetTracking: true });
       assert.equal(second?.valid, true);
       assert.equal(second?.baseGeneration, first?.newGeneration);
-      assert.deepEqual(volume.changedRanges().ranges, []);
+      assert.deepEqual((await volume.changedRanges()).ranges, []);
     } finally {
       await volume.detach();
     }
@@ -163,7 +163,7 @@ test('tracking survives a clean detach and is refused after writes that bypassed
     await direct.close();
     volume = await attachVolume(image, { trackingDir, partscan: false });
     try {
-      const status = volume.changedRanges();
+      const status = await volume.changedRanges();
       assert.equal(status.valid, false);
       assert.equal(status.reason, 'the image was modified while it was not attached');
     } finally {
@@ -239,7 +239,7 @@ test('a write waits as long as the interceptor holds it (suspension), and lands 
       assert.equal(finished, false, 'the write is held while the interceptor has not resolved');
       release();
       assert.equal(await done, 0);
-      assert.equal(volume.stats().interceptedCalls, 1);
+      assert.equal((await volume.stats()).interceptedCalls, 1);
       const landed = (await readFile(image)).subarray(16 * 4096, 17 * 4096);
       assert.ok(
         landed.equals(Buffer.alloc(4096, 0xab)),

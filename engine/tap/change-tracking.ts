@@ -135,10 +135,10 @@ export class ChangeTracking {
     let invalid: string | null = null;
     let carried = new Uint8Array(bitmapBytes);
     if (!previous) invalid = 'no change-tracking record for this volume yet';
-    else if (previous.invalid) invalid = previous.invalid;
     else if (previous.state === 'attached')
       invalid =
         'the previous attach ended without a clean detach (engine crash or killed), so writes may be missing';
+    else if (previous.invalid) invalid = previous.invalid;
     else if (previous.trackUnitSize !== trackUnitSize || previous.size !== size)
       invalid = 'the volume size or tracking unit changed since the last detach';
     else if (!previous.identity) invalid = 'the last detach recorded no source identity';
@@ -157,9 +157,61 @@ export class ChangeTracking {
       trackUnitSize,
       generation: previous?.generation ?? randomUUID(),
       state: 'attached',
+      // Persisted, so that an engine adopting the running tap after a crash knows it too.
+      invalid,
       identity: null,
     };
     const tracking = new ChangeTracking(dir, id, record, carried, invalid);
+    await tracking.save();
+    return tracking;
+  }
+
+  /**
+   * The record of a volume whose tap helper kept serving while the engine was away (restart, crash, kill): the
+   * helper's bitmap holds every write since its generation, the persisted bitmap what came before (a superset at
+   * worst). Trusted only when the helper's generation is the record's and no backup was armed when an engine left.
+   */
+  static async adopt(
+    dir: string,
+    source: string,
+    size: number,
+    trackUnitSize: number,
+    helper: { generation: string; trackingLost: boolean },
+  ): Promise<ChangeTracking> {
+    const id = createHash('sha256').update(source).digest('hex').slice(0, 24);
+    const bitmapBytes = Math.ceil(Math.ceil(size / trackUnitSize) / 8);
+    let record: TrackingRecord | null = null;
+    try {
+      record = JSON.parse(await readFile(join(dir, `${id}.json`), 'utf8')) as TrackingRecord;
+    } catch {
+      record = null;
+    }
+    let invalid: string | null = null;
+    let carried = new Uint8Array(bitmapBytes);
+    if (!record) invalid = 'no change-tracking record for this volume';
+    else if (helper.trackingLost)
+      invalid = 'an engine stopped during a backup of this volume, so its tracked changes belong to no point';
+    else if (record.generation !== helper.generation)
+      invalid =
+        "the tap's changes are relative to another generation than the record's (the engine stopped while a point was being taken)";
+    else if (record.invalid) invalid = record.invalid;
+    else if (record.state !== 'attached' || record.size !== size || record.trackUnitSize !== trackUnitSize)
+      invalid = 'the change-tracking record does not describe this running tap';
+    else {
+      const saved = await readFile(join(dir, `${id}.bitmap`)).catch(() => null);
+      if (saved && saved.length !== bitmapBytes) invalid = 'the change bitmap has the wrong size';
+      else if (saved) carried = new Uint8Array(saved);
+    }
+    const adopted: TrackingRecord = {
+      source,
+      size,
+      trackUnitSize,
+      generation: helper.generation || randomUUID(),
+      state: 'attached',
+      invalid,
+      identity: null,
+    };
+    const tracking = new ChangeTracking(dir, id, adopted, carried, invalid);
     await tracking.save();
     return tracking;
   }
@@ -181,14 +233,17 @@ export class ChangeTracking {
   }
 
   /**
-   * At a consistent point: `liveUntilNow` is the tap's bitmap taken (and cleared) atomically with arming.
-   * Returns what changed since the previous generation and starts a new generation, valid from here on.
+   * At a consistent point: `liveUntilNow` is the tap's bitmap taken (and cleared) atomically with arming, when
+   * the tap started `newGeneration`. Returns what changed since the previous generation and starts a new generation, valid from here on.
    */
-  async startGeneration(liveUntilNow: Uint8Array): Promise<ChangedSince> {
+  async startGeneration(
+    liveUntilNow: Uint8Array,
+    newGeneration: string = randomUUID(),
+  ): Promise<ChangedSince> {
     const result: ChangedSince = {
       valid: this.invalidReason === null,
       baseGeneration: this.record.generation,
-      newGeneration: randomUUID(),
+      newGeneration,
       ranges: this.changedRanges(liveUntilNow),
     };
     if (this.invalidReason) result.reason = this.invalidReason;

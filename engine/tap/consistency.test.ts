@@ -38,8 +38,8 @@ async function withDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let waited = 0; !condition(); waited += 20) {
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let waited = 0; !(await condition()); waited += 20) {
     if (waited > 20_000) throw new Error(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -233,7 +233,7 @@ test('raw writes stamped with sequence numbers: the backup is the device after a
       const writerDone = new Promise<void>((resolve, reject) =>
         writer.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`writer exited ${code}`)))),
       );
-      await waitFor(() => volume.stats().writes > 200, 'the writer is writing');
+      await waitFor(async () => (await volume.stats()).writes > 200, 'the writer is writing');
       const backup = join(dir, 'backup.img');
       const { point, result } = await backupVolume(volume, backup, {}, 2 * MiB);
       await writerDone;

@@ -6,10 +6,10 @@
 // Hooks get DISKLINE_SOURCE, DISKLINE_DEVICE and DISKLINE_MOUNTPOINTS (newline-separated) in their environment.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { freezeAsync, thawAsync } from '../native/index.ts';
 import type { WriteInterceptor } from '../snapshot/types.ts';
 import type { AttachedVolume } from './attach.ts';
 import type { ChangedSince } from './change-tracking.ts';
+import { FreezeDeadlineError } from './helper-channel.ts';
 import { mountPointsOfVolume } from './system-state.ts';
 
 const run = promisify(execFile);
@@ -34,7 +34,11 @@ export interface ConsistentPointOptions {
   resetTracking?: boolean;
   /** Longest a hook may run (default 60 s). */
   hookTimeoutMs?: number;
+  /** Longest the file systems may stay frozen before the helper thaws them and the point fails (default 10 s). */
+  freezeDeadlineMs?: number;
 }
+
+const DEFAULT_FREEZE_DEADLINE_MS = 10_000;
 
 export interface ConsistentPointReport {
   consistency: 'file-system-consistent' | 'crash-consistent';
@@ -90,35 +94,41 @@ export async function takeConsistentPoint(
     }
   }
   let tracking: ChangedSince | null = null;
-  const frozen: string[] = [];
+  const freezeDeadlineMs = options.freezeDeadlineMs ?? DEFAULT_FREEZE_DEADLINE_MS;
   let frozenAt = 0;
   let thawedAt = 0;
   try {
     // Flush first, outside the freeze, so the freeze itself has little left to write and stays short.
     for (const point of mountPoints) await run('sync', ['-f', point]).catch(() => undefined);
+    let frozeAny = false;
+    let deadlinePassed = false;
     try {
       frozenAt = performance.now();
+      // The helper freezes: if this engine dies now, the helper thaws on its own (connection gone, or deadline).
       for (const point of mountPoints) {
-        await freezeAsync(point);
-        frozen.push(point);
+        frozeAny = true;
+        await volume.freeze(point, freezeDeadlineMs);
       }
       tracking = await volume.setInterceptor(session, session.unitSize, {
         resetTracking: options.resetTracking ?? true,
       });
       session.arm();
     } finally {
-      for (const point of frozen.reverse()) {
+      if (frozeAny) {
         try {
-          // On a worker thread: thawing writes the superblock, which the armed tap may send to this event loop.
-          await thawAsync(point);
+          await volume.thaw();
         } catch (error) {
-          notes.push(
-            `thaw of ${point} failed: ${(error as Error).message}; run 'fsfreeze --unfreeze ${point}'`,
-          );
+          if (error instanceof FreezeDeadlineError) deadlinePassed = true;
+          else notes.push(`thaw of ${mountPoints.join(', ')} failed: ${(error as Error).message}`);
         }
       }
       thawedAt = performance.now();
     }
+    // The helper thawed on its deadline before the point was armed: writes may have slipped in unprotected.
+    if (deadlinePassed)
+      throw new Error(
+        `the file systems stayed frozen longer than ${freezeDeadlineMs} ms and were thawed before the point was complete`,
+      );
   } catch (error) {
     await volume.setInterceptor(null, session.unitSize).catch(() => undefined);
     if (options.postHook)

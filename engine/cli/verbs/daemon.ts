@@ -55,7 +55,8 @@ export const verb: Verb = {
 The socket is mode 0660; each connection is also checked by its peer credentials: root, the daemon's own
 user, uids listed in allowedUids of the state's config.json, and, when started through pkexec, the user
 who started it. State lives in DISKLINE_STATE_DIR (default /var/lib/diskline).
-Runs until SIGTERM or SIGINT; jobs running then are reported 'interrupted' at the next start.`,
+Runs until SIGTERM or SIGINT; jobs running then are reported 'interrupted' at the next start. Attached
+volumes stay attached and mounted (their tap helpers keep serving them) and the next daemon adopts them.`,
   async run(args) {
     const { values } = parseVerbArgs(args, { socket: { type: 'string' }, group: { type: 'string' } });
     let gid: number | undefined;
@@ -94,9 +95,11 @@ Runs until SIGTERM or SIGINT; jobs running then are reported 'interrupted' at th
     process.stderr.write(
       `diskline daemon: listening on ${path} (user ${userInfo().username}, state in ${engine.state.dir})\n`,
     );
+    // The socket goes last: until this process is done, a client learns a daemon is still here (stopping).
+    // Attached volumes are released to their tap helpers and stay mounted; the next daemon adopts them.
     await untilSignal(async () => {
-      await server.close();
       await engine.stop();
+      await server.close();
     });
     return ExitCode.ok;
   },
