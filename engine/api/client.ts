@@ -14,7 +14,6 @@ import type {
   Result,
   ServerMessage,
 } from '../../protocol/messages.ts';
-import { ExitCode } from '../cli/verb.ts';
 import type { Engine } from './engine.ts';
 import { encodeFrame, FrameDecoder } from './frames.ts';
 import type { HostOptions } from './host.ts';
@@ -25,13 +24,6 @@ export class EngineCallError extends Error {
   constructor(code: ErrorCode | 'disconnected', message: string) {
     super(message);
     this.code = code;
-  }
-
-  /** The CLI exit code for this error: 2 bad usage, 3 refused for safety or not allowed, 1 otherwise. */
-  get exitCode(): number {
-    if (this.code === 'bad-request' || this.code === 'unknown-method') return ExitCode.usage;
-    if (this.code === 'refused' || this.code === 'forbidden') return ExitCode.refused;
-    return ExitCode.failed;
   }
 }
 

@@ -7,30 +7,20 @@ import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { listDrives } from '../drives/drivelist.ts';
+import { EventBus } from '../jobs/events.ts';
 import { type JobContext, JobManager } from '../jobs/manager.ts';
 import { NotMountedError } from '../jobs/mount.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
+import type { BlockMapProvider, JobRunners } from '../jobs/runners.ts';
 import { ScheduleError } from '../schedule/presets.ts';
 import { Scheduler } from '../schedule/scheduler.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
 import type { Connection, Handlers } from './dispatcher.ts';
 import { ApiError } from './errors.ts';
-import { EventBus } from './events.ts';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
-
-/** A running backup's block map (a SnapshotSession): one watch per subscriber. */
-export interface BlockMapProvider {
-  watchBlockMap(cells: number): {
-    readonly cellCount: number;
-    readonly unitsPerCell: number;
-    full(): Uint8Array;
-    changes(): number[];
-    close(): void;
-  };
-}
 
 /** Most cells a block map may have: its full map (base64, one byte per cell) must fit in one message. */
 export const MAX_BLOCKMAP_CELLS = Math.floor(((MAX_MESSAGE_BYTES - 4096) * 3) / 4);
@@ -39,45 +29,6 @@ const BLOCKMAP_CHANGES_PER_EVENT = 50_000;
 
 /** How often a block-map subscription sends changed cells. */
 const BLOCKMAP_INTERVAL_MS = 100;
-
-/** The work behind each job kind; the defaults reach the other engine parts, tests may replace them. */
-export interface JobRunners {
-  backup(
-    params: {
-      source: string;
-      repo: string;
-      container: Plan['container'] | undefined;
-      /** The tap serving the source, when attached: the backup takes a consistent point through it. */
-      volume: AttachedVolume | null;
-    },
-    context: JobContext,
-    publishBlockMap: (source: BlockMapProvider) => void,
-  ): Promise<Record<string, unknown> | null>;
-  restore(
-    params: { repo: string; point: string; to: string; instant: boolean },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  verify(
-    params: { repo: string; readData: boolean },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  prune(
-    params: { repo: string; retention: Plan['retention']; dryRun: boolean },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  drill(
-    params: { repo: string; point: string },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  mount(params: { repo: string; point: string; dir: string | undefined }): Promise<{ path: string }>;
-  unmount(path: string): Promise<void>;
-  /** Releases what the runners hold (mounted points) when the engine stops. */
-  close?(): Promise<void>;
-  /** Serves `source` through the tap; change tracking persists under `trackingDir`. */
-  attach(source: string, trackingDir: string): Promise<AttachedVolume>;
-  listPoints(repo: string): Promise<PointSummary[]>;
-  initRepository(repo: string, encrypted: boolean): Promise<void>;
-}
 
 export interface EngineOptions {
   state: StateStore;

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job } from '../../protocol/model.ts';
 import type { EngineCallError, SocketClient } from './client.ts';
-import { ControlledWork, controlledRunners, startTestDaemon, type TestDaemon } from './test-daemon.ts';
+import { ControlledWork, controlledRunners, startTestDaemon, type TestDaemon } from './testing/daemon.ts';
 
 const run = promisify(execFile);
 const nodeBinary = process.execPath;

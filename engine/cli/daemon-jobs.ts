@@ -9,7 +9,7 @@ import type { Job } from '../../protocol/model.ts';
 import { EngineCallError, SocketClient } from '../api/client.ts';
 import { socketPath } from '../api/socket-path.ts';
 import { progressLine } from './repository-access.ts';
-import { ExitCode, ExitError } from './verb.ts';
+import { ExitCode, ExitError, exitCodeFor } from './verb.ts';
 
 /** The daemon when its socket answers (the same detection `diskline attach` uses), else null. */
 export async function connectDaemon(): Promise<SocketClient | null> {
@@ -30,7 +30,7 @@ export function notePassphrase(values: {
 
 /** An API error as the verb's exit: refused → 3, bad request → 2, others → 1. */
 export function callFailure(verbName: string, error: unknown): never {
-  if (error instanceof EngineCallError) throw new ExitError(error.message, error.exitCode);
+  if (error instanceof EngineCallError) throw new ExitError(error.message, exitCodeFor(error));
   throw new ExitError(`${verbName}: ${(error as Error).message}`, ExitCode.failed);
 }
 

@@ -5,8 +5,8 @@
 // run left unfinished as 'interrupted' and lets their kind clean up after them.
 import { randomUUID } from 'node:crypto';
 import type { ContainerState, Job, JobKind } from '../../protocol/model.ts';
-import type { EventBus } from '../api/events.ts';
 import type { StateStore } from '../config/state.ts';
+import type { EventBus } from './events.ts';
 
 /** Shortest time between two progress events of one job. */
 export const PROGRESS_INTERVAL_MS = 100;

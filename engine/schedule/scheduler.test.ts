@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EventData } from '../../protocol/messages.ts';
 import type { Plan } from '../../protocol/model.ts';
 import { Engine } from '../api/engine.ts';
-import { ControlledWork, controlledRunners } from '../api/test-daemon.ts';
+import { ControlledWork, controlledRunners } from '../api/testing/daemon.ts';
 import { StateStore } from '../config/state.ts';
 import { cronPattern, nextRunAfter } from './presets.ts';
 

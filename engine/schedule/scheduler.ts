@@ -5,8 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { Cron } from 'croner';
 import type { Plan } from '../../protocol/model.ts';
-import type { EventBus } from '../api/events.ts';
 import type { StateStore } from '../config/state.ts';
+import type { EventBus } from '../jobs/events.ts';
 import { cronPattern, nextRunAfter } from './presets.ts';
 
 /** Runs one plan to its end (backup, then retention); resolves with its outcome, never rejects. */

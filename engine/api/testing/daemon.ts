@@ -4,12 +4,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PointSummary } from '../../protocol/model.ts';
-import { StateStore } from '../config/state.ts';
-import type { JobContext } from '../jobs/manager.ts';
-import { SocketClient } from './client.ts';
-import { Engine, type JobRunners } from './engine.ts';
-import { UnixServer, type UnixServerOptions } from './unix-server.ts';
+import type { PointSummary } from '../../../protocol/model.ts';
+import { StateStore } from '../../config/state.ts';
+import type { JobContext } from '../../jobs/manager.ts';
+import type { JobRunners } from '../../jobs/runners.ts';
+import { SocketClient } from '../client.ts';
+import { Engine } from '../engine.ts';
+import { UnixServer, type UnixServerOptions } from '../unix-server.ts';
 
 /** A job body that reports progress every 20 ms until `release()` or cancellation (then throws). */
 export class ControlledWork {
