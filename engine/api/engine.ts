@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { type Clock, systemClock } from '../../protocol/clock.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
@@ -35,6 +36,8 @@ export interface EngineOptions {
   runners: JobRunners;
   /** Whether the engine runs as root (reported by engine.status). */
   privileged?: boolean;
+  /** Times jobs, paces their progress and runs the schedules (tests drive it). */
+  clock?: Clock;
 }
 
 let nextConnectionId = 1;
@@ -63,8 +66,9 @@ export class Engine {
     this.state = options.state;
     this.runners = options.runners;
     this.privileged = options.privileged ?? process.getuid?.() === 0;
-    this.jobs = new JobManager(this.state, this.events);
-    this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan));
+    const clock = options.clock ?? systemClock;
+    this.jobs = new JobManager(this.state, this.events, clock);
+    this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan), clock);
     this.handlers = this.#makeHandlers();
   }
 

@@ -122,6 +122,9 @@ export class UnixServer {
   }
 
   #accept(socket: Socket): void {
+    // Every connection, refused ones too, is closed by close(): the server's close waits for them all.
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
     const credentials = credentialsOf(socket);
     if (!this.#allowed(credentials)) {
       const who = credentials ? `uid ${credentials.uid}` : 'a client whose uid could not be read';
@@ -139,7 +142,6 @@ export class UnixServer {
       socket.on('error', () => {});
       return;
     }
-    this.#sockets.add(socket);
     const decoder = new FrameDecoder(MAX_MESSAGE_BYTES);
     const cleanups: (() => void)[] = [];
     const send = (message: unknown) => {
@@ -179,7 +181,6 @@ export class UnixServer {
     });
     socket.on('error', () => {});
     socket.on('close', () => {
-      this.#sockets.delete(socket);
       for (const cleanup of cleanups.splice(0)) cleanup();
     });
   }

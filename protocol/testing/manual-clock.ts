@@ -98,5 +98,6 @@ export class ManualClock implements Clock {
 
 /** Lets every queued promise callback run (a macrotask turn), so code woken by a timer gets to its next wait. */
 function settle(): Promise<void> {
-  return new Promise((resolve) => globalThis.setTimeout(resolve, 0));
+  const { setImmediate } = globalThis as { setImmediate?: (callback: () => void) => void };
+  return new Promise((resolve) => (setImmediate ? setImmediate(resolve) : globalThis.setTimeout(resolve, 0)));
 }
