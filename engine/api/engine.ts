@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { type Clock, systemClock } from '../../protocol/clock.ts';
+import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
@@ -51,6 +51,8 @@ export class Engine {
   readonly privileged: boolean;
   readonly handlers: Handlers;
   #tokens = new ConfirmTokens();
+  /** Times jobs, schedules and block-map feeds. */
+  #clock: Clock;
   /** Backup job id → its block map, while it runs (for block-map subscriptions). */
   #blockMaps = new Map<string, BlockMapProvider>();
   /** Volumes served through the tap, by source path. */
@@ -66,9 +68,9 @@ export class Engine {
     this.state = options.state;
     this.runners = options.runners;
     this.privileged = options.privileged ?? process.getuid?.() === 0;
-    const clock = options.clock ?? systemClock;
-    this.jobs = new JobManager(this.state, this.events, clock);
-    this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan), clock);
+    this.#clock = options.clock ?? systemClock;
+    this.jobs = new JobManager(this.state, this.events, this.#clock);
+    this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan), this.#clock);
     this.handlers = this.#makeHandlers();
   }
 
@@ -621,12 +623,18 @@ export class Engine {
       // The job has ended: this was the last look, with its final states.
       if (!active) stop();
     };
-    const timer = setInterval(tick, BLOCKMAP_INTERVAL_MS);
+    let timer: TimerHandle | null = null;
+    let stopped = false;
     const stop = () => {
-      clearInterval(timer);
+      stopped = true;
+      if (timer) this.#clock.clearTimeout(timer);
       watch?.close();
     };
+    const tickAndRepeat = () => {
+      tick();
+      if (!stopped) timer = this.#clock.setTimeout(tickAndRepeat, BLOCKMAP_INTERVAL_MS);
+    };
     connection.onClose(stop);
-    tick();
+    tickAndRepeat();
   }
 }
