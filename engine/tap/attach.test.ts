@@ -212,10 +212,13 @@ test('a write waits as long as the interceptor holds it (suspension), and lands 
     try {
       let release: () => void = () => {};
       let asked = 0;
+      let reachedTap: () => void = () => {};
+      const reached = new Promise<void>((resolve) => (reachedTap = resolve));
       await volume.setInterceptor(
         {
           beforeWrite: () => {
             asked++;
+            reachedTap();
             return new Promise<void>((resolve) => {
               release = resolve;
             });
@@ -240,9 +243,13 @@ test('a write waits as long as the interceptor holds it (suspension), and lands 
       done.then(() => {
         finished = true;
       });
-      await new Promise((resolve) => setTimeout(resolve, 400));
+      // The write has reached the tap: from here until the release, it neither completes nor lands.
+      await reached;
       assert.equal(asked, 1);
       assert.equal(finished, false, 'the write is held while the interceptor has not resolved');
+      const meanwhile = (await readFile(image)).subarray(16 * 4096, 17 * 4096);
+      assert.ok(meanwhile.equals(Buffer.alloc(4096)), 'nothing landed while held');
+      assert.equal(finished, false);
       release();
       assert.equal(await done, 0);
       assert.equal(volume.stats().interceptedCalls, 1);

@@ -40,7 +40,7 @@ async function withDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
 
 async function waitFor(condition: () => boolean, what: string): Promise<void> {
   for (let waited = 0; !condition(); waited += 20) {
-    if (waited > 20_000) throw new Error(`timed out waiting until ${what}`);
+    if (waited > 120_000) throw new Error(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
