@@ -1,6 +1,7 @@
-// The engine as the CLI's verbs see it: the daemon over its unix socket when that socket answers, otherwise
-// an engine hosted in this process for the one command. Both implement the protocol's EngineClient, and a
-// failed call throws EngineCallError carrying the API's error code (which the CLI turns into an exit code).
+// Clients of the engine: SocketClient talks to the daemon over its unix socket, InProcessClient to an engine
+// hosted in this process; connectEngine picks the daemon when its socket answers, else an in-process engine.
+// Both implement the protocol's EngineClient, and a failed call throws EngineCallError carrying the API's error
+// code (the CLI's edge turns it into an exit code).
 import { existsSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { MAX_MESSAGE_BYTES } from '../../protocol/constants.ts';

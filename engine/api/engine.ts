@@ -9,7 +9,7 @@ import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { listDrives } from '../drives/drivelist.ts';
 import { EventBus } from '../jobs/events.ts';
-import { type JobContext, JobManager } from '../jobs/manager.ts';
+import { JobManager } from '../jobs/manager.ts';
 import { NotMountedError } from '../jobs/mount.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import type { BlockMapProvider, JobRunners } from '../jobs/runners.ts';

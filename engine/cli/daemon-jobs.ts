@@ -80,7 +80,10 @@ export async function followJob(
       // The daemon going away mid-job: the job's outcome is unknown here.
       client.onClose(() =>
         reject(
-          new ExitError('lost the engine daemon before the job ended; see `diskline jobs`', ExitCode.failed),
+          new ExitError(
+            "lost the engine daemon before the job ended; once it is back, its log reports the job interrupted and 'diskline points --repo …' lists the points it made",
+            ExitCode.failed,
+          ),
         ),
       );
     });

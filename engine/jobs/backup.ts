@@ -141,7 +141,7 @@ async function runAttachedBackup(
       source: source.identity,
       partitions: source.partitions,
       usedRanges: source.usedRanges,
-      consistency: point.consistency === 'file-system-consistent' ? 'frozen' : 'crash-consistent',
+      consistency: point.consistency,
       parent,
       changedRanges: parent ? changes.ranges : null,
       trackingGeneration: point.tracking?.newGeneration || null,

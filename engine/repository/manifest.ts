@@ -79,11 +79,6 @@ export function isUsed(manifest: Pick<Manifest, 'used'>, unit: number): boolean 
   return testBit(manifest.used, unit);
 }
 
-export function chunkOfUnit(manifest: Manifest, unit: number): Buffer | null {
-  const k = manifest.units[unit]!;
-  return k === 0 ? null : manifest.chunkIds[k - 1]!;
-}
-
 export function encodeManifest(manifest: Manifest): Buffer {
   const { used, chunkIds, units, done, ...rest } = manifest;
   const file: ManifestFile = {

@@ -37,7 +37,7 @@ export interface ConsistentPointOptions {
 }
 
 export interface ConsistentPointReport {
-  consistency: 'file-system-consistent' | 'crash-consistent';
+  consistency: 'frozen' | 'crash-consistent';
   /** File systems frozen for the point. */
   frozenMountPoints: string[];
   /** Milliseconds between the first freeze and the last thaw (0 when crash-consistent). */
@@ -136,7 +136,7 @@ export async function takeConsistentPoint(
     });
     if (next < unitCount) volume.settleUnits(next, unitCount - next);
   }
-  const consistency = mountPoints.length ? 'file-system-consistent' : 'crash-consistent';
+  const consistency = mountPoints.length ? 'frozen' : 'crash-consistent';
   if (!mountPoints.length)
     notes.push(`nothing on ${volume.loopDevice} is mounted: the point is crash-consistent`);
   return {
