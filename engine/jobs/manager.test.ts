@@ -12,10 +12,14 @@ import { EventBus } from './events.ts';
 import { type JobContext, JobManager, PROGRESS_INTERVAL_MS } from './manager.ts';
 
 let dir: string;
+let state: StateStore | null = null;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'diskline-jobs-'));
 });
 afterEach(async () => {
+  // Job records are saved in the background: let the last save land before the directory goes.
+  await state?.flush();
+  state = null;
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -25,7 +29,8 @@ async function harness() {
   const events = new EventBus();
   const updates: Job[] = [];
   events.subscribe((event, data) => event === 'job.updated' && updates.push(data as Job));
-  const manager = new JobManager(await StateStore.open(join(dir, 'state')), events, clock);
+  state = await StateStore.open(join(dir, 'state'));
+  const manager = new JobManager(state, events, clock);
   let context!: JobContext;
   let finish!: () => void;
   const entered = new Promise<void>((resolve) => {
