@@ -6,6 +6,7 @@ npm run --silent build
 npm run --silent lint
 npm run --silent typecheck
 npm run --silent test:tools
+npm run --silent test:protocol
 npm run --silent test:renderer
 npm run --silent test:electron
 npm run --silent test:e2e
