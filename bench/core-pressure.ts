@@ -7,8 +7,8 @@
 
 import { parseArgs } from 'node:util';
 import { MemoryContainer } from '../engine/container/memory.ts';
-import { MemoryDisk } from '../engine/snapshot/memory-disk.ts';
 import { SnapshotSession } from '../engine/snapshot/session.ts';
+import { MemoryDisk } from '../engine/snapshot/testing/memory-disk.ts';
 import type { UnitSink } from '../engine/snapshot/types.ts';
 import { parseByteSize } from '../protocol/byte-size.ts';
 

@@ -45,17 +45,33 @@ function unavailableReason(): string | null {
   return null;
 }
 
-/** A display for Electron: the session's own, or a private Xvfb. */
+/** A display for Electron: the session's own, or a private Xvfb, used once it says it is ready. */
 async function startDisplay(): Promise<{ display: string; stop(): void }> {
   if (process.platform !== 'linux' || process.env.DISPLAY) {
     return { display: process.env.DISPLAY ?? '', stop() {} };
   }
-  const display = `:${100 + Math.floor(Math.random() * 400)}`;
-  const xvfb: ChildProcess = spawn('Xvfb', [display, '-screen', '0', '1360x900x24', '-nolisten', 'tcp'], {
-    stdio: 'ignore',
+  // -displayfd: Xvfb picks a free display and writes its number to fd 3 once it accepts connections.
+  const xvfb: ChildProcess = spawn(
+    'Xvfb',
+    ['-displayfd', '3', '-screen', '0', '1360x900x24', '-nolisten', 'tcp'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  xvfb.stderr!.on('data', (chunk) => (stderr = (stderr + chunk).slice(-2000)));
+  const number = await new Promise<string>((resolve, reject) => {
+    let written = '';
+    const ready = xvfb.stdio[3] as NodeJS.ReadableStream;
+    ready.setEncoding('utf8');
+    ready.on('data', (chunk: string) => {
+      written += chunk;
+      if (written.includes('\n')) resolve(written.trim());
+    });
+    xvfb.once('error', reject);
+    xvfb.once('exit', (code) => reject(new Error(`Xvfb exited (${code}) before it was ready: ${stderr}`)));
   });
-  await new Promise((r) => setTimeout(r, 500));
-  return { display, stop: () => xvfb.kill() };
+  return { display: `:${number}`, stop: () => xvfb.kill() };
 }
 
 type ShellProbe = { icon: string; shownIcons: string[]; tooltip: string; windowVisible: boolean };

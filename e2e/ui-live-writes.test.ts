@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { tapUnavailableReason } from '../engine/tap/system-state.ts';
 import { runTool } from '../engine/testing/tools.ts';
-import { waitForJobEnd } from './job-view.ts';
+import { recordValues, waitForJobEnd } from './job-view.ts';
 import { callEngine, e2eUnavailableReason, makeFixture } from './ui-engine.ts';
 
 /** Rewrites the files under `dir` in place, over and over, each write synced, until killed. */
@@ -54,16 +54,11 @@ test('the container meter and block map follow writes racing a backup', { timeou
     const meter = page.getByRole('meter', { name: 'Intermediate container' });
     const legend = page.getByRole('list', { name: 'Block map legend' });
     await meter.waitFor();
-    let largestHeld = 0;
-    let preservedSeen = false;
-    const state = await waitForJobEnd(page, {
-      polls: 600,
-      intervalMs: 50,
-      onPoll: async () => {
-        largestHeld = Math.max(largestHeld, Number(await meter.getAttribute('aria-valuenow')));
-        if (/In container [1-9]/.test((await legend.textContent()) ?? '')) preservedSeen = true;
-      },
-    });
+    const held = await recordValues(meter, 'aria-valuenow');
+    const legendTexts = await recordValues(legend, null);
+    const state = await waitForJobEnd(page);
+    const largestHeld = Math.max(...(await held.values()).map(Number));
+    const preservedSeen = (await legendTexts.values()).some((text) => /In container [1-9]/.test(text));
     writer.kill('SIGKILL');
     writer = null;
     const reason =

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { firstAlertText, waitForJobEnd } from './job-view.ts';
+import { firstAlertText, recordValues, waitForJobEnd } from './job-view.ts';
 import { changeFileInImage, e2eUnavailableReason, makeFixture, sha256 } from './ui-engine.ts';
 
 /** Set to a directory to keep screenshots of each step (for looking at the UI with real data). */
@@ -66,15 +66,10 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         const meter = page.getByRole('meter', { name: 'Intermediate container' });
         await page.getByRole('img', { name: 'Block map' }).waitFor();
         await meter.waitFor();
-        // Wait for the job to end, sampling progress on the way.
-        const seen = new Set<string>();
-        const state = await waitForJobEnd(page, {
-          polls: 300,
-          intervalMs: 100,
-          onPoll: async () => {
-            seen.add((await progress.getAttribute('aria-valuenow')) ?? '');
-          },
-        });
+        // Wait for the job to end, recording the progress bar on the way.
+        const progressValues = await recordValues(progress, 'aria-valuenow');
+        const state = await waitForJobEnd(page);
+        const seen = new Set(await progressValues.values());
         if (state !== 'Done') {
           const reason = (await firstAlertText(page)) ?? state;
           if (/not available yet/.test(reason ?? '')) {
@@ -128,7 +123,7 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
         );
         await dialog.getByRole('button', { name: `Overwrite ${fixture.target}` }).click();
         await page.getByRole('heading', { level: 2 }).filter({ hasText: 'Restore' }).waitFor();
-        const state = await waitForJobEnd(page, { polls: 300, intervalMs: 100 });
+        const state = await waitForJobEnd(page);
         if (state !== 'Done') {
           const reason = (await firstAlertText(page)) ?? state;
           assert.fail(`the restore ended '${state}': ${reason}`);
@@ -171,7 +166,7 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
       await confirm.focus();
       await page.keyboard.press('Enter');
       await page.getByRole('heading', { level: 2 }).filter({ hasText: 'by-keyboard.img' }).waitFor();
-      assert.equal(await waitForJobEnd(page, { polls: 300, intervalMs: 100 }), 'Done');
+      assert.equal(await waitForJobEnd(page), 'Done');
       const restored = await readFile(imagePath);
       assert.equal(sha256(restored), sha256(sourceBytes), 'the new image equals the source at the backup');
     });

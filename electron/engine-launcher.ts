@@ -2,6 +2,7 @@
 // user. An elevated engine is detached so that it outlives the window and keeps running schedules; the
 // user's own engine ends with the shell.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { type Clock, systemClock } from '../protocol/clock.ts';
 import {
   type ElevatedLaunch,
   type ElevationOutcome,
@@ -21,14 +22,16 @@ async function waitForSocketOrEnd(
   probe: SocketProbe,
   ended: Promise<ElevationOutcome>,
   timeoutMs: number,
+  clock: Clock,
 ): Promise<ElevationOutcome> {
   let outcome: ElevationOutcome | null = null;
   void ended.then((o) => (outcome = o));
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = clock.now() + timeoutMs;
+  while (clock.now() < deadline) {
     if (outcome) return outcome;
     if (await probe()) return { kind: 'started' };
-    await new Promise((r) => setTimeout(r, probeIntervalMs));
+    // An engine (or dialog) that ends is reported at once, not at the next probe.
+    await Promise.race([clock.sleep(probeIntervalMs), ended]);
   }
   return outcome ?? { kind: 'failed', detail: `the engine did not answer within ${timeoutMs / 1000} s` };
 }
@@ -43,6 +46,7 @@ export async function startElevatedEngine(
   launch: ElevatedLaunch,
   probe: SocketProbe,
   timeoutMs = elevationTimeoutMs,
+  clock: Clock = systemClock,
 ): Promise<ElevationOutcome> {
   if (launch.kind === 'unsupported') return { kind: 'unavailable', detail: launch.reason };
   if (launch.kind === 'sudo-prompt') {
@@ -53,7 +57,7 @@ export async function startElevatedEngine(
         resolve(error ? sudoPromptOutcome(error) : { kind: 'failed', detail: 'the engine exited' }),
       ),
     );
-    return waitForSocketOrEnd(probe, ended, timeoutMs);
+    return waitForSocketOrEnd(probe, ended, timeoutMs, clock);
   }
   let child: ChildProcess;
   const ended = new Promise<ElevationOutcome>((resolve) => {
@@ -64,7 +68,7 @@ export async function startElevatedEngine(
     child.once('error', (error) => resolve(spawnErrorOutcome(error)));
     child.once('exit', (code) => resolve(pkexecOutcome(code, stderr)));
   });
-  const outcome = await waitForSocketOrEnd(probe, ended, timeoutMs);
+  const outcome = await waitForSocketOrEnd(probe, ended, timeoutMs, clock);
   if (outcome.kind === 'started') {
     // Let it outlive the shell: it is the engine now, schedules and all.
     child!.stderr!.destroy();

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
+import { ManualClock } from '../protocol/testing/manual-clock.ts';
 import { type ElevationOutcome, limitedModeScope } from './elevation.ts';
 import { startElevatedEngine } from './engine-launcher.ts';
 import { EngineLink } from './engine-link.ts';
@@ -44,11 +46,19 @@ function harness(overrides: Partial<SupervisorDeps> = {}) {
       calls.push(`startUnprivileged ${path}`);
       await startEngine(path, false);
     },
-    sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 20))),
+    clock: new ManualClock(),
     onConnection: (connection, notice) => connections.push([connection, notice]),
     ...overrides,
   };
-  return { supervisor: new EngineSupervisor(deps), connections, calls, deps };
+  const clock = deps.clock as ManualClock;
+  /** Lets the supervisor's backoff run (each wait ends at once) until `condition` holds. */
+  async function retryUntil(what: string, condition: () => boolean): Promise<void> {
+    await waitFor(what, () => {
+      if (clock.pending > 0) void clock.fireNext();
+      return condition();
+    });
+  }
+  return { supervisor: new EngineSupervisor(deps), connections, calls, deps, retryUntil };
 }
 
 test('a running service is used as is, without asking for rights', async () => {
@@ -121,7 +131,7 @@ test('a service that turns this user away is not raced with a second engine; the
 });
 
 test('when no engine at all can be had, the shell is offline and says why', async () => {
-  const { supervisor, connections } = harness({
+  const { supervisor, connections, retryUntil } = harness({
     startUnprivileged: async () => {
       throw new Error('could not run /opt/diskline/bin/diskline: ENOENT');
     },
@@ -137,7 +147,7 @@ test('when no engine at all can be had, the shell is offline and says why', asyn
   try {
     // The service comes up later (installed, or started by hand): the shell finds it without a restart.
     await startEngine(join(dir, 'system.sock'), true);
-    await waitFor('the late service', () => connections.at(-1)![0].kind === 'connected');
+    await retryUntil('the late service', () => connections.at(-1)![0].kind === 'connected');
     assert.deepEqual(connections.at(-1), [{ kind: 'connected', privileged: true }, null]);
   } finally {
     supervisor.stop();
@@ -145,7 +155,7 @@ test('when no engine at all can be had, the shell is offline and says why', asyn
 });
 
 test('a lost connection is retried without asking for rights again; listeners keep working', async () => {
-  const { supervisor, connections, calls, deps } = harness();
+  const { supervisor, connections, calls, deps, retryUntil } = harness();
   const engine = await startEngine(deps.systemSocket, true);
   const seen: string[] = [];
   supervisor.on('job.updated', (job) => seen.push(job.id));
@@ -161,7 +171,7 @@ test('a lost connection is retried without asking for rights again; listeners ke
       /Lost the engine \(the engine closed the connection at .*system\.sock\); reconnecting…/,
     );
     const restarted = await startEngine(deps.systemSocket, true);
-    await waitFor(
+    await retryUntil(
       'a reconnect',
       () => connections.at(-1)![0].kind === 'connected' && restarted.clientCount === 1,
     );
@@ -175,35 +185,89 @@ test('a lost connection is retried without asking for rights again; listeners ke
   }
 });
 
-test('pkexec exit 126 (dialog dismissed) is a decline; a socket that answers is a start', async () => {
+test('pkexec exit 126 (dialog dismissed) is a decline; an exit is reported without waiting for a probe', async () => {
   const node = process.execPath;
-  assert.deepEqual(
-    await startElevatedEngine(
-      { kind: 'spawn', command: node, args: ['-e', 'process.exit(126)'] },
-      async () => false,
-    ),
-    { kind: 'declined' },
-  );
-  assert.deepEqual(
-    await startElevatedEngine(
-      { kind: 'spawn', command: node, args: ['-e', 'console.error("diskline: no FUSE"); process.exit(1)'] },
-      async () => false,
-    ),
-    { kind: 'failed', detail: 'diskline: no FUSE' },
-  );
-  assert.deepEqual(
-    await startElevatedEngine(
-      { kind: 'spawn', command: join(dir, 'no-pkexec'), args: [] },
-      async () => false,
-    ),
-    { kind: 'unavailable', detail: `${join(dir, 'no-pkexec')} is not installed` },
-  );
+  // A clock that never moves: an outcome can only come from the process's end, never from a probe's timing.
+  const stopped = new ManualClock();
+  const launch = (args: string[], command = node) =>
+    startElevatedEngine({ kind: 'spawn', command, args }, async () => false, 60_000, stopped);
+  assert.deepEqual(await launch(['-e', 'process.exit(126)']), { kind: 'declined' });
+  assert.deepEqual(await launch(['-e', 'console.error("diskline: no FUSE"); process.exit(1)']), {
+    kind: 'failed',
+    detail: 'diskline: no FUSE',
+  });
+  assert.deepEqual(await launch([], join(dir, 'no-pkexec')), {
+    kind: 'unavailable',
+    detail: `${join(dir, 'no-pkexec')} is not installed`,
+  });
+});
+
+/** The stand-in engine's pid once it has written it whole, else null. */
+function readPid(pidFile: string): number | null {
+  const text = existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '';
+  return /^[1-9][0-9]*$/.test(text) ? Number(text) : null;
+}
+
+/** A stand-in engine that runs until killed and says so by writing its pid once it is up. */
+function lingeringEngine(pidFile: string): string[] {
+  return [
+    '-e',
+    `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000)`,
+  ];
+}
+
+test('a socket that answers while the engine runs is a start; the engine is left running', async () => {
+  const pidFile = join(dir, 'engine.pid');
+  const clock = new ManualClock();
   let probes = 0;
-  assert.deepEqual(
-    await startElevatedEngine(
-      { kind: 'spawn', command: node, args: ['-e', 'setTimeout(() => {}, 200)'] },
-      async () => ++probes >= 2,
-    ),
-    { kind: 'started' },
+  const started = startElevatedEngine(
+    { kind: 'spawn', command: process.execPath, args: lingeringEngine(pidFile) },
+    async () => {
+      probes++;
+      return readPid(pidFile) !== null;
+    },
+    60_000,
+    clock,
   );
+  let outcome: ElevationOutcome | null = null;
+  void started.then((o) => (outcome = o));
+  let pid: number | null = null;
+  try {
+    // Time stands still until the engine is up, so the attempt cannot time out however slowly it starts; then
+    // the next probe interval passes and the probe finds it.
+    await waitFor('the engine to run', () => (pid = readPid(pidFile)) !== null);
+    if (outcome === null) {
+      await clock.untilWaiting();
+      await clock.fireNext();
+    }
+    assert.deepEqual(await started, { kind: 'started' });
+    assert.ok(probes >= 1);
+    assert.doesNotThrow(() => process.kill(pid!, 0), 'the engine outlives its start');
+  } finally {
+    if (pid !== null) process.kill(pid);
+  }
+});
+
+test('an engine that never answers is given up after the timeout, by the clock, and stopped', async () => {
+  const pidFile = join(dir, 'engine.pid');
+  const clock = new ManualClock();
+  const started = startElevatedEngine(
+    { kind: 'spawn', command: process.execPath, args: lingeringEngine(pidFile) },
+    async () => false,
+    5 * 60_000,
+    clock,
+  );
+  await waitFor('the engine to run', () => readPid(pidFile) !== null);
+  const pid = readPid(pidFile)!;
+  await clock.untilWaiting();
+  await clock.advance(5 * 60_000);
+  assert.deepEqual(await started, { kind: 'failed', detail: 'the engine did not answer within 300 s' });
+  await waitFor('the engine to be stopped', () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
 });

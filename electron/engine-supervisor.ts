@@ -2,6 +2,7 @@
 // started elevated (asking the user once); if that is declined, an unprivileged engine of the user's own,
 // with a message saying what works without rights. A lost connection is retried with backoff, never by
 // asking for rights again. It is the EngineClient the window and the tray use; listeners survive reconnects.
+import type { Clock } from '../protocol/clock.ts';
 import type { EngineClient, EventData, EventName, MethodName, Params, Result } from '../protocol/messages.ts';
 import type { ElevationOutcome } from './elevation.ts';
 import { fallbackAfter, limitedModeScope } from './elevation.ts';
@@ -26,7 +27,8 @@ export type SupervisorDeps = {
   /** Asks for rights and starts the engine; resolves once its socket answers or the attempt ended. */
   startElevated(): Promise<ElevationOutcome>;
   startUnprivileged(socketPath: string): Promise<void>;
-  sleep(ms: number): Promise<void>;
+  /** Paces the reconnect backoff. */
+  clock: Clock;
   onConnection(connection: EngineConnection, notice: string | null): void;
 };
 
@@ -194,7 +196,7 @@ export class EngineSupervisor implements EngineClient {
       let delay = firstRetryMs;
       let link: Link | null = null;
       while (!this.#stopped && !(link = await this.#tryConnect(socketPath))) {
-        await this.#deps.sleep(delay);
+        await this.#deps.clock.sleep(delay);
         delay = Math.min(delay * 2, maxRetryMs);
       }
       if (!link) return;
@@ -207,7 +209,7 @@ export class EngineSupervisor implements EngineClient {
           { kind: 'offline', reason: this.#refusal ?? 'The engine refused the connection.' },
           null,
         );
-        await this.#deps.sleep(maxRetryMs);
+        await this.#deps.clock.sleep(maxRetryMs);
       }
     }
   }

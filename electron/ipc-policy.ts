@@ -4,8 +4,6 @@
 // with a reason, before anything reaches the (root) engine.
 import { MAX_MESSAGE_BYTES, type MethodName, methods } from '../protocol/messages.ts';
 
-/** Every channel the shell uses starts with this; the preload refuses any other. */
-export const channelPrefix = 'diskline:';
 /** renderer → main: { method, params } → result (ipcRenderer.invoke). */
 export const callChannel = 'diskline:call';
 /** main → renderer: { event, data } for every engine event. */

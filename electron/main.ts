@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as electron from 'electron';
+import { systemClock } from '../protocol/clock.ts';
 import { elevatedLaunch } from './elevation.ts';
 import { startElevatedEngine, startUserEngine } from './engine-launcher.ts';
 import { EngineLink } from './engine-link.ts';
@@ -78,7 +79,7 @@ const config: ShellConfig = {
           }
         }
       },
-      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      clock: systemClock,
       onConnection,
     }),
 };

@@ -15,6 +15,8 @@ packages=(
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g exfatprogs exfat-fuse
   # peers and load generators for tests and benchmarks
   partclone restic borgbackup fio qemu-utils zstd
+  # keeps every core busy while the suite runs, to prove it passes on a loaded machine
+  stress-ng
   # the renderer's end-to-end tests
   chromium xvfb
   # the machine-level test bed (vm/): qemu with virtiofsd, a static busybox for the guest's initramfs,

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 npm run --silent build
 npm run --silent lint
 npm run --silent typecheck
+npm run --silent test:tools
+npm run --silent test:protocol
 npm run --silent test:renderer
 npm run --silent test:electron
 npm run --silent test:e2e

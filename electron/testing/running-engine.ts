@@ -1,5 +1,6 @@
 // The supervisor the shell's tests give startShell: it connects to an engine the test started already (the
 // real daemon or the in-process test engine) over a real socket, and never asks for rights or starts one itself.
+import { type Clock, sleepOn, systemClock } from '../../protocol/clock.ts';
 import { EngineLink } from '../engine-link.ts';
 import { EngineSupervisor, type SupervisorDeps } from '../engine-supervisor.ts';
 
@@ -16,6 +17,13 @@ export function supervisorOfRunningEngine(
   options: RunningEngineOptions = {},
 ): EngineSupervisor {
   const maxSleepMs = options.maxSleepMs ?? Number.POSITIVE_INFINITY;
+  // The real clock with its waits capped: a dropped link is retried soon, and the test waits for the reconnect.
+  const hurried: Clock = {
+    now: () => systemClock.now(),
+    setTimeout: (callback, ms) => systemClock.setTimeout(callback, Math.min(ms, maxSleepMs)),
+    clearTimeout: (handle) => systemClock.clearTimeout(handle),
+    sleep: (ms, signal) => sleepOn(hurried, ms, signal),
+  };
   return new EngineSupervisor({
     systemSocket,
     userSocket: userSocketPath,
@@ -24,7 +32,7 @@ export function supervisorOfRunningEngine(
     startUnprivileged: async () => {
       throw new Error('the test engine runs already');
     },
-    sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, maxSleepMs))),
+    clock: hurried,
     onConnection,
   });
 }

@@ -1,6 +1,7 @@
-// The engine as the CLI's verbs see it: the daemon over its unix socket when that socket answers, otherwise
-// an engine hosted in this process for the one command. Both implement the protocol's EngineClient, and a
-// failed call throws EngineCallError carrying the API's error code (which the CLI turns into an exit code).
+// Clients of the engine: SocketClient talks to the daemon over its unix socket, InProcessClient to an engine
+// hosted in this process; connectEngine picks the daemon when its socket answers, else an in-process engine.
+// Both implement the protocol's EngineClient, and a failed call throws EngineCallError carrying the API's error
+// code (the CLI's edge turns it into an exit code).
 import { existsSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { MAX_MESSAGE_BYTES } from '../../protocol/constants.ts';
@@ -14,24 +15,16 @@ import type {
   Result,
   ServerMessage,
 } from '../../protocol/messages.ts';
-import { ExitCode } from '../cli/verb.ts';
+import { socketPath } from '../config/socket-path.ts';
 import type { Engine } from './engine.ts';
 import { encodeFrame, FrameDecoder } from './frames.ts';
 import type { HostOptions } from './host.ts';
-import { socketPath } from './socket-path.ts';
 
 export class EngineCallError extends Error {
   readonly code: ErrorCode | 'disconnected';
   constructor(code: ErrorCode | 'disconnected', message: string) {
     super(message);
     this.code = code;
-  }
-
-  /** The CLI exit code for this error: 2 bad usage, 3 refused for safety or not allowed, 1 otherwise. */
-  get exitCode(): number {
-    if (this.code === 'bad-request' || this.code === 'unknown-method') return ExitCode.usage;
-    if (this.code === 'refused' || this.code === 'forbidden') return ExitCode.refused;
-    return ExitCode.failed;
   }
 }
 

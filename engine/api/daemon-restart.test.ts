@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Job } from '../../protocol/model.ts';
+import { startDaemonProcess } from '../testing/listening-daemon.ts';
 import { SocketClient } from './client.ts';
 
 const cli = fileURLToPath(new URL('../../bin/diskline', import.meta.url));
@@ -42,21 +43,8 @@ after(async () => {
 
 /** Starts `diskline daemon` and resolves with a connected client once it answers. */
 async function startDaemon(): Promise<{ daemon: ChildProcess; client: SocketClient }> {
-  const daemon = spawn(cli, ['daemon'], { env, stdio: ['ignore', 'ignore', 'ignore'] });
-  for (let attempt = 0; attempt < 200; attempt++) {
-    // A socket file left by a killed daemon refuses connections until the new one has replaced it.
-    const client = await SocketClient.connect(socket).catch(() => null);
-    if (client) {
-      try {
-        await client.call('engine.status', {});
-        return { daemon, client };
-      } catch {
-        await client.close();
-      }
-    }
-    await sleep(50);
-  }
-  throw new Error('the daemon did not start listening');
+  const { child } = await startDaemonProcess(cli, ['daemon'], env);
+  return { daemon: child, client: await SocketClient.connect(socket) };
 }
 
 async function stopped(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
@@ -65,11 +53,21 @@ async function stopped(child: ChildProcess, signal: NodeJS.Signals): Promise<voi
   await exited;
 }
 
+/** The job once it has ended: from the list if it has, else from its 'job.updated' event. */
 async function waitForJob(client: SocketClient, id: string): Promise<Job> {
-  for (;;) {
-    const job = (await client.call('jobs.list', {})).find((candidate) => candidate.id === id)!;
-    if (!['queued', 'running'].includes(job.state)) return job;
-    await sleep(100);
+  let off = () => {};
+  const ended = new Promise<Job>((resolve) => {
+    off = client.on(
+      'job.updated',
+      (job) => job.id === id && !['queued', 'running'].includes(job.state) && resolve(job),
+    );
+  });
+  try {
+    const listed = (await client.call('jobs.list', {})).find((candidate) => candidate.id === id)!;
+    if (!['queued', 'running'].includes(listed.state)) return listed;
+    return await ended;
+  } finally {
+    off();
   }
 }
 

@@ -3,34 +3,25 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { listDrives } from '../drives/drivelist.ts';
-import { type JobContext, JobManager } from '../jobs/manager.ts';
+import { EventBus } from '../jobs/events.ts';
+import { JobManager } from '../jobs/manager.ts';
 import { NotMountedError } from '../jobs/mount.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
+import type { BlockMapProvider, JobRunners } from '../jobs/runners.ts';
 import { ScheduleError } from '../schedule/presets.ts';
 import { Scheduler } from '../schedule/scheduler.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
 import type { Connection, Handlers } from './dispatcher.ts';
 import { ApiError } from './errors.ts';
-import { EventBus } from './events.ts';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
-
-/** A running backup's block map (a SnapshotSession): one watch per subscriber. */
-export interface BlockMapProvider {
-  watchBlockMap(cells: number): {
-    readonly cellCount: number;
-    readonly unitsPerCell: number;
-    full(): Uint8Array;
-    changes(): number[];
-    close(): void;
-  };
-}
 
 /** Most cells a block map may have: its full map (base64, one byte per cell) must fit in one message. */
 export const MAX_BLOCKMAP_CELLS = Math.floor(((MAX_MESSAGE_BYTES - 4096) * 3) / 4);
@@ -40,55 +31,13 @@ const BLOCKMAP_CHANGES_PER_EVENT = 50_000;
 /** How often a block-map subscription sends changed cells. */
 const BLOCKMAP_INTERVAL_MS = 100;
 
-/** The work behind each job kind; the defaults reach the other engine parts, tests may replace them. */
-export interface JobRunners {
-  backup(
-    params: {
-      source: string;
-      repo: string;
-      container: Plan['container'] | undefined;
-      /** The tap serving the source, when attached: the backup takes a consistent point through it. */
-      volume: AttachedVolume | null;
-      /** Refuse a source whose used map cannot be trusted instead of copying it whole. */
-      strict?: boolean | undefined;
-    },
-    context: JobContext,
-    publishBlockMap: (source: BlockMapProvider) => void,
-  ): Promise<Record<string, unknown> | null>;
-  restore(
-    params: { repo: string; point: string; to: string; instant: boolean },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  verify(
-    params: { repo: string; readData: boolean },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  prune(
-    params: { repo: string; retention: Plan['retention']; dryRun: boolean },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  drill(
-    params: { repo: string; point: string },
-    context: JobContext,
-  ): Promise<Record<string, unknown> | null>;
-  mount(params: { repo: string; point: string; dir: string | undefined }): Promise<{ path: string }>;
-  unmount(path: string): Promise<void>;
-  /** Releases what the runners hold (mounted points) when the engine stops. */
-  close?(): Promise<void>;
-  /**
-   * Serves `source` through the tap, adopting the helper that already serves it when no other engine holds it;
-   * change tracking persists under `trackingDir`.
-   */
-  attach(source: string, trackingDir: string): Promise<AttachedVolume>;
-  listPoints(repo: string): Promise<PointSummary[]>;
-  initRepository(repo: string, encrypted: boolean): Promise<void>;
-}
-
 export interface EngineOptions {
   state: StateStore;
   runners: JobRunners;
   /** Whether the engine runs as root (reported by engine.status). */
   privileged?: boolean;
+  /** Times jobs, paces their progress and runs the schedules (tests drive it). */
+  clock?: Clock;
 }
 
 let nextConnectionId = 1;
@@ -102,6 +51,8 @@ export class Engine {
   readonly privileged: boolean;
   readonly handlers: Handlers;
   #tokens = new ConfirmTokens();
+  /** Times jobs, schedules and block-map feeds. */
+  #clock: Clock;
   /** Backup job id → its block map, while it runs (for block-map subscriptions). */
   #blockMaps = new Map<string, BlockMapProvider>();
   /** Volumes served through the tap, by source path. */
@@ -117,8 +68,9 @@ export class Engine {
     this.state = options.state;
     this.runners = options.runners;
     this.privileged = options.privileged ?? process.getuid?.() === 0;
-    this.jobs = new JobManager(this.state, this.events);
-    this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan));
+    this.#clock = options.clock ?? systemClock;
+    this.jobs = new JobManager(this.state, this.events, this.#clock);
+    this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan), this.#clock);
     this.handlers = this.#makeHandlers();
   }
 
@@ -699,12 +651,18 @@ export class Engine {
       // The job has ended: this was the last look, with its final states.
       if (!active) stop();
     };
-    const timer = setInterval(tick, BLOCKMAP_INTERVAL_MS);
+    let timer: TimerHandle | null = null;
+    let stopped = false;
     const stop = () => {
-      clearInterval(timer);
+      stopped = true;
+      if (timer) this.#clock.clearTimeout(timer);
       watch?.close();
     };
+    const tickAndRepeat = () => {
+      tick();
+      if (!stopped) timer = this.#clock.setTimeout(tickAndRepeat, BLOCKMAP_INTERVAL_MS);
+    };
     connection.onClose(stop);
-    tick();
+    tickAndRepeat();
   }
 }

@@ -3,8 +3,9 @@
 
 import { claimStateDir } from '../config/owner-lock.ts';
 import { defaultStateDir, type StateStore, StateStore as Store } from '../config/state.ts';
+import type { JobRunners } from '../jobs/runners.ts';
 import { defaultRunners } from '../jobs/runners.ts';
-import { Engine, type JobRunners } from './engine.ts';
+import { Engine } from './engine.ts';
 
 export interface HostOptions {
   stateDir?: string;

@@ -12,7 +12,7 @@ import { type Connection, dispatch, UNREADABLE_REQUEST_ID } from './dispatcher.t
 import { Engine } from './engine.ts';
 import { encodeBounded, encodeFrame, FrameDecoder } from './frames.ts';
 
-export { DEFAULT_SOCKET_PATH, socketPath } from './socket-path.ts';
+export { DEFAULT_SOCKET_PATH, socketPath } from '../config/socket-path.ts';
 
 /** Output queued for one client beyond which it is considered stuck and dropped. */
 const MAX_QUEUED_OUTPUT_BYTES = 16 * MAX_MESSAGE_BYTES;
@@ -122,6 +122,9 @@ export class UnixServer {
   }
 
   #accept(socket: Socket): void {
+    // Every connection, refused ones too, is closed by close(): the server's close waits for them all.
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
     const credentials = credentialsOf(socket);
     if (!this.#allowed(credentials)) {
       const who = credentials ? `uid ${credentials.uid}` : 'a client whose uid could not be read';
@@ -139,7 +142,6 @@ export class UnixServer {
       socket.on('error', () => {});
       return;
     }
-    this.#sockets.add(socket);
     const decoder = new FrameDecoder(MAX_MESSAGE_BYTES);
     const cleanups: (() => void)[] = [];
     const send = (message: unknown) => {
@@ -179,7 +181,6 @@ export class UnixServer {
     });
     socket.on('error', () => {});
     socket.on('close', () => {
-      this.#sockets.delete(socket);
       for (const cleanup of cleanups.splice(0)) cleanup();
     });
   }

@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import { StateStore } from '../config/state.ts';
 import { Engine } from './engine.ts';
-import { ControlledWork, controlledRunners } from './test-daemon.ts';
+import { ControlledWork, controlledRunners } from './testing/daemon.ts';
 import { TOKEN_REFUSED_CLOSE_CODE, WebServer } from './web-server.ts';
 
 const cli = fileURLToPath(new URL('../../bin/diskline', import.meta.url));

@@ -7,9 +7,9 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Job } from '../../protocol/model.ts';
 import { EngineCallError, SocketClient } from '../api/client.ts';
-import { socketPath } from '../api/socket-path.ts';
+import { socketPath } from '../config/socket-path.ts';
 import { progressLine } from './repository-access.ts';
-import { ExitCode, ExitError } from './verb.ts';
+import { ExitCode, ExitError, exitCodeFor } from './verb.ts';
 
 /** The daemon when its socket answers (the same detection `diskline attach` uses), else null. */
 export async function connectDaemon(): Promise<SocketClient | null> {
@@ -30,7 +30,7 @@ export function notePassphrase(values: {
 
 /** An API error as the verb's exit: refused → 3, bad request → 2, others → 1. */
 export function callFailure(verbName: string, error: unknown): never {
-  if (error instanceof EngineCallError) throw new ExitError(error.message, error.exitCode);
+  if (error instanceof EngineCallError) throw new ExitError(error.message, exitCodeFor(error));
   throw new ExitError(`${verbName}: ${(error as Error).message}`, ExitCode.failed);
 }
 
@@ -80,7 +80,10 @@ export async function followJob(
       // The daemon going away mid-job: the job's outcome is unknown here.
       client.onClose(() =>
         reject(
-          new ExitError('lost the engine daemon before the job ended; see `diskline jobs`', ExitCode.failed),
+          new ExitError(
+            "lost the engine daemon before the job ended; once it is back, its log reports the job interrupted and 'diskline points --repo …' lists the points it made",
+            ExitCode.failed,
+          ),
         ),
       );
     });

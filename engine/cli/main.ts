@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, UsageError, type Verb } from './verb.ts';
+import { ExitCode, exitCodeFor, UsageError, type Verb } from './verb.ts';
 
 const verbsDir = fileURLToPath(new URL('./verbs/', import.meta.url));
 
@@ -51,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`diskline ${name}: ${error.message}\nUsage: diskline ${verb.usage}\n`);
       return ExitCode.usage;
     }
-    const exit = (error as { exitCode?: number }).exitCode ?? ExitCode.failed;
+    const exit = exitCodeFor(error);
     process.stderr.write(`diskline ${name}: ${(error as Error).message}\n`);
     if (process.env.DISKLINE_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
     return exit;

@@ -24,6 +24,22 @@ export class ExitError extends Error {
   }
 }
 
+/** Exit codes of the API's error codes (EngineCallError.code): bad usage 2, refused for safety or not allowed 3. */
+const apiErrorExits: Record<string, number> = {
+  'bad-request': ExitCode.usage,
+  'unknown-method': ExitCode.usage,
+  refused: ExitCode.refused,
+  forbidden: ExitCode.refused,
+};
+
+/** The exit code an error that ended a verb stands for: its own, its API error code's, or 1. */
+export function exitCodeFor(error: unknown): number {
+  const { exitCode, code } = (error ?? {}) as { exitCode?: unknown; code?: unknown };
+  if (typeof exitCode === 'number') return exitCode;
+  if (typeof code === 'string') return apiErrorExits[code] ?? ExitCode.failed;
+  return ExitCode.failed;
+}
+
 /** node:util parseArgs, with unknown options and missing values reported as usage errors. */
 export function parseVerbArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {

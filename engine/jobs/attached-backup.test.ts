@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { type EngineCallError, InProcessClient } from '../api/client.ts';
 import { openEngine } from '../api/host.ts';
 import { nativeHelperAvailable } from '../native/index.ts';
 import { tapUnavailableReason } from '../tap/system-state.ts';
+import { waitUntil } from '../testing/wait-until.ts';
 
 const run = promisify(execFile);
 const skipReason = !nativeHelperAvailable()
@@ -49,7 +50,8 @@ test('a volume attached through the API is backed up while written to: the point
         stdio: 'ignore',
       },
     );
-    await sleep(300);
+    // Busy once it has written its second file.
+    await waitUntil('the writer is writing', () => existsSync(join(mountDir, 'f1')));
     await assert.rejects(
       client.call('volumes.detach', { source: image }),
       (error: EngineCallError) => error.code === 'refused' && error.message.includes('is mounted on'),

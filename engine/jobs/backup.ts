@@ -8,7 +8,6 @@
 // used blocks from the snapshot itself, and gives a 'frozen' point (or 'crash-consistent' when nothing mounted
 // could be frozen).
 import type { ContainerSpec } from '../../protocol/model.ts';
-import type { BlockMapProvider } from '../api/engine.ts';
 import { FileContainer } from '../container/file.ts';
 import { MemoryContainer } from '../container/memory.ts';
 import type { IntermediateContainer } from '../container/types.ts';
@@ -24,6 +23,7 @@ import { changesSinceParent } from '../tap/change-tracking.ts';
 import { takeConsistentPoint } from '../tap/consistent-point.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
+import type { BlockMapProvider } from './runners.ts';
 
 /** Container used when the request names none: RAM enough for 64 MiB of preserved units. */
 const DEFAULT_CONTAINER_BYTES = 64 << 20;
@@ -147,7 +147,7 @@ async function runAttachedBackup(
       source: source.identity,
       partitions: source.partitions,
       usedRanges: source.usedRanges,
-      consistency: point.consistency === 'file-system-consistent' ? 'frozen' : 'crash-consistent',
+      consistency: point.consistency,
       parent,
       changedRanges: parent ? changes.ranges : null,
       trackingGeneration: point.tracking?.newGeneration || null,

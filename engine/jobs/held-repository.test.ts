@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { startTestDaemon } from '../api/test-daemon.ts';
+import { startTestDaemon } from '../api/testing/daemon.ts';
 import { StateStore } from '../config/state.ts';
 import {
   changedRepository,

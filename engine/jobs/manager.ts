@@ -4,9 +4,10 @@
 // Job records are persisted on every state change, so a daemon that restarts reports the jobs an earlier
 // run left unfinished as 'interrupted' and lets their kind clean up after them.
 import { randomUUID } from 'node:crypto';
+import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.ts';
 import type { ContainerState, Job, JobKind } from '../../protocol/model.ts';
-import type { EventBus } from '../api/events.ts';
 import type { StateStore } from '../config/state.ts';
+import type { EventBus } from './events.ts';
 
 /** Shortest time between two progress events of one job. */
 export const PROGRESS_INTERVAL_MS = 100;
@@ -57,16 +58,12 @@ interface LiveJob {
   /** Set when the engine stops under the job: it ends 'interrupted', not 'cancelled'. */
   interruptedBy: string | null;
   lastEmit: number;
-  emitTimer: NodeJS.Timeout | null;
+  emitTimer: TimerHandle | null;
   /** Rate samples for bytesPerSecond: [time ms, doneBytes]. */
   sampleAt: number;
   sampleBytes: number;
   done: Promise<void>;
   finish: () => void;
-}
-
-function now(): string {
-  return new Date().toISOString();
 }
 
 export class JobManager {
@@ -75,10 +72,17 @@ export class JobManager {
   #live = new Map<string, LiveJob>();
   /** repo → the ids of writer jobs, the running one first. */
   #writerQueues = new Map<string, string[]>();
+  /** Times the jobs' records and paces their progress events. */
+  #clock: Clock;
 
-  constructor(state: StateStore, events: EventBus) {
+  constructor(state: StateStore, events: EventBus, clock: Clock = systemClock) {
     this.#state = state;
     this.#events = events;
+    this.#clock = clock;
+  }
+
+  #isoNow(): string {
+    return new Date(this.#clock.now()).toISOString();
   }
 
   /**
@@ -99,7 +103,7 @@ export class JobManager {
         }
       }
       job.state = 'interrupted';
-      job.endedAt = now();
+      job.endedAt = this.#isoNow();
       job.error = `The engine stopped while this job was ${job.startedAt ? 'running' : 'queued'} (restart or crash); run it again.${cleanupNote}`;
       interrupted.push(job);
     }
@@ -215,8 +219,8 @@ export class JobManager {
     const { record, spec } = live;
     if (live.abort.signal.aborted) return;
     record.state = 'running';
-    record.startedAt = now();
-    live.sampleAt = Date.now();
+    record.startedAt = this.#isoNow();
+    live.sampleAt = this.#clock.now();
     void this.#state.saveJobs().catch(() => {});
     this.#emitNow(live);
     const context: JobContext = {
@@ -257,7 +261,7 @@ export class JobManager {
     if (update.units !== undefined) record.units = update.units;
     if (update.unitSize !== undefined) record.unitSize = update.unitSize;
     if (update.detail) record.result = { ...(record.result ?? {}), ...update.detail };
-    const at = Date.now();
+    const at = this.#clock.now();
     // Rate over the last second or so, so the figure follows the current speed.
     if (at - live.sampleAt >= 1000) {
       record.bytesPerSecond = Math.max(
@@ -267,7 +271,7 @@ export class JobManager {
       live.sampleAt = at;
       live.sampleBytes = record.doneBytes;
     } else if (record.bytesPerSecond === 0 && at > live.sampleAt) {
-      const elapsed = at - Date.parse(record.startedAt ?? now());
+      const elapsed = at - Date.parse(record.startedAt ?? this.#isoNow());
       if (elapsed > 0) record.bytesPerSecond = (record.doneBytes * 1000) / elapsed;
     }
     record.etaSeconds =
@@ -285,11 +289,11 @@ export class JobManager {
   ): void {
     const { record } = live;
     record.state = state;
-    record.endedAt = now();
+    record.endedAt = this.#isoNow();
     record.error = state === 'cancelled' ? `Cancelled at ${record.endedAt}.` : error;
     record.etaSeconds = null;
     if (result) record.result = { ...(record.result ?? {}), ...result };
-    if (live.emitTimer) clearTimeout(live.emitTimer);
+    if (live.emitTimer) this.#clock.clearTimeout(live.emitTimer);
     live.emitTimer = null;
     this.#live.delete(record.id);
     void this.#state.saveJobs().catch(() => {});
@@ -298,18 +302,18 @@ export class JobManager {
   }
 
   #emitNow(live: LiveJob): void {
-    live.lastEmit = Date.now();
+    live.lastEmit = this.#clock.now();
     this.#events.emit('job.updated', { ...live.record });
   }
 
   #emitThrottled(live: LiveJob): void {
-    const wait = live.lastEmit + PROGRESS_INTERVAL_MS - Date.now();
+    const wait = live.lastEmit + PROGRESS_INTERVAL_MS - this.#clock.now();
     if (wait <= 0) {
       this.#emitNow(live);
       return;
     }
     // Trailing event so the last progress before a pause is not lost.
-    live.emitTimer ??= setTimeout(() => {
+    live.emitTimer ??= this.#clock.setTimeout(() => {
       live.emitTimer = null;
       if (this.#live.has(live.record.id)) this.#emitNow(live);
     }, wait);

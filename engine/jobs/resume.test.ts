@@ -10,7 +10,7 @@ import { open, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises
 import { join } from 'node:path';
 import { after, before, mock, test } from 'node:test';
 import type { Job } from '../../protocol/model.ts';
-import { startTestDaemon } from '../api/test-daemon.ts';
+import { startTestDaemon } from '../api/testing/daemon.ts';
 import { StateStore } from '../config/state.ts';
 import { openWriter } from '../device/open.ts';
 import { isUsed, type Manifest } from '../repository/manifest.ts';

@@ -91,11 +91,6 @@ export function isUsed(manifest: Pick<Manifest, 'used'>, unit: number): boolean 
   return testBit(manifest.used, unit);
 }
 
-export function chunkOfUnit(manifest: Manifest, unit: number): Buffer | null {
-  const k = manifest.units[unit]!;
-  return k === 0 ? null : manifest.chunkIds[k - 1]!;
-}
-
 /**
  * The manifest's plaintext: `BINARY_MANIFEST_MAGIC | json length u32le | JSON of the small fields | used map |
  * done map (checkpoints) | chunk ids | unit map`. The maps and ids grow with the disk, so they stay bytes: as

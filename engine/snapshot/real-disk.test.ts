@@ -15,8 +15,8 @@ import { checkFilesystem, readFilesystemChecksums } from '../testing/filesystems
 import { MiB, withTempDir } from '../testing/image.ts';
 import { attachLoopRange } from '../testing/loop.ts';
 import { loopUnavailableReason } from '../testing/tools.ts';
-import { ImageSink } from './image-sink.ts';
 import { SnapshotSession } from './session.ts';
+import { ImageSink } from './testing/image-sink.ts';
 
 test('ext4 + FAT16 disk hammered by writes during the copy: the snapshot image is clean and holds the files', async (t) => {
   const unavailable = loopUnavailableReason();

@@ -12,8 +12,8 @@ import type { IntermediateContainer } from '../container/types.ts';
 import { openReader } from '../device/open.ts';
 import type { BlockReader, ByteRange } from '../device/types.ts';
 import { withTempDir } from '../testing/image.ts';
-import { MemoryDisk } from './memory-disk.ts';
 import { SnapshotSession } from './session.ts';
+import { MemoryDisk } from './testing/memory-disk.ts';
 import type { ReadableUnitSink } from './types.ts';
 
 /** mulberry32: small, fast, good enough to drive test scenarios reproducibly. */

@@ -9,9 +9,9 @@ import { CellState } from '../../protocol/messages.ts';
 import { MemoryContainer } from '../container/memory.ts';
 import type { IntermediateContainer } from '../container/types.ts';
 import { withTempDir } from '../testing/image.ts';
-import { ImageSink } from './image-sink.ts';
-import { MemoryDisk } from './memory-disk.ts';
 import { SessionCancelled, SnapshotSession, type SnapshotSessionOptions } from './session.ts';
+import { ImageSink } from './testing/image-sink.ts';
+import { MemoryDisk } from './testing/memory-disk.ts';
 import type { SessionStats, UnitSink } from './types.ts';
 
 const UNIT = 4096;

@@ -2,15 +2,11 @@
 // A 2 TB disk at 64 KiB units is 32 Mi units: 8 MiB of state. The copier and the write path read and change
 // single units without allocating; the block map reads whole bytes (4 units) through a lookup table.
 
-import type { UnitState } from './types.ts';
-
 export const FREE = 0;
 export const PENDING = 1;
 export const PRESERVED = 2;
 export const COPIED = 3;
 export type UnitStateCode = 0 | 1 | 2 | 3;
-
-export const unitStateNames: readonly UnitState[] = ['free', 'pending', 'preserved', 'copied'];
 
 export class UnitStates {
   readonly unitCount: number;

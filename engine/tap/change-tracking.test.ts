@@ -1,7 +1,10 @@
 // Change tracking's pure parts: bitmaps to ranges, and when a backup may use the changes.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { bitmapToRanges, changesSinceParent } from './change-tracking.ts';
+import { bitmapToRanges, changesSinceParent, releasedIdentity, sourceIdentity } from './change-tracking.ts';
 
 test('a bitmap becomes merged byte ranges, the last one clipped to the device size', () => {
   const bitmap = new Uint8Array([0b1000_0110, 0b0000_0001]);
@@ -40,4 +43,26 @@ test('changes are used only when valid and relative to the parent point', () => 
     'change tracking is invalid: the device was written while it was not attached',
   );
   assert.equal(changesSinceParent(null, 'g1').reason, 'change tracking is not available for this volume');
+});
+
+test('a write right after the release changes the recorded identity, within the timestamp tick too', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'diskline-identity-'));
+  try {
+    const image = join(dir, 'disk.img');
+    let sameTick = 0;
+    for (let round = 0; round < 50; round++) {
+      await writeFile(image, `before ${round}`.padEnd(16));
+      const before = (await stat(image, { bigint: true })).mtimeNs;
+      const released = await releasedIdentity(image, 16);
+      await writeFile(image, `after ${round}`.padEnd(16));
+      const now = await sourceIdentity(image, 16);
+      // A plain read of the mtime would have missed this write whenever the file system stamped both alike.
+      if (now.mtimeNs === before.toString()) sameTick++;
+      assert.notEqual(now.mtimeNs, released.mtimeNs, `round ${round}: the write is seen`);
+    }
+    // Said, not asserted: how often the coarse clock would have hidden a write here.
+    console.log(`writes stamped with the released mtime's tick: ${sameTick} of 50`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -3,13 +3,14 @@
 // "<id>.bitmap" (1 bit per track unit). It is trusted only when it is provably complete:
 //  - it is marked "attached" (dirty) at attach and "clean" only after a clean detach: an engine crash or a
 //    kill leaves "attached", and the next attach reports tracking invalid;
-//  - an image's size and mtime, or a block device's size, boot and sectors-written counter, are recorded at
-//    detach; a mismatch at the next attach means something wrote around the tap.
+//  - an image's size and mtime (moved to a value no later write can be stamped with), or a block device's size,
+//    boot and sectors-written counter, are recorded at detach; a mismatch at the next attach means something
+//    wrote around the tap.
 // An invalid record makes the next backup read everything and say why. A generation id names the point the
 // changes are relative to; the repository's point records it, and a backup uses the changes only if its parent
 // point recorded the same generation.
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { ByteRange } from '../device/types.ts';
 
@@ -30,6 +31,8 @@ export interface SourceIdentity {
   size: number;
   /** Image files: modification time in ms. */
   mtimeMs?: number;
+  /** Image files: modification time in ns, as set at release (see releasedIdentity); compared when present. */
+  mtimeNs?: string;
   /** Block devices: this boot's id and the device's sectors-written counter (resets at reboot). */
   bootId?: string;
   sectorsWritten?: number;
@@ -49,8 +52,9 @@ export interface ChangedSince {
 
 /** Reads the identity of an image or a block device (see SourceIdentity). */
 export async function sourceIdentity(path: string, size: number): Promise<SourceIdentity> {
-  const info = await stat(path);
-  if (!info.isBlockDevice()) return { size, mtimeMs: info.mtimeMs };
+  const info = await stat(path, { bigint: true });
+  if (!info.isBlockDevice())
+    return { size, mtimeMs: Number(info.mtimeNs / 1_000_000n), mtimeNs: info.mtimeNs.toString() };
   const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
   const name = basename(path);
   const counters = await readFile(`/sys/class/block/${name}/stat`, 'utf8').catch(() => '');
@@ -59,10 +63,28 @@ export async function sourceIdentity(path: string, size: number): Promise<Source
   return { size, bootId, sectorsWritten: Number.isFinite(sectorsWritten) ? sectorsWritten : undefined };
 }
 
+/**
+ * The identity of a source being released. An image gets an mtime no later write can carry: file systems
+ * stamp writes from a coarse clock (one tick is several ms), so a write just after the release could get the
+ * very mtime read here and go unseen. Its mtime is moved 1 ms back, before any time a later write can be
+ * stamped with, and that exact value (in ns) is recorded.
+ */
+export async function releasedIdentity(path: string, size: number): Promise<SourceIdentity> {
+  const info = await stat(path, { bigint: true });
+  if (info.isBlockDevice()) return sourceIdentity(path, size);
+  const planted = info.mtimeNs - 1_000_000n;
+  await utimes(path, Number(info.atimeNs) / 1e9, Number(planted) / 1e9);
+  const after = await stat(path, { bigint: true });
+  return { size, mtimeMs: Number(after.mtimeNs / 1_000_000n), mtimeNs: after.mtimeNs.toString() };
+}
+
 function identityMismatch(recorded: SourceIdentity, now: SourceIdentity): string | null {
   if (recorded.size !== now.size) return `its size changed from ${recorded.size} to ${now.size} bytes`;
-  if (recorded.mtimeMs !== undefined && recorded.mtimeMs !== now.mtimeMs)
-    return 'the image was modified while it was not attached';
+  const modified =
+    recorded.mtimeNs !== undefined
+      ? recorded.mtimeNs !== now.mtimeNs
+      : recorded.mtimeMs !== undefined && recorded.mtimeMs !== now.mtimeMs;
+  if (modified) return 'the image was modified while it was not attached';
   if (recorded.bootId !== undefined && recorded.bootId !== now.bootId)
     return 'the machine restarted since the last detach, so writes made meanwhile cannot be ruled out';
   if (recorded.sectorsWritten !== undefined && recorded.sectorsWritten !== now.sectorsWritten)
@@ -260,7 +282,7 @@ export class ChangeTracking {
     const merged = new Uint8Array(this.carried);
     orInto(merged, live);
     await writeAtomically(this.bitmapPath, merged);
-    this.record.identity = await sourceIdentity(this.record.source, this.record.size);
+    this.record.identity = await releasedIdentity(this.record.source, this.record.size);
     // A record that was already invalid stays so: a generation whose changes are incomplete must not be used.
     this.record.invalid = this.invalidReason;
     this.record.state = 'clean';

@@ -41,7 +41,7 @@ export interface ConsistentPointOptions {
 const DEFAULT_FREEZE_DEADLINE_MS = 10_000;
 
 export interface ConsistentPointReport {
-  consistency: 'file-system-consistent' | 'crash-consistent';
+  consistency: 'frozen' | 'crash-consistent';
   /** File systems frozen for the point. */
   frozenMountPoints: string[];
   /** Milliseconds between the first freeze and the last thaw (0 when crash-consistent). */
@@ -146,7 +146,7 @@ export async function takeConsistentPoint(
     });
     if (next < unitCount) volume.settleUnits(next, unitCount - next);
   }
-  const consistency = mountPoints.length ? 'file-system-consistent' : 'crash-consistent';
+  const consistency = mountPoints.length ? 'frozen' : 'crash-consistent';
   if (!mountPoints.length)
     notes.push(`nothing on ${volume.loopDevice} is mounted: the point is crash-consistent`);
   return {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { socketPath as engineSocketPath } from '../api/socket-path.ts';
+import { socketPath as engineSocketPath } from '../config/socket-path.ts';
 import { HelperChannel } from './helper-channel.ts';
 import { loopDevicesBackedBy } from './system-state.ts';
 

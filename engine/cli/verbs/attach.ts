@@ -5,7 +5,7 @@
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SocketClient } from '../../api/client.ts';
-import { socketPath } from '../../api/socket-path.ts';
+import { socketPath } from '../../config/socket-path.ts';
 import { defaultStateDir } from '../../config/state.ts';
 import { attachVolume } from '../../tap/attach.ts';
 import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';

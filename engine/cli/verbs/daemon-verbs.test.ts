@@ -8,12 +8,12 @@ import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { SocketClient } from '../../api/client.ts';
 import { nativeHelperAvailable } from '../../native/index.ts';
 import { tapUnavailableReason } from '../../tap/system-state.ts';
+import { startDaemonProcess } from '../../testing/listening-daemon.ts';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../main.ts', import.meta.url));
@@ -52,16 +52,7 @@ before(async () => {
   await image.close();
   const init = await diskline(['init', '--repo', join(dir, 'repo')]);
   assert.equal(init.code, 0, init.stderr);
-  daemon = spawn(process.execPath, [cli, 'daemon'], { env, stdio: ['ignore', 'ignore', 'ignore'] });
-  for (let attempt = 0; ; attempt++) {
-    const client = await SocketClient.connect(env.DISKLINE_SOCKET as string).catch(() => null);
-    if (client) {
-      await client.close();
-      break;
-    }
-    if (attempt > 200) throw new Error('the daemon did not start listening');
-    await sleep(50);
-  }
+  daemon = (await startDaemonProcess(process.execPath, [cli, 'daemon'], env)).child;
 });
 
 after(async () => {
@@ -74,7 +65,7 @@ after(async () => {
 });
 
 test('backup, points, restore, verify and prune go through the daemon and restore equal bytes', {
-  timeout: 60_000,
+  timeout: 300_000,
 }, async () => {
   const repo = join(dir, 'repo');
   // --no-resume reaches the daemon too (it was refused there).
@@ -139,7 +130,7 @@ const attachSkip = !nativeHelperAvailable()
 
 test('backup of a volume attached in the daemon is frozen, with its hooks run', {
   skip: attachSkip,
-  timeout: 60_000,
+  timeout: 300_000,
 }, async () => {
   const repo = join(dir, 'repo');
   const image = join(dir, 'ext4.img');
@@ -187,7 +178,7 @@ const loopSkip =
 
 test('restore to a device through the daemon needs --yes and prints the device; then writes equal bytes', {
   skip: loopSkip,
-  timeout: 60_000,
+  timeout: 300_000,
 }, async () => {
   const repo = join(dir, 'repo');
   const backing = join(dir, 'target.img');
@@ -214,7 +205,7 @@ test('restore to a device through the daemon needs --yes and prints the device; 
 });
 
 test('Ctrl-C during a backup through the daemon cancels the job and exits 1', {
-  timeout: 60_000,
+  timeout: 300_000,
 }, async () => {
   const repo = join(dir, 'repo-cancel');
   const init = await diskline(['init', '--repo', repo]);
@@ -251,7 +242,7 @@ test('Ctrl-C during a backup through the daemon cancels the job and exits 1', {
 });
 
 test('verify through the daemon exits 4 and names the damage when a pack is corrupt', {
-  timeout: 60_000,
+  timeout: 300_000,
 }, async () => {
   const repo = join(dir, 'repo');
   const packs: string[] = [];

@@ -2,7 +2,7 @@
 // mounted). A volume attached in the foreground is detached with Ctrl-C in its terminal.
 import { resolve } from 'node:path';
 import { SocketClient } from '../../api/client.ts';
-import { socketPath } from '../../api/socket-path.ts';
+import { socketPath } from '../../config/socket-path.ts';
 import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Drive } from '../../../protocol/model.ts';
-import { ControlledWork, controlledRunners, startTestDaemon } from '../../api/test-daemon.ts';
+import { ControlledWork, controlledRunners, startTestDaemon } from '../../api/testing/daemon.ts';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../../bin/diskline', import.meta.url));

@@ -3,9 +3,9 @@
 import { openReader } from '../../device/open.ts';
 import type { BlockReader, ByteRange } from '../../device/types.ts';
 import type { Manifest } from '../manifest.ts';
-import { copyRangesOffline } from '../offline-copy.ts';
 import { PointWriter, type PointWriterOptions } from '../point-writer.ts';
 import type { Repository } from '../repository.ts';
+import { copyRangesOffline } from './offline-copy.ts';
 
 export interface ImageBackupOptions extends Partial<PointWriterOptions> {
   /** Wraps the reader (e.g. to count or fail reads). */

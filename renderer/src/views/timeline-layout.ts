@@ -137,7 +137,3 @@ export function zoomToFit(points: PointSummary[], now: number, width: number): Z
   const levels = Object.keys(pixelsPerHour) as ZoomLevel[];
   return levels.find((level) => spanHours * pixelsPerHour[level] <= width - 160) ?? 'years';
 }
-
-export function timeToX(layout: TimelineLayout, zoom: ZoomLevel, iso: string): number {
-  return ((new Date(iso).getTime() - layout.start) / hour) * pixelsPerHour[zoom];
-}

@@ -1,8 +1,8 @@
-// Feeds a UnitSink from a source that nothing writes to (an image file, an unmounted device): reads the given
-// byte ranges in large sequential reads and hands them over unit by unit. The snapshot core's session does the
-// same for live disks; this is the "session with no writers" for offline sources and tests.
-import type { BlockReader, ByteRange } from '../device/types.ts';
-import type { UnitSink } from '../snapshot/types.ts';
+// For tests: feeds a UnitSink from a source nothing writes to (an image file made by the test), reading the
+// given byte ranges in large sequential reads and handing them over unit by unit, so repository tests need no
+// snapshot session. The engine itself always copies through a session (engine/jobs/backup.ts).
+import type { BlockReader, ByteRange } from '../../device/types.ts';
+import type { UnitSink } from '../../snapshot/types.ts';
 
 const READ_BYTES = 4 * 1024 * 1024;
 

@@ -1,9 +1,9 @@
-// A UnitSink that writes the snapshot to a raw image file, each unit at its offset (units not captured stay
+// For tests: a UnitSink that writes the snapshot to a raw image file, each unit at its offset (units not captured stay
 // holes: zeros). The image is written as NAME.partial and renamed to NAME only after everything is durable,
 // so an aborted or crashed backup never leaves a file that looks complete.
 
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
-import type { ReadableUnitSink } from './types.ts';
+import type { ReadableUnitSink } from '../types.ts';
 
 export class ImageSink implements ReadableUnitSink {
   readonly path: string;

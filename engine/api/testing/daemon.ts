@@ -3,31 +3,73 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { PointSummary } from '../../protocol/model.ts';
-import { StateStore } from '../config/state.ts';
-import type { JobContext } from '../jobs/manager.ts';
-import { SocketClient } from './client.ts';
-import { Engine, type JobRunners } from './engine.ts';
-import { UnixServer, type UnixServerOptions } from './unix-server.ts';
+import type { PointSummary } from '../../../protocol/model.ts';
+import { StateStore } from '../../config/state.ts';
+import type { JobContext } from '../../jobs/manager.ts';
+import type { JobRunners } from '../../jobs/runners.ts';
+import { SocketClient } from '../client.ts';
+import { Engine } from '../engine.ts';
+import { UnixServer, type UnixServerOptions } from '../unix-server.ts';
 
-/** A job body that reports progress every 20 ms until `release()` or cancellation (then throws). */
+/**
+ * A job body that reports progress every 20 ms until `release()` or cancellation (then throws). Tests wait for
+ * its steps (untilSteps) or its jobs' events, never for a time; release and cancel take effect at once.
+ */
 export class ControlledWork {
-  released = false;
   started = 0;
+  /** Progress reports made so far, across runs. */
+  steps = 0;
+  #released = false;
+  #wakers = new Set<() => void>();
+  #stepWaiters: { count: number; resolve: () => void }[] = [];
+
+  get released(): boolean {
+    return this.#released;
+  }
+
+  set released(value: boolean) {
+    this.#released = value;
+    if (value) for (const wake of this.#wakers) wake();
+  }
+
   release(): void {
     this.released = true;
   }
+
+  /** Resolves once `count` progress reports have been made in all. */
+  untilSteps(count: number): Promise<void> {
+    if (this.steps >= count) return Promise.resolve();
+    return new Promise((resolve) => this.#stepWaiters.push({ count, resolve }));
+  }
+
   async run(context: JobContext, totalBytes = 1000): Promise<Record<string, unknown>> {
     this.started++;
     let done = 0;
-    while (!this.released) {
+    while (!this.#released) {
       if (context.signal.aborted) throw context.signal.reason;
       done = Math.min(totalBytes, done + 10);
       context.progress({ doneBytes: done, totalBytes });
-      await sleep(20);
+      this.steps++;
+      for (const waiter of this.#stepWaiters.filter((w) => this.steps >= w.count)) waiter.resolve();
+      this.#stepWaiters = this.#stepWaiters.filter((w) => this.steps < w.count);
+      await this.#pause(context.signal);
     }
     return { doneBytes: done };
+  }
+
+  /** 20 ms between reports, cut short by a release or a cancel. */
+  #pause(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#wakers.delete(wake);
+        signal.removeEventListener('abort', wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, 20);
+      this.#wakers.add(wake);
+      signal.addEventListener('abort', wake, { once: true });
+    });
   }
 }
 

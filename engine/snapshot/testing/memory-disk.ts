@@ -2,7 +2,7 @@
 // (racing writers against the copier), and the throughput benchmark uses it to measure the core alone.
 // Reads and writes yield to the event loop like real I/O, so concurrent requests interleave.
 
-import type { BlockWriter } from '../device/types.ts';
+import type { BlockWriter } from '../../device/types.ts';
 
 export interface MemoryDiskOptions {
   /** Fails a read when it returns an error (to test how read errors end a session). */
