@@ -13,7 +13,16 @@ done
 . /run-settings.sh
 status=125
 if $bb mount -t virtiofs host /newroot -o ro; then
+  # The host's root seen whole, before tmpfs hides its /tmp and /run: a project that lives there is bound back.
+  $bb mkdir -p /hostroot
+  $bb mount --bind /newroot /hostroot
   for d in tmp run var/tmp; do $bb mount -t tmpfs -o mode=1777 scratch /newroot/$d; done
+  case "$PROJECT" in
+    /tmp/* | /run/* | /var/tmp/*)
+      $bb mkdir -p "/newroot$PROJECT"
+      $bb mount --bind "/hostroot$PROJECT" "/newroot$PROJECT"
+      ;;
+  esac
   $bb mount --bind /dev /newroot/dev
   $bb mount -t proc proc /newroot/proc
   $bb mount -t sysfs sys /newroot/sys
