@@ -11,6 +11,7 @@ import { openWriter } from '../device/open.ts';
 import { idKey } from '../repository/chunk-index.ts';
 import { Repository } from '../repository/repository.ts';
 import { restorePoint } from '../repository/restore.ts';
+import { chunkIdsOf } from '../repository/testing/point-chunks.ts';
 import { verifyRepository } from '../repository/verify.ts';
 import { makeFilesystem, mountFilesystem, unmountFilesystem } from '../testing/filesystems.ts';
 import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
@@ -44,7 +45,7 @@ async function orphanedBytes(
     const index = await repo.loadIndex(true);
     const referenced = new Set<string>();
     for (const id of await repo.pointIds())
-      for (const chunk of (await repo.loadManifest(id)).chunkIds) referenced.add(idKey(chunk));
+      for (const chunk of await chunkIdsOf(repo, id)) referenced.add(idKey(chunk));
     const packsInUse = new Set<string>();
     for (const [key, entry] of index.entries) if (referenced.has(key)) packsInUse.add(entry.pack);
     const indexed = index.packs();

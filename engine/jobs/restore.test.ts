@@ -8,6 +8,7 @@ import { packFileName } from '../repository/pack.ts';
 import { Repository } from '../repository/repository.ts';
 import { backupImage } from '../repository/testing/backup-image.ts';
 import { patternedImage, writeImage } from '../repository/testing/patterned-image.ts';
+import { chunkIdsOf } from '../repository/testing/point-chunks.ts';
 import type { JobContext } from './manager.ts';
 import { runRestore } from './restore.ts';
 
@@ -32,7 +33,7 @@ test('a restore job with a pack missing fails before the target image is emptied
   const image = patternedImage('job', 64, repo.chunkSize, 0);
   const manifest = await backupImage(repo, await writeImage(join(dir, 'source.img'), image));
   const index = await repo.loadIndex();
-  const pack = index.get(manifest.chunkIds[0]!)!.pack;
+  const pack = index.get((await chunkIdsOf(repo, manifest))[0]!)!.pack;
   await repo.close();
   const target = join(dir, 'target.img');
   const before = Buffer.alloc(image.length, 0x5a);

@@ -13,9 +13,10 @@ import type { Job } from '../../protocol/model.ts';
 import { startTestDaemon } from '../api/testing/daemon.ts';
 import { StateStore } from '../config/state.ts';
 import { openWriter } from '../device/open.ts';
-import { isUsed, type Manifest } from '../repository/manifest.ts';
+import { type Manifest, testBit } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import { restorePoint } from '../repository/restore.ts';
+import { usedMapOf } from '../repository/testing/point-chunks.ts';
 import {
   type Checksums,
   checkFilesystem,
@@ -115,9 +116,11 @@ async function assertRestoresExactly(
 ): Promise<void> {
   const repo = await Repository.open(repoPath, { password: PASSWORD });
   let manifest: Manifest;
+  let used: Uint8Array;
   const target = join(dir, 'restored.img');
   try {
     manifest = await repo.loadManifest(point);
+    used = await usedMapOf(repo, manifest);
     assert.ok(manifest.complete, `${context}: point ${point} is complete`);
     await makeSparseImage(target, manifest.source.size);
     const writer = await openWriter(target, { minSize: manifest.source.size });
@@ -134,7 +137,7 @@ async function assertRestoresExactly(
   const restored = await readFile(target);
   const unit = manifest.unitSize;
   for (let u = 0; u < manifest.unitCount; u++) {
-    if (!isUsed(manifest, u)) continue;
+    if (!testBit(used, u)) continue;
     const same = source
       .subarray(u * unit, (u + 1) * unit)
       .equals(restored.subarray(u * unit, (u + 1) * unit));

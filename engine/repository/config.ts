@@ -3,9 +3,11 @@
 // scrypt takes, the size of the buffers a backup allocates, or a key of the wrong length).
 import type { EncryptionConfig } from './keys.ts';
 
-/** The format this Diskline writes. */
-export const FORMAT_VERSION = 3;
-/** The oldest format it still reads (and keeps writing, in a repository of that format). */
+/** The format this Diskline writes: 4, segmented points (format 3 repositories are upgraded by their next backup). */
+export const FORMAT_VERSION = 4;
+/** The oldest format a backup writes into (after upgrading its config): older ones bind no names to sealed files. */
+export const OLDEST_WRITABLE_FORMAT = 3;
+/** The oldest format it still reads (restores, lists, verifies and prunes; backs up only from format 3). */
 export const OLDEST_READABLE_FORMAT = 2;
 /** A config is a few hundred bytes of JSON; anything near this is not one. */
 export const CONFIG_MAX_BYTES = 64 * 1024;

@@ -29,6 +29,7 @@ import { Repository } from './repository.ts';
 import { backupImage } from './testing/backup-image.ts';
 import { rewriteAsFormat2 } from './testing/format-2.ts';
 import { patternedImage, writeImage } from './testing/patterned-image.ts';
+import { chunkIdsOf } from './testing/point-chunks.ts';
 import { runCli, TEST_PASSWORD } from './testing/run-cli.ts';
 
 const UNIT = 64 * 1024;
@@ -86,9 +87,9 @@ before(async () => {
   pointB = b.id;
   // Packs holding chunks of A but none of B (the two images share only zero units).
   const index = await repo.loadIndex(true);
-  const packs = (m: typeof a) => new Set(m.chunkIds.map((id) => index.get(id)!.pack));
-  const ofB = packs(b);
-  const ofA = packs(a);
+  const packs = async (m: typeof a) => new Set((await chunkIdsOf(repo, m)).map((id) => index.get(id)!.pack));
+  const ofB = await packs(b);
+  const ofA = await packs(a);
   packsOfA = [...ofA].filter((p) => !ofB.has(p));
   packsOfB = [...ofB].filter((p) => !ofA.has(p));
   assert.ok(packsOfA.length > 0 && packsOfB.length > 0);

@@ -1,9 +1,13 @@
-// Manifest plaintext: the binary layout round-trips every field, the earlier all-JSON layout still reads the same,
+// Format 3 manifest plaintext (still read): the binary layout round-trips every field, the earlier all-JSON layout still reads the same,
 // and a cut or inconsistent binary manifest is reported as damaged instead of read wrong.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { decodeManifest, encodeManifest, type Manifest } from './manifest.ts';
+import {
+  decodeLegacyManifest as decodeManifest,
+  encodeLegacyManifest as encodeManifest,
+  type LegacyManifest as Manifest,
+} from './manifest.ts';
 
 function sampleManifest(withDone: boolean): Manifest {
   const unitCount = 21;
@@ -27,6 +31,7 @@ function sampleManifest(withDone: boolean): Manifest {
     partitions: [],
     unitSize: 65536,
     unitCount,
+    unitsPerSegment: 16384,
     used: Uint8Array.from([0xff, 0x7f, 0x1f]),
     ...(withDone ? { done: Uint8Array.from([0x0f, 0, 0x10]) } : {}),
     chunkIds,
@@ -37,7 +42,7 @@ function sampleManifest(withDone: boolean): Manifest {
 
 /** What the earlier code wrote: one JSON document with the maps and ids in base64. */
 function jsonLayout(manifest: Manifest): Buffer {
-  const { used, chunkIds, units, done, ...rest } = manifest;
+  const { used, chunkIds, units, done, unitsPerSegment: _, ...rest } = manifest;
   return Buffer.from(
     JSON.stringify({
       ...rest,

@@ -1,6 +1,8 @@
-// Restore point manifests: what was backed up (source identity, partitions, used map), which chunk holds each
-// unit, and how the point came to be (consistency, parent, stats). Stored sealed as JSON; see the format doc.
+// Restore point heads: what was backed up (source identity, partitions), how the point came to be (consistency,
+// parent, stats) — and the format 3 manifests that held the whole per-unit map in one sealed file, still read.
+// The per-unit map of the points this Diskline writes lives in segments (segment.ts, point-file.ts).
 import type { Consistency } from '../../protocol/model.ts';
+import { UNITS_PER_SEGMENT } from './segment.ts';
 
 export const MANIFEST_MAGIC = 'DLPOINT1';
 /** First bytes of a manifest's plaintext in the binary layout (the older JSON layout starts with `{`). */
@@ -37,9 +39,10 @@ export interface PointStats {
   newChunks: number;
 }
 
-/** The manifest as stored (JSON). */
-export interface ManifestFile {
-  format: 1;
+/** A point's head: everything but its per-unit map (which lives in segments, or in a format 3 manifest's body). */
+export interface Manifest {
+  /** 1: a format 3 manifest (the whole map in the file); 2: a segmented point (points/ holds the head and list). */
+  format: 1 | 2;
   id: string;
   time: string;
   complete: boolean;
@@ -49,12 +52,10 @@ export interface ManifestFile {
   partitions: PartitionRecord[];
   unitSize: number;
   unitCount: number;
-  /** base64 bitmap, LSB first */
-  used: string;
-  /** base64, 32 bytes per chunk id */
-  chunks: string;
-  /** base64, u32le per unit: 0 = zeros, k = chunks[k - 1] */
-  units: string;
+  /** Units per map segment (the last may hold fewer). */
+  unitsPerSegment: number;
+  /** Checkpoints: the segments stored partial (with a map of their settled units); the others are whole. */
+  partialSegments?: number[];
   stats: PointStats;
   /**
    * Attached volumes: the change-tracking generation the tap started at this point's consistent point; the next
@@ -66,12 +67,23 @@ export interface ManifestFile {
    * unknown. A backup taking over this checkpoint reuses its units only when the source's stamp is still equal.
    */
   contentStamp?: string;
+}
+
+/** A format 3 manifest as stored (JSON layout): the head's fields and the maps in base64. */
+interface LegacyManifestFile extends Omit<Manifest, 'format' | 'unitsPerSegment'> {
+  format: 1;
+  /** base64 bitmap, LSB first */
+  used: string;
+  /** base64, 32 bytes per chunk id */
+  chunks: string;
+  /** base64, u32le per unit: 0 = zeros, k = chunks[k - 1] */
+  units: string;
   /** Checkpoints only: base64 bitmap of the units already settled (read and stored, or known zero). */
   done?: string;
 }
 
-/** A manifest decoded for use: the unit map as arrays. */
-export interface Manifest extends Omit<ManifestFile, 'used' | 'chunks' | 'units' | 'done'> {
+/** A format 3 manifest decoded: the head and the whole disk's maps (read, never written, by this Diskline). */
+export interface LegacyManifest extends Manifest {
   used: Uint8Array;
   done?: Uint8Array;
   chunkIds: Buffer[];
@@ -87,17 +99,13 @@ export function setBit(bitmap: Uint8Array, unit: number): void {
   bitmap[unit >>> 3]! |= 1 << (unit & 7);
 }
 
-export function isUsed(manifest: Pick<Manifest, 'used'>, unit: number): boolean {
-  return testBit(manifest.used, unit);
-}
-
 /**
  * The manifest's plaintext: `BINARY_MANIFEST_MAGIC | json length u32le | JSON of the small fields | used map |
  * done map (checkpoints) | chunk ids | unit map`. The maps and ids grow with the disk, so they stay bytes: as
  * base64 inside one JSON string, a disk of ~12 M distinct chunks passed the engine's longest string.
  */
-export function encodeManifest(manifest: Manifest): Buffer {
-  const { used, chunkIds, units, done, ...rest } = manifest;
+export function encodeLegacyManifest(manifest: LegacyManifest): Buffer {
+  const { used, chunkIds, units, done, unitsPerSegment: _, ...rest } = manifest;
   const head = Buffer.from(
     JSON.stringify({ ...rest, chunkCount: chunkIds.length, checkpointMap: done !== undefined }),
   );
@@ -126,7 +134,7 @@ export function encodeManifest(manifest: Manifest): Buffer {
   return out;
 }
 
-export function decodeManifest(plaintext: Buffer, what: string): Manifest {
+export function decodeLegacyManifest(plaintext: Buffer, what: string): LegacyManifest {
   if (plaintext[0] === 0x7b) return decodeJsonManifest(plaintext, what);
   const damaged = (why: string) => new Error(`${what} is damaged: ${why}`);
   if (
@@ -140,7 +148,7 @@ export function decodeManifest(plaintext: Buffer, what: string): Manifest {
   if (at + headLength > plaintext.length) throw damaged('its fields are cut short');
   const { chunkCount, checkpointMap, ...rest } = JSON.parse(
     plaintext.toString('utf8', at, at + headLength),
-  ) as Omit<ManifestFile, 'used' | 'chunks' | 'units' | 'done'> & {
+  ) as Omit<LegacyManifestFile, 'used' | 'chunks' | 'units' | 'done'> & {
     chunkCount: number;
     checkpointMap: boolean;
   };
@@ -163,12 +171,20 @@ export function decodeManifest(plaintext: Buffer, what: string): Manifest {
   const unitMap = new Uint32Array(rest.unitCount);
   Buffer.from(unitMap.buffer).set(plaintext.subarray(at));
   for (const k of unitMap) if (k > chunkCount) throw damaged(`unit map names chunk ${k}`);
-  return { ...rest, used, ...(done ? { done } : {}), chunkIds, units: unitMap };
+  return {
+    ...rest,
+    format: 1,
+    unitsPerSegment: UNITS_PER_SEGMENT,
+    used,
+    ...(done ? { done } : {}),
+    chunkIds,
+    units: unitMap,
+  };
 }
 
 /** The JSON layout written before the binary one (maps and ids as base64 strings); still read. */
-function decodeJsonManifest(plaintext: Buffer, what: string): Manifest {
-  const file = JSON.parse(plaintext.toString('utf8')) as ManifestFile;
+function decodeJsonManifest(plaintext: Buffer, what: string): LegacyManifest {
+  const file = JSON.parse(plaintext.toString('utf8')) as LegacyManifestFile;
   const { used, chunks, units, done, ...rest } = file;
   const chunkBytes = Buffer.from(chunks, 'base64');
   const chunkIds: Buffer[] = [];
@@ -182,6 +198,8 @@ function decodeJsonManifest(plaintext: Buffer, what: string): Manifest {
     if (k > chunkIds.length) throw new Error(`${what} is damaged: unit map names chunk ${k}`);
   return {
     ...rest,
+    format: 1,
+    unitsPerSegment: UNITS_PER_SEGMENT,
     used: new Uint8Array(Buffer.from(used, 'base64')),
     ...(done ? { done: new Uint8Array(Buffer.from(done, 'base64')) } : {}),
     chunkIds,

@@ -1,6 +1,9 @@
 // Writes one restore point: the UnitSink the snapshot copier feeds. Units are hashed, compressed and encrypted
 // on worker threads, deduplicated against every chunk the repository knows, packed, and committed in the order
-// packs → index → manifest, with checkpoints so an interrupted backup resumes where it stopped.
+// packs → index → segments → point file, with checkpoints so an interrupted backup resumes where it stopped. The
+// per-unit map is built a segment at a time (segment.ts): a segment is sealed and written once its units are
+// settled, segments that did not change are taken from the parent unread, and a checkpoint writes only the open
+// segments and the small point file — so memory and writes follow what is read, not the size of the disk.
 import type { Consistency } from '../../protocol/model.ts';
 import type { ByteRange } from '../device/types.ts';
 import type { UnitSink } from '../snapshot/types.ts';
@@ -8,22 +11,19 @@ import { CHUNK_ID_BYTES, groupUnits, isAllZero, MAX_GROUP_BYTES, maxGroupBytes }
 import { type ChunkIndex, type IndexEntry, idKey } from './chunk-index.ts';
 import { type ChunkConsumer, ChunkPool } from './chunk-pool.ts';
 import type { ChunkSlot } from './chunk-slots.ts';
+import { FORMAT_VERSION } from './config.ts';
 import { RepositoryError } from './errors.ts';
 import { KnownIds } from './known-ids.ts';
 import { mayHoldLeftovers, removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
 import { registerBackup, unregisterBackup, withWriterLock } from './locks.ts';
-import {
-  bitmapFromRanges,
-  type Manifest,
-  type PartitionRecord,
-  rangesOfUnits,
-  type SourceIdentity,
-  setBit,
-  testBit,
-} from './manifest.ts';
+import type { Manifest, PartitionRecord, SourceIdentity } from './manifest.ts';
 import { PackBuilder, packFileName } from './pack.ts';
-import { newId, type Repository } from './repository.ts';
+import { SegmentList } from './point-file.ts';
+import { type PointMap, segmentUnits } from './point-map.ts';
+import { manifestName, newId, type Repository } from './repository.ts';
+import { bit, chunkOf, type Segment, SegmentBuilder, UNITS_PER_SEGMENT, usedDigest } from './segment.ts';
+import { countBits, UnitRanges } from './unit-ranges.ts';
 
 /** Filled packs waiting for or being written, at most (each takes a pack's size of memory). */
 const MAX_PACKS_QUEUED = 4;
@@ -77,13 +77,22 @@ export interface ResumeOutcome {
   rereadBecause: string | null;
 }
 
+/** A segment whose units are arriving: its builder, how many used units are still to come, its parent's. */
+interface OpenSegment {
+  builder: SegmentBuilder;
+  remaining: number;
+  parent: Segment | null;
+}
+
+/** What a commit writes: the list as it stood, segments still being written, and the open ones as partial. */
 interface Snapshot {
-  units: Uint32Array;
-  chunkIds: Buffer[];
-  done: Uint8Array;
+  list: SegmentList;
+  sealing: [number, Promise<Buffer>][];
+  partial: [number, Segment][];
   storedBytes: number;
   newChunks: number;
   zeroUnits: number;
+  changedUnits: number;
 }
 
 export class PointWriter implements UnitSink {
@@ -93,11 +102,23 @@ export class PointWriter implements UnitSink {
   readonly #unitSize: number;
   readonly #unitCount: number;
   readonly #limits: WriteLimits;
-  readonly #used: Uint8Array;
-  readonly #done: Uint8Array;
-  readonly #units: Uint32Array;
-  readonly #chunkIds: Buffer[] = [];
-  readonly #chunkSlots = new Map<string, number>();
+  readonly #perSegment = UNITS_PER_SEGMENT;
+  readonly #segmentCount: number;
+  readonly #used: UnitRanges;
+  readonly #changed: UnitRanges | null;
+  /** This point's segment list: set as segments are sealed (or taken from the parent or checkpoint). */
+  readonly #list: SegmentList;
+  #parentMap: PointMap | null = null;
+  #resumeMap: PointMap | null = null;
+  #reuse = false;
+  /** Segments not sealed yet and the used units of each still to be read (before it opens). */
+  readonly #pending = new Map<number, number>();
+  readonly #open = new Map<number, OpenSegment>();
+  readonly #opening = new Map<number, Promise<OpenSegment>>();
+  /** Sealed segments being written, by segment index. */
+  readonly #sealing = new Map<number, Promise<Buffer>>();
+  #ranges: ByteRange[] = [];
+  #changedUnits = 0;
   /** Chunks this backup has put in a pack (flushed or not): dedup within the backup. */
   readonly #added = new Map<string, IndexEntry>();
   /** Flushed but not yet in an index file. */
@@ -125,7 +146,7 @@ export class PointWriter implements UnitSink {
   readonly #spareBuffers: Buffer[] = [];
   #commitChain: Promise<void> = Promise.resolve();
   #lastCheckpoint = Date.now();
-  /** How long the last checkpoint took (its manifest grows with the disk: 1.3 MiB for 4 GiB, ~650 MiB for 2 TB). */
+  /** How long the last checkpoint took (it writes the open segments and the point file). */
   #checkpointMs = 0;
   #failure: Error | null = null;
   #closed = false;
@@ -144,19 +165,20 @@ export class PointWriter implements UnitSink {
     this.#options = options;
     this.#unitSize = repo.chunkSize;
     this.#unitCount = Math.ceil(options.source.size / this.#unitSize);
+    this.#segmentCount = Math.ceil(this.#unitCount / this.#perSegment);
     this.#limits = writeLimits(options.limits);
-    this.#used = options.usedRanges
-      ? bitmapFromRanges(options.usedRanges, this.#unitSize, this.#unitCount)
-      : new Uint8Array(Math.ceil(this.#unitCount / 8)).fill(0xff);
-    this.#done = new Uint8Array(this.#used.length);
-    this.#units = new Uint32Array(this.#unitCount);
+    this.#used = new UnitRanges(options.usedRanges, this.#unitSize, this.#unitCount);
+    this.#changed =
+      options.parent && options.changedRanges
+        ? new UnitRanges(options.changedRanges, this.#unitSize, this.#unitCount)
+        : null;
+    this.#list = SegmentList.empty(this.#segmentCount);
     this.#pack = this.#newPack();
     const resume = options.resume ?? null;
     this.pointId = resume ? resume.id : newId();
-    const reuse = resume ? this.#mayReuse(resume) : false;
+    this.#reuse = resume ? this.#mayReuse(resume) : false;
     // A point re-read from scratch holds the source as it is now, not at the checkpoint's time.
-    this.#time = reuse && resume ? resume.time : (options.time ?? new Date().toISOString());
-    this.#prefill(reuse);
+    this.#time = this.#reuse && resume ? resume.time : (options.time ?? new Date().toISOString());
   }
 
   /** Registers the backup, loads the index and starts the worker threads. */
@@ -168,14 +190,27 @@ export class PointWriter implements UnitSink {
         );
       }
     }
+    if (repo.config.format < FORMAT_VERSION)
+      await withWriterLock(repo.backend, 'backup: format', () => repo.prepareForPoints());
     const writer = new PointWriter(repo, options);
     // Register before loading the index: a prune condemning packs after this moment waits for this backup.
     await registerBackup(repo.backend, writer.pointId, options.source.path);
     try {
+      // Registered, so no prune deletes segments from now on; the parent and checkpoint must still be there (a
+      // prune that forgot one before this backup registered may have deleted segments only it named).
+      for (const other of [options.parent, options.resume]) {
+        if (other && (await repo.backend.size(manifestName(other.id))) === null)
+          throw new RepositoryError(
+            `point ${other.id} was removed by a prune as this backup started; run the backup again`,
+          );
+      }
+      if (options.parent) writer.#parentMap = await repo.openMap(options.parent);
+      if (options.resume) writer.#resumeMap = await repo.openMap(options.resume);
       const packNames = await repo.backend.list('packs/');
       const index = await repo.loadIndex(true);
       await writer.#removeLeftovers(packNames, index);
-      writer.#knownIds = new KnownIds(index.size + writer.#unitCount);
+      await writer.#plan();
+      writer.#knownIds = new KnownIds(index.size + Math.ceil(writer.#totalBytes / writer.#unitSize));
       for (const key of index.entries.keys()) writer.#knownIds.add(Buffer.from(key, 'base64'));
       writer.#pool = new ChunkPool(
         repo.keys,
@@ -207,23 +242,11 @@ export class PointWriter implements UnitSink {
     );
   }
 
-  #slot(id: Buffer): number {
-    const key = idKey(id);
-    let slot = this.#chunkSlots.get(key);
-    if (slot === undefined) {
-      // A copy: the id may lie in memory that is reused.
-      this.#chunkIds.push(Buffer.from(id));
-      slot = this.#chunkIds.length;
-      this.#chunkSlots.set(key, slot);
-    }
-    return slot;
-  }
-
   /** Whether the checkpoint's units still hold the source's bytes; sets `resumed` saying so. */
   #mayReuse(resume: Manifest): boolean {
     const stamp = this.#options.contentStamp ?? null;
     let rereadBecause: string | null = null;
-    if (!resume.done) rereadBecause = 'the checkpoint records no settled units';
+    if (!resume.partialSegments) rereadBecause = 'the checkpoint records no settled units';
     else if (!resume.contentStamp)
       rereadBecause = 'the source was in use or changing when the interrupted backup started';
     else if (!stamp) rereadBecause = 'the source is in use or changed just now';
@@ -233,45 +256,188 @@ export class PointWriter implements UnitSink {
     return rereadBecause === null;
   }
 
-  #prefill(reuse: boolean): void {
-    const { parent, changedRanges, resume } = this.#options;
-    for (let unit = 0; unit < this.#unitCount; unit++)
-      if (!testBit(this.#used, unit)) setBit(this.#done, unit);
-    if (parent && changedRanges) {
-      const changed = bitmapFromRanges(changedRanges, this.#unitSize, this.#unitCount);
-      for (let unit = 0; unit < this.#unitCount; unit++) {
-        if (testBit(this.#used, unit) && testBit(parent.used, unit) && !testBit(changed, unit)) {
-          const k = parent.units[unit]!;
-          this.#units[unit] = k === 0 ? 0 : this.#slot(parent.chunkIds[k - 1]!);
-          setBit(this.#done, unit);
+  /** The used bits of segment `index` in this point. */
+  #usedBits(index: number): Uint8Array {
+    return this.#used.bits(index * this.#perSegment, this.#unitsIn(index));
+  }
+
+  #unitsIn(index: number): number {
+    return segmentUnits(this.#unitCount, this.#perSegment, index);
+  }
+
+  /**
+   * Decides, per segment, what this point takes unread — the empty segment, the checkpoint's settled segment,
+   * or the parent's when its used map is the same and no changed block falls in it — and which units are to be
+   * read. Only segments a change falls in are read (their parent's, to copy the units that did not change).
+   */
+  async #plan(): Promise<void> {
+    const parent = this.#parentMap;
+    const resume = this.#reuse ? this.#resumeMap : null;
+    const partial = new Set(this.#options.resume?.partialSegments ?? []);
+    const idKey = this.#repo.keys.idKey;
+    const emptyIds = new Map<number, Buffer>();
+    const ranges: ByteRange[] = [];
+    const addRun = (firstUnit: number, endUnit: number) => {
+      const start = firstUnit * this.#unitSize;
+      const end = Math.min(this.#options.source.size, endUnit * this.#unitSize);
+      const last = ranges[ranges.length - 1];
+      if (last && last.start + last.length === start) last.length += end - start;
+      else ranges.push({ start, length: end - start });
+    };
+    for (let index = 0; index < this.#segmentCount; index++) {
+      const units = this.#unitsIn(index);
+      const first = index * this.#perSegment;
+      const used = this.#usedBits(index);
+      const digest = usedDigest(idKey, used, units);
+      const usedCount = countBits(used, units);
+      if (usedCount === 0) {
+        let id = emptyIds.get(units);
+        if (!id) {
+          id = await this.#repo.writeSegment(new SegmentBuilder(units, used).build(false));
+          emptyIds.set(units, id);
+        }
+        this.#list.set(index, id, digest);
+        continue;
+      }
+      const resumeId = resume?.list.id(index) ?? null;
+      if (resumeId && !partial.has(index) && resume!.list.usedDigest(index).equals(digest)) {
+        this.#list.set(index, resumeId, digest);
+        this.resumed!.reusedUnits += usedCount;
+        if (parent && !parent.list.sameAs(resume!.list, index))
+          this.#changedUnits += changedUnits(await resume!.segment(index), await parent.segment(index));
+        continue;
+      }
+      const parentId = parent?.list.id(index) ?? null;
+      if (
+        this.#changed &&
+        parentId &&
+        parent!.list.usedDigest(index).equals(digest) &&
+        !this.#changed.touches(first, units)
+      ) {
+        this.#list.set(index, parentId, digest);
+        continue;
+      }
+      const toRead = await this.#unitsToRead(index, used);
+      let count = 0;
+      let runStart = -1;
+      for (let u = 0; u <= units; u++) {
+        const read = u < units && bit(toRead, u);
+        if (read) count += 1;
+        if (read && runStart < 0) runStart = u;
+        if (!read && runStart >= 0) {
+          addRun(first + runStart, first + u);
+          runStart = -1;
         }
       }
+      this.#pending.set(index, count);
+      // Settled without reading (units freed, or the checkpoint's): sealed now.
+      if (count === 0) await this.#openSegment(index);
     }
-    if (resume) {
-      // Only units used then and now: one free at the interruption was never read (it is zero in the map).
-      const settled = reuse ? resume.done : undefined;
-      for (let unit = 0; settled && unit < this.#unitCount; unit++) {
-        if (testBit(settled, unit) && testBit(resume.used, unit) && testBit(this.#used, unit)) {
-          const k = resume.units[unit]!;
-          this.#units[unit] = k === 0 ? 0 : this.#slot(resume.chunkIds[k - 1]!);
-          if (!testBit(this.#done, unit)) this.resumed!.reusedUnits += 1;
-          setBit(this.#done, unit);
-        }
-      }
-      this.#storedBytes = resume.stats.storedBytes;
-      this.#newChunks = resume.stats.newChunks;
+    this.#ranges = ranges;
+    for (const range of ranges) this.#totalBytes += range.length;
+  }
+
+  /** Used units of segment `index` that neither the parent (unchanged) nor the checkpoint (settled) give. */
+  async #unitsToRead(index: number, used: Uint8Array): Promise<Uint8Array> {
+    const toRead = used.slice();
+    const source = await this.#prefillSource(index, used);
+    const units = this.#unitsIn(index);
+    for (let u = 0; u < units; u++) if (source.of(u) !== null) toRead[u >>> 3]! &= ~(1 << (u & 7));
+    return toRead;
+  }
+
+  /**
+   * Where segment `index`'s used units come from without reading: the parent's unchanged ones (incrementals),
+   * then the checkpoint's settled ones used then and now (a unit free at the interruption was never read).
+   */
+  async #prefillSource(
+    index: number,
+    used: Uint8Array,
+  ): Promise<{
+    of: (unit: number) => 'parent' | 'checkpoint' | null;
+    chunk: (unit: number) => Buffer | null;
+  }> {
+    const first = index * this.#perSegment;
+    const parent = this.#changed && this.#parentMap ? await this.#parentMap.segment(index) : null;
+    const resume = this.#reuse && this.#resumeMap ? await this.#resumeMap.segment(index) : null;
+    const of = (u: number) => {
+      if (!bit(used, u)) return null;
+      if (resume !== null && bit(resume.used, u) && (resume.done === null || bit(resume.done, u)))
+        return 'checkpoint';
+      if (parent !== null && bit(parent.used, u) && !this.#changed!.has(first + u)) return 'parent';
+      return null;
+    };
+    return {
+      of,
+      chunk: (u) => {
+        const from = of(u);
+        return from === 'checkpoint' ? chunkOf(resume!, u) : from === 'parent' ? chunkOf(parent!, u) : null;
+      },
+    };
+  }
+
+  /** Opens segment `index` for its units to arrive: prefilled from the parent and checkpoint, unused units settled. */
+  #ensureOpen(index: number): Promise<OpenSegment> {
+    const open = this.#open.get(index);
+    if (open) return Promise.resolve(open);
+    let opening = this.#opening.get(index);
+    if (!opening) {
+      opening = this.#openSegment(index);
+      this.#opening.set(index, opening);
+      opening.then(
+        () => this.#opening.delete(index),
+        () => this.#opening.delete(index),
+      );
     }
-    for (const range of this.rangesToRead()) this.#totalBytes += range.length;
+    return opening;
+  }
+
+  async #openSegment(index: number): Promise<OpenSegment> {
+    const units = this.#unitsIn(index);
+    const used = this.#usedBits(index);
+    const builder = new SegmentBuilder(units, used);
+    const source = await this.#prefillSource(index, used);
+    let remaining = 0;
+    for (let u = 0; u < units; u++) {
+      const from = bit(used, u) ? source.of(u) : null;
+      if (!bit(used, u)) builder.set(u, null);
+      else if (from !== null) {
+        builder.set(u, source.chunk(u));
+        if (from === 'checkpoint' && this.resumed) this.resumed.reusedUnits += 1;
+      } else remaining += 1;
+    }
+    const parent = this.#parentMap ? await this.#parentMap.segment(index) : null;
+    const open: OpenSegment = { builder, remaining, parent };
+    this.#pending.delete(index);
+    this.#open.set(index, open);
+    if (remaining === 0) this.#seal(index, open);
+    return open;
+  }
+
+  /** A segment whose units are all settled: counted, written (content-addressed) and dropped from memory. */
+  #seal(index: number, open: OpenSegment): void {
+    this.#open.delete(index);
+    const segment = open.builder.build(false);
+    if (open.parent) this.#changedUnits += changedUnits(segment, open.parent);
+    else this.#changedUnits += countBits(segment.used, segment.unitCount);
+    const digest = usedDigest(this.#repo.keys.idKey, segment.used, segment.unitCount);
+    const write = this.#repo.writeSegment(segment).then((id) => {
+      this.#list.set(index, id, digest);
+      return id;
+    });
+    write.catch((error: Error) => {
+      this.#failure ??= error;
+    });
+    this.#sealing.set(index, write);
+    write.then(
+      () => this.#sealing.delete(index),
+      () => undefined,
+    );
   }
 
   /** The byte ranges the copier must read: used units not settled by the parent or a resumed checkpoint. */
   rangesToRead(): ByteRange[] {
-    return rangesOfUnits(
-      this.#unitCount,
-      this.#unitSize,
-      this.#options.source.size,
-      (u) => !testBit(this.#done, u),
-    );
+    return this.#ranges.map((range) => ({ ...range }));
   }
 
   get unitSize(): number {
@@ -291,8 +457,12 @@ export class PointWriter implements UnitSink {
       throw new Error(`unit offset ${offset} is not a multiple of ${this.#unitSize}`);
     const unit = offset / this.#unitSize;
     if (unit >= this.#unitCount) throw new Error(`unit offset ${offset} is beyond the source's end`);
+    const index = Math.floor(unit / this.#perSegment);
+    // A unit of a segment already decided (taken unread, or sealed) is not one to read: the copier was told.
+    if (!this.#pending.has(index) && !this.#open.has(index) && !this.#opening.has(index)) return;
+    await this.#ensureOpen(index);
     if (isAllZero(data)) {
-      this.#settle(unit, 0, data.length);
+      this.#settle(unit, null, data.length);
       return;
     }
     // At most MAX_PACKS_QUEUED filled packs wait for the disk: it sets the pace, and memory stays bounded.
@@ -322,7 +492,7 @@ export class PointWriter implements UnitSink {
       for (let i = 0; i < tags.length; i++) {
         const id = idOf(i);
         const length = slot.lengths[i]!;
-        if (this.#isStored(id)) this.#settle(tags[i]!, this.#slot(id), length);
+        if (this.#isStored(id)) this.#settle(tags[i]!, id, length);
         else {
           // Only probably known (the shared set holds 8 bytes of each id): another chunk with the same prefix.
           const data = Buffer.from(slot.input.subarray(dataAt, dataAt + length));
@@ -370,12 +540,18 @@ export class PointWriter implements UnitSink {
       this.#rotatePack(true);
   }
 
-  #settle(unit: number, slot: number, length: number): void {
-    this.#units[unit] = slot;
-    if (slot === 0) this.#zeroUnits += 1;
-    if (!testBit(this.#done, unit)) {
-      setBit(this.#done, unit);
+  #settle(unit: number, id: Buffer | null, length: number): void {
+    const index = Math.floor(unit / this.#perSegment);
+    const open = this.#open.get(index);
+    if (!open) throw new Error(`unit ${unit} arrived for segment ${index}, which is not open`);
+    const inSegment = unit - index * this.#perSegment;
+    if (id === null) this.#zeroUnits += 1;
+    const fresh = !open.builder.isDone(inSegment);
+    open.builder.set(inSegment, id);
+    if (fresh) {
       this.#doneBytes += length;
+      open.remaining -= 1;
+      if (open.remaining === 0) this.#seal(index, open);
     }
     this.#options.onProgress?.({
       doneBytes: this.#doneBytes,
@@ -430,12 +606,13 @@ export class PointWriter implements UnitSink {
 
   #snapshot(): Snapshot {
     return {
-      units: this.#units.slice(),
-      chunkIds: this.#chunkIds.slice(),
-      done: this.#done.slice(),
+      list: this.#list.copy(),
+      sealing: [...this.#sealing],
+      partial: [...this.#open].map(([index, open]) => [index, open.builder.build(true)]),
       storedBytes: this.#storedBytes,
       newChunks: this.#newChunks,
       zeroUnits: this.#zeroUnits,
+      changedUnits: this.#changedUnits,
     };
   }
 
@@ -456,44 +633,28 @@ export class PointWriter implements UnitSink {
     return this.#commitChain;
   }
 
-  #manifest(snapshot: Snapshot, complete: boolean): Manifest {
+  #manifest(snapshot: Snapshot, complete: boolean, partialSegments: number[]): Manifest {
     const { source, partitions, parent, consistency } = this.#options;
-    const parentManifest = parent ?? null;
-    let usedUnits = 0;
-    let changedUnits = 0;
-    for (let unit = 0; unit < this.#unitCount; unit++) {
-      if (!testBit(this.#used, unit)) continue;
-      usedUnits += 1;
-      const k = snapshot.units[unit]!;
-      const mine = k === 0 ? null : snapshot.chunkIds[k - 1]!;
-      if (!parentManifest || !testBit(parentManifest.used, unit)) {
-        changedUnits += 1;
-        continue;
-      }
-      const pk = parentManifest.units[unit]!;
-      const theirs = pk === 0 ? null : parentManifest.chunkIds[pk - 1]!;
-      if (mine === null ? theirs !== null : theirs === null || !mine.equals(theirs)) changedUnits += 1;
-    }
+    const usedUnits = this.#used.count();
     const lastUnitBytes = source.size - (this.#unitCount - 1) * this.#unitSize;
     const unitBytes = (count: number, includesLast: boolean) =>
       count * this.#unitSize - (includesLast ? this.#unitSize - lastUnitBytes : 0);
-    const lastUsed = this.#unitCount > 0 && testBit(this.#used, this.#unitCount - 1);
+    const lastUsed = this.#unitCount > 0 && this.#used.has(this.#unitCount - 1);
+    const changedUnits = parent ? snapshot.changedUnits : usedUnits;
     return {
-      format: 1,
+      format: 2,
       id: this.pointId,
       time: this.#time,
       complete,
-      parent: parentManifest?.id ?? null,
+      parent: parent?.id ?? null,
       consistency:
         (this.resumed?.reusedUnits ?? 0) > 0 && consistency !== 'offline' ? 'crash-consistent' : consistency,
       source,
       partitions,
       unitSize: this.#unitSize,
       unitCount: this.#unitCount,
-      used: this.#used,
-      ...(complete ? {} : { done: snapshot.done }),
-      chunkIds: snapshot.chunkIds,
-      units: snapshot.units,
+      unitsPerSegment: this.#perSegment,
+      ...(complete ? {} : { partialSegments }),
       ...(this.#options.trackingGeneration ? { trackingGeneration: this.#options.trackingGeneration } : {}),
       ...(this.#options.contentStamp ? { contentStamp: this.#options.contentStamp } : {}),
       stats: {
@@ -506,13 +667,33 @@ export class PointWriter implements UnitSink {
     };
   }
 
+  /**
+   * The snapshot's segments stored: those sealing are awaited, the open ones written as partial segments (a
+   * checkpoint appends only these). Returns the list to commit and the partial segments' indexes.
+   */
+  async #storeSegments(snapshot: Snapshot): Promise<{ list: SegmentList; partial: number[] }> {
+    const list = snapshot.list;
+    for (const [index, write] of snapshot.sealing) list.set(index, await write, this.#digestOf(index));
+    const partial: number[] = [];
+    for (const [index, segment] of snapshot.partial) {
+      list.set(index, await this.#repo.writeSegment(segment), this.#digestOf(index));
+      partial.push(index);
+    }
+    return { list, partial };
+  }
+
+  #digestOf(index: number): Buffer {
+    return usedDigest(this.#repo.keys.idKey, this.#usedBits(index), this.#unitsIn(index));
+  }
+
   /** Under the writer lock: rescue condemned packs this point uses, write the index file, then the manifest. */
   async #commit(snapshot: Snapshot, complete: boolean): Promise<Manifest> {
-    const manifest = this.#manifest(snapshot, complete);
+    const { list, partial } = await this.#storeSegments(snapshot);
+    const manifest = this.#manifest(snapshot, complete, partial);
     await withWriterLock(this.#repo.backend, `backup ${this.pointId}`, async () => {
       // Only into the repository this backup opened: one removed, moved or replaced since fails here.
       await this.#repo.ensureHeld();
-      await this.#rescueCondemnedPacks(snapshot.chunkIds);
+      await this.#rescueCondemnedPacks(list);
       if (this.#unindexed.length > 0) {
         // Take the list: packs finishing while this index file is written go into a fresh one.
         const entries = this.#unindexed;
@@ -551,19 +732,23 @@ export class PointWriter implements UnitSink {
         const index = this.#repo.loadIndexCached();
         for (const [key, entry] of entries) index?.entries.set(key, entry);
       }
-      await this.#repo.writeManifest(manifest);
+      await this.#repo.writePoint(manifest, list);
     });
     return manifest;
   }
 
-  async #rescueCondemnedPacks(chunkIds: Buffer[]): Promise<void> {
+  /** Only while a prune is in progress: this point's segments are read one at a time for the packs they use. */
+  async #rescueCondemnedPacks(list: SegmentList): Promise<void> {
     const records = await this.#repo.pruneRecords();
     if (records.length === 0) return;
     const index = this.#repo.loadIndexCached()!;
     const usedPacks = new Set<string>();
-    for (const id of chunkIds) {
-      const entry = index.get(id);
-      if (entry) usedPacks.add(entry.pack);
+    for (const hex of list.distinctIds()) {
+      const segment = await this.#repo.readSegment(Buffer.from(hex, 'hex'));
+      for (let at = 0; at < segment.chunkIds.length; at += 32) {
+        const entry = index.get(segment.chunkIds.subarray(at, at + 32));
+        if (entry) usedPacks.add(entry.pack);
+      }
     }
     for (const record of records) {
       const kept = record.packs.filter((pack) => !usedPacks.has(pack));
@@ -589,7 +774,8 @@ export class PointWriter implements UnitSink {
       await this.#drain();
       if (this.#failure) throw this.#failure;
       let missing = 0;
-      for (let unit = 0; unit < this.#unitCount; unit++) if (!testBit(this.#done, unit)) missing += 1;
+      for (const count of this.#pending.values()) missing += count;
+      for (const open of this.#open.values()) missing += open.remaining;
       if (missing > 0) {
         throw new RepositoryError(
           `backup ${this.pointId} is incomplete: ${missing} used units never arrived`,
@@ -646,4 +832,20 @@ export class PointWriter implements UnitSink {
     this.#pool = null;
     await unregisterBackup(this.#repo.backend, this.pointId);
   }
+}
+
+/** Used units of `mine` that the parent did not use or that hold other bytes than the parent's. */
+function changedUnits(mine: Segment, parent: Segment): number {
+  let changed = 0;
+  for (let u = 0; u < mine.unitCount; u++) {
+    if (!bit(mine.used, u)) continue;
+    if (u >= parent.unitCount || !bit(parent.used, u)) {
+      changed += 1;
+      continue;
+    }
+    const a = chunkOf(mine, u);
+    const b = chunkOf(parent, u);
+    if (a === null ? b !== null : b === null || !a.equals(b)) changed += 1;
+  }
+  return changed;
 }

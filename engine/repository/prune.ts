@@ -12,6 +12,7 @@ import type { Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
 import { manifestName, newId, type PruneRecord, type Repository } from './repository.ts';
 import { applyRetention, policyIsEmpty } from './retention.ts';
+import { isSegmentName } from './segment.ts';
 
 export interface PruneOptions {
   dryRun: boolean;
@@ -33,22 +34,52 @@ export interface PruneReport {
   waitingRecords: number;
   /** Temp files left by writers that died. */
   deletedTemps: number;
+  /** Map segments no point names any more. */
+  deletedSegments: number;
+}
+
+/** Stops prune before it changes anything when a point cannot be read: its references are unknown. */
+function unreadable(error: unknown): never {
+  if (error instanceof DamagedRepositoryError) {
+    throw new RepositoryError(
+      `prune stopped before changing anything: ${error.message}. Without it prune cannot know which chunks are in use; run 'diskline verify' and remove the damaged point first`,
+      4,
+    );
+  }
+  throw error;
+}
+
+/**
+ * The chunks `manifests` name, reading each distinct segment once (points share most of theirs), and the
+ * segments they name.
+ */
+async function referencedBy(
+  repo: Repository,
+  manifests: readonly Manifest[],
+): Promise<{ chunks: Set<string>; segments: Set<string> }> {
+  const chunks = new Set<string>();
+  const segments = new Set<string>();
+  for (const manifest of manifests) {
+    const map = await repo.openMap(manifest).catch(unreadable);
+    for (let index = 0; index < map.segmentCount; index++) {
+      const id = map.list.id(index);
+      if (id) {
+        const key = id.toString('hex');
+        if (segments.has(key)) continue;
+        segments.add(key);
+      }
+      const segment = await map.segment(index).catch(unreadable);
+      for (let at = 0; at < segment.chunkIds.length; at += 32)
+        chunks.add(idKey(segment.chunkIds.subarray(at, at + 32)));
+    }
+  }
+  return { chunks, segments };
 }
 
 async function allManifests(repo: Repository): Promise<Manifest[]> {
   const manifests: Manifest[] = [];
   for (const id of await repo.pointIds()) {
-    try {
-      manifests.push(await repo.loadManifest(id));
-    } catch (error) {
-      if (error instanceof DamagedRepositoryError) {
-        throw new RepositoryError(
-          `prune stopped before changing anything: ${error.message}. Without it prune cannot know which chunks are in use; run 'diskline verify' and remove the damaged point first`,
-          4,
-        );
-      }
-      throw error;
-    }
+    manifests.push(await repo.loadManifest(id).catch(unreadable));
   }
   return manifests;
 }
@@ -86,6 +117,7 @@ export async function pruneRepository(
     freedBytes: 0,
     waitingRecords: 0,
     deletedTemps: 0,
+    deletedSegments: 0,
   };
 
   // Phase 1, under the lock: forget points, condemn packs nothing references.
@@ -107,8 +139,7 @@ export async function pruneRepository(
     report.kept = [...keep].map(([id, reasons]) => ({ id, reasons }));
     report.forgotten = forget.map((m) => m.id);
     const remaining = manifests.filter((m) => !forget.includes(m));
-    const referenced = new Set<string>();
-    for (const manifest of remaining) for (const id of manifest.chunkIds) referenced.add(idKey(id));
+    const referenced = (await referencedBy(repo, remaining)).chunks;
     const index = await repo.loadIndex(true);
     const packsInUse = new Set<string>();
     for (const [key, entry] of index.entries) if (referenced.has(key)) packsInUse.add(entry.pack);
@@ -192,7 +223,39 @@ export async function pruneRepository(
     report.deletedPacks += removed.packs;
     report.deletedTemps += removed.temps;
   });
+  report.deletedSegments = await removeUnreferencedSegments(repo, step);
   await repo.loadIndex(true);
   await repo.ensureHeld();
   return report;
+}
+
+/**
+ * Segments no point names: left by forgotten points and by killed backups. Deleted only when no backup runs:
+ * a running backup may name segments of a point forgotten after it started, and writes segments before the
+ * checkpoint naming them. The listing comes first: a backup registering after the check writes only segments
+ * this listing cannot hold, and reuses only segments of points that remain.
+ */
+async function removeUnreferencedSegments(
+  repo: Repository,
+  step: (name: string) => Promise<void>,
+): Promise<number> {
+  return withWriterLock(repo.backend, 'prune: unreferenced segments', async () => {
+    await repo.ensureHeld();
+    const names = await repo.backend.list('segments/');
+    if (names.length === 0 || (await runningBackups(repo.backend)).length > 0) return 0;
+    const named = new Set<string>();
+    for (const id of await repo.pointIds()) {
+      const map = await repo.openMap(id).catch(unreadable);
+      for (const key of map.list.distinctIds()) named.add(key);
+    }
+    let deleted = 0;
+    for (const name of names) {
+      if (!isSegmentName(name) || named.has(name.slice('segments/'.length))) continue;
+      await repo.backend.delete(name);
+      deleted += 1;
+      await step('segment deleted');
+    }
+    if (deleted > 0) repo.forgetStoredSegments();
+    return deleted;
+  });
 }

@@ -38,6 +38,7 @@ import {
   MAX_PACK_SIZE,
   MIN_CHUNK_SIZE,
   MIN_PACK_SIZE,
+  OLDEST_WRITABLE_FORMAT,
   parseConfig,
   type RepositoryConfig,
 } from './config.ts';
@@ -53,14 +54,36 @@ import {
   wrapMasterKey,
 } from './keys.ts';
 import {
-  decodeManifest,
-  encodeManifest,
+  decodeLegacyManifest,
+  type LegacyManifest,
   MANIFEST_MAGIC,
   MANIFEST_MAX_BYTES,
   type Manifest,
 } from './manifest.ts';
 import { packFileName } from './pack.ts';
+import {
+  decodePointHead,
+  decodePointList,
+  encodePointFile,
+  headLength,
+  isPointFile,
+  manifestOf,
+  POINT_LIST_MAX_BYTES,
+  POINT_PREFIX_BYTES,
+  type SegmentList,
+} from './point-file.ts';
+import { legacyPointMap, PointMap, segmentUnits, unsettledSegment } from './point-map.ts';
 import { DamagedFileError, seal, unseal } from './sealed.ts';
+import {
+  chunkOf,
+  decodeSegment,
+  encodeSegment,
+  SEGMENT_MAGIC,
+  SEGMENT_MAX_BYTES,
+  type Segment,
+  segmentId,
+  segmentName,
+} from './segment.ts';
 
 export {
   DEFAULT_CHUNK_SIZE,
@@ -79,7 +102,10 @@ const SEALED_MAX_BYTES: Record<string, number> = {
   [MANIFEST_MAGIC]: MANIFEST_MAX_BYTES,
   [INDEX_MAGIC]: INDEX_FILE_MAX_BYTES,
   [PRUNE_MAGIC]: PRUNE_RECORD_MAX_BYTES,
+  [SEGMENT_MAGIC]: SEGMENT_MAX_BYTES,
 };
+/** Decoded segments kept for readers that come back to them (mount reads, restore planning's two passes). */
+const RECENT_SEGMENTS = 8;
 
 export interface InitOptions {
   /** Required unless insecureNoEncryption; at least of the strength passphraseWeakness asks for. */
@@ -118,8 +144,13 @@ export function manifestName(pointId: string): string {
 /** The slice of a point that mount and instant restore need. */
 export interface PointReader {
   readonly manifest: Manifest;
+  readonly map: PointMap;
   /** Bytes of the disk at the point: zeros for unused units and beyond the chunks stored. */
   read(offset: number, length: number): Promise<Buffer>;
+  /** Whether the unit reads as zeros (unused, or all zero when backed up). */
+  isZeroUnit(unit: number): Promise<boolean>;
+  /** Calls `visit` with every unit that reads as zeros, in order, reading the map a segment at a time. */
+  forEachZeroUnit(visit: (unit: number) => void): Promise<void>;
 }
 
 const DECODED_CACHE_CHUNKS = 64;
@@ -133,6 +164,9 @@ export class Repository {
   readonly keys: RepositoryKeys;
   #index: ChunkIndex | null = null;
   readonly #recentGroups = new Map<string, Promise<{ blob: Buffer; plain: Buffer }>>();
+  readonly #recentSegments = new Map<string, Promise<Segment>>();
+  /** Segments known to be stored (written or read by this object): not written again. */
+  readonly #storedSegments = new Set<string>();
 
   private constructor(path: string, backend: Backend, config: RepositoryConfig, keys: RepositoryKeys) {
     this.path = path;
@@ -283,8 +317,8 @@ export class Repository {
       if (error instanceof ConfigFormatError) {
         throw new RepositoryError(
           error.format === 1
-            ? `repository ${directory} uses format 1, which stored each chunk apart; this Diskline reads formats 2 and ${FORMAT_VERSION} only — restore its points with the Diskline that made them, or back up into a new repository`
-            : `repository ${directory} uses format ${error.format}; this Diskline reads format ${FORMAT_VERSION} only — upgrade Diskline to open it`,
+            ? `repository ${directory} uses format 1, which stored each chunk apart; this Diskline reads formats 2 to ${FORMAT_VERSION} only — restore its points with the Diskline that made them, or back up into a new repository`
+            : `repository ${directory} uses format ${error.format}; this Diskline reads formats 2 to ${FORMAT_VERSION} only — upgrade Diskline to open it`,
         );
       }
       throw error;
@@ -318,6 +352,26 @@ export class Repository {
 
   async close(): Promise<void> {
     await this.backend.close();
+  }
+
+  /**
+   * Before a backup writes a segmented point: a format 3 repository's config is rewritten as format 4 (only
+   * that field changes), so an older Diskline refuses the repository instead of calling its new points damaged.
+   * A format 2 repository binds no names to its sealed files and takes no new points.
+   */
+  async prepareForPoints(): Promise<void> {
+    if (this.config.format >= FORMAT_VERSION) return;
+    if (this.config.format < OLDEST_WRITABLE_FORMAT)
+      throw new RepositoryError(
+        `repository ${this.path} uses format ${this.config.format}: this Diskline restores from it but backs up only into format ${OLDEST_WRITABLE_FORMAT} or later; back up into a new repository`,
+      );
+    const stored = JSON.parse((await this.backend.get('config', CONFIG_MAX_BYTES)).toString('utf8'));
+    parseConfig(Buffer.from(JSON.stringify(stored)));
+    await this.backend.put(
+      'config',
+      Buffer.from(`${JSON.stringify({ ...stored, format: FORMAT_VERSION }, null, 2)}\n`),
+    );
+    this.config.format = FORMAT_VERSION;
   }
 
   /**
@@ -442,30 +496,91 @@ export class Repository {
     return (await this.backend.list('points/')).map((name) => name.slice('points/'.length));
   }
 
+  /** A point's head: for a segmented point a range read of its file's first part, never its segment list. */
   async loadManifest(pointId: string): Promise<Manifest> {
+    return (await this.#readPoint(pointId, false)).manifest;
+  }
+
+  /** A point's map, to be read a segment at a time (a format 3 manifest is read whole, as it is stored). */
+  async openMap(manifestOrId: Manifest | string): Promise<PointMap> {
+    const id = typeof manifestOrId === 'string' ? manifestOrId : manifestOrId.id;
+    const { manifest, list, legacy } = await this.#readPoint(id, true);
+    if (legacy) return legacyPointMap(this.keys, legacy);
+    return new PointMap(manifest, list!, async (index) => {
+      const segmentIdAt = list!.id(index);
+      const units = segmentUnits(manifest.unitCount, manifest.unitsPerSegment, index);
+      if (!segmentIdAt) return unsettledSegment(units);
+      const segment = await this.readSegment(segmentIdAt, `segment ${index} of point ${id}`);
+      if (segment.unitCount !== units)
+        throw new DamagedRepositoryError(
+          `point ${id} is damaged: its segment ${index} covers ${segment.unitCount} units, not ${units}`,
+        );
+      return segment;
+    });
+  }
+
+  async #readPoint(
+    pointId: string,
+    withMap: boolean,
+  ): Promise<{ manifest: Manifest; list: SegmentList | null; legacy: LegacyManifest | null }> {
     if (!/^[0-9a-f]{32}$/.test(pointId)) {
       throw new RepositoryError(
         `'${pointId}' is not a restore point id (32 hex digits); list them with 'diskline points'`,
       );
     }
     const what = `manifest of point ${pointId}`;
-    const size = await this.backend.size(manifestName(pointId)).catch((error: unknown) => {
+    const name = manifestName(pointId);
+    const unsafe = (error: unknown) => {
       if (error instanceof UnsafeFileError)
         throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
       throw error;
-    });
+    };
+    const size = await this.backend.size(name).catch(unsafe);
     if (size === null) {
       throw new RepositoryError(
         `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
       );
     }
-    const plaintext = await this.readSealed(manifestName(pointId), MANIFEST_MAGIC, what);
+    const prefix = await this.backend.getRange(name, 0, POINT_PREFIX_BYTES).catch(unsafe);
     let manifest: Manifest;
+    let list: SegmentList | null = null;
+    let legacy: LegacyManifest | null = null;
     try {
-      manifest = decodeManifest(plaintext, what);
+      if (isPointFile(prefix)) {
+        const bound = this.#boundName(name);
+        const length = headLength(prefix, size, what);
+        const head = decodePointHead(
+          this.keys,
+          await this.backend.getRange(name, POINT_PREFIX_BYTES, length),
+          bound,
+          what,
+        );
+        manifest = manifestOf(head);
+        if (withMap) {
+          const listAt = POINT_PREFIX_BYTES + length;
+          if (size - listAt > POINT_LIST_MAX_BYTES)
+            throw new DamagedFileError(`${what} is damaged: its segment list is larger than any disk's`);
+          list = decodePointList(
+            this.keys,
+            head,
+            await this.backend.getRange(name, listAt, size - listAt),
+            bound,
+            what,
+          );
+        }
+      } else {
+        // A format 3 manifest: the whole map in one sealed file.
+        legacy = decodeLegacyManifest(await this.readSealed(name, MANIFEST_MAGIC, what), what);
+        const { used: _u, chunkIds: _c, units: _n, done, ...head } = legacy;
+        // Its settled map is cut with its segments: every one of them is partial.
+        const segments = Math.ceil(head.unitCount / head.unitsPerSegment);
+        manifest = done ? { ...head, partialSegments: Array.from({ length: segments }, (_, i) => i) } : head;
+      }
     } catch (error) {
       if (error instanceof DamagedRepositoryError) throw error;
-      throw new DamagedRepositoryError(`${what} is damaged: ${(error as Error).message}`);
+      throw new DamagedRepositoryError(
+        error instanceof DamagedFileError ? error.message : `${what} is damaged: ${(error as Error).message}`,
+      );
     }
     // The one check a format 2 manifest has against being copied or moved to another point's name.
     if (manifest.id !== pointId) {
@@ -473,11 +588,61 @@ export class Repository {
         `${what} is damaged: it holds point ${manifest.id} (a manifest copied or moved to another name)`,
       );
     }
-    return manifest;
+    return { manifest, list, legacy };
   }
 
-  async writeManifest(manifest: Manifest): Promise<void> {
-    await this.writeSealed(manifestName(manifest.id), MANIFEST_MAGIC, encodeManifest(manifest));
+  /** Writes a point's file: its head and segment list (every segment it names is stored already). */
+  async writePoint(manifest: Manifest, list: SegmentList): Promise<void> {
+    const name = manifestName(manifest.id);
+    await this.backend.put(name, encodePointFile(this.keys, this.#boundName(name), manifest, list));
+  }
+
+  // ---- segments ----
+
+  /** Stores a segment unless it is stored already (its name is its content's keyed hash); returns its id. */
+  async writeSegment(segment: Segment): Promise<Buffer> {
+    const plaintext = encodeSegment(segment);
+    const id = segmentId(this.keys.idKey, plaintext);
+    const key = id.toString('hex');
+    if (this.#storedSegments.has(key)) return id;
+    const name = segmentName(id);
+    if ((await this.backend.size(name)) === null) await this.writeSealed(name, SEGMENT_MAGIC, plaintext);
+    this.#storedSegments.add(key);
+    return id;
+  }
+
+  /** A segment, checked: its seal (bound to its name) and its content's hash against its id. */
+  async readSegment(id: Buffer, what = `segment ${id.toString('hex').slice(0, 16)}`): Promise<Segment> {
+    const key = id.toString('hex');
+    let cached = this.#recentSegments.get(key);
+    if (cached) {
+      this.#recentSegments.delete(key);
+      this.#recentSegments.set(key, cached);
+      return cached;
+    }
+    cached = (async () => {
+      const plaintext = await this.readSealed(segmentName(id), SEGMENT_MAGIC, what);
+      if (!segmentId(this.keys.idKey, plaintext).equals(id))
+        throw new DamagedRepositoryError(`${what} is damaged: its content is not the segment its name says`);
+      try {
+        return decodeSegment(plaintext, what);
+      } catch (error) {
+        throw new DamagedRepositoryError((error as Error).message);
+      }
+    })();
+    cached.catch(() => this.#recentSegments.delete(key));
+    this.#recentSegments.set(key, cached);
+    if (this.#recentSegments.size > RECENT_SEGMENTS)
+      this.#recentSegments.delete(this.#recentSegments.keys().next().value!);
+    const segment = await cached;
+    this.#storedSegments.add(key);
+    return segment;
+  }
+
+  /** Forgets which segments are stored (a prune deleted some). */
+  forgetStoredSegments(): void {
+    this.#storedSegments.clear();
+    this.#recentSegments.clear();
   }
 
   /** Accepts a full id or a unique prefix of at least 4 hex digits, or 'latest'. */
@@ -604,26 +769,37 @@ export class Repository {
         `restore point ${pointId} is incomplete (its backup was interrupted); resume the backup first`,
       );
     }
+    const map = await this.openMap(manifest);
     await this.loadIndex();
     const unitSize = manifest.unitSize;
-    const cache = new Map<number, Promise<Buffer>>();
-    const chunkOf = (unit: number): Promise<Buffer> | null => {
-      const k = manifest.units[unit]!;
-      if (k === 0) return null;
-      let cached = cache.get(k);
+    const perSegment = manifest.unitsPerSegment;
+    const cache = new Map<string, Promise<Buffer>>();
+    const chunkAt = async (unit: number): Promise<Buffer | null> => {
+      const segment = await map.segment(Math.floor(unit / perSegment));
+      const id = chunkOf(segment, unit % perSegment);
+      if (!id) return null;
+      const key = id.toString('latin1');
+      let cached = cache.get(key);
       if (cached) {
-        cache.delete(k);
-        cache.set(k, cached);
+        cache.delete(key);
+        cache.set(key, cached);
         return cached;
       }
-      cached = this.readChunk(manifest.chunkIds[k - 1]!);
-      cached.catch(() => cache.delete(k));
-      cache.set(k, cached);
+      cached = this.readChunk(id);
+      cached.catch(() => cache.delete(key));
+      cache.set(key, cached);
       if (cache.size > DECODED_CACHE_CHUNKS) cache.delete(cache.keys().next().value!);
       return cached;
     };
     return {
       manifest,
+      map,
+      isZeroUnit: async (unit) =>
+        (await map.segment(Math.floor(unit / perSegment))).units[unit % perSegment] === 0,
+      forEachZeroUnit: async (visit) => {
+        for await (const { firstUnit, segment } of map.segments())
+          for (let u = 0; u < segment.unitCount; u++) if (segment.units[u] === 0) visit(firstUnit + u);
+      },
       read: async (offset: number, length: number): Promise<Buffer> => {
         const end = Math.min(offset + length, manifest.source.size);
         if (offset >= end) return Buffer.alloc(0);
@@ -632,11 +808,10 @@ export class Repository {
         const last = Math.floor((end - 1) / unitSize);
         const reads: Promise<void>[] = [];
         for (let unit = first; unit <= last; unit++) {
-          const chunk = chunkOf(unit);
-          if (!chunk) continue;
           const unitStart = unit * unitSize;
           reads.push(
-            chunk.then((data) => {
+            chunkAt(unit).then((data) => {
+              if (!data) return;
               const from = Math.max(offset, unitStart);
               const to = Math.min(end, unitStart + data.length);
               if (to > from) data.copy(out, from - offset, from - unitStart, to - unitStart);

@@ -12,6 +12,7 @@ import { Repository } from './repository.ts';
 import { restorePoint } from './restore.ts';
 import { backupImage } from './testing/backup-image.ts';
 import { patternedImage, writeImage } from './testing/patterned-image.ts';
+import { chunkIdsOf } from './testing/point-chunks.ts';
 import { TEST_PASSWORD } from './testing/run-cli.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'diskline-restore-'));
@@ -63,7 +64,7 @@ test('a flipped byte in a pack fails the restore naming the pack, on either path
   const { repo, manifest } = await backedUp('flipped');
   try {
     const index = await repo.loadIndex();
-    const entry = index.get(manifest.chunkIds[10]!)!;
+    const entry = index.get((await chunkIdsOf(repo, manifest))[10]!)!;
     const file = await open(join(repo.backend.location, packFileName(entry.pack)), 'r+');
     try {
       const byte = Buffer.alloc(1);

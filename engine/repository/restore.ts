@@ -7,10 +7,11 @@ import type { BlockWriter } from '../device/types.ts';
 import { groupUnits, MAX_GROUP_BYTES, maxGroupBytes } from './chunk-codec.ts';
 import type { IndexEntry } from './chunk-index.ts';
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
-import { isUsed, type Manifest } from './manifest.ts';
+import type { Manifest } from './manifest.ts';
 import { PACK_HEADER_BYTES, packFileName, packHeaderProblem } from './pack.ts';
 import type { Repository } from './repository.ts';
 import { type Slot, SpanDecodePool } from './restore-pool.ts';
+import { bit, chunkOf } from './segment.ts';
 
 /** Largest single read from a pack (plus at most one group): a run of group blobs that lie back to back. */
 const SPAN_BYTES = 8 * 1024 * 1024;
@@ -51,7 +52,8 @@ export interface RestoreResult {
 export async function checkChunksPresent(repo: Repository, manifest: Manifest): Promise<void> {
   const index = await repo.loadIndex();
   const packEnds = new Map<string, number>();
-  for (const id of manifest.chunkIds) {
+  const map = await repo.openMap(manifest);
+  for await (const id of map.chunkIds()) {
     const entry = index.get(id);
     if (!entry) {
       throw new DamagedRepositoryError(
@@ -94,63 +96,71 @@ export async function restorePoint(
     );
   }
   if (!options.chunksChecked) await checkChunksPresent(repo, manifest);
-  const { unitSize, unitCount } = manifest;
+  const { unitSize } = manifest;
   const size = manifest.source.size;
   const index = await repo.loadIndex();
   const unitLength = (unit: number) => Math.min(unitSize, size - unit * unitSize);
   const spanUnits = Math.max(1, Math.floor(SPAN_OUTPUT_BYTES / unitSize));
   const spanMaxUnits = spanUnits + groupUnits(unitSize);
+  // The map is read a segment at a time, twice: once here, once as the spans are planned.
+  const map = await repo.openMap(manifest);
   // What will be written (for progress), and whether any of it is stored (else no decoding threads are needed).
   let totalBytes = 0;
+  let usedBytes = 0;
   let anyStored = false;
-  for (let unit = 0; unit < unitCount; unit++) {
-    if (!isUsed(manifest, unit)) continue;
-    const k = manifest.units[unit]!;
-    if (k === 0 && options.targetIsZeroed) continue;
-    totalBytes += unitLength(unit);
-    if (k !== 0) anyStored = true;
+  for await (const { firstUnit, segment } of map.segments()) {
+    for (let u = 0; u < segment.unitCount; u++) {
+      if (!bit(segment.used, u)) continue;
+      usedBytes += unitLength(firstUnit + u);
+      const k = segment.units[u]!;
+      if (k === 0 && options.targetIsZeroed) continue;
+      totalBytes += unitLength(firstUnit + u);
+      if (k !== 0) anyStored = true;
+    }
   }
   // Plan: the units to write, in disk order, gathered into spans of blobs that lie back to back in one pack
   // (a backup writes a disk's chunks in disk order), so each span is one read. Spans are made as the restore
   // needs them: a plan of the whole disk would hold an object per unit (some 2 GiB for a 2 TB disk).
-  function* planSpans(): Generator<Span> {
+  async function* planSpans(): AsyncGenerator<Span> {
     let last: Span | null = null;
-    for (let unit = 0; unit < unitCount; unit++) {
-      if (!isUsed(manifest, unit)) continue;
-      const k = manifest.units[unit]!;
-      if (k === 0 && options.targetIsZeroed) continue;
-      const id = k === 0 ? null : manifest.chunkIds[k - 1]!;
-      const entry = id ? index.get(id)! : null;
-      const blobOffset = entry ? entry.blobOffset : 0;
-      // A unit joins the last span when its group is already in it (a group is not cut in two: that would decode
-      // it twice), or when it lies right after it in the same pack and the span is not full.
-      const fits =
-        last &&
-        ((entry === null && last.pack === null && last.units.length < spanUnits) ||
-          (entry !== null &&
-            last.pack === entry.pack &&
-            ((last.groups.has(blobOffset) && last.units.length < spanMaxUnits) ||
-              (last.units.length < spanUnits &&
-                last.end === blobOffset &&
-                last.end - last.start < SPAN_BYTES))));
-      if (!fits) {
-        // No later unit joins the last span: it is complete.
-        if (last) yield last;
-        last = {
-          pack: entry?.pack ?? null,
-          start: blobOffset,
-          end: blobOffset,
-          units: [],
-          groups: new Map(),
-        };
+    for await (const { firstUnit, segment } of map.segments())
+      for (let u = 0; u < segment.unitCount; u++) {
+        if (!bit(segment.used, u)) continue;
+        const unit = firstUnit + u;
+        const chunk = chunkOf(segment, u);
+        if (chunk === null && options.targetIsZeroed) continue;
+        const id = chunk === null ? null : chunk;
+        const entry = id ? index.get(id)! : null;
+        const blobOffset = entry ? entry.blobOffset : 0;
+        // A unit joins the last span when its group is already in it (a group is not cut in two: that would decode
+        // it twice), or when it lies right after it in the same pack and the span is not full.
+        const fits =
+          last &&
+          ((entry === null && last.pack === null && last.units.length < spanUnits) ||
+            (entry !== null &&
+              last.pack === entry.pack &&
+              ((last.groups.has(blobOffset) && last.units.length < spanMaxUnits) ||
+                (last.units.length < spanUnits &&
+                  last.end === blobOffset &&
+                  last.end - last.start < SPAN_BYTES))));
+        if (!fits) {
+          // No later unit joins the last span: it is complete.
+          if (last) yield last;
+          last = {
+            pack: entry?.pack ?? null,
+            start: blobOffset,
+            end: blobOffset,
+            units: [],
+            groups: new Map(),
+          };
+        }
+        const span = last!;
+        span.units.push({ unit, id, entry });
+        if (entry && !span.groups.has(blobOffset)) {
+          span.groups.set(blobOffset, span.groups.size);
+          span.end = blobOffset + entry.blobLength;
+        }
       }
-      const span = last!;
-      span.units.push({ unit, id, entry });
-      if (entry && !span.groups.has(blobOffset)) {
-        span.groups.set(blobOffset, span.groups.size);
-        span.end = blobOffset + entry.blobLength;
-      }
-    }
     if (last) yield last;
   }
   const threads = options.decodeThreads ?? SpanDecodePool.defaultThreads();
@@ -210,9 +220,9 @@ export async function restorePoint(
   };
   const plan = planSpans();
   const inFlight: { span: Span; decoded: Promise<{ data: Buffer; slot: Slot | null }> }[] = [];
-  const fill = () => {
+  const fill = async () => {
     while (inFlight.length < spansAhead) {
-      const planned = plan.next();
+      const planned = await plan.next();
       if (planned.done) return;
       const decoded = readSpan(planned.value);
       decoded.catch(() => undefined);
@@ -246,12 +256,12 @@ export async function restorePoint(
     }
   };
   try {
-    fill();
+    await fill();
     while (inFlight.length > 0) {
       const { span, decoded: reading } = inFlight.shift()!;
       const decoded = await reading;
       while (writing.size >= WRITES_AHEAD) await Promise.race(writing);
-      fill();
+      await fill();
       const write = writeSpan(span, decoded);
       writing.add(write);
       write.then(
@@ -264,8 +274,6 @@ export async function restorePoint(
     await pool?.close();
   }
   await target.flush();
-  let usedBytes = 0;
-  for (let unit = 0; unit < unitCount; unit++) if (isUsed(manifest, unit)) usedBytes += unitLength(unit);
   // Read from the repository that was opened; if it was removed, moved or replaced meanwhile, say so.
   await repo.ensureHeld();
   return { writtenBytes: doneBytes, usedBytes };

@@ -11,8 +11,9 @@ import { checkFilesystem, readFilesystemChecksums } from '../testing/filesystems
 import { MiB, withTempDir } from '../testing/image.ts';
 import { attachLoopRange } from '../testing/loop.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
-import { isUsed } from './manifest.ts';
+import { testBit } from './manifest.ts';
 import { Repository } from './repository.ts';
+import { usedMapOf } from './testing/point-chunks.ts';
 import { runCliOk, TEST_PASSWORD } from './testing/run-cli.ts';
 
 const skip =
@@ -31,8 +32,9 @@ async function expectedImage(source: string, repoPath: string, pointId: string):
   try {
     const manifest = await repo.loadManifest(pointId);
     const bytes = await readFile(source);
+    const used = await usedMapOf(repo, manifest);
     for (let unit = 0; unit < manifest.unitCount; unit++) {
-      if (!isUsed(manifest, unit)) bytes.fill(0, unit * manifest.unitSize, (unit + 1) * manifest.unitSize);
+      if (!testBit(used, unit)) bytes.fill(0, unit * manifest.unitSize, (unit + 1) * manifest.unitSize);
     }
     return bytes;
   } finally {

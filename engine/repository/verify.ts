@@ -20,7 +20,9 @@ import {
   packFileName,
   packHeaderProblem,
 } from './pack.ts';
+import type { PointMap } from './point-map.ts';
 import type { Repository } from './repository.ts';
+import type { Segment } from './segment.ts';
 
 export interface VerifyReport {
   ok: boolean;
@@ -124,16 +126,44 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
     }
   }
   // Points: every manifest opens; every chunk it names is indexed, in a sound pack, and (readData) decodes.
+  // Each point's map opens (its head and segment list), and each distinct segment opens and holds its id's
+  // content (points share most segments: each is read once here, once more below).
   const manifests: Manifest[] = [];
+  const maps = new Map<string, PointMap>();
   for (const id of await repo.pointIds()) {
     try {
-      manifests.push(await repo.loadManifest(id));
+      const map = await repo.openMap(id);
+      manifests.push(map.manifest);
+      maps.set(id, map);
     } catch (error) {
       damagedPoints.push({ id, problems: [(error as Error).message] });
     }
   }
   const needed = new Set<string>();
-  for (const manifest of manifests) for (const id of manifest.chunkIds) needed.add(idKey(id));
+  const segmentProblems = new Map<string, string>();
+  const seenSegments = new Set<string>();
+  const eachSegment = async (
+    map: PointMap,
+    visit: (key: string, segment: Segment | null, problem: string | null) => void,
+  ) => {
+    for (let index = 0; index < map.segmentCount; index++) {
+      const key = map.list.id(index)?.toString('hex') ?? `${map.manifest.id}:${index}`;
+      try {
+        visit(key, await map.segment(index), null);
+      } catch (error) {
+        visit(key, null, (error as Error).message);
+      }
+    }
+  };
+  for (const map of maps.values()) {
+    await eachSegment(map, (key, segment, problem) => {
+      if (problem) segmentProblems.set(key, problem);
+      if (!segment || seenSegments.has(key)) return;
+      seenSegments.add(key);
+      for (let at = 0; at < segment.chunkIds.length; at += 32)
+        needed.add(idKey(segment.chunkIds.subarray(at, at + 32)));
+    });
+  }
   let chunksChecked = 0;
   if (options.readData) {
     await repo.loadIndex(true);
@@ -176,18 +206,36 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
   } else {
     chunksChecked = needed.size;
   }
-  for (const manifest of manifests) {
+  // Per distinct segment, the problems of the chunks it names (the first few).
+  const problemsOf = new Map<string, string[]>();
+  for (const map of maps.values()) {
     const found: string[] = [];
-    for (const id of manifest.chunkIds) {
-      const key = idKey(id);
-      const entry = index.get(key);
-      const problem = !entry
-        ? `chunk ${id.toString('hex').slice(0, 16)} is not in the index`
-        : (packProblems.get(entry.pack) ?? badChunks.get(key));
-      if (problem && !found.includes(problem)) found.push(problem);
-      if (found.length >= MAX_PROBLEMS_PER_POINT) break;
-    }
-    if (found.length > 0) damagedPoints.push({ id: manifest.id, problems: found });
+    const add = (problem: string) => {
+      if (!found.includes(problem) && found.length < MAX_PROBLEMS_PER_POINT) found.push(problem);
+    };
+    await eachSegment(map, (key, segment, problem) => {
+      if (problem) return add(segmentProblems.get(key) ?? problem);
+      let mine = problemsOf.get(key);
+      if (!mine) {
+        mine = [];
+        for (
+          let at = 0;
+          segment && at < segment.chunkIds.length && mine.length < MAX_PROBLEMS_PER_POINT;
+          at += 32
+        ) {
+          const id = segment.chunkIds.subarray(at, at + 32);
+          const chunk = idKey(id);
+          const entry = index.get(chunk);
+          const problem = !entry
+            ? `chunk ${id.toString('hex').slice(0, 16)} is not in the index`
+            : (packProblems.get(entry.pack) ?? badChunks.get(chunk));
+          if (problem && !mine.includes(problem)) mine.push(problem);
+        }
+        problemsOf.set(key, mine);
+      }
+      for (const problem of mine) add(problem);
+    });
+    if (found.length > 0) damagedPoints.push({ id: map.manifest.id, problems: found });
   }
   for (const problem of packProblems.values()) {
     if (!damagedPoints.some((p) => p.problems.includes(problem)))

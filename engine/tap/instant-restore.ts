@@ -32,10 +32,12 @@ export interface RestorablePoint {
     unitSize: number;
     unitCount: number;
     source: { size: number };
-    /** 0 = the unit is zeros. */
-    units: Uint32Array;
   };
   read(offset: number, length: number): Promise<Buffer>;
+  /** Whether the unit reads as zeros (unused, or all zero when backed up). */
+  isZeroUnit(unit: number): Promise<boolean>;
+  /** Calls `visit` with every unit that reads as zeros, in order (the map is read a segment at a time). */
+  forEachZeroUnit(visit: (unit: number) => void): Promise<void>;
 }
 
 export interface InstantRestoreOptions {
@@ -144,7 +146,7 @@ export async function startInstantRestore(
       const work = (async () => {
         const offset = unit * unitSize;
         const length = Math.min(unitSize, size - offset);
-        if (!(targetStartsZeroed && point.manifest.units[unit] === 0)) {
+        if (!(targetStartsZeroed && (await point.isZeroUnit(unit)))) {
           const data = await point.read(offset, length);
           let done = 0;
           while (done < length)
@@ -194,7 +196,9 @@ export async function startInstantRestore(
     native.tapArm(handle, unitSize, true, false);
     for (let unit = 0; unit < unitCount; unit++) if (restored[unit]) resumedUnits++;
     if (targetStartsZeroed) {
-      for (let unit = 0; unit < unitCount; unit++) if (point.manifest.units[unit] === 0) restored[unit] = 1;
+      await point.forEachZeroUnit((unit) => {
+        restored[unit] = 1;
+      });
       await restoreJournal.recordAll(restored);
     }
     for (let unit = 0; unit < unitCount; unit++) {
