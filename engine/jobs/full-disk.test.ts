@@ -47,7 +47,7 @@ async function orphanedBytes(
     for (const id of await repo.pointIds())
       for (const chunk of await chunkIdsOf(repo, id)) referenced.add(idKey(chunk));
     const packsInUse = new Set<string>();
-    for (const [key, entry] of index.entries) if (referenced.has(key)) packsInUse.add(entry.pack);
+    for (const [key, entry] of index.entries()) if (referenced.has(key)) packsInUse.add(entry.pack);
     const indexed = index.packs();
     const result = { temp: 0, unindexedPacks: 0, unreferencedPacks: 0 };
     for (const name of await repo.backend.list('tmp/')) result.temp += (await repo.backend.size(name)) ?? 0;

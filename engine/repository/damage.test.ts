@@ -151,28 +151,45 @@ for (const kind of ['truncated', 'missing'] as const) {
   });
 }
 
-test('a truncated manifest: verify and points name the point; restore says the manifest is damaged', async () => {
-  const repo = await copyRepo('bad-manifest');
-  const manifest = join(repo, 'points', pointA);
-  await truncate(manifest, (await stat(manifest)).size - 10);
-  const verify = await runCli(['verify', '--repo', repo]);
-  assert.equal(verify.status, 4);
-  assert.match(
-    verify.stdout,
-    new RegExp(`DAMAGED point ${pointA}:\\n  - manifest of point ${pointA} is damaged`),
-  );
-  const points = await runCli(['points', '--repo', repo, '--json']);
-  assert.equal(points.status, 4);
-  assert.match(points.stderr, new RegExp(`point ${pointA} cannot be read`));
-  assert.deepEqual(
-    JSON.parse(points.stdout).map((p: { id: string }) => p.id),
-    [pointB],
-  );
-  const restore = await runCli(['restore', pointA, '--repo', repo, '--to', join(dir, 'never.img')]);
-  assert.equal(restore.status, 4);
-  assert.match(restore.stderr, /manifest of point [0-9a-f]+ is damaged: it fails authentication/);
-  await assert.rejects(stat(join(dir, 'never.img')), /ENOENT/);
-});
+for (const cut of ['head', 'segment list'] as const) {
+  test(`a point file cut in its ${cut}: verify names the point, restore says it is damaged; points names it when its head is cut`, async () => {
+    const repo = await copyRepo(`bad-manifest-${cut.replace(' ', '-')}`);
+    const manifest = join(repo, 'points', pointA);
+    // The head is read alone (points lists heads only); the segment list follows it, to the file's end.
+    await truncate(manifest, cut === 'head' ? 40 : (await stat(manifest)).size - 10);
+    const verify = await runCli(['verify', '--repo', repo]);
+    assert.equal(verify.status, 4);
+    assert.match(
+      verify.stdout,
+      new RegExp(`DAMAGED point ${pointA}:\\n  - manifest of point ${pointA} is damaged`),
+    );
+    const points = await runCli(['points', '--repo', repo, '--json']);
+    if (cut === 'head') {
+      assert.equal(points.status, 4);
+      assert.match(points.stderr, new RegExp(`point ${pointA} cannot be read`));
+      assert.deepEqual(
+        JSON.parse(points.stdout).map((p: { id: string }) => p.id),
+        [pointB],
+      );
+    } else {
+      assert.equal(points.status, 0, points.stderr);
+      assert.deepEqual(
+        JSON.parse(points.stdout)
+          .map((p: { id: string }) => p.id)
+          .sort(),
+        [pointA, pointB].sort(),
+      );
+    }
+    const never = join(dir, `never-${cut.replace(' ', '-')}.img`);
+    const restore = await runCli(['restore', pointA, '--repo', repo, '--to', never]);
+    assert.equal(restore.status, 4);
+    assert.match(
+      restore.stderr,
+      /manifest of point [0-9a-f]+ is damaged: (it fails authentication|its head is cut short)/,
+    );
+    await assert.rejects(stat(never), /ENOENT/);
+  });
+}
 
 test('a missing manifest: the point is gone from the list and restoring it says there is no such point', async () => {
   const repo = await copyRepo('no-manifest');
@@ -213,7 +230,7 @@ test('a repository of a newer format is refused with the versions named', async 
   assert.match(
     run.stderr,
     new RegExp(
-      `uses format ${config.format + 1}; this Diskline reads format ${config.format} only — upgrade Diskline`,
+      `uses format ${config.format + 1}; this Diskline reads formats 2 to ${config.format} only — upgrade Diskline`,
     ),
   );
   assert.equal(await treeHash(repo), before);

@@ -211,7 +211,7 @@ export class PointWriter implements UnitSink {
       await writer.#removeLeftovers(packNames, index);
       await writer.#plan();
       writer.#knownIds = new KnownIds(index.size + Math.ceil(writer.#totalBytes / writer.#unitSize));
-      for (const key of index.entries.keys()) writer.#knownIds.add(Buffer.from(key, 'base64'));
+      for (const id of index.ids()) writer.#knownIds.add(id);
       writer.#pool = new ChunkPool(
         repo.keys,
         writer.#knownIds,
@@ -730,7 +730,7 @@ export class PointWriter implements UnitSink {
         }
         // Readers of this Repository object (openPoint right after the backup) see the new chunks.
         const index = this.#repo.loadIndexCached();
-        for (const [key, entry] of entries) index?.entries.set(key, entry);
+        for (const [key, entry] of entries) index?.set(key, entry);
       }
       await this.#repo.writePoint(manifest, list);
     });

@@ -142,7 +142,10 @@ export async function pruneRepository(
     const referenced = (await referencedBy(repo, remaining)).chunks;
     const index = await repo.loadIndex(true);
     const packsInUse = new Set<string>();
-    for (const [key, entry] of index.entries) if (referenced.has(key)) packsInUse.add(entry.pack);
+    for (const key of referenced) {
+      const entry = index.get(key);
+      if (entry) packsInUse.add(entry.pack);
+    }
     const unreferenced = [...index.packs()].filter((pack) => !packsInUse.has(pack));
     report.condemnedPacks = unreferenced.length;
     if (options.dryRun) return;

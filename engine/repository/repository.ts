@@ -541,36 +541,39 @@ export class Repository {
         `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
       );
     }
-    const prefix = await this.backend.getRange(name, 0, POINT_PREFIX_BYTES).catch(unsafe);
+    // Read whole, not by ranges: a point file is replaced by each checkpoint, and range reads may be served
+    // from a handle held on the file it replaced. A segmented point's file is its head and a list of 48 bytes
+    // per GiB of disk; only the head is opened unless the map is wanted.
+    const file = await this.backend.get(name, MANIFEST_MAX_BYTES).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new RepositoryError(
+          `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
+        );
+      return unsafe(error);
+    });
     let manifest: Manifest;
     let list: SegmentList | null = null;
     let legacy: LegacyManifest | null = null;
     try {
-      if (isPointFile(prefix)) {
-        const bound = this.#boundName(name);
-        const length = headLength(prefix, size, what);
+      const bound = this.#boundName(name);
+      if (isPointFile(file)) {
+        const length = headLength(file, file.length, what);
         const head = decodePointHead(
           this.keys,
-          await this.backend.getRange(name, POINT_PREFIX_BYTES, length),
+          file.subarray(POINT_PREFIX_BYTES, POINT_PREFIX_BYTES + length),
           bound,
           what,
         );
         manifest = manifestOf(head);
         if (withMap) {
           const listAt = POINT_PREFIX_BYTES + length;
-          if (size - listAt > POINT_LIST_MAX_BYTES)
+          if (file.length - listAt > POINT_LIST_MAX_BYTES)
             throw new DamagedFileError(`${what} is damaged: its segment list is larger than any disk's`);
-          list = decodePointList(
-            this.keys,
-            head,
-            await this.backend.getRange(name, listAt, size - listAt),
-            bound,
-            what,
-          );
+          list = decodePointList(this.keys, head, file.subarray(listAt), bound, what);
         }
       } else {
         // A format 3 manifest: the whole map in one sealed file.
-        legacy = decodeLegacyManifest(await this.readSealed(name, MANIFEST_MAGIC, what), what);
+        legacy = decodeLegacyManifest(unseal(this.keys, MANIFEST_MAGIC, file, what, bound), what);
         const { used: _u, chunkIds: _c, units: _n, done, ...head } = legacy;
         // Its settled map is cut with its segments: every one of them is partial.
         const segments = Math.ceil(head.unitCount / head.unitsPerSegment);
