@@ -3,6 +3,8 @@
 // index file), never fail; readers accept any count the file's fields can hold. Tests shrink the limits to reach
 // them with small images. See docs/repository-format.md, "Limits".
 
+import { UNITS_PER_SEGMENT } from './segment.ts';
+
 /** Groups a pack holds at most; a pack of extremely compressible data fills up by count before bytes. */
 export const MAX_GROUPS_PER_PACK = 16_384;
 /** Entries (64 bytes each) an index file holds at most: 16 MiB of plaintext. */
@@ -13,11 +15,14 @@ export interface WriteLimits {
   groupsPerPack: number;
   /** Index entries are written in files of at most this many. */
   entriesPerIndexFile: number;
+  /** Units per map segment of a new point without a parent (tests use a few, to reach many segments). */
+  unitsPerSegment: number;
 }
 
 export const DEFAULT_WRITE_LIMITS: WriteLimits = {
   groupsPerPack: MAX_GROUPS_PER_PACK,
   entriesPerIndexFile: MAX_INDEX_FILE_ENTRIES,
+  unitsPerSegment: UNITS_PER_SEGMENT,
 };
 
 /** The defaults with a test's smaller limits; a limit below 1 is refused (it could never be met). */

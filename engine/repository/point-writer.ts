@@ -102,7 +102,7 @@ export class PointWriter implements UnitSink {
   readonly #unitSize: number;
   readonly #unitCount: number;
   readonly #limits: WriteLimits;
-  readonly #perSegment = UNITS_PER_SEGMENT;
+  readonly #perSegment: number;
   readonly #segmentCount: number;
   readonly #used: UnitRanges;
   readonly #changed: UnitRanges | null;
@@ -165,8 +165,11 @@ export class PointWriter implements UnitSink {
     this.#options = options;
     this.#unitSize = repo.chunkSize;
     this.#unitCount = Math.ceil(options.source.size / this.#unitSize);
-    this.#segmentCount = Math.ceil(this.#unitCount / this.#perSegment);
     this.#limits = writeLimits(options.limits);
+    // A point keeps the layout of the one it continues (their segments are compared by index).
+    this.#perSegment =
+      options.resume?.unitsPerSegment ?? options.parent?.unitsPerSegment ?? this.#limits.unitsPerSegment;
+    this.#segmentCount = Math.ceil(this.#unitCount / this.#perSegment);
     this.#used = new UnitRanges(options.usedRanges, this.#unitSize, this.#unitCount);
     this.#changed =
       options.parent && options.changedRanges
@@ -183,8 +186,14 @@ export class PointWriter implements UnitSink {
 
   /** Registers the backup, loads the index and starts the worker threads. */
   static async create(repo: Repository, options: PointWriterOptions): Promise<PointWriter> {
+    const layout = options.resume?.unitsPerSegment ?? options.parent?.unitsPerSegment;
     for (const other of [options.parent, options.resume]) {
-      if (other && (other.unitSize !== repo.chunkSize || other.source.size !== options.source.size)) {
+      if (
+        other &&
+        (other.unitSize !== repo.chunkSize ||
+          other.source.size !== options.source.size ||
+          other.unitsPerSegment !== layout)
+      ) {
         throw new RepositoryError(
           `point ${other.id} was taken of a ${other.source.size}-byte source, this one has ${options.source.size} bytes: it cannot be a parent or resumed`,
         );

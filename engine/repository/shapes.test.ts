@@ -89,6 +89,8 @@ function caseOf(seed: number, chunkSize: number): Case {
     limits: {
       groupsPerPack: 1 + Math.floor(random() * 4),
       entriesPerIndexFile: pick([1, 2, 7, 64, 1 + Math.floor(random() * 500)]),
+      // Segments of a few units too: a case's map spans many of them, the last one short.
+      unitsPerSegment: pick([1, 3, 8, 16_384]),
     },
     // Two encoding threads, and decoding threads for the restore, in a share of the cases: a thread takes
     // longer to start than a small case takes to back up.
