@@ -323,7 +323,12 @@ export class PointWriter implements UnitSink {
         parent!.list.usedDigest(index).equals(digest) &&
         !this.#changed.touches(first, units)
       ) {
-        this.#list.set(index, parentId, digest);
+        // A format 3 parent's segment ids are computed from its whole map, not stored: stored now, once.
+        const stored =
+          parent!.manifest.format === 1
+            ? await this.#repo.writeSegment(await parent!.segment(index))
+            : parentId;
+        this.#list.set(index, stored, digest);
         continue;
       }
       const toRead = await this.#unitsToRead(index, used);

@@ -164,20 +164,24 @@ export class SegmentBuilder {
     return slot;
   }
 
-  /** The segment as it stands; with `partial`, its done map too (a checkpoint's open segment). */
+  /**
+   * The segment as it stands; with `partial`, its done map too (a checkpoint's open segment). Canonical: chunk
+   * ids are numbered in the order units first name them, whatever order the units arrived in, so equal content
+   * makes equal bytes and one id (only ids some unit still names: a unit settled twice names the last).
+   */
   build(partial: boolean): Segment {
-    // Only ids some unit still names (a unit settled twice, after a resubmit, names the last).
-    const referenced = new Uint8Array(this.#ids.length + 1);
-    for (const k of this.units) referenced[k] = 1;
     const renumber = new Uint32Array(this.#ids.length + 1);
     const kept: Buffer[] = [];
-    for (let k = 1; k <= this.#ids.length; k++) {
-      if (!referenced[k]) continue;
-      kept.push(this.#ids[k - 1]!);
-      renumber[k] = kept.length;
-    }
     const units = new Uint32Array(this.unitCount);
-    for (let u = 0; u < this.unitCount; u++) units[u] = renumber[this.units[u]!]!;
+    for (let u = 0; u < this.unitCount; u++) {
+      const k = this.units[u]!;
+      if (k === 0) continue;
+      if (renumber[k] === 0) {
+        kept.push(this.#ids[k - 1]!);
+        renumber[k] = kept.length;
+      }
+      units[u] = renumber[k]!;
+    }
     return {
       unitCount: this.unitCount,
       used: this.used.slice(),

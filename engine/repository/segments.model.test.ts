@@ -144,7 +144,8 @@ interface Disk {
 
 function expectedBytes(disk: Disk): Buffer {
   const out = Buffer.from(disk.bytes);
-  for (let u = 0; u * UNIT < out.length; u++) if (!disk.used[u]) out.fill(0, u * UNIT, (u + 1) * UNIT);
+  for (let u = 0; u * UNIT < out.length; u++)
+    if (!disk.used[u]) out.fill(0, u * UNIT, Math.min(out.length, (u + 1) * UNIT));
   return out;
 }
 
