@@ -84,7 +84,7 @@ export const methods = {
   'jobs.list': [z.object({}), z.array(JobSchema)],
   'jobs.cancel': [z.object({ id: z.string() }), z.object({})],
   'plans.list': [z.object({}), z.array(PlanSchema)],
-  'plans.save': [PlanSchema.omit({ lastRun: true, nextRun: true }), PlanSchema],
+  'plans.save': [PlanSchema.omit({ lastRun: true, nextRun: true, owner: true }), PlanSchema],
   'plans.delete': [z.object({ id: z.string() }), z.object({})],
   'plans.runNow': [z.object({ id: z.string() }), JobSchema],
   'schedules.setPaused': [z.object({ paused: z.boolean() }), z.object({ paused: z.boolean() })],

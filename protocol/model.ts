@@ -81,6 +81,8 @@ export const PlanSchema = z.object({
   enabled: z.boolean(),
   lastRun: z.object({ time: z.string(), ok: z.boolean(), message: z.string() }).nullable(),
   nextRun: z.string().nullable(),
+  /** The uid that saved it (the plan runs with that user's rights); null or absent: root's. */
+  owner: z.number().int().nullable().optional(),
 });
 export type Plan = z.infer<typeof PlanSchema>;
 
@@ -126,5 +128,7 @@ export const JobSchema = z.object({
   unitSize: z.number().nullable(),
   error: z.string().nullable(),
   result: z.record(z.string(), z.unknown()).nullable(),
+  /** The uid that started it (only it and root see it); null or absent: root's. */
+  owner: z.number().int().nullable().optional(),
 });
 export type Job = z.infer<typeof JobSchema>;

@@ -19,6 +19,8 @@ export interface Connection {
   readonly transport: 'unix' | 'websocket' | 'in-process';
   /** The peer's uid when the transport can tell (unix socket), else null. */
   readonly uid: number | null;
+  /** The peer's primary and supplementary groups, when the transport can tell. */
+  readonly gids?: readonly number[];
   sendEvent(event: EventName, data: unknown): void;
   /** Runs `cleanup` when the connection closes (subscriptions end with it). */
   onClose(cleanup: () => void): void;

@@ -17,11 +17,18 @@ export const ConfigSchema = z.object({
   images: z.array(z.string()).default([]),
   /** Non-root uids allowed to talk to the daemon's socket. */
   allowedUids: z.array(z.number().int()).default([]),
+  /** Block devices shared with a group (device path → group name): its members may back up and restore them. */
+  deviceGroups: z.record(z.string(), z.string()).default({}),
   schedulesPaused: z.boolean().default(false),
   /** Volumes served through the tap, re-attached when the daemon starts. */
   attached: z
     .array(
-      z.object({ source: z.string(), container: z.record(z.string(), z.unknown()).nullable().default(null) }),
+      z.object({
+        source: z.string(),
+        container: z.record(z.string(), z.unknown()).nullable().default(null),
+        /** The uid that attached it; null: root. */
+        owner: z.number().int().nullable().default(null),
+      }),
     )
     .default([]),
 });

@@ -137,6 +137,21 @@ export function holdPath(path: string, trustedUid: number | null = null): HeldPa
   }
 }
 
+/** The entry `name` of the held directory `parent`, held itself; a symbolic link there is refused, not followed. */
+export function holdChild(parent: HeldPath, name: string): HeldPath {
+  const fullName = resolve(parent.name, name);
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) {
+    throw new HeldPathError(`Cannot open ${fullName}: '${name}' is not a file name.`, 'EINVAL');
+  }
+  const fd = openComponent(parent.fd, name, fullName);
+  const held = new HeldPath(fullName, fd);
+  if (held.stats.isSymbolicLink()) {
+    held.close();
+    throw new HeldPathError(`Refusing ${fullName}: it is a symbolic link.`, 'ELOOP');
+  }
+  return held;
+}
+
 /** Like holdPath, but a path that does not exist gives null (any other failure still throws). */
 export function holdPathIfPresent(path: string, trustedUid: number | null = null): HeldPath | null {
   try {

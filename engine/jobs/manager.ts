@@ -38,6 +38,8 @@ export interface JobSpec {
   repo: string | null;
   /** Extra facts kept with the job record (source, target, point), e.g. for cleanup after a restart. */
   detail?: Record<string, unknown>;
+  /** The uid that started it; null or absent: root's (engine/api/authorization.ts). */
+  owner?: number | null;
   run(context: JobContext): Promise<Record<string, unknown> | null>;
 }
 
@@ -145,6 +147,7 @@ export class JobManager {
       unitSize: null,
       error: null,
       result: spec.detail ? { ...spec.detail } : null,
+      owner: spec.owner ?? null,
     };
     let finish = () => {};
     const done = new Promise<void>((resolve) => {
@@ -299,7 +302,7 @@ export class JobManager {
 
   #emitNow(live: LiveJob): void {
     live.lastEmit = Date.now();
-    this.#events.emit('job.updated', { ...live.record });
+    this.#events.emit('job.updated', { ...live.record }, live.record.owner ?? null);
   }
 
   #emitThrottled(live: LiveJob): void {

@@ -40,10 +40,11 @@ export async function runRestore(
     await checkChunksPresent(repo, manifest);
     const needed = manifest.source.size;
     const existing = await stat(params.to).catch(() => null);
-    const target = existing ? await realpath(params.to) : params.to;
+    // `to` may be a held target (/proc/PID/fd/N): it is opened as given, and its real name only looked up.
+    const target = params.to;
     const isDevice = existing?.isBlockDevice() ?? false;
     if (!isDevice) {
-      const loops = existing ? await loopDevicesBackedBy(target) : [];
+      const loops = existing ? await loopDevicesBackedBy(await realpath(params.to)) : [];
       if (loops.length) {
         throw new Error(
           `Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`,

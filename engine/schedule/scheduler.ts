@@ -131,7 +131,11 @@ export class Scheduler {
           this.#arm(current);
           await this.#state.savePlans().catch(() => {});
         }
-        this.#events.emit('plan.ran', { planId: id, name: plan.name, ok: outcome.ok, message, time });
+        this.#events.emit(
+          'plan.ran',
+          { planId: id, name: plan.name, ok: outcome.ok, message, time },
+          plan.owner ?? null,
+        );
         this.#events.emit('plans.changed', {});
       })
       .finally(() => this.#running.delete(id));
@@ -170,7 +174,11 @@ export class Scheduler {
       // The previous run is still going: skip this one, say so, and move the next run on.
       const time = new Date().toISOString();
       const message = 'Skipped: the previous run of this plan had not finished.';
-      this.#events.emit('plan.ran', { planId: id, name: plan.name, ok: false, message, time });
+      this.#events.emit(
+        'plan.ran',
+        { planId: id, name: plan.name, ok: false, message, time },
+        plan.owner ?? null,
+      );
       plan.nextRun = this.#timers.get(id)?.nextRun()?.toISOString() ?? null;
       await this.#state.savePlans().catch(() => {});
       return;
