@@ -77,7 +77,7 @@ export interface JobRunners {
     publishBlockMap: (source: BlockMapProvider) => void,
   ): Promise<Record<string, unknown> | null>;
   restore(
-    params: { repo: string; point: string; to: string; instant: boolean },
+    params: { repo: string; point: string; to: string; instant: boolean; journalPath?: string },
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   verify(
@@ -682,8 +682,18 @@ export class Engine {
               const held = target as HeldTarget;
               this.#busy(context.id, [identity.path], true);
               try {
+                // An instant restore's journal goes in the engine's state, named by the target's inode: never
+                // beside the target, where a name the caller controls could lead it elsewhere.
+                const { dev, ino } = heldTarget.stats;
+                const journalPath = join(this.state.dir, 'instant-restore', `${dev}-${ino}.journal`);
                 const result = await this.runners.restore(
-                  { repo: heldRepo.held.procPath, point: found.id, to: heldTarget.procPath, instant },
+                  {
+                    repo: heldRepo.held.procPath,
+                    point: found.id,
+                    to: heldTarget.procPath,
+                    instant,
+                    journalPath,
+                  },
                   context,
                 );
                 return result && { ...result, target: identity.path };

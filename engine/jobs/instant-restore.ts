@@ -22,7 +22,11 @@ export async function runInstantRestore(
     const unitSize = point.manifest.unitSize;
     // An existing image is emptied first, so units the point does not use read as zeros.
     await truncate(params.to, 0).catch(() => {});
-    const restore = await startInstantRestore(point, params.to);
+    const restore = await startInstantRestore(
+      point,
+      params.to,
+      params.journalPath ? { journalPath: params.journalPath } : {},
+    );
     context.progress({ detail: { loopDevice: restore.loopDevice } });
     let copyError: Error | null = null;
     let complete = false;

@@ -23,6 +23,8 @@ export interface RestoreParams {
   repo: string;
   point: string;
   to: string;
+  /** An instant restore's journal, when `to` is a held target (/proc/PID/fd/N) with no directory of its own. */
+  journalPath?: string | undefined;
 }
 
 export async function runRestore(
