@@ -1,6 +1,6 @@
 // The engine as one object: state on disk, jobs, schedules, drives — and the API methods that expose them.
 // Transports (unix socket, WebSocket, in-process) only move frames; everything a method does is here.
-import { existsSync, readFileSync } from 'node:fs';
+import { chownSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
@@ -266,22 +266,29 @@ export class Engine {
    */
   async #holdNewRepository(caller: Caller, repo: string): Promise<{ location: string; held: HeldPath }> {
     const location = this.resolveRepo(repo);
-    if (holdForCallerIfPresent(caller, location)?.close() === undefined && existsSync(location)) {
-      return this.#holdRepository(caller, location);
+    const existing = holdForCallerIfPresent(caller, location);
+    if (existing) {
+      requireCallersDirectory(caller, existing, 'a repository');
+      return { location, held: existing };
     }
     const { parent, name } = splitParent(location);
     const heldParent = holdForCaller(caller, parent);
     requireCallersDirectory(caller, heldParent, 'a repository');
     try {
-      await mkdir(`${heldParent.procPath}/${name}`, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error;
-      });
+      const created = await mkdir(`${heldParent.procPath}/${name}`, { mode: 0o700 }).then(
+        () => true,
+        (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EEXIST') throw error;
+          return false;
+        },
+      );
       const held = holdChild(heldParent, name);
-      requireCallersDirectory(caller, held, 'a repository');
-      if (!caller.privileged && held.stats.uid !== caller.uid) {
-        held.close();
-        throw new ApiError('forbidden', `${location} is not a directory of yours (uid ${caller.uid}).`);
+      if (created && held.stats.isDirectory() && held.stats.uid === 0 && !caller.privileged) {
+        // The directory this call made becomes the caller's, through the held descriptor (never by name).
+        chownSync(held.procPath, caller.uid, caller.gids[0] ?? caller.uid);
+        return { location, held };
       }
+      requireCallersDirectory(caller, held, 'a repository');
       return { location, held };
     } catch (error) {
       if (error instanceof HeldPathError) throw new ApiError('refused', error.message);
@@ -327,11 +334,26 @@ export class Engine {
         throw new ApiError('refused', (error as Error).message);
       }
     }
-    const { parent } = splitParent(name);
+    const { parent, name: fileName } = splitParent(name);
     const heldParent = holdForCallerIfPresent(caller, parent);
     if (!heldParent)
       throw new ApiError('not-found', `${parent} does not exist; create it, or choose another target.`);
     requireCallersDirectory(caller, heldParent, 'a file as a restore target');
+    // Something is there that leads nowhere (a dangling link): a new image is made only under its own name.
+    let entry: HeldPath | null = null;
+    try {
+      entry = holdChild(heldParent, fileName);
+    } catch (error) {
+      if ((error as HeldPathError).code !== 'ENOENT') entry = heldParent;
+    }
+    if (entry) {
+      entry.close();
+      heldParent.close();
+      throw new ApiError(
+        'forbidden',
+        `${name} is a symbolic link to nothing that exists; the engine creates a new image only under its own name, never through a link.`,
+      );
+    }
     return { name, target: null, parent: heldParent };
   }
 
@@ -538,15 +560,15 @@ export class Engine {
 
   #requireJob(caller: Caller, id: string): Job {
     const job = this.jobs.get(id);
-    // Someone else's job is answered as missing: its id says nothing about it.
-    if (!job || !mayAccess(caller, job.owner))
-      throw new ApiError('not-found', `No job '${id}'; list them with jobs.list.`);
+    if (!job) throw new ApiError('not-found', `No job '${id}'; list them with jobs.list.`);
+    requireAccess(caller, job.owner, `Job ${id}`);
     return job;
   }
 
   #requirePlan(caller: Caller, id: string): Plan {
     const plan = this.state.plans.find((candidate) => candidate.id === id);
-    if (!plan || !mayAccess(caller, plan.owner)) throw new ApiError('not-found', `No plan '${id}'.`);
+    if (!plan) throw new ApiError('not-found', `No plan '${id}'.`);
+    requireAccess(caller, plan.owner, `Plan '${plan.name}'`);
     return plan;
   }
 
