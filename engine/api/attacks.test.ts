@@ -211,12 +211,20 @@ const rootObjects = {
 };
 const own = { repo: '', small: '', smallPoint: '', fsImage: '', fsPoint: '' };
 
+/** Resolves when root's job has ended: from its events (or the list, if it ended before we looked). */
 async function rootJobDone(job: Job): Promise<Job> {
-  for (;;) {
-    const now = (await root.call('jobs.list', {})).find((candidate) => candidate.id === job.id);
-    if (now && !['queued', 'running'].includes(now.state)) return now;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  const ended = (candidate: Job) =>
+    candidate.id === job.id && !['queued', 'running'].includes(candidate.state);
+  let stop = () => {};
+  const fromEvents = new Promise<Job>((resolve) => {
+    stop = root.on('job.updated', (update) => {
+      if (ended(update)) resolve(update);
+    });
+  });
+  const listed = (await root.call('jobs.list', {})).find(ended);
+  const result = listed ?? (await fromEvents);
+  stop();
+  return result;
 }
 
 async function attackerJobDone(id: string): Promise<{ state: string }> {

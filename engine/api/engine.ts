@@ -137,10 +137,14 @@ export class Engine {
   #blockMaps = new Map<string, BlockMapProvider>();
   /** Volumes served through the tap, by source path. */
   #volumes = new Map<string, AttachedVolume>();
+  /** The file each volume serves (device and inode, as checked when it was attached), by source path. */
+  #volumeFiles = new Map<string, { dev: number; ino: number }>();
   /** Jobs an earlier engine left unfinished, reported interrupted at start (for the log). */
   interruptedAtStart: Job[] = [];
   /** Problems met re-attaching volumes at start, for the log. */
   readonly startNotes: string[] = [];
+  /** plans.runNow waiting for the backup its run starts, by plan id. */
+  #planBackups = new Map<string, (job: Job) => void>();
   /** Restore points mounted through the API, by directory: who asked, and the repository held for them. */
   #mounts = new Map<string, { owner: number | null; repo: HeldPath }>();
   /** Paths that running jobs read (backups) or write (restores), by job id. */
@@ -194,6 +198,7 @@ export class Engine {
     // and keeps being served until this process ends.
     for (const volume of this.#volumes.values()) await volume.detach().catch(() => {});
     this.#volumes.clear();
+    this.#volumeFiles.clear();
     await this.state.flush();
   }
 
@@ -418,6 +423,13 @@ export class Engine {
       const heldContainer = this.#holdContainer(caller, container);
       if (heldContainer.held) held.push(heldContainer.held);
       const sourcePath = heldSource.name;
+      const attached = this.#volumeFiles.get(sourcePath);
+      if (attached && (attached.dev !== heldSource.stats.dev || attached.ino !== heldSource.stats.ino)) {
+        throw new ApiError(
+          'refused',
+          `${sourcePath} is no longer the file that is attached; detach it (volumes.detach) and attach it again.`,
+        );
+      }
       if (this.#allBusyPaths(false).has(sourcePath)) {
         throw new ApiError(
           'busy',
@@ -437,7 +449,7 @@ export class Engine {
             const volume = this.#volumes.get(sourcePath) ?? null;
             return await this.runners.backup(
               {
-                source: volume ? sourcePath : heldSource.procPath,
+                source: heldSource.procPath,
                 repo: repo.held.procPath,
                 container: heldContainer.spec,
                 volume,
@@ -478,6 +490,7 @@ export class Engine {
     } catch (error) {
       return { ok: false, message: `Backup refused: ${(error as Error).message}` };
     }
+    this.#planBackups.get(plan.id)?.(backupJob);
     const backup = await this.jobs.waitFor(backupJob.id);
     if (backup.state !== 'succeeded') {
       return { ok: false, message: `Backup ${backup.state}: ${backup.error ?? ''}`.trim() };
@@ -887,6 +900,7 @@ export class Engine {
         }
         await volume.detach();
         this.#volumes.delete(sourcePath);
+        this.#volumeFiles.delete(sourcePath);
         this.state.config.attached = this.state.config.attached.filter(
           (candidate) => candidate.source !== sourcePath,
         );
@@ -941,24 +955,19 @@ export class Engine {
         if (this.scheduler.isRunning(id)) {
           throw new ApiError('busy', `Plan '${plan.name}' is already running; runs never overlap.`);
         }
-        const before = new Set(this.jobs.list().map((job) => job.id));
-        const ran = this.scheduler.runNow(id, 'user');
-        // The backup starts once the plan's paths are opened and checked (a few system calls).
-        let started: Job | undefined;
-        for (let tries = 0; tries < 100 && !started; tries++) {
-          started = this.jobs.list().find((job) => !before.has(job.id) && job.kind === 'backup');
-          if (!started && !this.scheduler.isRunning(id)) break;
-          if (!started) await new Promise((next) => setImmediate(next));
-        }
-        if (!started) {
-          await ran;
+        // The run opens and checks the plan's paths, then starts its backup: answer with that job, or with why
+        // the run ended without one.
+        const started = new Promise<Job>((resolve) => this.#planBackups.set(id, resolve));
+        const ran = this.scheduler.runNow(id, 'user').then(() => null);
+        const job = await Promise.race([started, ran]).finally(() => this.#planBackups.delete(id));
+        if (!job) {
           const outcome = this.state.plans.find((candidate) => candidate.id === id)?.lastRun;
           throw new ApiError(
             'failed',
             `Plan '${plan.name}' did not start a backup${outcome ? `: ${outcome.message}` : ''}.`,
           );
         }
-        return started;
+        return job;
       },
       'schedules.setPaused': async ({ paused }) => {
         await this.scheduler.setPaused(paused);
@@ -994,6 +1003,7 @@ export class Engine {
       await volume.detach().catch(() => {});
       throw new ApiError('refused', `${held.name} changed while it was being attached; attach it again.`);
     }
+    this.#volumeFiles.set(held.name, { dev: held.stats.dev, ino: held.stats.ino });
     return volume;
   }
 

@@ -107,7 +107,8 @@ async function runAttachedBackup(
   context: JobContext,
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
-  const reader = await openReader(volume.source);
+  // The source as the engine held and checked it (the same file the tap serves), never its name again.
+  const reader = await openReader(params.source);
   const container = await openContainer(params.container, repo.chunkSize);
   const sink = new DeferredSink();
   // The whole disk is protected from the freeze on; the capture narrows to the used blocks once they are
@@ -132,7 +133,7 @@ async function runAttachedBackup(
       ...(params.preHook ? { preHook: params.preHook } : {}),
       ...(params.postHook ? { postHook: params.postHook } : {}),
     });
-    const source = await describeSource(volume.source, snapshotReader(reader, session));
+    const source = await describeSource(params.source, snapshotReader(reader, session));
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
     // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
