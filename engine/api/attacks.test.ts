@@ -65,7 +65,8 @@ class HostileCaller {
   #waiting = new Map<number, (line: { ok: boolean; answer?: unknown; error?: string }) => void>();
   stderr = '';
 
-  constructor(socket: string, home: string) {
+  /** `groups`: supplementary groups of the caller (none by default). */
+  constructor(socket: string, home: string, groups: number[] = []) {
     this.#child = spawn(
       'setpriv',
       [
@@ -73,7 +74,7 @@ class HostileCaller {
         String(ATTACKER),
         '--regid',
         String(ATTACKER),
-        '--clear-groups',
+        ...(groups.length ? ['--groups', groups.join(',')] : ['--clear-groups']),
         process.execPath,
         agentScript,
         'agent',
@@ -719,6 +720,38 @@ test('a mounted point is read-only, nosuid, nodev, noexec: its setuid binary and
     await new Promise((resolve) => setTimeout(resolve, 20));
   assert.deepEqual(await mountsUnder(mnt), []);
   attacker = new HostileCaller(server.path, home);
+  assert.deepEqual(await fingerprint(rootDir), decoysBefore);
+});
+
+test("a block device is root's unless the device policy shares it with a group of the caller", {
+  skip: skip ?? false,
+  timeout: GUARD_MS,
+}, async () => {
+  const DISK_GROUP = 64200;
+  await writeFile(join(base, 'shared.img'), Buffer.alloc(1 << 20), { mode: 0o600 });
+  const shared = await attachLoop(join(base, 'shared.img'));
+  const member = new HostileCaller(server.path, home, [DISK_GROUP]);
+  try {
+    const preview = { repo: own.repo, point: own.smallPoint, to: shared.device };
+    const refused = await member.call('restore.preview', preview);
+    assert.equal(refused.error?.code, 'forbidden');
+    assert.match(
+      refused.error?.message ?? '',
+      /is a block device, which only root may use as a restore target unless/,
+    );
+    engine.state.config.deviceGroups[shared.device] = String(DISK_GROUP);
+    const allowed = await member.call('restore.preview', preview);
+    assert.ok(allowed.ok, JSON.stringify(allowed.error));
+    assert.equal((allowed.result as { targetKind: string }).targetKind, 'device');
+    // Shared with that group only: the same user without it, and root's other disks, stay refused.
+    assert.equal((await attacker.call('restore.preview', preview)).error?.code, 'forbidden');
+    const other = await member.call('restore.preview', { ...preview, to: decoyLoop?.device });
+    assert.equal(other.error?.code, 'forbidden');
+  } finally {
+    delete engine.state.config.deviceGroups[shared.device];
+    await member.stop();
+    await shared.detach();
+  }
   assert.deepEqual(await fingerprint(rootDir), decoysBefore);
 });
 

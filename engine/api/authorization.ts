@@ -158,7 +158,9 @@ export function holdForCallerIfPresent(caller: Caller, path: string): HeldPath |
   }
 }
 
+/** A group named in the policy: a gid written as a number, or a name the system resolves. */
 async function groupId(name: string): Promise<number | null> {
+  if (/^\d+$/.test(name)) return Number(name);
   try {
     const { stdout } = await run('getent', ['group', name]);
     const gid = Number(stdout.split(':')[2]);
@@ -168,7 +170,7 @@ async function groupId(name: string): Promise<number | null> {
   }
 }
 
-/** Whether the policy (device path → group name, root's config) shares this held block device with the caller. */
+/** Whether the policy (device path → group name or gid, root's config) shares this held block device with the caller. */
 export async function deviceSharedWith(
   caller: Caller,
   device: HeldPath,

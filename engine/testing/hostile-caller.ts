@@ -18,7 +18,15 @@ interface Response {
 interface JobEvent {
   id: string;
   state: string;
+  error?: string | null;
   owner?: number | null;
+}
+
+/** A job's outcome for a tally: its state, and for a failure the start of its error. */
+function outcome(kind: string, job: JobEvent): string {
+  return job.state === 'failed'
+    ? `${kind} failed: ${(job.error ?? '').slice(0, 60)}`
+    : `${kind} ${job.state}`;
 }
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
@@ -129,8 +137,7 @@ async function restoreRounds(agent: Agent, command: Record<string, unknown>): Pr
       count(tally, `start ${start.error?.code}`);
       continue;
     }
-    const job = await agent.jobEnd((start.result as { id: string }).id);
-    count(tally, `restore ${job.state}`);
+    count(tally, outcome('restore', await agent.jobEnd((start.result as { id: string }).id)));
   }
   return tally;
 }
@@ -145,8 +152,7 @@ async function backupRounds(agent: Agent, command: Record<string, unknown>): Pro
       count(tally, `start ${start.error?.code}`);
       continue;
     }
-    const job = await agent.jobEnd((start.result as { id: string }).id);
-    count(tally, `backup ${job.state}`);
+    count(tally, outcome('backup', await agent.jobEnd((start.result as { id: string }).id)));
   }
   return tally;
 }
