@@ -242,6 +242,9 @@ async function runAgent(socketPath: string): Promise<void> {
 function flip(path: string, linkTarget: string, kind: string): void {
   const own = `${path}.own`;
   const link = `${path}.link`;
+  // Each state is held 0 to 3 ms (in turn), so the engine meets both states and every moment in between.
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const hold = (round: number) => Atomics.wait(pause, 0, 0, round % 4);
   let round = 0;
   for (;;) {
     try {
@@ -253,9 +256,11 @@ function flip(path: string, linkTarget: string, kind: string): void {
         writeFileSync(own, `own ${round}\n`);
         renameSync(own, path);
       }
+      hold(round);
       symlinkSync(linkTarget, link);
       if (kind === 'dir') rmSync(path, { recursive: true, force: true });
       renameSync(link, path);
+      hold(round + 1);
     } catch {
       // A step lost a race with the engine or itself: keep flipping.
       rmSync(link, { force: true });
