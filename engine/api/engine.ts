@@ -303,6 +303,14 @@ export class Engine {
     }
   }
 
+  /** Something that does not exist yet: its directory must exist and (for a non-root caller) be the caller's. */
+  #requireFutureEntry(caller: Caller, path: string, purpose: string): void {
+    const { parent } = splitParent(path);
+    const heldParent = holdForCaller(caller, parent);
+    requireCallersDirectory(caller, heldParent, purpose);
+    heldParent.close();
+  }
+
   /** The source of a backup: a disk or image the caller may read, held. */
   async #holdSource(caller: Caller, source: string, purpose = 'as a backup source'): Promise<HeldPath> {
     const held = holdForCaller(caller, source);
@@ -935,8 +943,17 @@ export class Engine {
         const existing = this.state.plans.find((plan) => plan.id === draft.id);
         if (existing) requireAccess(caller, existing.owner, `Plan '${existing.name}'`);
         // A plan runs later with its owner's rights, checked again then; check now what the caller could not do.
-        (await this.#holdSource(caller, draft.source)).close();
-        this.#holdRepository(caller, draft.repo).held.close();
+        // Its source and repository may not exist yet (an image to come, a repository to init): then they must
+        // be in a directory the caller owns.
+        const sourceNow = holdForCallerIfPresent(caller, draft.source);
+        sourceNow?.close();
+        if (sourceNow) (await this.#holdSource(caller, draft.source)).close();
+        else this.#requireFutureEntry(caller, draft.source, 'a backup source');
+        const repoLocation = this.resolveRepo(draft.repo);
+        const repoNow = holdForCallerIfPresent(caller, repoLocation);
+        repoNow?.close();
+        if (repoNow) this.#holdRepository(caller, draft.repo).held.close();
+        else this.#requireFutureEntry(caller, repoLocation, 'a repository');
         this.#holdContainer(caller, draft.container).held?.close();
         try {
           return await this.scheduler.save({ ...draft, owner: ownerFor(caller) });
