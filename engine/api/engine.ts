@@ -49,6 +49,9 @@ export interface JobRunners {
       container: Plan['container'] | undefined;
       /** The tap serving the source, when attached: the backup takes a consistent point through it. */
       volume: AttachedVolume | null;
+      preHook?: string | undefined;
+      postHook?: string | undefined;
+      allowInconsistent?: boolean | undefined;
     },
     context: JobContext,
     publishBlockMap: (source: BlockMapProvider) => void,
@@ -194,6 +197,19 @@ export class Engine {
     return this.state.config.repositories[repo] ?? resolve(repo);
   }
 
+  /** The attached volume whose source is `path`, or whose loop device `path` is (by device number). */
+  async #volumeServing(path: string): Promise<AttachedVolume | null> {
+    const bySource = this.#volumes.get(path);
+    if (bySource) return bySource;
+    const info = await stat(path).catch(() => null);
+    if (!info?.isBlockDevice()) return null;
+    for (const volume of this.#volumes.values()) {
+      const loop = await stat(volume.loopDevice).catch(() => null);
+      if (loop?.isBlockDevice() && loop.rdev === info.rdev) return volume;
+    }
+    return null;
+  }
+
   #busy(jobId: string, paths: string[], writing: boolean): void {
     this.#busyPaths.set(jobId, { paths: new Set(paths.map((path) => resolve(path))), writing });
   }
@@ -256,9 +272,21 @@ export class Engine {
 
   async #pointOf(repo: string, point: string): Promise<PointSummary> {
     const points = await this.runners.listPoints(repo);
-    const found = points.find((candidate) => candidate.id === point || candidate.id.startsWith(point));
+    // 'latest' is the newest complete point, as the CLI has always taken it.
+    const found =
+      point === 'latest'
+        ? points
+            .filter((candidate) => candidate.complete)
+            .sort((a, b) => a.time.localeCompare(b.time))
+            .at(-1)
+        : points.find((candidate) => candidate.id === point || candidate.id.startsWith(point));
     if (!found)
-      throw new ApiError('not-found', `No restore point '${point}' in ${repo}; list them with points.list.`);
+      throw new ApiError(
+        'not-found',
+        point === 'latest'
+          ? `Repository ${repo} has no complete restore point.`
+          : `No restore point '${point}' in ${repo}; list them with points.list.`,
+      );
     if (!found.complete) {
       throw new ApiError(
         'refused',
@@ -273,7 +301,11 @@ export class Engine {
     repoRef: string,
     container: Plan['container'] | undefined,
     title?: string,
-    hooks: { preHook?: string | undefined; postHook?: string | undefined } = {},
+    options: {
+      preHook?: string | undefined;
+      postHook?: string | undefined;
+      allowInconsistent?: boolean | undefined;
+    } = {},
   ): Job {
     const repo = this.resolveRepo(repoRef);
     const sourcePath = resolve(source);
@@ -287,7 +319,7 @@ export class Engine {
         try {
           const volume = this.#volumes.get(sourcePath) ?? null;
           return await this.runners.backup(
-            { source: sourcePath, repo, container, volume, ...hooks },
+            { source: sourcePath, repo, container, volume, ...options },
             context,
             (provider) => {
               this.#blockMaps.set(context.id, provider);
@@ -364,7 +396,10 @@ export class Engine {
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
-      'backup.start': async ({ source, repo, container, preHook, postHook }, connection) => {
+      'backup.start': async (
+        { source, repo, container, preHook, postHook, allowInconsistent },
+        connection,
+      ) => {
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
         if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
@@ -382,21 +417,26 @@ export class Engine {
             'a container file in',
           );
         }
-        const sourcePath = resolve(source);
-        const info = await stat(sourcePath).catch(() => null);
+        const info = await stat(resolve(source)).catch(() => null);
         if (!info || !(info.isFile() || info.isBlockDevice())) {
           throw new ApiError(
             'not-found',
-            `No disk or image file at ${sourcePath}; choose one from drives.list.`,
+            `No disk or image file at ${resolve(source)}; choose one from drives.list.`,
           );
         }
+        // The loop device of an attached volume is that volume: its backup goes through the volume's session.
+        const sourcePath = (await this.#volumeServing(resolve(source)))?.source ?? resolve(source);
         if (this.#allBusyPaths(false).has(sourcePath)) {
           throw new ApiError(
             'busy',
             `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
           );
         }
-        return this.#startBackup(sourcePath, repo, container, undefined, { preHook, postHook });
+        return this.#startBackup(sourcePath, repo, container, undefined, {
+          preHook,
+          postHook,
+          allowInconsistent,
+        });
       },
       'restore.preview': async ({ repo, point, to }) => {
         const location = this.resolveRepo(repo);
@@ -526,13 +566,8 @@ export class Engine {
               `${sourcePath} is in use by a running job; attach it when the job has ended.`,
             );
           }
-          try {
-            volume = await this.runners.attach(sourcePath, join(this.state.dir, 'tracking'));
-          } catch (error) {
-            if ((error as { exitCode?: number }).exitCode === 3)
-              throw new ApiError('refused', (error as Error).message);
-            throw error;
-          }
+          // A refusal (TapRefusedError) is answered 'refused' by the dispatcher, as every refusal is.
+          volume = await this.runners.attach(sourcePath, join(this.state.dir, 'tracking'));
           this.#volumes.set(sourcePath, volume);
           if (!this.state.config.attached.some((entry) => entry.source === sourcePath)) {
             this.state.config.attached.push({ source: sourcePath, container: null });

@@ -4,7 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { mountPointReadOnly } from '../../tap/serve-point.ts';
 import { openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'mount <point> --repo R <dir> [--json]',
@@ -24,10 +24,7 @@ export const verb: Verb = {
     const pointId = await repo.resolvePointId(reference);
     const point = await repo.openPoint(pointId);
     if (!point.manifest.complete)
-      throw new ExitError(
-        `restore point ${pointId} is incomplete (its backup was interrupted)`,
-        ExitCode.failed,
-      );
+      throw new Error(`restore point ${pointId} is incomplete (its backup was interrupted)`);
     const mounted = await mountPointReadOnly(
       point,
       point.manifest.source.size,
@@ -51,7 +48,7 @@ export const verb: Verb = {
     const onSignal = () => {
       interrupted = true;
       mounted.unmount().then(
-        () => process.exit(ExitCode.ok),
+        () => process.exit(0),
         (error: Error) =>
           process.stderr.write(`diskline mount: ${error.message}; unmount ${dir} and try again\n`),
       );
@@ -61,6 +58,6 @@ export const verb: Verb = {
     await mounted.whenUnmounted();
     if (!interrupted) await mounted.unmount();
     await repo.close();
-    return ExitCode.ok;
+    return;
   },
 };

@@ -5,7 +5,7 @@ import type { EventData } from '../../../protocol/messages.ts';
 import type { Plan } from '../../../protocol/model.ts';
 import { type ClosableEngineClient, connectEngine } from '../../api/client.ts';
 import { parseRetention, retentionOptions } from '../retention-options.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 function parseSize(text: string, option: string): number {
   const bytes = parseByteSize(text);
@@ -18,7 +18,7 @@ async function findPlan(client: ClosableEngineClient, ref: string | undefined): 
   const plans = await client.call('plans.list', {});
   const plan =
     plans.find((candidate) => candidate.id === ref) ?? plans.find((candidate) => candidate.name === ref);
-  if (!plan) throw new ExitError(`No plan '${ref}'; 'diskline schedule list' shows them.`, ExitCode.failed);
+  if (!plan) throw new Error(`No plan '${ref}'; 'diskline schedule list' shows them.`);
   return plan;
 }
 
@@ -76,7 +76,7 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
         const plans = await client.call('plans.list', {});
         if (values.json) process.stdout.write(`${JSON.stringify(plans)}\n`);
         else process.stdout.write(plans.length ? `${plans.map(describe).join('\n\n')}\n` : 'No plans.\n');
-        return ExitCode.ok;
+        return;
       }
       if (sub === 'add') {
         for (const required of ['name', 'source', 'repo', 'at'] as const) {
@@ -102,13 +102,13 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
             ? `${JSON.stringify(plan)}\n`
             : `Added plan ${plan.name} (${plan.id}); next run ${plan.nextRun ?? '-'}.\n`,
         );
-        return ExitCode.ok;
+        return;
       }
       if (sub === 'remove') {
         const plan = await findPlan(client, positionals[0]);
         await client.call('plans.delete', { id: plan.id });
         process.stdout.write(`Removed plan ${plan.name}; its restore points stay in ${plan.repo}.\n`);
-        return ExitCode.ok;
+        return;
       }
       if (sub === 'run') {
         const plan = await findPlan(client, positionals[0]);
@@ -118,12 +118,13 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
         await client.call('plans.runNow', { id: plan.id });
         const ran = await outcome;
         process.stdout.write(values.json ? `${JSON.stringify(ran)}\n` : `${plan.name}: ${ran.message}\n`);
-        return ran.ok ? ExitCode.ok : ExitCode.failed;
+        if (!ran.ok) throw new Error(`plan ${plan.name} did not succeed: ${ran.message}`);
+        return;
       }
       const paused = sub === 'pause';
       await client.call('schedules.setPaused', { paused });
       process.stdout.write(paused ? 'Schedules paused.\n' : 'Schedules resumed.\n');
-      return ExitCode.ok;
+      return;
     } finally {
       await client.close();
     }

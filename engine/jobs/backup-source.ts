@@ -1,0 +1,21 @@
+// Whether a backup source can be copied without the tap and still give a true point: an image file or a device
+// nobody uses can; a device that is mounted, swapped on, held, or open for writing by another process cannot —
+// its copy would be torn. Such a backup is refused, saying how to make it consistent, unless the caller
+// accepts a crash-consistent point.
+import { stat } from 'node:fs/promises';
+import { RefusalError } from '../../protocol/failure.ts';
+import { deviceUses, writersOf } from '../device/busy.ts';
+
+/** Why the source is in use (empty: nothing else touches it). Throws a refusal unless `allowInconsistent`. */
+export async function checkUnprotectedSource(source: string, allowInconsistent: boolean): Promise<string[]> {
+  const info = await stat(source).catch(() => null);
+  if (!info?.isBlockDevice()) return [];
+  const uses = [...(await deviceUses(source)), ...(await writersOf(source))];
+  if (uses.length === 0 || allowInconsistent) return uses;
+  throw new RefusalError(
+    `refusing to back up ${source}: it is in use (${uses.join('; ')}) and not served through the tap, so the ` +
+      'copy would be torn. To make it consistent: unmount it (or stop what writes to it) and back it up again; ' +
+      `or attach it (\`diskline attach ${source}\` with the daemon running), use the loop device it gives instead, ` +
+      'and back that up. To take a crash-consistent point anyway, add --allow-inconsistent.',
+  );
+}
