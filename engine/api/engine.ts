@@ -6,9 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
-import { listDrives } from '../drives/drivelist.ts';
 import { type JobContext, JobManager } from '../jobs/manager.ts';
-import { NotMountedError } from '../jobs/mount.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import { ScheduleError } from '../schedule/presets.ts';
 import { Scheduler } from '../schedule/scheduler.ts';
@@ -79,6 +77,11 @@ export interface JobRunners {
   /** Serves `source` through the tap; change tracking persists under `trackingDir`. */
   attach(source: string, trackingDir: string): Promise<AttachedVolume>;
   listPoints(repo: string): Promise<PointSummary[]>;
+  /**
+   * One point by id, unique prefix or 'latest', with the repository's own errors (a damaged manifest is damage,
+   * an unknown id a failure naming it); without it, points are found in listPoints.
+   */
+  findPoint?(repo: string, reference: string): Promise<PointSummary>;
   initRepository(repo: string, encrypted: boolean): Promise<void>;
 }
 
@@ -90,6 +93,12 @@ export interface EngineOptions {
 }
 
 let nextConnectionId = 1;
+
+/** The machine's drives; loaded on first use, as the native drive listing is slow to load for a one-shot command. */
+async function listDrives(images: string[], inspect?: boolean) {
+  const drives = await import('../drives/drivelist.ts');
+  return drives.listDrives(images, ...(inspect === undefined ? [] : [inspect]));
+}
 
 export class Engine {
   readonly state: StateStore;
@@ -271,6 +280,16 @@ export class Engine {
   }
 
   async #pointOf(repo: string, point: string): Promise<PointSummary> {
+    if (this.runners.findPoint) {
+      const found = await this.runners.findPoint(repo, point);
+      if (!found.complete) {
+        throw new ApiError(
+          'refused',
+          `Restore point ${found.id} in ${repo} is incomplete (its backup did not finish).`,
+        );
+      }
+      return found;
+    }
     const points = await this.runners.listPoints(repo);
     // 'latest' is the newest complete point, as the CLI has always taken it.
     const found =
@@ -550,6 +569,7 @@ export class Engine {
         return this.runners.mount({ repo: location, point: found.id, dir });
       },
       'mount.stop': async ({ path }) => {
+        const { NotMountedError } = await import('../jobs/mount.ts');
         await this.runners.unmount(path).catch((error: Error) => {
           throw error instanceof NotMountedError ? new ApiError('not-found', error.message) : error;
         });

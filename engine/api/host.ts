@@ -25,9 +25,10 @@ export interface HostOptions {
 
 export async function openEngine(options: HostOptions = {}): Promise<Engine> {
   if (options.passwordFile) setPassphraseFile(options.passwordFile);
-  const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir());
-  // A long-running engine (schedules, job recovery) owns its state; a one-shot CLI engine only borrows it.
+  // A long-running engine (schedules, job recovery) owns its state; a one-shot CLI engine only borrows it, and
+  // keeps its job records in memory: jobs.json is the owner's to rewrite.
   const owns = (options.schedules ?? true) || (options.recover ?? true);
+  const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir(), { persistJobs: owns });
   const release = owns ? await claimStateDir(state.dir) : null;
   const engine = new Engine({ state, runners: (options.runners ?? defaultRunners)(state) });
   if (release) engine.onStopped(release);

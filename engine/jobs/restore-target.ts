@@ -8,7 +8,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Drive } from '../../protocol/model.ts';
-import { loopDevicesBackedBy } from './restore.ts';
+import { loopDevicesBacking as loopDevicesBackedBy } from '../device/busy.ts';
 
 const run = promisify(execFile);
 
