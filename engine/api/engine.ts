@@ -444,7 +444,14 @@ export class Engine {
           );
         }
         // The loop device of an attached volume is that volume: its backup goes through the volume's session.
-        const sourcePath = (await this.#volumeServing(resolve(source)))?.source ?? resolve(source);
+        const volume = await this.#volumeServing(resolve(source));
+        const sourcePath = volume?.source ?? resolve(source);
+        if ((preHook || postHook) && !volume) {
+          throw new ApiError(
+            'bad-request',
+            `Backup hooks run around the freeze of an attached volume, and ${sourcePath} is not attached in this engine; attach it (diskline attach with the daemon running), then back it up again.`,
+          );
+        }
         if (this.#allBusyPaths(false).has(sourcePath)) {
           throw new ApiError(
             'busy',
