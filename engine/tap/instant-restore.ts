@@ -18,7 +18,6 @@ import { journalPathFor, journalResumes, RestoreJournal } from './restore-journa
 import {
   attachLoopDevice,
   detachLoopDevice,
-  mountPointsOfVolume,
   tapUnavailableReason,
 } from './system-state.ts';
 
