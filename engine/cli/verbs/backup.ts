@@ -3,8 +3,8 @@
 // device — through its session (consistent point); an image or an unused device as it is; a device in use
 // without the tap is refused unless --allow-inconsistent. Prints the point and its stats.
 import { resolve } from 'node:path';
-import { CONTAINER_SYNTAX, parseContainerText } from '../../../protocol/container-text.ts';
 import { UsageError } from '../../../protocol/failure.ts';
+import { CONTAINER_SYNTAX, containerOption } from '../container-option.ts';
 import { followJob, openEngineClient, repoForEngine, requireSucceeded } from '../engine-jobs.ts';
 import { formatBytes, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
 import { parseVerbArgs, type Verb } from '../verb.ts';
@@ -35,7 +35,7 @@ export const verb: Verb = {
     if (!source) throw new UsageError('which disk or image? give the source path');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     const repo = repoForEngine(requireRepo(values));
-    const container = values.container ? parseContainerText(values.container) : undefined;
+    const container = values.container ? containerOption(values.container) : undefined;
     const client = await openEngineClient(values);
     try {
       const job = await followJob(
