@@ -1,5 +1,6 @@
 // The intermediate container a backup names is used as named: a plan with a spare partition (a real loop device)
-// as its container runs, the session holds the partition, and the point restores equal to the source. A partition
+// as its container runs, the session holds the partition, and the point restores equal to the source; memory
+// and file containers are held as named too. A partition
 // that is mounted, too small, the source itself, or on the repository's disk is refused with the reason, and the
 // repository gets no point.
 import assert from 'node:assert/strict';
@@ -174,4 +175,31 @@ test('a partition container that is mounted, too small, the source, or on the re
     assert.equal((await client.call('points.list', { repo: sharedRepo })).length, 0);
   });
   assert.equal((await client.call('points.list', { repo })).length, pointsBefore, 'no point was made');
+});
+
+test('memory and file containers named by a backup are the ones its session holds; the file is gone after', {
+  skip,
+  timeout: 120_000,
+}, async () => {
+  const repo = join(dir, 'repo');
+  const memory = await ended(
+    await client.call('backup.start', {
+      source,
+      repo,
+      container: { kind: 'memory', capacityBytes: 2 * MiB },
+    }),
+  );
+  assert.equal(memory.state, 'succeeded', memory.error ?? '');
+  assert.equal(memory.container?.capacityBytes, 2 * MiB);
+  const path = join(dir, 'container.file');
+  const file = await ended(
+    await client.call('backup.start', {
+      source,
+      repo,
+      container: { kind: 'file', path, initialBytes: 1 * MiB, capacityBytes: 3 * MiB },
+    }),
+  );
+  assert.equal(file.state, 'succeeded', file.error ?? '');
+  assert.equal(file.container?.capacityBytes, 3 * MiB);
+  await assert.rejects(readFile(path), { code: 'ENOENT' });
 });
