@@ -219,6 +219,15 @@ export class Engine {
     return null;
   }
 
+  /** The attached volume whose loop device `path` is a partition of (e.g. /dev/loop4p1 of /dev/loop4). */
+  async #volumeOfPartition(path: string): Promise<AttachedVolume | null> {
+    if (!path.startsWith('/dev/')) return null;
+    for (const volume of this.#volumes.values()) {
+      if (volume.partitions.includes(path)) return volume;
+    }
+    return null;
+  }
+
   #busy(jobId: string, paths: string[], writing: boolean): void {
     this.#busyPaths.set(jobId, { paths: new Set(paths.map((path) => resolve(path))), writing });
   }
@@ -446,6 +455,13 @@ export class Engine {
         // The loop device of an attached volume is that volume: its backup goes through the volume's session.
         const volume = await this.#volumeServing(resolve(source));
         const sourcePath = volume?.source ?? resolve(source);
+        const whole = volume ? null : await this.#volumeOfPartition(sourcePath);
+        if (whole) {
+          throw new ApiError(
+            'refused',
+            `${sourcePath} is a partition of ${whole.source}, attached as ${whole.loopDevice}; back up ${whole.source} (or ${whole.loopDevice}) for a consistent point of the whole volume.`,
+          );
+        }
         if ((preHook || postHook) && !volume) {
           throw new ApiError(
             'bad-request',

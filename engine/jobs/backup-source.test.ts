@@ -1,6 +1,6 @@
 // A device without the tap is backed up only when nothing else uses it: a process holding it open for writing
-// makes the backup a refusal that names the process (unless the caller accepts a crash-consistent point); a
-// reader does not.
+// makes the backup a refusal that names the process (unless the caller accepts a crash-consistent point), and a
+// backup of the image under that loop device too; a reader does not.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
@@ -30,7 +30,7 @@ async function release(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-test('a device open for writing by another process is refused, naming it; a reader is no writer', {
+test('a device open for writing by another process is refused, naming it, and so is its image; a reader is no writer', {
   skip: loopUnavailableReason() ?? false,
 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'diskline-backup-source-'));
@@ -40,7 +40,11 @@ test('a device open for writing by another process is refused, naming it; a read
     await truncate(image, 8 << 20);
     await withLoop(image, async ({ device }) => {
       assert.deepEqual(await checkUnprotectedSource(device, false), []);
-      assert.deepEqual(await checkUnprotectedSource(image, false), [], 'an image file is never in use');
+      assert.deepEqual(
+        await checkUnprotectedSource(image, false),
+        [],
+        'an image attached but unused is not in use',
+      );
       const reader = await holder(device, '<');
       try {
         assert.deepEqual(await checkUnprotectedSource(device, false), []);
@@ -60,6 +64,15 @@ test('a device open for writing by another process is refused, naming it; a read
           return true;
         });
         assert.deepEqual(await checkUnprotectedSource(device, true), [using]);
+        // The image under that loop device is in use through it.
+        await assert.rejects(
+          checkUnprotectedSource(image, false),
+          (error: Error) =>
+            error instanceof RefusalError &&
+            error.message.startsWith(
+              `refusing to back up ${image}: it is in use (through ${device}: ${using})`,
+            ),
+        );
       } finally {
         await release(writer);
       }

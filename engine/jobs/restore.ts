@@ -3,7 +3,9 @@
 // layer still refuses a mounted, swap, held or too-small device. If interrupted, the target holds a mix of old
 // and restored data: restoring again is safe (restores are idempotent).
 import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
+import { RefusalError } from '../../protocol/failure.ts';
 import { openWriter } from '../device/open.ts';
+import { runningBackups } from '../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
@@ -42,10 +44,17 @@ export async function runRestore(
     const existing = await stat(params.to).catch(() => null);
     const target = existing ? await realpath(params.to) : params.to;
     const isDevice = existing?.isBlockDevice() ?? false;
+    // A backup running into this repository from another process (another command's engine) reads the target.
+    const backedUp = (await runningBackups(repo.backend)).find((backup) => backup.source === target);
+    if (backedUp) {
+      throw new RefusalError(
+        `refusing to restore to ${target}: it is being backed up right now (point ${backedUp.pointId})`,
+      );
+    }
     if (!isDevice) {
       const loops = existing ? await loopDevicesBackedBy(target) : [];
       if (loops.length) {
-        throw new Error(
+        throw new RefusalError(
           `Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`,
         );
       }

@@ -15,11 +15,7 @@ import { deviceUses } from '../device/busy.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle } from '../native/index.ts';
 import { refuseDetachWhileMounted, TapRefusedError } from './attach.ts';
 import { journalPathFor, journalResumes, RestoreJournal } from './restore-journal.ts';
-import {
-  attachLoopDevice,
-  detachLoopDevice,
-  tapUnavailableReason,
-} from './system-state.ts';
+import { attachLoopDevice, detachLoopDevice, tapUnavailableReason } from './system-state.ts';
 
 const writeAt = promisify(writeCallback);
 const EIO = 5;
