@@ -41,6 +41,8 @@ export const methods = {
       /** Attached volumes: shell commands run before the freeze and after the thaw (docs/consistent-points.md). */
       preHook: z.string().min(1).optional(),
       postHook: z.string().min(1).optional(),
+      /** Back up a device in use without the tap anyway (the point is recorded crash-consistent). */
+      allowInconsistent: z.boolean().default(false),
     }),
     JobSchema,
   ],
@@ -147,7 +149,8 @@ export type ErrorCode =
   | 'refused'
   | 'busy'
   | 'failed'
-  | 'forbidden';
+  | 'forbidden'
+  | 'damaged';
 export type Response =
   | { type: 'response'; id: number; ok: true; result: unknown }
   | { type: 'response'; id: number; ok: false; error: { code: ErrorCode; message: string } };

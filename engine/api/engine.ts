@@ -1,12 +1,11 @@
 // The engine as one object: state on disk, jobs, schedules, drives — and the API methods that expose them.
 // Transports (unix socket, WebSocket, in-process) only move frames; everything a method does is here.
 import { chownSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
-import { listDrives } from '../drives/drivelist.ts';
 import {
   createInHeldDirectory,
   type HeldPath,
@@ -18,7 +17,6 @@ import {
   splitParent,
 } from '../handles/held-path.ts';
 import { type JobContext, JobManager, type JobSpec } from '../jobs/manager.ts';
-import { NotMountedError } from '../jobs/mount.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import { ScheduleError } from '../schedule/presets.ts';
 import { Scheduler } from '../schedule/scheduler.ts';
@@ -72,6 +70,9 @@ export interface JobRunners {
       container: Plan['container'] | undefined;
       /** The tap serving the source, when attached: the backup takes a consistent point through it. */
       volume: AttachedVolume | null;
+      preHook?: string | undefined;
+      postHook?: string | undefined;
+      allowInconsistent?: boolean | undefined;
     },
     context: JobContext,
     publishBlockMap: (source: BlockMapProvider) => void,
@@ -100,6 +101,11 @@ export interface JobRunners {
   /** Serves `source` through the tap; change tracking persists under `trackingDir`. */
   attach(source: string, trackingDir: string): Promise<AttachedVolume>;
   listPoints(repo: string): Promise<PointSummary[]>;
+  /**
+   * One point by id, unique prefix or 'latest', with the repository's own errors (a damaged manifest is damage,
+   * an unknown id a failure naming it); without it, points are found in listPoints.
+   */
+  findPoint?(repo: string, reference: string): Promise<PointSummary>;
   initRepository(repo: string, encrypted: boolean): Promise<void>;
 }
 
@@ -122,6 +128,12 @@ interface HeldTarget {
 function closeTarget(target: HeldTarget): void {
   target.target?.close();
   target.parent?.close();
+}
+
+/** The machine's drives; loaded on first use, as the native drive listing is slow to load for a one-shot command. */
+async function listDrives(images: string[], inspect?: boolean) {
+  const drives = await import('../drives/drivelist.ts');
+  return drives.listDrives(images, ...(inspect === undefined ? [] : [inspect]));
 }
 
 export class Engine {
@@ -248,6 +260,27 @@ export class Engine {
   /** A repository named in the config resolves to its location; anything else is taken as a path. */
   resolveRepo(repo: string): string {
     return this.state.config.repositories[repo] ?? resolve(repo);
+  }
+
+  /** The attached volume whose source is the held path, or whose loop device it is (by device number). */
+  async #volumeServingHeld(held: HeldPath): Promise<AttachedVolume | null> {
+    const bySource = this.#volumes.get(held.name);
+    if (bySource) return bySource;
+    if (!held.stats.isBlockDevice()) return null;
+    for (const volume of this.#volumes.values()) {
+      const loop = await stat(volume.loopDevice).catch(() => null);
+      if (loop?.isBlockDevice() && loop.rdev === held.stats.rdev) return volume;
+    }
+    return null;
+  }
+
+  /** The attached volume whose loop device `path` is a partition of (e.g. /dev/loop4p1 of /dev/loop4). */
+  async #volumeOfPartition(path: string): Promise<AttachedVolume | null> {
+    if (!path.startsWith('/dev/')) return null;
+    for (const volume of this.#volumes.values()) {
+      if (volume.partitions.includes(path)) return volume;
+    }
+    return null;
   }
 
   #busy(jobId: string, paths: string[], writing: boolean): void {
@@ -389,14 +422,33 @@ export class Engine {
     return all;
   }
 
-  /** The point `point` (an id or a prefix) of the held repository, complete. */
+  /** The point `point` (an id, a prefix or 'latest') of the held repository, complete. */
   async #pointOf(repo: { location: string; held: HeldPath }, point: string): Promise<PointSummary> {
+    if (this.runners.findPoint) {
+      const found = await this.runners.findPoint(repo.held.procPath, point);
+      if (!found.complete) {
+        throw new ApiError(
+          'refused',
+          `Restore point ${found.id} in ${repo.location} is incomplete (its backup did not finish).`,
+        );
+      }
+      return { ...found, repo: repo.location };
+    }
     const points = await this.runners.listPoints(repo.held.procPath);
-    const found = points.find((candidate) => candidate.id === point || candidate.id.startsWith(point));
+    // 'latest' is the newest complete point, as the CLI has always taken it.
+    const found =
+      point === 'latest'
+        ? points
+            .filter((candidate) => candidate.complete)
+            .sort((a, b) => a.time.localeCompare(b.time))
+            .at(-1)
+        : points.find((candidate) => candidate.id === point || candidate.id.startsWith(point));
     if (!found)
       throw new ApiError(
         'not-found',
-        `No restore point '${point}' in ${repo.location}; list them with points.list.`,
+        point === 'latest'
+          ? `Repository ${repo.location} has no complete restore point.`
+          : `No restore point '${point}' in ${repo.location}; list them with points.list.`,
       );
     if (!found.complete) {
       throw new ApiError(
@@ -417,20 +469,50 @@ export class Engine {
     repoRef: string,
     container: Plan['container'] | undefined,
     title?: string,
-    hooks: { preHook?: string | undefined; postHook?: string | undefined } = {},
+    options: {
+      preHook?: string | undefined;
+      postHook?: string | undefined;
+      allowInconsistent?: boolean | undefined;
+    } = {},
   ): Promise<Job> {
     const held: HeldPath[] = [];
     const release = () => {
       for (const handle of held) handle.close();
     };
     try {
-      const heldSource = await this.#holdSource(caller, source);
+      let heldSource = await this.#holdSource(caller, source);
       held.push(heldSource);
+      if (!(heldSource.stats.isFile() || heldSource.stats.isBlockDevice())) {
+        throw new ApiError(
+          'not-found',
+          `No disk or image file at ${heldSource.name}; choose one from drives.list.`,
+        );
+      }
+      // The loop device of an attached volume is that volume: its backup goes through the volume's session,
+      // reading the volume's file (held and checked for this caller too), never the loop device the tap serves.
+      const volume = await this.#volumeServingHeld(heldSource);
+      if (volume && volume.source !== heldSource.name) {
+        heldSource = await this.#holdSource(caller, volume.source);
+        held.push(heldSource);
+      }
+      const sourcePath = heldSource.name;
+      const whole = volume ? null : await this.#volumeOfPartition(sourcePath);
+      if (whole) {
+        throw new ApiError(
+          'refused',
+          `${sourcePath} is a partition of ${whole.source}, attached as ${whole.loopDevice}; back up ${whole.source} (or ${whole.loopDevice}) for a consistent point of the whole volume.`,
+        );
+      }
+      if ((options.preHook || options.postHook) && !volume) {
+        throw new ApiError(
+          'bad-request',
+          `Backup hooks run around the freeze of an attached volume, and ${sourcePath} is not attached in this engine; attach it (diskline attach with the daemon running), then back it up again.`,
+        );
+      }
       const repo = this.#holdRepository(caller, repoRef);
       held.push(repo.held);
       const heldContainer = this.#holdContainer(caller, container);
       if (heldContainer.held) held.push(heldContainer.held);
-      const sourcePath = heldSource.name;
       const attached = this.#volumeFiles.get(sourcePath);
       if (attached && (attached.dev !== heldSource.stats.dev || attached.ino !== heldSource.stats.ino)) {
         throw new ApiError(
@@ -445,6 +527,7 @@ export class Engine {
         );
       }
       const location = repo.location;
+      const readSource = heldSource;
       const job = this.jobs.start({
         kind: 'backup',
         title: title ?? `Back up ${sourcePath} to ${location}`,
@@ -457,11 +540,11 @@ export class Engine {
             const volume = this.#volumes.get(sourcePath) ?? null;
             return await this.runners.backup(
               {
-                source: heldSource.procPath,
+                source: readSource.procPath,
                 repo: repo.held.procPath,
                 container: heldContainer.spec,
                 volume,
-                ...hooks,
+                ...options,
               },
               context,
               (provider) => {
@@ -635,7 +718,10 @@ export class Engine {
         }
         return { repo: location };
       },
-      'backup.start': async ({ source, repo, container, preHook, postHook }, connection) => {
+      'backup.start': async (
+        { source, repo, container, preHook, postHook, allowInconsistent },
+        connection,
+      ) => {
         const caller = callerOf(connection);
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
@@ -645,7 +731,11 @@ export class Engine {
             'Backup hooks run as root, so only root may give them; ask an administrator to set them up.',
           );
         }
-        return this.#startBackup(caller, source, repo, container, undefined, { preHook, postHook });
+        return this.#startBackup(caller, source, repo, container, undefined, {
+          preHook,
+          postHook,
+          allowInconsistent,
+        });
       },
       'restore.preview': async ({ repo, point, to }, connection) => {
         const caller = callerOf(connection);
@@ -1028,6 +1118,7 @@ export class Engine {
     const mount = this.#mounts.get(path);
     this.#mounts.delete(path);
     try {
+      const { NotMountedError } = await import('../jobs/mount.ts');
       await this.runners.unmount(path).catch((error: Error) => {
         throw error instanceof NotMountedError ? new ApiError('not-found', error.message) : error;
       });

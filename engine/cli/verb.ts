@@ -1,7 +1,9 @@
-// What one CLI verb is: a usage line, a summary and a run function returning the exit code.
+// What one CLI verb is: a usage line, a summary and a run function. A verb returns when it did what it says and
+// throws otherwise — an error of its kind (protocol/failure.ts); main.ts turns the kind into the exit code.
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { UsageError } from '../../protocol/failure.ts';
 
-export const ExitCode = { ok: 0, failed: 1, usage: 2, refused: 3, damaged: 4 } as const;
+export { UsageError };
 
 export interface Verb {
   /** e.g. "inspect <device|image> [--json]" */
@@ -9,19 +11,7 @@ export interface Verb {
   summary: string;
   /** Option descriptions shown by --help. */
   help?: string;
-  run(args: string[]): Promise<number>;
-}
-
-/** Bad command-line input: printed with the verb's usage, exit code 2. */
-export class UsageError extends Error {}
-
-/** An error that carries its own exit code (e.g. refused for safety: 3). */
-export class ExitError extends Error {
-  readonly exitCode: number;
-  constructor(message: string, exitCode: number) {
-    super(message);
-    this.exitCode = exitCode;
-  }
+  run(args: string[]): Promise<void>;
 }
 
 /** node:util parseArgs, with unknown options and missing values reported as usage errors. */

@@ -1,5 +1,6 @@
 // Repository upkeep jobs: verify (structure, or every byte) and prune (retention). Verify's findings are
 // recorded per point in the engine's state, so the timeline can show which points are known good or damaged.
+import { DamageError } from '../../protocol/failure.ts';
 import type { Retention } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { pruneRepository } from '../repository/prune.ts';
@@ -35,11 +36,12 @@ export async function runVerify(
   });
   if (!report.ok) {
     const first = report.damagedPoints[0];
-    throw new Error(
+    throw new DamageError(
       `${params.name ?? params.repo} is damaged: ${report.damagedPoints.length} point(s) cannot be restored exactly` +
         (first ? ` (${first.id}: ${first.problems[0]})` : '') +
         (report.problems.length ? `; ${report.problems[0]}` : '') +
         '. Back up again to replace them; prune the damaged points.',
+      { ...report },
     );
   }
   return { ...report };

@@ -4,6 +4,7 @@
 // Job records are persisted on every state change, so a daemon that restarts reports the jobs an earlier
 // run left unfinished as 'interrupted' and lets their kind clean up after them.
 import { randomUUID } from 'node:crypto';
+import { DamageError, type FailureKind, failureKindOf } from '../../protocol/failure.ts';
 import type { ContainerState, Job, JobKind } from '../../protocol/model.ts';
 import type { EventBus } from '../api/events.ts';
 import type { StateStore } from '../config/state.ts';
@@ -146,6 +147,7 @@ export class JobManager {
       units: null,
       unitSize: null,
       error: null,
+      failureKind: null,
       result: spec.detail ? { ...spec.detail } : null,
       owner: spec.owner ?? null,
     };
@@ -234,7 +236,11 @@ export class JobManager {
     } catch (error) {
       if (live.interruptedBy) this.#end(live, 'interrupted', live.interruptedBy, null);
       else if (live.abort.signal.aborted) this.#end(live, 'cancelled', null, null);
-      else this.#end(live, 'failed', (error as Error)?.message ?? String(error), null);
+      else {
+        // Damage found keeps its report in the job's result: what is damaged is the finding, not a crash.
+        const report = error instanceof DamageError ? error.report : null;
+        this.#end(live, 'failed', (error as Error)?.message ?? String(error), report, failureKindOf(error));
+      }
     } finally {
       if (lockKey) this.#startNextWriter(lockKey);
     }
@@ -285,11 +291,13 @@ export class JobManager {
     state: Job['state'],
     error: string | null,
     result: Record<string, unknown> | null,
+    failureKind: FailureKind | null = null,
   ): void {
     const { record } = live;
     record.state = state;
     record.endedAt = now();
     record.error = state === 'cancelled' ? `Cancelled at ${record.endedAt}.` : error;
+    record.failureKind = state === 'failed' ? (failureKind ?? 'failure') : null;
     record.etaSeconds = null;
     if (result) record.result = { ...(record.result ?? {}), ...result };
     if (live.emitTimer) clearTimeout(live.emitTimer);

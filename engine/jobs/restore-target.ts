@@ -8,8 +8,8 @@ import { readFile, realpath } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Drive } from '../../protocol/model.ts';
+import { loopDevicesBacking } from '../device/busy.ts';
 import type { HeldPath } from '../handles/held-path.ts';
-import { loopDevicesBackedBy } from './restore.ts';
 
 const run = promisify(execFile);
 
@@ -142,7 +142,7 @@ export async function describeRestore(facts: PreviewFacts): Promise<Omit<Restore
   } else {
     description = `Image file ${identity.path} (${identity.size} bytes)`;
     overwrites.push(`the image file ${identity.path}: all ${identity.size} bytes`);
-    const loops = await loopDevicesBackedBy(identity.path);
+    const loops = await loopDevicesBacking(identity.path);
     if (loops.length) {
       refusal = `${identity.path} is attached as ${loops.join(', ')} (it may be mounted); detach it, then ask for a new preview.`;
     }

@@ -1,21 +1,21 @@
 // The work behind each job kind, as the engine runs it: backup through a snapshot session into the
-// repository, restore, verify, prune, the restore drill, and restore points mounted read-only.
+// repository, restore, verify, prune, the restore drill, and restore points mounted read-only. Each job's
+// code is loaded when a job of its kind first runs, so a one-shot engine in a CLI command loads only its own.
 import type { JobRunners } from '../api/engine.ts';
 import type { StateStore } from '../config/state.ts';
 import { Repository } from '../repository/repository.ts';
-import { attachVolume } from '../tap/attach.ts';
-import { runBackup } from './backup.ts';
-import { runDrill } from './drill.ts';
-import { runInstantRestore } from './instant-restore.ts';
-import { runPrune, runVerify } from './maintenance.ts';
-import { MountTable } from './mount.ts';
+import type { MountTable } from './mount.ts';
 import { enginePassphrase, withRepository } from './repository-access.ts';
-import { runRestore } from './restore.ts';
 
 export function defaultRunners(state: StateStore): JobRunners {
-  const mounts = new MountTable();
+  let mounts: MountTable | null = null;
+  const mountTable = async () => (mounts ??= new (await import('./mount.ts')).MountTable());
   return {
     listPoints: (repo) => withRepository(repo, async (opened) => (await opened.listPoints()).points),
+    findPoint: (repo, reference) =>
+      withRepository(repo, async (opened) =>
+        opened.summarize(await opened.loadManifest(await opened.resolvePointId(reference))),
+      ),
     initRepository: async (repo, encrypted) => {
       const created = await Repository.init(repo, {
         password: enginePassphrase(),
@@ -23,15 +23,21 @@ export function defaultRunners(state: StateStore): JobRunners {
       });
       await created.close();
     },
-    backup: (params, context, publishBlockMap) => runBackup(params, context, publishBlockMap),
-    restore: (params, context) =>
-      params.instant ? runInstantRestore(params, context) : runRestore(params, context),
-    verify: (params, context) => runVerify(params, context, state),
-    prune: (params, context) => runPrune(params, context),
-    drill: (params, context) => runDrill(params, context, state),
-    mount: ({ repo, point, dir }) => mounts.mount(repo, point, dir),
-    unmount: (path) => mounts.unmount(path),
-    close: () => mounts.unmountAll(),
-    attach: (source, trackingDir) => attachVolume(source, { trackingDir }),
+    backup: async (params, context, publishBlockMap) =>
+      (await import('./backup.ts')).runBackup(params, context, publishBlockMap),
+    restore: async (params, context) =>
+      params.instant
+        ? (await import('./instant-restore.ts')).runInstantRestore(params, context)
+        : (await import('./restore.ts')).runRestore(params, context),
+    verify: async (params, context) => (await import('./maintenance.ts')).runVerify(params, context, state),
+    prune: async (params, context) => (await import('./maintenance.ts')).runPrune(params, context),
+    drill: async (params, context) => (await import('./drill.ts')).runDrill(params, context, state),
+    mount: async ({ repo, point, dir }) => (await mountTable()).mount(repo, point, dir),
+    unmount: async (path) => (await mountTable()).unmount(path),
+    close: async () => {
+      await mounts?.unmountAll();
+    },
+    attach: async (source, trackingDir) =>
+      (await import('../tap/attach.ts')).attachVolume(source, { trackingDir }),
   };
 }

@@ -120,20 +120,23 @@ export class Repository {
     const directory = resolve(path);
     const existing = await readdir(directory).catch(() => null);
     if (existing && existing.length > 0) {
-      throw new RepositoryError(`cannot create a repository in ${directory}: the directory is not empty`, 3);
+      throw new RepositoryError(
+        `cannot create a repository in ${directory}: the directory is not empty`,
+        'refusal',
+      );
     }
     if (!options.insecureNoEncryption && !options.password) {
       throw new RepositoryError(
         'a passphrase is needed to create an encrypted repository: set DISKLINE_PASSWORD or pass --password-file ' +
           '(or --insecure-no-encryption for a repository anyone can read)',
-        2,
+        'usage',
       );
     }
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!isChunkSize(chunkSize)) {
       throw new RepositoryError(
         `chunk size ${chunkSize} is not a power of two between ${MIN_CHUNK_SIZE >> 10} KiB and ${MAX_CHUNK_SIZE >> 20} MiB`,
-        2,
+        'usage',
       );
     }
     await mkdir(directory, { recursive: true });
@@ -209,7 +212,7 @@ export class Repository {
       if (!options.password) {
         throw new RepositoryError(
           `repository ${directory} is encrypted: set DISKLINE_PASSWORD or pass --password-file`,
-          2,
+          'usage',
         );
       }
       try {

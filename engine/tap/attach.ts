@@ -7,6 +7,7 @@ import { closeSync, constants, fstatSync, fsyncSync, openSync } from 'node:fs';
 import { mkdtemp, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RefusalError } from '../../protocol/failure.ts';
 import { deviceUses } from '../device/busy.ts';
 import type { ByteRange } from '../device/types.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle, type TapStats } from '../native/index.ts';
@@ -73,10 +74,8 @@ export interface AttachedVolume {
   detach(): Promise<void>;
 }
 
-/** Refused for safety (CLI exit code 3). */
-export class TapRefusedError extends Error {
-  readonly exitCode = 3;
-}
+/** Refused for safety: attaching or detaching now would put data in use at risk. */
+export class TapRefusedError extends RefusalError {}
 
 /**
  * Refuses to take a tap's loop device away while it or one of its partitions is mounted: stopping the tap under

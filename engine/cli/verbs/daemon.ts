@@ -7,7 +7,7 @@ import type { Engine } from '../../api/engine.ts';
 import { openEngine, untilSignal } from '../../api/host.ts';
 import { socketPath, UnixServer } from '../../api/unix-server.ts';
 import { recoverStaleTaps } from '../../tap/system-state.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 /** The gid of a group from /etc/group, or null when there is no such group. */
 function groupId(name: string): number | null {
@@ -98,6 +98,6 @@ Runs until SIGTERM or SIGINT; jobs running then are reported 'interrupted' at th
       await server.close();
       await engine.stop();
     });
-    return ExitCode.ok;
+    return;
   },
 };

@@ -2,7 +2,7 @@
 import { parseByteSize } from '../../../protocol/byte-size.ts';
 import { DEFAULT_CHUNK_SIZE, isChunkSize, Repository } from '../../repository/repository.ts';
 import { readPassphrase, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'init --repo R [--chunk-size 64K] [--insecure-no-encryption] [--json]',
@@ -34,6 +34,6 @@ export const verb: Verb = {
         ? `${JSON.stringify(result)}\n`
         : `Created ${insecure ? 'an UNENCRYPTED' : 'an encrypted'} repository in ${repo.path}\n`,
     );
-    return ExitCode.ok;
+    return;
   },
 };

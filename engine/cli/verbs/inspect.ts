@@ -2,7 +2,7 @@
 // size and used bytes, read from allocation metadata (the same map a backup copies).
 import { openReader } from '../../device/open.ts';
 import { type DiskLayout, inspectDisk } from '../../layout/inspect.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -80,7 +80,7 @@ export const verb: Verb = {
           ? `${JSON.stringify(layoutJson(layout, values.ranges ?? false), null, 2)}\n`
           : layoutTable(layout),
       );
-      return ExitCode.ok;
+      return;
     } finally {
       await reader.close();
     }

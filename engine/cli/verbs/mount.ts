@@ -4,7 +4,7 @@
 import { HeldPathError, holdPath } from '../../handles/held-path.ts';
 import { mountPointReadOnly } from '../../tap/serve-point.ts';
 import { openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'mount <point> --repo R <dir> [--json]',
@@ -32,10 +32,7 @@ export const verb: Verb = {
     const pointId = await repo.resolvePointId(reference);
     const point = await repo.openPoint(pointId);
     if (!point.manifest.complete)
-      throw new ExitError(
-        `restore point ${pointId} is incomplete (its backup was interrupted)`,
-        ExitCode.failed,
-      );
+      throw new Error(`restore point ${pointId} is incomplete (its backup was interrupted)`);
     const mounted = await mountPointReadOnly(
       point,
       point.manifest.source.size,
@@ -59,7 +56,7 @@ export const verb: Verb = {
     const onSignal = () => {
       interrupted = true;
       mounted.unmount().then(
-        () => process.exit(ExitCode.ok),
+        () => process.exit(0),
         (error: Error) =>
           process.stderr.write(`diskline mount: ${error.message}; unmount ${dir} and try again\n`),
       );
@@ -70,6 +67,6 @@ export const verb: Verb = {
     if (!interrupted) await mounted.unmount();
     heldDir.close();
     await repo.close();
-    return ExitCode.ok;
+    return;
   },
 };

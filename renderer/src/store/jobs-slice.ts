@@ -24,7 +24,13 @@ export interface JobsSlice {
   applyJob(job: Job): void;
   followJob(id: string | null): void;
   cancelJob(id: string): Promise<void>;
-  startBackup(source: string, repo: string, container?: ContainerSpec): Promise<Job | null>;
+  /** `allowInconsistent`: back up a disk in use without the tap anyway (a crash-consistent point). */
+  startBackup(
+    source: string,
+    repo: string,
+    container?: ContainerSpec,
+    options?: { allowInconsistent?: boolean },
+  ): Promise<Job | null>;
   startVerify(repo: string, readData: boolean): Promise<Job | null>;
   startDrill(repo: string, point: string): Promise<Job | null>;
 }
@@ -81,9 +87,14 @@ export const createJobsSlice: SliceCreator<JobsSlice> = (set, get, engine) => ({
   async cancelJob(id) {
     await get().attempt(`cancel:${id}`, () => engine.call('jobs.cancel', { id }));
   },
-  async startBackup(source, repo, container) {
+  async startBackup(source, repo, container, options) {
     const job = await get().attempt('backup', () =>
-      engine.call('backup.start', container ? { source, repo, container } : { source, repo }),
+      engine.call('backup.start', {
+        source,
+        repo,
+        ...(container ? { container } : {}),
+        ...(options?.allowInconsistent ? { allowInconsistent: true } : {}),
+      }),
     );
     if (job) {
       get().applyJob(job);
