@@ -360,6 +360,12 @@ export class Engine {
     container: Plan['container'] | undefined,
   ): { spec: Plan['container'] | undefined; held: HeldPath | null } {
     if (!container?.path) return { spec: container, held: null };
+    if (container.kind === 'device') {
+      // A partition is named by its node under /dev, which only root can change; it is checked as a disk the
+      // caller may use, and held for the backup's life.
+      const device = holdForCaller(caller, container.path);
+      return { spec: { ...container, path: device.name }, held: device };
+    }
     const { parent, name } = splitParent(container.path);
     const held = holdForCaller(caller, parent);
     requireCallersDirectory(caller, held, 'a container file in');
@@ -513,6 +519,14 @@ export class Engine {
       held.push(repo.held);
       const heldContainer = this.#holdContainer(caller, container);
       if (heldContainer.held) held.push(heldContainer.held);
+      if (heldContainer.held && container?.kind === 'device') {
+        await requireCallersDisk(
+          caller,
+          heldContainer.held,
+          'as a container',
+          this.state.config.deviceGroups,
+        );
+      }
       const attached = this.#volumeFiles.get(sourcePath);
       if (attached && (attached.dev !== heldSource.stats.dev || attached.ino !== heldSource.stats.ino)) {
         throw new ApiError(

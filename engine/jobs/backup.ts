@@ -8,6 +8,7 @@
 // the backup takes a consistent point through it (freeze, arm, thaw) while the volume stays in use, lists the
 // used blocks from the snapshot itself, and gives a 'frozen' point (or 'crash-consistent' when nothing mounted
 // could be frozen).
+import { realpath } from 'node:fs/promises';
 import type { ContainerSpec } from '../../protocol/model.ts';
 import type { BlockMapProvider } from '../api/engine.ts';
 import { openContainer } from '../container/open.ts';
@@ -188,7 +189,8 @@ export async function runBackup(
     if (params.volume) return runAttachedBackup(repo, params.volume, params, context, publishBlockMap);
     const container = await openContainer(params.container, {
       slotSize: repo.chunkSize,
-      sourcePath: params.source,
+      // A held source (/proc/PID/fd/N) is named, and compared, by the node it leads to.
+      sourcePath: await realpath(params.source).catch(() => params.source),
       repositoryPath: params.repo,
     });
     let reader: BlockReader | null = null;
