@@ -150,13 +150,16 @@ export class Repository {
     const directory = remote ? path : resolve(path);
     const existing = remote ? null : await readdir(directory).catch(() => null);
     if (existing && existing.length > 0) {
-      throw new RepositoryError(`cannot create a repository in ${directory}: the directory is not empty`, 3);
+      throw new RepositoryError(
+        `cannot create a repository in ${directory}: the directory is not empty`,
+        'refusal',
+      );
     }
     if (!options.insecureNoEncryption && !options.password) {
       throw new RepositoryError(
         'a passphrase is needed to create an encrypted repository: set DISKLINE_PASSWORD or pass --password-file ' +
           '(or --insecure-no-encryption for a repository anyone can read)',
-        2,
+        'usage',
       );
     }
     const weakness =
@@ -166,21 +169,21 @@ export class Repository {
     if (weakness) {
       throw new RepositoryError(
         `the passphrase is too weak to guard a repository: ${weakness}; or pass --insecure-weak-passphrase`,
-        2,
+        'usage',
       );
     }
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!isChunkSize(chunkSize)) {
       throw new RepositoryError(
         `chunk size ${chunkSize} is not a power of two between ${MIN_CHUNK_SIZE >> 10} KiB and ${MAX_CHUNK_SIZE >> 20} MiB`,
-        2,
+        'usage',
       );
     }
     const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
     if (!Number.isInteger(packSize) || packSize < MIN_PACK_SIZE || packSize > MAX_PACK_SIZE) {
       throw new RepositoryError(
         `pack size ${packSize} is not between ${MIN_PACK_SIZE >> 10} KiB and ${MAX_PACK_SIZE >> 30} GiB`,
-        2,
+        'usage',
       );
     }
     const folderMode = options.groupReadable ? 0o750 : 0o700;
@@ -192,7 +195,7 @@ export class Repository {
       if ((await store.list('')).length > 0) {
         throw new RepositoryError(
           `cannot create a repository at ${store.location}: objects already exist there`,
-          3,
+          'refusal',
         );
       }
       backend = store;
@@ -294,7 +297,7 @@ export class Repository {
       if (!options.password) {
         throw new RepositoryError(
           `repository ${directory} is encrypted: set DISKLINE_PASSWORD or pass --password-file`,
-          2,
+          'usage',
         );
       }
       try {
