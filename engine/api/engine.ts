@@ -7,6 +7,7 @@ import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.
 import { failureKindOf } from '../../protocol/failure.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
+import { isS3Location } from '../backend/s3/location.ts';
 import type { StateStore } from '../config/state.ts';
 import {
   createInHeldDirectory,
@@ -62,6 +63,35 @@ export interface EngineOptions {
   clock?: Clock;
 }
 
+/**
+ * A repository a call works on: `path` is what the job opens — a held directory's descriptor link, or an object
+ * store's location — and `held` the directory itself (null for an object store).
+ */
+interface HeldRepository {
+  location: string;
+  path: string;
+  held: HeldPath | null;
+  close(): void;
+}
+
+function heldDirectoryRepository(location: string, held: HeldPath): HeldRepository {
+  return { location, path: held.procPath, held, close: () => held.close() };
+}
+
+/**
+ * An object-store repository is reached with the engine's own credentials, so naming one is root's (or the
+ * engine's own user's): a user allowed on the socket could otherwise read or prune what those credentials reach.
+ */
+function objectStoreRepository(caller: Caller, location: string): HeldRepository {
+  if (!caller.privileged) {
+    throw new ApiError(
+      'forbidden',
+      `${location} is an object store reached with the engine's credentials; only root may name one.`,
+    );
+  }
+  return { location, path: location, held: null, close: () => {} };
+}
+
 let nextConnectionId = 1;
 
 /** A restore target as checked: the held target when it exists, and (for an image) its held directory. */
@@ -106,7 +136,7 @@ export class Engine {
   /** plans.runNow waiting for the backup its run starts, by plan id. */
   #planBackups = new Map<string, (job: Job) => void>();
   /** Restore points mounted through the API, by directory: who asked, and the repository held for them. */
-  #mounts = new Map<string, { owner: number | null; repo: HeldPath }>();
+  #mounts = new Map<string, { owner: number | null; repo: { close(): void } }>();
   /** Paths that running jobs read (backups) or write (restores), by job id. */
   #busyPaths = new Map<string, { paths: Set<string>; writing: boolean }>();
 
@@ -217,7 +247,8 @@ export class Engine {
 
   /** A repository named in the config resolves to its location; anything else is taken as a path. */
   resolveRepo(repo: string): string {
-    return this.state.config.repositories[repo] ?? resolve(repo);
+    const named = this.state.config.repositories[repo] ?? repo;
+    return isS3Location(named) ? named : resolve(named);
   }
 
   /** The attached volume whose source is the held path, or whose loop device it is (by device number). */
@@ -249,23 +280,25 @@ export class Engine {
    * Opens the repository a caller names, once: a directory that (for a non-root caller) it owns, named in the
    * config or by path. The engine then works through the returned handle's procPath only.
    */
-  #holdRepository(caller: Caller, repo: string): { location: string; held: HeldPath } {
+  #holdRepository(caller: Caller, repo: string): HeldRepository {
     const location = this.resolveRepo(repo);
+    if (isS3Location(location)) return objectStoreRepository(caller, location);
     const held = holdForCaller(caller, location);
     requireCallersDirectory(caller, held, 'a repository');
-    return { location, held };
+    return heldDirectoryRepository(location, held);
   }
 
   /**
    * For repo.init: the repository directory, made (0700, owned by the caller) in a held directory the caller
    * owns when it does not exist yet.
    */
-  async #holdNewRepository(caller: Caller, repo: string): Promise<{ location: string; held: HeldPath }> {
+  async #holdNewRepository(caller: Caller, repo: string): Promise<HeldRepository> {
     const location = this.resolveRepo(repo);
+    if (isS3Location(location)) return objectStoreRepository(caller, location);
     const existing = holdForCallerIfPresent(caller, location);
     if (existing) {
       requireCallersDirectory(caller, existing, 'a repository');
-      return { location, held: existing };
+      return heldDirectoryRepository(location, existing);
     }
     const { parent, name } = splitParent(location);
     const heldParent = holdForCaller(caller, parent);
@@ -282,10 +315,10 @@ export class Engine {
       if (created && held.stats.isDirectory() && held.stats.uid === 0 && !caller.privileged) {
         // The directory this call made becomes the caller's, through the held descriptor (never by name).
         chownSync(held.procPath, caller.uid, caller.gids[0] ?? caller.uid);
-        return { location, held };
+        return heldDirectoryRepository(location, held);
       }
       requireCallersDirectory(caller, held, 'a repository');
-      return { location, held };
+      return heldDirectoryRepository(location, held);
     } catch (error) {
       if (error instanceof HeldPathError) throw new ApiError('refused', error.message);
       throw error;
@@ -368,8 +401,8 @@ export class Engine {
   }
 
   /** Refuses a restore target inside the repository it restores from (it would destroy what it reads). */
-  #refuseInsideRepository(target: HeldTarget, repo: { location: string; held: HeldPath }): void {
-    if (target.parent && heldInside(target.parent, repo.held)) {
+  #refuseInsideRepository(target: HeldTarget, repo: HeldRepository): void {
+    if (target.parent && repo.held && heldInside(target.parent, repo.held)) {
       throw new ApiError(
         'refused',
         `${target.name} is inside the repository ${repo.location}; restoring there would destroy the repository. Choose a target outside it.`,
@@ -387,9 +420,9 @@ export class Engine {
   }
 
   /** The point `point` (an id, a prefix or 'latest') of the held repository, complete. */
-  async #pointOf(repo: { location: string; held: HeldPath }, point: string): Promise<PointSummary> {
+  async #pointOf(repo: HeldRepository, point: string): Promise<PointSummary> {
     if (this.runners.findPoint) {
-      const found = await this.runners.findPoint(repo.held.procPath, point);
+      const found = await this.runners.findPoint(repo.path, point);
       if (!found.complete) {
         throw new ApiError(
           'refused',
@@ -398,7 +431,7 @@ export class Engine {
       }
       return { ...found, repo: repo.location };
     }
-    const points = await this.runners.listPoints(repo.held.procPath);
+    const points = await this.runners.listPoints(repo.path);
     // 'latest' is the newest complete point, as the CLI has always taken it.
     const found =
       point === 'latest'
@@ -441,7 +474,7 @@ export class Engine {
       strict?: boolean | undefined;
     } = {},
   ): Promise<Job> {
-    const held: HeldPath[] = [];
+    const held: { close(): void }[] = [];
     const release = () => {
       for (const handle of held) handle.close();
     };
@@ -476,7 +509,7 @@ export class Engine {
         );
       }
       const repo = this.#holdRepository(caller, repoRef);
-      held.push(repo.held);
+      held.push(repo);
       const heldContainer = this.#holdContainer(caller, container);
       if (heldContainer.held) held.push(heldContainer.held);
       if (heldContainer.held && container?.kind === 'device') {
@@ -515,7 +548,7 @@ export class Engine {
             return await this.runners.backup(
               {
                 source: readSource.procPath,
-                repo: repo.held.procPath,
+                repo: repo.path,
                 container: heldContainer.spec,
                 volume,
                 ...options,
@@ -563,7 +596,7 @@ export class Engine {
     }
     const keeps = Object.values(plan.retention).some((count) => count !== undefined);
     if (!keeps) return { ok: true, message: 'Backup succeeded.' };
-    let repo: { location: string; held: HeldPath };
+    let repo: HeldRepository;
     try {
       repo = this.#holdRepository(caller, plan.repo);
     } catch (error) {
@@ -578,11 +611,11 @@ export class Engine {
         run: async (context) => {
           try {
             return await this.runners.prune(
-              { repo: repo.held.procPath, retention: plan.retention, dryRun: false },
+              { repo: repo.path, retention: plan.retention, dryRun: false },
               context,
             );
           } finally {
-            repo.held.close();
+            repo.close();
           }
         },
       }).id,
@@ -601,20 +634,20 @@ export class Engine {
   async #withRepository<T>(
     caller: Caller,
     repoRef: string,
-    work: (repo: { location: string; held: HeldPath }) => Promise<T>,
+    work: (repo: HeldRepository) => Promise<T>,
   ): Promise<T> {
     const repo = this.#holdRepository(caller, repoRef);
     try {
       return await work(repo);
     } finally {
-      repo.held.close();
+      repo.close();
     }
   }
 
   /** Starts a job on a held repository, which it keeps open until it ends (closed here if it cannot start). */
   #startRepositoryJob(
     caller: Caller,
-    repo: { location: string; held: HeldPath },
+    repo: HeldRepository,
     spec: Omit<JobSpec, 'owner' | 'run'>,
     run: (context: JobContext) => Promise<Record<string, unknown> | null>,
   ): Job {
@@ -626,13 +659,13 @@ export class Engine {
           try {
             return await run(context);
           } finally {
-            repo.held.close();
+            repo.close();
             this.events.emit('points.changed', { repo: repo.location }, ownerFor(caller));
           }
         },
       });
     } catch (error) {
-      repo.held.close();
+      repo.close();
       throw error;
     }
   }
@@ -675,9 +708,9 @@ export class Engine {
         }));
       },
       'points.list': ({ repo }, connection) =>
-        this.#withRepository(callerOf(connection), repo, async ({ location, held }) => {
+        this.#withRepository(callerOf(connection), repo, async ({ location, path }) => {
           const checks = this.state.checks[location] ?? {};
-          return (await this.runners.listPoints(held.procPath)).map((point) => ({
+          return (await this.runners.listPoints(path)).map((point) => ({
             ...point,
             repo: location,
             verify: checks[point.id]?.verify ?? point.verify,
@@ -685,13 +718,13 @@ export class Engine {
           }));
         }),
       'repo.init': async ({ repo, encrypted }, connection) => {
-        const { location, held } = await this.#holdNewRepository(callerOf(connection), repo);
+        const held = await this.#holdNewRepository(callerOf(connection), repo);
         try {
-          await this.runners.initRepository(held.procPath, encrypted);
+          await this.runners.initRepository(held.path, encrypted);
         } finally {
           held.close();
         }
-        return { repo: location };
+        return { repo: held.location };
       },
       'backup.start': async (
         { source, repo, container, preHook, postHook, allowInconsistent, noResume, strict },
@@ -798,7 +831,7 @@ export class Engine {
                 const journalPath = join(this.state.dir, 'instant-restore', `${dev}-${ino}.journal`);
                 const result = await this.runners.restore(
                   {
-                    repo: heldRepo.held.procPath,
+                    repo: heldRepo.path,
                     point: found.id,
                     to: heldTarget.procPath,
                     instant,
@@ -818,7 +851,7 @@ export class Engine {
           return job;
         } catch (error) {
           if (target) closeTarget(target);
-          heldRepo.held.close();
+          heldRepo.close();
           throw error;
         }
       },
@@ -835,7 +868,7 @@ export class Engine {
             detail: { repo: heldRepo.location },
           },
           (context) =>
-            this.runners.verify({ repo: heldRepo.held.procPath, name: heldRepo.location, readData }, context),
+            this.runners.verify({ repo: heldRepo.path, name: heldRepo.location, readData }, context),
         );
       },
       'prune.start': ({ repo, retention, dryRun }, connection) => {
@@ -850,7 +883,7 @@ export class Engine {
             repo: heldRepo.location,
             detail: { repo: heldRepo.location },
           },
-          (context) => this.runners.prune({ repo: heldRepo.held.procPath, retention, dryRun }, context),
+          (context) => this.runners.prune({ repo: heldRepo.path, retention, dryRun }, context),
         );
       },
       'drill.start': async ({ repo, point }, connection) => {
@@ -860,7 +893,7 @@ export class Engine {
         try {
           found = await this.#pointOf(heldRepo, point);
         } catch (error) {
-          heldRepo.held.close();
+          heldRepo.close();
           throw error;
         }
         return this.#startRepositoryJob(
@@ -873,10 +906,7 @@ export class Engine {
             detail: { repo: heldRepo.location, point: found.id },
           },
           (context) =>
-            this.runners.drill(
-              { repo: heldRepo.held.procPath, name: heldRepo.location, point: found.id },
-              context,
-            ),
+            this.runners.drill({ repo: heldRepo.path, name: heldRepo.location, point: found.id }, context),
         );
       },
       'mount.start': async ({ repo, point, dir }, connection) => {
@@ -895,11 +925,11 @@ export class Engine {
           const given = heldDir;
           heldDir = null;
           const { path } = await this.runners.mount({
-            repo: heldRepo.held.procPath,
+            repo: heldRepo.path,
             point: found.id,
             dir: given,
           });
-          const mount = { owner: ownerFor(caller), repo: heldRepo.held };
+          const mount = { owner: ownerFor(caller), repo: heldRepo };
           this.#mounts.set(path, mount);
           // A user's mount lasts as long as the connection that asked for it.
           if (!caller.privileged) {
@@ -910,7 +940,7 @@ export class Engine {
           return { path };
         } catch (error) {
           heldDir?.close();
-          heldRepo.held.close();
+          heldRepo.close();
           throw error;
         }
       },
@@ -1022,11 +1052,24 @@ export class Engine {
         if (sourceNow) (await this.#holdSource(caller, draft.source)).close();
         else this.#requireFutureEntry(caller, draft.source, 'a backup source');
         const repoLocation = this.resolveRepo(draft.repo);
-        const repoNow = holdForCallerIfPresent(caller, repoLocation);
+        const repoNow = isS3Location(repoLocation) ? null : holdForCallerIfPresent(caller, repoLocation);
         repoNow?.close();
-        if (repoNow) this.#holdRepository(caller, draft.repo).held.close();
+        if (repoNow || isS3Location(repoLocation)) this.#holdRepository(caller, draft.repo).close();
         else this.#requireFutureEntry(caller, repoLocation, 'a repository');
-        this.#holdContainer(caller, draft.container).held?.close();
+        const container = this.#holdContainer(caller, draft.container);
+        try {
+          // A partition container must be a disk the caller may use, as the backup will check at each run.
+          if (container.held && draft.container?.kind === 'device') {
+            await requireCallersDisk(
+              caller,
+              container.held,
+              'as a container',
+              this.state.config.deviceGroups,
+            );
+          }
+        } finally {
+          container.held?.close();
+        }
         try {
           return await this.scheduler.save({ ...draft, owner: ownerFor(caller) });
         } catch (error) {

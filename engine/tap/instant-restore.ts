@@ -5,7 +5,7 @@
 // done. The copier walks the remaining units in disk order. Interrupted (detach, crash) before the copier
 // finishes, T is partly restored and must not be used on its own: the same restore again resumes it from its
 // journal (restore-journal.ts), keeping what users wrote meanwhile.
-import { closeSync, constants, fstatSync, openSync, write as writeCallback } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, realpathSync, write as writeCallback } from 'node:fs';
 import { mkdtemp, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -44,6 +44,21 @@ export interface InstantRestoreOptions {
   journalPath?: string;
 }
 
+/**
+ * The name a journal records for `target`. A target the engine holds is given as its descriptor's magic link
+ * (/proc/PID/fd/N), which differs from one engine process to the next: the journal names what it leads to, so a
+ * restarted engine still recognises the restore it resumes.
+ */
+function journalTargetName(target: string): string {
+  const absolute = resolve(target);
+  if (!absolute.startsWith('/proc/')) return absolute;
+  try {
+    return realpathSync(absolute);
+  } catch {
+    return absolute;
+  }
+}
+
 /** True when an unfinished instant restore of this point to `target` can resume (so the target must be kept). */
 export function instantRestoreResumes(
   point: RestorablePoint,
@@ -52,7 +67,12 @@ export function instantRestoreResumes(
   journalPath = journalPathFor(resolve(target), isDevice),
 ): boolean {
   const { id, unitSize, source } = point.manifest;
-  return journalResumes(journalPath, { point: id, target: resolve(target), size: source.size, unitSize });
+  return journalResumes(journalPath, {
+    point: id,
+    target: journalTargetName(target),
+    size: source.size,
+    unitSize,
+  });
 }
 
 export interface InstantRestoreProgress {
@@ -118,7 +138,7 @@ export async function startInstantRestore(
 
     const opened = await RestoreJournal.open(
       options.journalPath ?? journalPathFor(resolve(target), isDevice),
-      { point: point.manifest.id, target: resolve(target), size, unitSize },
+      { point: point.manifest.id, target: journalTargetName(target), size, unitSize },
       unitCount,
       fd,
     );
