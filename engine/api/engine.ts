@@ -17,6 +17,7 @@ import {
   holdChild,
   holdParentOf,
   holdPathIfPresent,
+  removeIfUnwritten,
   splitParent,
 } from '../handles/held-path.ts';
 import { EventBus } from '../jobs/events.ts';
@@ -799,9 +800,11 @@ export class Engine {
           });
           if (refusal) throw new ApiError('refused', refusal);
           // A new image is created now, O_EXCL in the held directory, as the caller's file.
+          let created: { parent: HeldPath; name: string } | null = null;
           if (!target.target && target.parent) {
             const { name } = splitParent(target.name);
             try {
+              created = { parent: target.parent, name };
               target.target = createInHeldDirectory(
                 target.parent,
                 name,
@@ -840,6 +843,10 @@ export class Engine {
                   context,
                 );
                 return result && { ...result, target: identity.path };
+              } catch (error) {
+                // A new image the restore never wrote to (damage found first, say) is not left behind.
+                if (created) removeIfUnwritten(created.parent, created.name, heldTarget);
+                throw error;
               } finally {
                 closeTarget(held);
                 this.#busyPaths.delete(context.id);

@@ -4,7 +4,7 @@
 // through that descriptor (`procPath`, which re-opens the same inode and never re-resolves the name), so a name
 // swapped for a link, or a parent directory swapped, after the check changes nothing. New files are created
 // O_EXCL|O_NOFOLLOW inside a held directory. Fails with HeldPathError (a message naming the path and why).
-import { closeSync, fchownSync, fstatSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, fchownSync, fstatSync, lstatSync, readlinkSync, type Stats, unlinkSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { openat2, readlinkAt } from '../native/index.ts';
 
@@ -30,6 +30,17 @@ export class HeldPathError extends Error {
   }
 }
 
+/** The names of the descriptors held now, by their magic link (procPath). */
+const heldNames = new Map<string, string>();
+
+/**
+ * The name a held descriptor's magic link stands for (the one the caller gave, resolved when it was held), or
+ * null when `path` is not one: for messages, and for checks that the name still leads to what was held.
+ */
+export function heldNameOf(path: string): string | null {
+  return heldNames.get(path) ?? null;
+}
+
 /** An open descriptor for what a name pointed to when it was resolved. Close it when the work is done. */
 export class HeldPath {
   /** The name as the caller gave it (absolute), for messages and records — never to be opened again. */
@@ -42,6 +53,7 @@ export class HeldPath {
     this.name = name;
     this.fd = fd;
     this.stats = fstatSync(fd);
+    heldNames.set(this.procPath, name);
   }
 
   /**
@@ -55,6 +67,7 @@ export class HeldPath {
 
   close(): void {
     if (this.#closed) return;
+    heldNames.delete(this.procPath);
     this.#closed = true;
     closeSync(this.fd);
   }
@@ -196,6 +209,21 @@ export function createInHeldDirectory(
   } catch (error) {
     closeSync(fd);
     throw error;
+  }
+}
+
+/**
+ * Removes `file`, made by createInHeldDirectory as `name` in `parent`, if it is still empty and `name` still
+ * leads to it: a new target that a failed job never wrote to is not left behind.
+ */
+export function removeIfUnwritten(parent: HeldPath, name: string, file: HeldPath): void {
+  if (fstatSync(file.fd).size !== 0) return;
+  const entry = `${parent.procPath}/${name}`;
+  try {
+    const now = lstatSync(entry);
+    if (now.dev === file.stats.dev && now.ino === file.stats.ino) unlinkSync(entry);
+  } catch {
+    // Gone or replaced meanwhile: nothing of ours to remove.
   }
 }
 

@@ -13,6 +13,7 @@ import type { ContainerSpec } from '../../protocol/model.ts';
 import { openContainer } from '../container/open.ts';
 import { openReader } from '../device/open.ts';
 import type { BlockReader } from '../device/types.ts';
+import { FilesystemDamagedError } from '../filesystems/types.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import { describeSource, findRelatives } from '../repository/point-source.ts';
 import { PointWriter } from '../repository/point-writer.ts';
@@ -64,6 +65,18 @@ class DeferredSink implements UnitSink {
   }
   async abort(reason: Error): Promise<void> {
     await this.target?.abort(reason);
+  }
+}
+
+/** The source described; under --strict a used map that cannot be trusted refuses the backup, as damage. */
+async function describeStrictly(path: string, reader: BlockReader, strict = false) {
+  try {
+    return await describeSource(path, reader, { strict });
+  } catch (error) {
+    if (strict && error instanceof FilesystemDamagedError) {
+      throw new FilesystemDamagedError(`refused (--strict): ${error.message}`);
+    }
+    throw error;
   }
 }
 
@@ -131,9 +144,7 @@ async function runAttachedBackup(
       ...(params.preHook ? { preHook: params.preHook } : {}),
       ...(params.postHook ? { postHook: params.postHook } : {}),
     });
-    const source = await describeSource(params.source, snapshotReader(reader, session), {
-      strict: params.strict ?? false,
-    });
+    const source = await describeStrictly(params.source, snapshotReader(reader, session), params.strict);
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
     // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
@@ -202,7 +213,7 @@ export async function runBackup(
     let reader: BlockReader | null = null;
     try {
       reader = await openReader(params.source);
-      const source = await describeSource(params.source, reader, { strict: params.strict ?? false });
+      const source = await describeStrictly(params.source, reader, params.strict);
       const { parent, checkpoint } = await findRelatives(repo, source.identity, !params.noResume);
       const writer = await PointWriter.create(repo, {
         source: source.identity,

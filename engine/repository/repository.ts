@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
-import { RepositoryGoneError } from '../backend/held-directory.ts';
+import { nameBehind, RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
 import { S3Backend } from '../backend/s3/backend.ts';
 import { isS3Location } from '../backend/s3/location.ts';
@@ -238,12 +238,14 @@ export class Repository {
       const store = new S3Backend(path);
       return Repository.#load(path, store.location, store, options);
     }
-    const directory = resolve(path);
-    const directoryMode = await stat(directory).then(
+    // A repository the engine holds comes as its descriptor's link: messages name the repository it stands for.
+    const held = path !== (await nameBehind(path));
+    const directory = held ? await nameBehind(path) : resolve(path);
+    const directoryMode = await stat(path).then(
       (stats) => stats.mode,
       () => null,
     );
-    const backend = await LocalBackend.open(directory, {
+    const backend = await LocalBackend.open(held ? path : directory, {
       groupReadable: directoryMode !== null && groupReadable(directoryMode),
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT')
