@@ -44,6 +44,8 @@ const agentScript = fileURLToPath(new URL('../testing/hostile-caller.ts', import
 const RACE_ROUNDS = Number(process.env.DISKLINE_ATTACK_ROUNDS ?? 150);
 /** Generous guard against a hung test, never a measure of speed. */
 const GUARD_MS = 120_000;
+/** An object-store repository (never contacted: the call is refused before that). */
+const OBJECT_STORE = 's3:http://127.0.0.1:9/root-bucket/repo';
 
 function skipReason(): string | null {
   if (process.getuid?.() !== 0)
@@ -399,9 +401,17 @@ const attempts: Record<string, Attempt[]> = {
     },
   ],
   'drives.list': [{ params: () => ({}), shows: () => {} }],
-  'points.list': [{ params: () => ({ repo: rootObjects.repo }) }, { params: () => ({ repo: 'rootrepo' }) }],
-  'repo.init': [{ params: () => ({ repo: join(rootDir, 'new-repo'), encrypted: false }) }],
+  'points.list': [
+    { params: () => ({ repo: rootObjects.repo }) },
+    { params: () => ({ repo: 'rootrepo' }) },
+    { params: () => ({ repo: OBJECT_STORE }) },
+  ],
+  'repo.init': [
+    { params: () => ({ repo: join(rootDir, 'new-repo'), encrypted: false }) },
+    { params: () => ({ repo: OBJECT_STORE, encrypted: false }) },
+  ],
   'backup.start': [
+    { params: () => ({ source: own.small, repo: OBJECT_STORE }) },
     { params: () => ({ source: join(rootDir, 'secret.img'), repo: own.repo }) },
     { params: () => ({ source: own.small, repo: rootObjects.repo }) },
     { params: () => ({ source: decoyLoop?.device, repo: own.repo }) },
@@ -436,8 +446,15 @@ const attempts: Record<string, Attempt[]> = {
       }),
     },
   ],
-  'verify.start': [{ params: () => ({ repo: rootObjects.repo }) }],
-  'prune.start': [{ params: () => ({ repo: rootObjects.repo, retention: { keepLast: 0 } }) }],
+  'verify.start': [
+    { params: () => ({ repo: rootObjects.repo }) },
+    // An object store is reached with the engine's credentials: naming one is root's.
+    { params: () => ({ repo: OBJECT_STORE }) },
+  ],
+  'prune.start': [
+    { params: () => ({ repo: rootObjects.repo, retention: { keepLast: 0 } }) },
+    { params: () => ({ repo: OBJECT_STORE, retention: { keepLast: 0 } }) },
+  ],
   'drill.start': [{ params: () => ({ repo: rootObjects.repo, point: rootObjects.point }) }],
   'mount.start': [
     { params: () => ({ repo: rootObjects.repo, point: rootObjects.fsPoint, dir: join(home) }) },
