@@ -43,7 +43,7 @@ function unreadable(error: unknown): never {
   if (error instanceof DamagedRepositoryError) {
     throw new RepositoryError(
       `prune stopped before changing anything: ${error.message}. Without it prune cannot know which chunks are in use; run 'diskline verify' and remove the damaged point first`,
-      4,
+      'damage',
     );
   }
   throw error;
@@ -103,7 +103,7 @@ export async function pruneRepository(
   if (policyIsEmpty(policy)) {
     throw new RepositoryError(
       'prune needs a retention policy (--keep-last, --keep-hourly, …): without one it would forget every point',
-      2,
+      'usage',
     );
   }
   const step = async (name: string) => options.onStep?.(name);

@@ -3,7 +3,7 @@
 import { diffPoints } from '../../repository/point-diff.ts';
 import { writeJson } from '../json-output.ts';
 import { formatBytes, openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'diff <a> <b> --repo R [--json]',
@@ -19,8 +19,7 @@ export const verb: Verb = {
       );
       const a = mapA!.manifest;
       const b = mapB!.manifest;
-      if (a.unitSize !== b.unitSize)
-        throw new ExitError('the two points use different unit sizes', ExitCode.failed);
+      if (a.unitSize !== b.unitSize) throw new Error('the two points use different unit sizes');
       const { ranges, changedBytes } = await diffPoints(mapA!, mapB!);
       if (values.json) {
         writeJson({ a: a.id, b: b.id, changedBytes, ranges }, (text) => process.stdout.write(text));
@@ -31,7 +30,7 @@ export const verb: Verb = {
         for (const r of ranges.slice(0, 50)) process.stdout.write(`  ${r.start}+${r.length}\n`);
         if (ranges.length > 50) process.stdout.write(`  … ${ranges.length - 50} more (use --json for all)\n`);
       }
-      return ExitCode.ok;
+      return;
     } finally {
       await repo.close();
     }
