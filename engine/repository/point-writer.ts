@@ -557,7 +557,8 @@ export class PointWriter implements UnitSink {
   #settle(unit: number, id: Buffer | null, length: number): void {
     const index = Math.floor(unit / this.#perSegment);
     const open = this.#open.get(index);
-    if (!open) throw new Error(`unit ${unit} arrived for segment ${index}, which is not open`);
+    // A unit the copier need not have read, of a segment already sealed: what the segment holds stands.
+    if (!open) return;
     const inSegment = unit - index * this.#perSegment;
     if (id === null) this.#zeroUnits += 1;
     const fresh = !open.builder.isDone(inSegment);
