@@ -307,6 +307,8 @@ async function runOp(): Promise<void> {
     const ids = randomBytes(Math.min(n, 1 << 20) * 32);
     const idOf = (i: number) => {
       const id = Buffer.from(ids.subarray((i % (1 << 20)) * 32, (i % (1 << 20)) * 32 + 32));
+      // Distinct and uniform in the first bytes (a chunk id is a keyed hash): the pool repeats past 1 Mi.
+      id.writeUInt32LE((id.readUInt32LE(0) ^ Math.imul(i, 2654435761)) >>> 0, 0);
       id.writeUInt32LE(i, 4);
       return id;
     };

@@ -31,13 +31,14 @@ const MAX_LOAD = 0.7;
 
 /**
  * The index in memory as flat tables, not a Map of objects: 52 bytes per chunk in pages of 256 Ki entries, an
- * open-addressing table of u32 (about 6 bytes per chunk), and each pack id once. A Map keyed by base64 strings
+ * open-addressing table of u32 entry numbers and u32 hashes (8 to 16 bytes per chunk), and each pack id once. A Map keyed by base64 strings
  * took ~200 bytes per chunk and stops at 2^24 entries (1 TiB of distinct 64 KiB chunks).
  */
 export class ChunkIndex {
   readonly #pages: Buffer[] = [];
   #count = 0;
   #table = new Uint32Array(1024);
+  #hashes = new Uint32Array(1024);
   readonly #packIds: string[] = [];
   readonly #packNumbers = new Map<string, number>();
 
@@ -47,38 +48,48 @@ export class ChunkIndex {
 
   /** Bytes the tables take (the benchmark reports it per chunk). */
   get memoryBytes(): number {
-    return this.#pages.length * PAGE_ENTRIES * SLOT_BYTES + this.#table.byteLength;
+    return this.#pages.length * PAGE_ENTRIES * SLOT_BYTES + this.#table.byteLength + this.#hashes.byteLength;
   }
 
   #slotOf(n: number): { page: Buffer; at: number } {
     return { page: this.#pages[Math.floor(n / PAGE_ENTRIES)]!, at: (n % PAGE_ENTRIES) * SLOT_BYTES };
   }
 
+  /** Whether entry `n` holds the 32 bytes of `id` at `idAt` (compared 4 bytes at a time: no call per id). */
+  #holds(n: number, id: Buffer, idAt: number): boolean {
+    const page = this.#pages[Math.floor(n / PAGE_ENTRIES)]!;
+    const at = (n % PAGE_ENTRIES) * SLOT_BYTES;
+    for (let i = 0; i < 32; i += 4) if (page.readInt32LE(at + i) !== id.readInt32LE(idAt + i)) return false;
+    return true;
+  }
+
   /** The entry number holding `id` (its 32 bytes at `idAt` of `id`), or -1. */
   #find(id: Buffer, idAt = 0): number {
     const mask = this.#table.length - 1;
-    for (let probe = id.readUInt32LE(idAt) & mask; ; probe = (probe + 1) & mask) {
+    const hash = id.readUInt32LE(idAt);
+    for (let probe = hash & mask; ; probe = (probe + 1) & mask) {
       const held = this.#table[probe]!;
       if (held === 0) return -1;
-      const { page, at } = this.#slotOf(held - 1);
-      if (page.compare(id, idAt, idAt + 32, at, at + 32) === 0) return held - 1;
+      // The table keeps each entry's hash beside it: most probes end without reading the entry.
+      if (this.#hashes[probe] === hash && this.#holds(held - 1, id, idAt)) return held - 1;
     }
   }
 
-  #place(id: Buffer, idAt: number, n: number): void {
+  #place(hash: number, n: number): void {
     const mask = this.#table.length - 1;
-    let probe = id.readUInt32LE(idAt) & mask;
+    let probe = hash & mask;
     while (this.#table[probe] !== 0) probe = (probe + 1) & mask;
     this.#table[probe] = n + 1;
+    this.#hashes[probe] = hash;
   }
 
   #grow(): void {
     const old = this.#table;
+    const oldHashes = this.#hashes;
     this.#table = new Uint32Array(old.length * 2);
-    for (let n = 0; n < this.#count; n++) {
-      const { page, at } = this.#slotOf(n);
-      this.#place(page, at, n);
-    }
+    this.#hashes = new Uint32Array(old.length * 2);
+    for (let slot = 0; slot < old.length; slot++)
+      if (old[slot] !== 0) this.#place(oldHashes[slot]!, old[slot]! - 1);
   }
 
   #packNumber(pack: string): number {
@@ -131,7 +142,7 @@ export class ChunkIndex {
         this.#pages.push(Buffer.allocUnsafe(PAGE_ENTRIES * SLOT_BYTES));
       const { page, at } = this.#slotOf(n);
       id.copy(page, at, idAt, idAt + 32);
-      this.#place(page, at, n);
+      this.#place(id.readUInt32LE(idAt), n);
     }
     const { page, at } = this.#slotOf(n);
     page.writeUInt32LE(pack, at + 32);
