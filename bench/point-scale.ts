@@ -6,7 +6,7 @@
 // the same run where it fits in memory. Then the goals: a 100 MB incremental of a 16 TB disk with 1 TB used,
 // written by the real PointWriter, and `points` over 1,000 points of that disk; and the chunk index's memory.
 //
-//   npx node bench/point-scale.ts [--sizes 4G,64G,512G,2T,4T,16T,64T] [--fractions 0,0.01,1] [--max-distinct 70M]
+//   npx node bench/point-scale.ts [--sizes 4G,64G,512G,2T,4T,16T,64T | none] [--fractions 0,0.01,1] [--max-distinct 70M]
 //                                 [--points 1000] [--index-chunks 4M] [--keep]
 
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -405,7 +405,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     'size  distinct | layout    stored       build ms  build MiB | head ms  MiB | diff ms  MiB  read | plan ms  MiB\n',
   );
-  for (const sizeText of (values.sizes as string).split(',')) {
+  for (const sizeText of (values.sizes as string).split(',').filter((text) => text !== 'none')) {
     const size = bytes(sizeText);
     const units = Math.ceil(size / UNIT);
     for (const fraction of (values.fractions as string).split(',').map(Number)) {

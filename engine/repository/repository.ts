@@ -104,6 +104,8 @@ const SEALED_MAX_BYTES: Record<string, number> = {
   [PRUNE_MAGIC]: PRUNE_RECORD_MAX_BYTES,
   [SEGMENT_MAGIC]: SEGMENT_MAX_BYTES,
 };
+/** Point heads read at once by listPoints. */
+const LIST_READS = 8;
 /** Decoded segments kept for readers that come back to them (mount reads, restore planning's two passes). */
 const RECENT_SEGMENTS = 8;
 
@@ -676,13 +678,21 @@ export class Repository {
   async listPoints(): Promise<{ points: PointSummary[]; damaged: { id: string; error: string }[] }> {
     const points: PointSummary[] = [];
     const damaged: { id: string; error: string }[] = [];
-    for (const id of await this.pointIds()) {
-      try {
-        points.push(this.summarize(await this.loadManifest(id)));
-      } catch (error) {
-        damaged.push({ id, error: (error as Error).message });
+    const ids = await this.pointIds();
+    // Heads only, several read at once: a timeline of a thousand points waits on a thousand small reads.
+    let next = 0;
+    const reader = async () => {
+      while (next < ids.length) {
+        const id = ids[next++]!;
+        try {
+          points.push(this.summarize(await this.loadManifest(id)));
+        } catch (error) {
+          damaged.push({ id, error: (error as Error).message });
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(LIST_READS, ids.length) }, reader));
+    damaged.sort((a, b) => a.id.localeCompare(b.id));
     points.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
     return { points, damaged };
   }
