@@ -7,7 +7,7 @@
 // written by the real PointWriter, and `points` over 1,000 points of that disk; and the chunk index's memory.
 //
 //   npx node bench/point-scale.ts [--sizes 4G,64G,512G,2T,4T,16T,64T | none] [--fractions 0,0.01,1] [--max-distinct 70M]
-//                                 [--points 1000] [--index-chunks 4M] [--keep]
+//                                 [--points 1000] [--index-chunks 4M] [--no-format3] [--no-goals] [--keep]
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -62,6 +62,8 @@ const { values } = parseArgs({
     points: { type: 'string', default: '1000' },
     'index-chunks': { type: 'string', default: '4M' },
     keep: { type: 'boolean', default: false },
+    'no-format3': { type: 'boolean', default: false },
+    'no-goals': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
   strict: false,
@@ -417,7 +419,7 @@ async function main(): Promise<void> {
         );
         continue;
       }
-      for (const legacy of [false, true]) {
+      for (const legacy of values['no-format3'] ? [false] : [false, true]) {
         // The format 3 layout is one buffer of at most 4 GiB, decoded whole: measured while it fits.
         if (legacy && units * 4 + distinct * 100 > 1.5 * 2 ** 30) {
           process.stdout.write(
@@ -464,6 +466,10 @@ async function main(): Promise<void> {
   }
 
   // The goals on a 16 TB disk with 1 TB used (every used unit distinct).
+  if (values['no-goals']) {
+    await rm(work, { recursive: true, force: true });
+    return;
+  }
   process.stdout.write('\n16 TB disk, 1 TB used (16.8 M distinct chunks):\n');
   const baseBuilt = child([
     '--op',
