@@ -23,6 +23,8 @@ const engineRanks: Record<string, number> = {
   config: 1,
   drives: 1,
   layout: 1,
+  'restore-fit': 1,
+  'boot-check': 1,
   native: 0,
 };
 const rankNames = ['native', 'domain folders', 'jobs/schedule', 'api', 'cli'];

@@ -7,6 +7,8 @@ import { openWriter } from '../device/open.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
+import { planRestore, type RestoreFitOptions, restoreTargetSize } from './restore-plan.ts';
+import { restoreFitted } from '../restore-fit/fitted-restore.ts';
 
 /** Loop devices backed by `file`: an attached image may be mounted, so it is never a restore target. */
 export async function loopDevicesBackedBy(file: string): Promise<string[]> {
@@ -19,7 +21,7 @@ export async function loopDevicesBackedBy(file: string): Promise<string[]> {
   return found;
 }
 
-export interface RestoreParams {
+export interface RestoreParams extends RestoreFitOptions {
   repo: string;
   point: string;
   to: string;
@@ -42,6 +44,23 @@ export async function runRestore(
     const existing = await stat(params.to).catch(() => null);
     const target = existing ? await realpath(params.to) : params.to;
     const isDevice = existing?.isBlockDevice() ?? false;
+    // A target of another size (or --grow) gets a fitted layout; refusals come before any write.
+    const targetSize = await restoreTargetSize(target, needed, params.targetSize);
+    const plan = await planRestore(repo, manifest.id, targetSize, params);
+    if (plan.mode !== 'as-is') {
+      if (!isDevice) {
+        const loops = existing ? await loopDevicesBackedBy(target) : [];
+        if (loops.length) {
+          throw new Error(`Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`);
+        }
+      }
+      const fitted = await restoreFitted(repo, manifest, target, plan, {
+        isDevice,
+        signal: context.signal,
+        onProgress: (progress) => context.progress(progress),
+      });
+      return { point: manifest.id, target, plan, ...fitted };
+    }
     if (!isDevice) {
       const loops = existing ? await loopDevicesBackedBy(target) : [];
       if (loops.length) {
