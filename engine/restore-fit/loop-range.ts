@@ -24,6 +24,8 @@ export async function runTool(
         reject(new ToolError(`${command} ${args.join(' ')} failed${missing} (exit ${status}): ${said}`, stdout, stderr));
       } else resolve({ stdout, stderr, status });
     });
+    // A tool that exits without reading its input closes the pipe: that is its exit status's business, not ours.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(options.input ?? '');
   });
 }
