@@ -9,6 +9,7 @@ import {
   PointSummarySchema,
   RetentionSchema,
 } from './model.ts';
+import { FitPlanSchema, RestoreFitParamsSchema } from './restore-plan.ts';
 
 export { CellState, MAX_MESSAGE_BYTES } from './constants.ts';
 
@@ -50,7 +51,7 @@ export const methods = {
   ],
   /** Says exactly what a restore would overwrite, and the token that confirms this very target. */
   'restore.preview': [
-    pointRef.extend({ to: z.string().min(1) }),
+    pointRef.extend({ to: z.string().min(1) }).merge(RestoreFitParamsSchema),
     z.object({
       target: z.string(),
       targetKind: z.enum(['image', 'device']),
@@ -61,10 +62,14 @@ export const methods = {
       typedConfirmation: z.string().nullable(),
       confirmToken: z.string(),
       refusal: z.string().nullable(),
+      /** The layout written onto a target of another size (null when it could not be read). */
+      plan: FitPlanSchema.nullable().optional(),
     }),
   ],
   'restore.start': [
-    pointRef.extend({ to: z.string().min(1), confirmToken: z.string(), instant: z.boolean().default(false) }),
+    pointRef
+      .extend({ to: z.string().min(1), confirmToken: z.string(), instant: z.boolean().default(false) })
+      .merge(RestoreFitParamsSchema),
     JobSchema,
   ],
   'verify.start': [repoRef.extend({ readData: z.boolean().default(false) }), JobSchema],

@@ -11,6 +11,7 @@ import { listDrives } from '../drives/drivelist.ts';
 import { EventBus } from '../jobs/events.ts';
 import { JobManager } from '../jobs/manager.ts';
 import { NotMountedError } from '../jobs/mount.ts';
+import { planForTarget } from '../jobs/restore-plan.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import type { BlockMapProvider, JobRunners } from '../jobs/runners.ts';
 import { ScheduleError } from '../schedule/presets.ts';
@@ -378,10 +379,11 @@ export class Engine {
           strict,
         });
       },
-      'restore.preview': async ({ repo, point, to }) => {
+      'restore.preview': async ({ repo, point, to, ...fit }) => {
         const location = this.resolveRepo(repo);
         const found = await this.#pointOf(location, point);
         const identity = await targetIdentity(to);
+        const plan = await planForTarget(location, found.id, identity.path, fit).catch(() => null);
         const drives = await listDrives(this.state.config.images, false);
         const description = await describeRestore({
           identity,
@@ -390,10 +392,11 @@ export class Engine {
           drive: drives.find((drive) => drive.device === identity.path),
           busyPaths: this.#allBusyPaths(),
           attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
+          plan,
         });
         return { ...description, confirmToken: this.#tokens.issue(identity, location, found.id) };
       },
-      'restore.start': async ({ repo, point, to, confirmToken, instant }, connection) => {
+      'restore.start': async ({ repo, point, to, confirmToken, instant, ...fit }, connection) => {
         await this.#requireCallersFile(connection, resolve(to), 'as a restore target');
         const location = this.resolveRepo(repo);
         const found = await this.#pointOf(location, point);
@@ -405,6 +408,13 @@ export class Engine {
           );
         }
         const drives = await listDrives(this.state.config.images, false);
+        const plan = await planForTarget(location, found.id, identity.path, fit).catch(() => null);
+        if (instant && plan && plan.mode !== 'as-is') {
+          throw new ApiError(
+            'refused',
+            `An instant restore writes the point's layout as it is; ${identity.path} needs it fitted (${plan.mode}): restore it without instant.`,
+          );
+        }
         const { refusal } = await describeRestore({
           identity,
           pointSize: found.sourceSize,
@@ -412,6 +422,7 @@ export class Engine {
           drive: drives.find((drive) => drive.device === identity.path),
           busyPaths: this.#allBusyPaths(),
           attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
+          plan,
         });
         if (refusal) throw new ApiError('refused', refusal);
         return this.jobs.start({
@@ -423,7 +434,7 @@ export class Engine {
             this.#busy(context.id, [identity.path], true);
             try {
               return await this.runners.restore(
-                { repo: location, point: found.id, to: identity.path, instant },
+                { repo: location, point: found.id, to: identity.path, instant, ...fit },
                 context,
               );
             } finally {

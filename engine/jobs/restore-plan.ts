@@ -6,15 +6,22 @@ import { basename } from 'node:path';
 import { type FitOptions, type FitPlan, planFit } from '../partition/fit-layout.ts';
 import type { Repository } from '../repository/repository.ts';
 import { pointLayout, sourceLayoutOf } from '../restore-fit/point-layout.ts';
+import { withRepository } from './repository-access.ts';
 
 export interface RestoreFitOptions extends FitOptions {
   /** An image target's size in bytes (default: its current size, or the point's when it is smaller or new). */
   targetSize?: number | undefined;
+  /** New disk and partition GUIDs and file-system UUIDs, with the references to them fixed. */
+  newIdentity?: boolean | undefined;
 }
 
 /** The size a restore to `path` writes: a device's own size; an image's requested size, else the larger of its
  * current size and the point's (as restores always did). */
-export async function restoreTargetSize(path: string, pointSize: number, requested?: number): Promise<number> {
+export async function restoreTargetSize(
+  path: string,
+  pointSize: number,
+  requested?: number,
+): Promise<number> {
   const info = await stat(path).catch(() => null);
   if (info?.isBlockDevice()) {
     const name = basename(await realpath(path));
@@ -32,4 +39,18 @@ export async function planRestore(
 ): Promise<FitPlan> {
   const point = await repo.openPoint(pointId);
   return planFit(sourceLayoutOf(await pointLayout(point)), targetSize, options);
+}
+
+/** The plan for restoring point `pointId` of the repository at `repoPath` onto `target` (opens the repository). */
+export async function planForTarget(
+  repoPath: string,
+  pointId: string,
+  target: string,
+  options: RestoreFitOptions,
+): Promise<FitPlan> {
+  return withRepository(repoPath, async (repo) => {
+    const manifest = await repo.loadManifest(pointId);
+    const size = await restoreTargetSize(target, manifest.source.size, options.targetSize);
+    return planRestore(repo, pointId, size, options);
+  });
 }

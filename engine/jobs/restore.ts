@@ -5,10 +5,10 @@
 import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
 import { openWriter } from '../device/open.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
+import { restoreFitted } from '../restore-fit/fitted-restore.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import { planRestore, type RestoreFitOptions, restoreTargetSize } from './restore-plan.ts';
-import { restoreFitted } from '../restore-fit/fitted-restore.ts';
 
 /** Loop devices backed by `file`: an attached image may be mounted, so it is never a restore target. */
 export async function loopDevicesBackedBy(file: string): Promise<string[]> {
@@ -51,7 +51,9 @@ export async function runRestore(
       if (!isDevice) {
         const loops = existing ? await loopDevicesBackedBy(target) : [];
         if (loops.length) {
-          throw new Error(`Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`);
+          throw new Error(
+            `Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`,
+          );
         }
       }
       const fitted = await restoreFitted(repo, manifest, target, plan, {

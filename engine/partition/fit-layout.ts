@@ -208,7 +208,13 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
     }
   }
   if (growing && !options.grow) {
-    return { ...base, mode: 'table-moved', partitions: byIndex(partitions.map(kept)), refusal: null, warnings };
+    return {
+      ...base,
+      mode: 'table-moved',
+      partitions: byIndex(partitions.map(kept)),
+      refusal: null,
+      warnings,
+    };
   }
   if (growing && !GROWERS[filesystem]) {
     warnings.push(
@@ -228,11 +234,21 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
         ...(resizeWith ? { resizeWith } : {}),
       });
     } else {
-      planned.push({ ...kept(p), to: { start: next, size: p.size }, change: next === p.start ? 'kept' : 'moved' });
+      planned.push({
+        ...kept(p),
+        to: { start: next, size: p.size },
+        change: next === p.start ? 'kept' : 'moved',
+      });
       next += alignUp(p.size);
     }
   }
-  return { ...base, mode: growing ? 'grow' : 'shrink', partitions: byIndex(planned), refusal: null, warnings };
+  return {
+    ...base,
+    mode: growing ? 'grow' : 'shrink',
+    partitions: byIndex(planned),
+    refusal: null,
+    warnings,
+  };
 }
 
 /** The plan as lines for a person: one per partition, then the refusal or the warnings. */
@@ -252,7 +268,9 @@ export function describeFitPlan(plan: FitPlan): string[] {
     const what = `${p.filesystem ?? 'unknown'}, ${mib(p.usedBytes)} used`;
     const where = `${mib(p.from.start)} +${mib(p.from.size)}`;
     const to =
-      p.change === 'kept' ? 'kept' : `${p.change} to ${mib(p.to.start)} +${mib(p.to.size)}${p.resizeWith ? ` (${p.resizeWith})` : ''}`;
+      p.change === 'kept'
+        ? 'kept'
+        : `${p.change} to ${mib(p.to.start)} +${mib(p.to.size)}${p.resizeWith ? ` (${p.resizeWith})` : ''}`;
     lines.push(`  partition ${p.index} (${what}) at ${where}: ${to}`);
   }
   if (plan.refusal) lines.push(`refused: ${plan.refusal.reason}`);

@@ -79,7 +79,11 @@ async function rewriteGpt(
   const lastUsableLba = backupEntriesLba - 1n;
   for (const placed of rewrite.partitions) {
     const at = (placed.index - 1) * header.entrySize;
-    if (placed.index < 1 || placed.index > header.entryCount || entries.subarray(at, at + 16).every((b) => b === 0)) {
+    if (
+      placed.index < 1 ||
+      placed.index > header.entryCount ||
+      entries.subarray(at, at + 16).every((b) => b === 0)
+    ) {
       throw new PartitionTableError(`the restored GPT on ${writer.path} has no partition ${placed.index}`);
     }
     const first = BigInt(placed.start / sectorSize);
@@ -125,7 +129,8 @@ async function rewriteGpt(
   const oldBackupOffset = Number(header.alternateLba) * sectorSize;
   if (header.alternateLba !== lastLba && oldBackupOffset + sectorSize <= writer.size) {
     const old = await writer.read(oldBackupOffset, sectorSize);
-    if (old.toString('latin1', 0, 8) === 'EFI PART') await writer.write(oldBackupOffset, Buffer.alloc(sectorSize));
+    if (old.toString('latin1', 0, 8) === 'EFI PART')
+      await writer.write(oldBackupOffset, Buffer.alloc(sectorSize));
   }
   // Backup first, primary last: until the primary is written, the old table is what a reader trusts.
   await writer.write(Number(backupEntriesLba) * sectorSize, entries);

@@ -14,6 +14,7 @@ import { runRestore } from '../jobs/restore.ts';
 import type { FitPlan } from '../partition/fit-layout.ts';
 import { isUsed } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
+import { runCli } from '../repository/testing/run-cli.ts';
 import { buildTestDisk, type TestDisk, type TestPartitionSpec } from '../testing/disk.ts';
 import { checkFilesystem, readFilesystemChecksums, type TestFilesystem } from '../testing/filesystems.ts';
 import { MiB, makeSparseImage, readPartitionTable } from '../testing/image.ts';
@@ -25,7 +26,16 @@ const ESP = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
 const PASSWORD = 'fitted restore passphrase, long enough';
 const skip: string | false =
   loopUnavailableReason() ??
-  missingToolReason('sgdisk', 'resize2fs', 'ntfsresize', 'btrfs', 'mkfs.xfs', 'mkfs.vfat', 'mkfs.ntfs', 'fsck.vfat') ??
+  missingToolReason(
+    'sgdisk',
+    'resize2fs',
+    'ntfsresize',
+    'btrfs',
+    'mkfs.xfs',
+    'mkfs.vfat',
+    'mkfs.ntfs',
+    'fsck.vfat',
+  ) ??
   false;
 
 let dir = '';
@@ -42,7 +52,10 @@ after(async () => {
 
 const context: JobContext = { id: 'test', signal: new AbortController().signal, progress: () => undefined };
 
-async function backedUp(name: string, spec: { size: number; table: 'gpt' | 'dos'; partitions: TestPartitionSpec[] }) {
+async function backedUp(
+  name: string,
+  spec: { size: number; table: 'gpt' | 'dos'; partitions: TestPartitionSpec[] },
+) {
   const disk = await buildTestDisk(join(dir, `${name}.img`), spec);
   const repoPath = join(dir, `${name}-repo`);
   const repo = await Repository.init(repoPath, { password: PASSWORD, scrypt: { N: 1024, r: 8, p: 1 } });
@@ -53,7 +66,9 @@ async function backedUp(name: string, spec: { size: number; table: 'gpt' | 'dos'
     context,
     () => undefined,
   );
-  console.log(`# ${name}: backup of ${spec.size / MiB} MiB took ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  console.log(
+    `# ${name}: backup of ${spec.size / MiB} MiB took ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
   return { disk, repoPath, point: String(result.point) };
 }
 
@@ -72,7 +87,11 @@ async function assertPartitionsIntact(target: string, disk: TestDisk, plan: FitP
     try {
       await checkFilesystem(loop.device, source.filesystem as TestFilesystem);
       const files = await readFilesystemChecksums(loop.device, source.filesystem as TestFilesystem);
-      assert.deepEqual(files, source.files, `partition ${source.number} (${source.filesystem}): every file equal`);
+      assert.deepEqual(
+        files,
+        source.files,
+        `partition ${source.number} (${source.filesystem}): every file equal`,
+      );
     } finally {
       await loop.detach();
     }
@@ -84,7 +103,9 @@ async function assertLayoutAsPlanned(target: string, plan: FitPlan): Promise<voi
   const table = await readPartitionTable(target);
   assert.deepEqual(
     table.partitions.map((p) => ({ start: p.start, size: p.size })),
-    [...plan.partitions].sort((a, b) => a.index - b.index).map((p) => ({ start: p.to.start, size: p.to.size })),
+    [...plan.partitions]
+      .sort((a, b) => a.index - b.index)
+      .map((p) => ({ start: p.to.start, size: p.to.size })),
   );
   if (plan.table === 'gpt') {
     const verified = await runTool('sgdisk', ['-v', target]);
@@ -92,7 +113,9 @@ async function assertLayoutAsPlanned(target: string, plan: FitPlan): Promise<voi
   }
 }
 
-test('a GPT disk with an ESP and a 4 GiB ext4 root holding 1 GiB restores onto a 2 GiB disk', { skip }, async () => {
+test('a GPT disk with an ESP and a 4 GiB ext4 root holding 1 GiB restores onto a 2 GiB disk', {
+  skip,
+}, async () => {
   const { disk, repoPath, point } = await backedUp('gpt-ext4', {
     size: 4 * GiB,
     table: 'gpt',
@@ -119,7 +142,9 @@ test('a GPT disk with an ESP and a 4 GiB ext4 root holding 1 GiB restores onto a
   try {
     const result = await runRestore({ repo: repoPath, point, to: loop.device }, context);
     plan = result.plan as FitPlan;
-    console.log(`# gpt-ext4: restore onto 2 GiB took ${((performance.now() - started) / 1000).toFixed(1)} s: ${JSON.stringify(result.seconds)}`);
+    console.log(
+      `# gpt-ext4: restore onto 2 GiB took ${((performance.now() - started) / 1000).toFixed(1)} s: ${JSON.stringify(result.seconds)}`,
+    );
   } finally {
     await loop.detach();
   }
@@ -128,7 +153,11 @@ test('a GPT disk with an ESP and a 4 GiB ext4 root holding 1 GiB restores onto a
     plan.partitions.map((p) => p.change),
     ['kept', 'shrunk'],
   );
-  assert.equal(plan.partitions[1]!.to.start + plan.partitions[1]!.to.size, 2 * GiB - MiB, 'the root ends at the last whole MiB before the backup table');
+  assert.equal(
+    plan.partitions[1]!.to.start + plan.partitions[1]!.to.size,
+    2 * GiB - MiB,
+    'the root ends at the last whole MiB before the backup table',
+  );
   await assertLayoutAsPlanned(backing, plan);
   await assertPartitionsIntact(backing, disk, plan);
 });
@@ -168,7 +197,9 @@ test('a GPT disk whose last partition is btrfs restores onto a smaller disk', { 
   await assertPartitionsIntact(target, disk, plan);
 });
 
-test('an XFS partition that would have to shrink is refused with the size it needs; the target is untouched', { skip }, async () => {
+test('an XFS partition that would have to shrink is refused with the size it needs; the target is untouched', {
+  skip,
+}, async () => {
   const { repoPath, point } = await backedUp('gpt-xfs', {
     size: 1 * GiB,
     table: 'gpt',
@@ -189,7 +220,9 @@ test('an XFS partition that would have to shrink is refused with the size it nee
   assert.equal(await fileHash(target), before, 'the target keeps every byte');
 });
 
-test('data that cannot fit is refused before the target is touched, by the plan or by resize2fs', { skip }, async () => {
+test('data that cannot fit is refused before the target is touched, by the plan or by resize2fs', {
+  skip,
+}, async () => {
   const { repoPath, point } = await backedUp('gpt-full', {
     size: 1 * GiB,
     table: 'gpt',
@@ -211,7 +244,9 @@ test('data that cannot fit is refused before the target is touched, by the plan 
   }
 });
 
-test('onto a bigger disk the GPT moves to the new end, and --grow grows the last partition and its ext4', { skip }, async () => {
+test('onto a bigger disk the GPT moves to the new end, and --grow grows the last partition and its ext4', {
+  skip,
+}, async () => {
   const { disk, repoPath, point } = await backedUp('gpt-grow', {
     size: 512 * MiB,
     table: 'gpt',
@@ -221,13 +256,15 @@ test('onto a bigger disk the GPT moves to the new end, and --grow grows the last
     ],
   });
   const kept = join(dir, 'gpt-grow-kept.img');
-  const keptPlan = (await runRestore({ repo: repoPath, point, to: kept, targetSize: GiB }, context)).plan as FitPlan;
+  const keptPlan = (await runRestore({ repo: repoPath, point, to: kept, targetSize: GiB }, context))
+    .plan as FitPlan;
   assert.equal(keptPlan.mode, 'table-moved');
   await assertLayoutAsPlanned(kept, keptPlan);
   await assertPartitionsIntact(kept, disk, keptPlan);
 
   const grown = join(dir, 'gpt-grow-grown.img');
-  const plan = (await runRestore({ repo: repoPath, point, to: grown, targetSize: GiB, grow: true }, context)).plan as FitPlan;
+  const plan = (await runRestore({ repo: repoPath, point, to: grown, targetSize: GiB, grow: true }, context))
+    .plan as FitPlan;
   assert.equal(plan.mode, 'grow');
   assert.equal(plan.partitions[1]!.to.start + plan.partitions[1]!.to.size, GiB - MiB);
   await assertLayoutAsPlanned(grown, plan);
@@ -237,8 +274,51 @@ test('onto a bigger disk the GPT moves to the new end, and --grow grows the last
     const header = (await runTool('dumpe2fs', ['-h', loop.device])).stdout;
     const blocks = Number(/^Block count:\s*(\d+)/m.exec(header)![1]);
     const blockSize = Number(/^Block size:\s*(\d+)/m.exec(header)![1]);
-    assert.equal(blocks * blockSize, plan.partitions[1]!.to.size, 'the file system fills the grown partition');
+    assert.equal(
+      blocks * blockSize,
+      plan.partitions[1]!.to.size,
+      'the file system fills the grown partition',
+    );
   } finally {
     await loop.detach();
   }
+});
+
+test('restore --plan prints the layout and changes nothing; the restore then writes that layout', {
+  skip,
+}, async () => {
+  const { disk, repoPath } = await backedUp('cli', {
+    size: 512 * MiB,
+    table: 'gpt',
+    partitions: [
+      { size: 64 * MiB, type: ESP, filesystem: 'fat32', fill: { files: 5 } },
+      { filesystem: 'ext4', fill: { files: 20, maxFileSize: 2 * MiB } },
+    ],
+  });
+  const target = join(dir, 'cli-target.img');
+  await writeFile(target, Buffer.alloc(384 * MiB, 0x33));
+  const before = await fileHash(target);
+  // No engine service: the command runs the restore itself.
+  const env = { DISKLINE_PASSWORD: PASSWORD, DISKLINE_SOCKET: join(dir, 'no-daemon.sock') };
+  const planned = await runCli(
+    ['restore', 'latest', '--repo', repoPath, '--to', target, '--size', '384M', '--plan', '--json'],
+    env,
+  );
+  assert.equal(planned.status, 0, planned.stderr);
+  const plan = JSON.parse(planned.stdout) as FitPlan;
+  assert.equal(plan.mode, 'shrink');
+  assert.equal(await fileHash(target), before, '--plan changed nothing');
+  const refused = await runCli(
+    ['restore', 'latest', '--repo', repoPath, '--to', target, '--size', '32M', '--plan'],
+    env,
+  );
+  assert.equal(refused.status, 3, 'a plan the target cannot take exits 3');
+  assert.match(refused.stdout, /refused: .*at least \d+ bytes/);
+  const restored = await runCli(
+    ['restore', 'latest', '--repo', repoPath, '--to', target, '--size', '384M', '--json'],
+    env,
+  );
+  assert.equal(restored.status, 0, restored.stderr);
+  await assertLayoutAsPlanned(target, plan);
+  await assertPartitionsIntact(target, disk, plan);
 });

@@ -145,7 +145,11 @@ export async function restoreFitted(
             repo,
             maskedManifest(manifest, routes),
             routedWriter(file, manifest.source.size, routes),
-            { targetIsZeroed: true, chunksChecked: true, ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
+            {
+              targetIsZeroed: true,
+              chunksChecked: true,
+              ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+            },
           ),
         );
         stagedBytes += result.writtenBytes;
@@ -191,15 +195,22 @@ export async function restoreFitted(
     try {
       const routes = targetRoutes(plan, target);
       const result = await timed('target', () =>
-        restorePoint(repo, maskedManifest(manifest, routes), routedWriter(targetPath, manifest.source.size, routes), {
-          targetIsZeroed: !options.isDevice,
-          chunksChecked: true,
-          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-        }),
+        restorePoint(
+          repo,
+          maskedManifest(manifest, routes),
+          routedWriter(targetPath, manifest.source.size, routes),
+          {
+            targetIsZeroed: !options.isDevice,
+            chunksChecked: true,
+            ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          },
+        ),
       );
       writtenBytes += result.writtenBytes;
       for (const p of shrunk) {
-        writtenBytes += await timed('copyShrunk', () => copyShrunk(staged.get(p.index)!, p.to.size, target, p.to.start));
+        writtenBytes += await timed('copyShrunk', () =>
+          copyShrunk(staged.get(p.index)!, p.to.size, target, p.to.start),
+        );
       }
       if (plan.mode !== 'as-is' && plan.table !== 'none') {
         await rewritePartitionTable(target, {
@@ -222,7 +233,8 @@ export async function restoreFitted(
     }
     let usedBytes = 0;
     for (let unit = 0; unit < manifest.unitCount; unit++) {
-      if (isUsed(manifest, unit)) usedBytes += Math.min(manifest.unitSize, manifest.source.size - unit * manifest.unitSize);
+      if (isUsed(manifest, unit))
+        usedBytes += Math.min(manifest.unitSize, manifest.source.size - unit * manifest.unitSize);
     }
     return { writtenBytes, usedBytes, stagedBytes, seconds, warnings };
   } finally {

@@ -30,14 +30,18 @@ async function extMinimum(device: string): Promise<number> {
   const blocks = Number(/minimum size of the filesystem:\s*(\d+)/i.exec(stdout)?.[1]);
   const header = (await runTool('dumpe2fs', ['-h', device])).stdout;
   const blockSize = Number(/^Block size:\s*(\d+)/m.exec(header)?.[1]);
-  if (!blocks || !blockSize) throw new Error(`resize2fs -P on ${device} printed no minimum size: ${stdout.trim()}`);
+  if (!blocks || !blockSize)
+    throw new Error(`resize2fs -P on ${device} printed no minimum size: ${stdout.trim()}`);
   return blocks * blockSize;
 }
 
 async function ntfsMinimum(device: string): Promise<number> {
   const { stdout } = await runTool('ntfsresize', ['--info', '--force', '--no-progress-bar', device]);
   const bytes = Number(/You might resize at (\d+) bytes/.exec(stdout)?.[1]);
-  if (!bytes) throw new Error(`ntfsresize --info on ${device} printed no minimum size: ${stdout.trim().split('\n').slice(-2).join(' / ')}`);
+  if (!bytes)
+    throw new Error(
+      `ntfsresize --info on ${device} printed no minimum size: ${stdout.trim().split('\n').slice(-2).join(' / ')}`,
+    );
   return bytes;
 }
 
@@ -98,7 +102,10 @@ export async function shrinkFilesystem(
       await remakeSwap(device, sized);
       return;
     default:
-      throw new ShrinkImpossibleError(`Diskline cannot shrink a ${filesystem} file system`, Number.POSITIVE_INFINITY);
+      throw new ShrinkImpossibleError(
+        `Diskline cannot shrink a ${filesystem} file system`,
+        Number.POSITIVE_INFINITY,
+      );
   }
 }
 

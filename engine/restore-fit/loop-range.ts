@@ -16,14 +16,25 @@ export async function runTool(
   options: { input?: string; okExits?: number[] } = {},
 ): Promise<{ stdout: string; stderr: string; status: number }> {
   return new Promise((resolve, reject) => {
-    const child = execFile(command, args, { maxBuffer: 64 << 20, encoding: 'utf8' }, (error, stdout, stderr) => {
-      const status = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      if (error && !(options.okExits ?? []).includes(status)) {
-        const said = `${stderr}\n${stdout}`.trim().split('\n').slice(-3).join(' / ');
-        const missing = (error as NodeJS.ErrnoException).code === 'ENOENT' ? ' (not installed)' : '';
-        reject(new ToolError(`${command} ${args.join(' ')} failed${missing} (exit ${status}): ${said}`, stdout, stderr));
-      } else resolve({ stdout, stderr, status });
-    });
+    const child = execFile(
+      command,
+      args,
+      { maxBuffer: 64 << 20, encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        const status = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        if (error && !(options.okExits ?? []).includes(status)) {
+          const said = `${stderr}\n${stdout}`.trim().split('\n').slice(-3).join(' / ');
+          const missing = (error as NodeJS.ErrnoException).code === 'ENOENT' ? ' (not installed)' : '';
+          reject(
+            new ToolError(
+              `${command} ${args.join(' ')} failed${missing} (exit ${status}): ${said}`,
+              stdout,
+              stderr,
+            ),
+          );
+        } else resolve({ stdout, stderr, status });
+      },
+    );
     // A tool that exits without reading its input closes the pipe: that is its exit status's business, not ours.
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(options.input ?? '');
@@ -85,7 +96,8 @@ export async function withMount<T>(
   try {
     const args = ['-t', type];
     if (mountOptions.length) args.push('-o', mountOptions.join(','));
-    if (type === 'ntfs') await exec('ntfs-3g', [...(mountOptions.length ? ['-o', mountOptions.join(',')] : []), device, dir]);
+    if (type === 'ntfs')
+      await exec('ntfs-3g', [...(mountOptions.length ? ['-o', mountOptions.join(',')] : []), device, dir]);
     else await exec('mount', [...args, device, dir]);
     try {
       return await body(dir);

@@ -12,7 +12,8 @@ export function pointAsReader(point: PointReader, name: string): BlockReader {
     path: name,
     size: point.manifest.source.size,
     logicalSectorSize: 512,
-    read: (offset, length) => point.read(offset, Math.max(0, Math.min(length, point.manifest.source.size - offset))),
+    read: (offset, length) =>
+      point.read(offset, Math.max(0, Math.min(length, point.manifest.source.size - offset))),
     close: async () => undefined,
   };
 }

@@ -16,7 +16,8 @@ export interface Route {
 export function routedWriter(path: string, size: number, routes: Route[]): BlockWriter {
   const sorted = [...routes].sort((a, b) => a.start - b.start);
   for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i]!.start < sorted[i - 1]!.end) throw new Error(`overlapping routes at byte ${sorted[i]!.start}`);
+    if (sorted[i]!.start < sorted[i - 1]!.end)
+      throw new Error(`overlapping routes at byte ${sorted[i]!.start}`);
   }
   const targets = [...new Set(sorted.map((route) => route.to))];
   return {

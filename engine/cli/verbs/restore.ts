@@ -7,6 +7,7 @@ import type { SocketClient } from '../../api/client.ts';
 import { deviceUses } from '../../device/busy.ts';
 import { openWriter } from '../../device/open.ts';
 import { kernelName, parentDisk, sysfsSize } from '../../device/sysfs.ts';
+import { planRestore, restoreTargetSize } from '../../jobs/restore-plan.ts';
 import { runningBackups } from '../../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../../repository/restore.ts';
 import {
@@ -25,6 +26,14 @@ import {
   repositoryOptions,
   requireRepo,
 } from '../repository-access.ts';
+import {
+  fitHelp,
+  fitOptions,
+  fitParams,
+  printPlan,
+  type RestoreFitParams,
+  restoreFittedInProcess,
+} from '../restore-fit-options.ts';
 import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 async function sysText(path: string): Promise<string | null> {
@@ -47,11 +56,13 @@ async function loopDevicesBackedBy(file: string): Promise<string[]> {
 const refuse = (message: string) => new ExitError(message, ExitCode.refused);
 
 export const verb: Verb = {
-  usage: 'restore <point> --repo R --to T [--instant] [--yes] [--json]',
-  summary: 'Write a restore point to an image file or a device (same size or bigger)',
+  usage:
+    'restore <point> --repo R --to T [--plan] [--grow] [--resize N] [--size S] [--new-identity] [--instant] [--yes] [--json]',
+  summary: 'Write a restore point to an image file or a device (smaller when the data fits, or bigger)',
   help:
     `${repositoryHelp}\n  --to T                 target: an image file (created or emptied) or a block device\n` +
     '  --yes                  confirm overwriting a device (its identity is printed)\n' +
+    `${fitHelp}\n` +
     '  --instant              serve T at once as a loop device (usable while it fills); runs until done and unmounted\n' +
     "  --json                 print {point, target, writtenBytes}\n  <point> may be an id, a unique prefix of one, or 'latest'",
   async run(args) {
@@ -61,7 +72,9 @@ export const verb: Verb = {
       yes: { type: 'boolean' },
       json: { type: 'boolean' },
       instant: { type: 'boolean' },
+      ...fitOptions,
     });
+    const fit = fitParams(values);
     const [reference, ...extra] = positionals;
     if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
@@ -70,7 +83,10 @@ export const verb: Verb = {
     const daemon = values.instant ? null : await connectDaemon();
     if (daemon) {
       try {
-        return await restoreThroughDaemon(daemon, reference, values.to, requireRepo(values), values);
+        return await restoreThroughDaemon(daemon, reference, values.to, requireRepo(values), {
+          ...values,
+          fit,
+        });
       } finally {
         await daemon.close();
       }
@@ -96,6 +112,14 @@ export const verb: Verb = {
           `refusing to restore to ${target}: it is being backed up right now (point ${backedUp[0]!.pointId})`,
         );
       const isDevice = existing?.isBlockDevice() ?? false;
+      // The layout written onto this target (fitted when its size differs); --plan prints it and stops here.
+      const plan = await planRestore(
+        repo,
+        pointId,
+        await restoreTargetSize(target, needed, fit.targetSize),
+        fit,
+      );
+      if (values.plan) return printPlan(plan, values.json);
       if (isDevice) {
         const name = await kernelName(target);
         const disk = await parentDisk(name);
@@ -108,11 +132,7 @@ export const verb: Verb = {
           throw refuse(
             `refusing to restore to ${identity}: it is in use (${uses.join('; ')}); unmount it first`,
           );
-        if (size < needed) {
-          throw refuse(
-            `refusing to restore to ${identity}: it holds ${size} bytes but point ${pointId} needs ${needed}; choose a device at least as large as the source`,
-          );
-        }
+        if (plan.refusal) throw refuse(`refusing to restore to ${identity}: ${plan.refusal.reason}`);
         if (!values.yes) {
           throw refuse(
             `restoring point ${pointId} to ${identity} overwrites that device; check it is the right one and add --yes`,
@@ -127,6 +147,14 @@ export const verb: Verb = {
             `refusing to restore to ${target}: the image is attached as ${loops.join(', ')} (it may be mounted); detach it first`,
           );
         }
+      }
+      if (plan.refusal) throw refuse(`refusing to restore to ${target}: ${plan.refusal.reason}`);
+      if (plan.mode !== 'as-is') {
+        if (values.instant)
+          throw refuse(
+            `--instant writes the point's layout as it is; ${target} needs it fitted (${plan.mode})`,
+          );
+        return await restoreFittedInProcess(repo, manifest, target, plan, isDevice, values.json);
       }
       // Loaded only for --instant: the tap is much of what a restore would otherwise load at start.
       const instant = values.instant ? await import('../../tap/instant-restore.ts') : null;
@@ -189,6 +217,8 @@ async function restoreThroughDaemon(
     yes?: boolean | undefined;
     json?: boolean | undefined;
     'password-file'?: string | undefined;
+    plan?: boolean | undefined;
+    fit: RestoreFitParams;
   },
 ): Promise<number> {
   notePassphrase(values);
@@ -207,8 +237,13 @@ async function restoreThroughDaemon(
     reference = newest.id;
   }
   const preview = await daemon
-    .call('restore.preview', { repo, point: reference, to: target })
+    .call('restore.preview', { repo, point: reference, to: target, ...values.fit })
     .catch((error: unknown) => callFailure('restore', error));
+  if (values.plan) {
+    if (!preview.plan)
+      throw new ExitError(`the engine could not plan the restore to ${target}`, ExitCode.failed);
+    return printPlan(preview.plan, values.json);
+  }
   if (preview.refusal) throw refuse(preview.refusal);
   if (!values.json) {
     process.stderr.write(`target: ${preview.targetDescription}\n`);
@@ -228,6 +263,7 @@ async function restoreThroughDaemon(
           point: reference,
           to: target,
           confirmToken: preview.confirmToken,
+          ...values.fit,
         })
         .catch((error: unknown) => callFailure('restore', error)),
     values.json ? null : 'restore',

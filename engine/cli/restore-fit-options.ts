@@ -1,0 +1,100 @@
+// The options `restore` takes to fit a point onto a target of another size (--plan, --grow, --resize, --size,
+// --new-identity), the plan printed for people or as JSON, and the fitted restore run in this process.
+
+import { parseByteSize } from '../../protocol/byte-size.ts';
+import type { FitPlanView } from '../../protocol/restore-plan.ts';
+import { describeFitPlan, type FitPlan } from '../partition/fit-layout.ts';
+import type { Manifest } from '../repository/manifest.ts';
+import type { Repository } from '../repository/repository.ts';
+import { restoreFitted } from '../restore-fit/fitted-restore.ts';
+import { formatBytes, progressLine } from './repository-access.ts';
+import { ExitCode, UsageError } from './verb.ts';
+
+export const fitOptions = {
+  plan: { type: 'boolean' },
+  grow: { type: 'boolean' },
+  resize: { type: 'string' },
+  size: { type: 'string' },
+  'new-identity': { type: 'boolean' },
+} as const;
+
+export const fitHelp = [
+  '  --plan                 print the layout the restore would write onto T (JSON with --json); change nothing',
+  '  --grow                 onto a bigger target: grow the last partition (or --resize N) and its file system',
+  '  --resize N             the partition to shrink or grow instead of the last one',
+  "  --size S               an image target's size (e.g. 2G); a device has its own",
+  '  --new-identity         new disk/partition GUIDs and file-system UUIDs, and fstab/crypttab/GRUB fixed to match',
+].join('\n');
+
+export interface RestoreFitParams {
+  grow?: boolean;
+  resize?: number;
+  targetSize?: number;
+  newIdentity?: boolean;
+}
+
+export function fitParams(values: {
+  grow?: boolean | undefined;
+  resize?: string | undefined;
+  size?: string | undefined;
+  'new-identity'?: boolean | undefined;
+}): RestoreFitParams {
+  const params: RestoreFitParams = {};
+  if (values.grow) params.grow = true;
+  if (values['new-identity']) params.newIdentity = true;
+  if (values.resize !== undefined) {
+    const index = Number(values.resize);
+    if (!Number.isInteger(index) || index < 1)
+      throw new UsageError(`--resize takes a partition number, not '${values.resize}'`);
+    params.resize = index;
+  }
+  if (values.size !== undefined) {
+    const bytes = parseByteSize(values.size);
+    if (!bytes || bytes % 512 !== 0)
+      throw new UsageError(`--size takes a size in whole sectors such as 2G or 2048M, not '${values.size}'`);
+    params.targetSize = bytes;
+  }
+  return params;
+}
+
+/** Prints the plan; exit code 3 when the target cannot take the point. */
+export function printPlan(plan: FitPlan | FitPlanView, json: boolean | undefined): number {
+  if (json) process.stdout.write(`${JSON.stringify(plan)}\n`);
+  else process.stdout.write(`${describeFitPlan(plan).join('\n')}\n`);
+  return plan.refusal ? ExitCode.refused : ExitCode.ok;
+}
+
+export async function restoreFittedInProcess(
+  repo: Repository,
+  manifest: Manifest,
+  target: string,
+  plan: FitPlan,
+  isDevice: boolean,
+  json: boolean | undefined,
+): Promise<number> {
+  if (!json) {
+    process.stderr.write(`restoring point ${manifest.id} (${manifest.time}) to ${target}, fitted:\n`);
+    for (const line of describeFitPlan(plan)) process.stderr.write(`  ${line}\n`);
+  }
+  const progress = json ? null : progressLine('restore');
+  const started = Date.now();
+  let result: Awaited<ReturnType<typeof restoreFitted>>;
+  try {
+    result = await restoreFitted(repo, manifest, target, plan, {
+      isDevice,
+      onProgress: (p) => progress?.update(p.doneBytes, p.totalBytes),
+    });
+  } finally {
+    progress?.end();
+  }
+  const seconds = (Date.now() - started) / 1000;
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ point: manifest.id, target, plan, ...result, seconds })}\n`);
+  } else {
+    for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
+    process.stdout.write(
+      `Restored point ${manifest.id} to ${target} (${plan.mode}): ${formatBytes(result.usedBytes)} used, ${formatBytes(result.writtenBytes)} written in ${seconds.toFixed(1)} s\n`,
+    );
+  }
+  return ExitCode.ok;
+}
