@@ -148,7 +148,7 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
       return { ...base, mode: 'as-is', partitions: partitions.map(kept), refusal: null, warnings };
     }
     return refuse(
-      'the source has no partition table (one file system on the whole disk); Diskline resizes partitioned disks only',
+      `it holds ${targetSize} bytes but the point needs ${source.size}, and the point has no partition table (one file system on the whole disk) for Diskline to fit; choose a target at least that big`,
       source.size,
     );
   }

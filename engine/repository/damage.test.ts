@@ -258,7 +258,7 @@ test('restore refuses a device that is too small, mounted, or not confirmed, and
     assert.match(
       run.stderr,
       new RegExp(
-        `refusing to restore to ${smallLoop.device} .*: it holds ${UNIT * 40} bytes but point ${pointA} needs ${UNIT * 48}`,
+        `refusing to restore to ${smallLoop.device} .*: it holds ${UNIT * 40} bytes but the point needs ${UNIT * 48}`,
       ),
     );
     const unconfirmed = join(dir, 'big.img');
