@@ -25,6 +25,7 @@ const engineRanks: Record<string, number> = {
   layout: 1,
   'restore-fit': 1,
   'boot-check': 1,
+  'volume-files': 1,
   native: 0,
 };
 const rankNames = ['native', 'domain folders', 'jobs/schedule', 'api', 'cli'];

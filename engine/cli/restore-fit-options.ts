@@ -7,6 +7,7 @@ import { describeFitPlan, type FitPlan } from '../partition/fit-layout.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import { restoreFitted } from '../restore-fit/fitted-restore.ts';
+import { giveNewIdentity, type NewIdentityResult } from '../restore-fit/new-identity.ts';
 import { formatBytes, progressLine } from './repository-access.ts';
 import { ExitCode, UsageError } from './verb.ts';
 
@@ -64,6 +65,23 @@ export function printPlan(plan: FitPlan | FitPlanView, json: boolean | undefined
   return plan.refusal ? ExitCode.refused : ExitCode.ok;
 }
 
+/** --new-identity after a restore in this process: gives the target new identifiers and says which. */
+export async function newIdentityInProcess(
+  target: string,
+  fit: RestoreFitParams,
+  json: boolean | undefined,
+): Promise<NewIdentityResult | null> {
+  if (!fit.newIdentity) return null;
+  const identity = await giveNewIdentity(target);
+  if (!json) {
+    for (const change of identity.changes)
+      process.stderr.write(`  ${change.what}: ${change.from} -> ${change.to}\n`);
+    for (const file of identity.fixedFiles) process.stderr.write(`  references fixed in ${file}\n`);
+    for (const warning of identity.warnings) process.stderr.write(`warning: ${warning}\n`);
+  }
+  return identity;
+}
+
 export async function restoreFittedInProcess(
   repo: Repository,
   manifest: Manifest,
@@ -71,6 +89,7 @@ export async function restoreFittedInProcess(
   plan: FitPlan,
   isDevice: boolean,
   json: boolean | undefined,
+  fit: RestoreFitParams = {},
 ): Promise<number> {
   if (!json) {
     process.stderr.write(`restoring point ${manifest.id} (${manifest.time}) to ${target}, fitted:\n`);
@@ -87,9 +106,12 @@ export async function restoreFittedInProcess(
   } finally {
     progress?.end();
   }
+  const identity = await newIdentityInProcess(target, fit, json);
   const seconds = (Date.now() - started) / 1000;
   if (json) {
-    process.stdout.write(`${JSON.stringify({ point: manifest.id, target, plan, ...result, seconds })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ point: manifest.id, target, plan, ...result, seconds, ...(identity ? { identity } : {}) })}\n`,
+    );
   } else {
     for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
     process.stdout.write(

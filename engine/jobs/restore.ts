@@ -6,6 +6,7 @@ import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
 import { openWriter } from '../device/open.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
 import { restoreFitted } from '../restore-fit/fitted-restore.ts';
+import { giveNewIdentity } from '../restore-fit/new-identity.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import { planRestore, type RestoreFitOptions, restoreTargetSize } from './restore-plan.ts';
@@ -61,7 +62,8 @@ export async function runRestore(
         signal: context.signal,
         onProgress: (progress) => context.progress(progress),
       });
-      return { point: manifest.id, target, plan, ...fitted };
+      const identity = params.newIdentity ? await giveNewIdentity(target) : null;
+      return { point: manifest.id, target, plan, ...fitted, ...(identity ? { identity } : {}) };
     }
     if (!isDevice) {
       const loops = existing ? await loopDevicesBackedBy(target) : [];
@@ -75,9 +77,10 @@ export async function runRestore(
       if (existing) await truncate(target, Math.max(existing.size, needed));
     }
     const writer = await openWriter(target, { minSize: needed });
+    let result: Awaited<ReturnType<typeof restorePoint>>;
     try {
       context.signal.throwIfAborted();
-      const result = await restorePoint(repo, manifest, writer, {
+      result = await restorePoint(repo, manifest, writer, {
         targetIsZeroed: !isDevice,
         chunksChecked: true,
         onProgress: (progress) => {
@@ -87,9 +90,10 @@ export async function runRestore(
         },
       });
       await writer.flush();
-      return { point: manifest.id, target, ...result };
     } finally {
       await writer.close();
     }
+    const identity = params.newIdentity ? await giveNewIdentity(target) : null;
+    return { point: manifest.id, target, ...result, ...(identity ? { identity } : {}) };
   });
 }

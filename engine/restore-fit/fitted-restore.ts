@@ -18,8 +18,8 @@ import { rewritePartitionTable } from '../partition/rewrite-table.ts';
 import { isUsed, type Manifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import { restorePoint } from '../repository/restore.ts';
+import { withLoopRange } from '../volume-files/loop-range.ts';
 import { growFilesystem, ShrinkImpossibleError, shrinkFilesystem } from './fs-resize.ts';
-import { withLoopRange } from './loop-range.ts';
 import { type Route, routedWriter } from './routed-writer.ts';
 
 /** The restore cannot be done onto this target; nothing was written to it. */

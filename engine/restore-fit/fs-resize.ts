@@ -3,7 +3,7 @@
 // blocks that lie past the new end before cutting it), ntfsresize, btrfs's own resize on a temporary mount,
 // xfs_growfs (growing only), and mkswap keeping the UUID and label. Each tool is asked its minimum first, so a
 // file system that cannot get that small is refused with the size it needs, before anything is changed.
-import { runTool, withMount } from './loop-range.ts';
+import { runTool, withMount } from '../volume-files/loop-range.ts';
 
 /** The file system cannot be made as small as planned; `minimumBytes` is the least it can have. */
 export class ShrinkImpossibleError extends Error {

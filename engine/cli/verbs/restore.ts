@@ -30,6 +30,7 @@ import {
   fitHelp,
   fitOptions,
   fitParams,
+  newIdentityInProcess,
   printPlan,
   type RestoreFitParams,
   restoreFittedInProcess,
@@ -75,6 +76,8 @@ export const verb: Verb = {
       ...fitOptions,
     });
     const fit = fitParams(values);
+    if (values.instant && (fit.newIdentity || fit.grow || fit.resize))
+      throw new UsageError('--instant writes the layout as it is: it takes no --grow, --resize or --new-identity');
     const [reference, ...extra] = positionals;
     if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
@@ -154,7 +157,7 @@ export const verb: Verb = {
           throw refuse(
             `--instant writes the point's layout as it is; ${target} needs it fitted (${plan.mode})`,
           );
-        return await restoreFittedInProcess(repo, manifest, target, plan, isDevice, values.json);
+        return await restoreFittedInProcess(repo, manifest, target, plan, isDevice, values.json, fit);
       }
       // Loaded only for --instant: the tap is much of what a restore would otherwise load at start.
       const instant = values.instant ? await import('../../tap/instant-restore.ts') : null;
@@ -190,10 +193,11 @@ export const verb: Verb = {
         progress?.end();
         await writer.close();
       }
+      const identity = await newIdentityInProcess(target, fit, values.json);
       const seconds = (Date.now() - started) / 1000;
       if (values.json) {
         process.stdout.write(
-          `${JSON.stringify({ point: pointId, target, writtenBytes: result.writtenBytes, usedBytes: result.usedBytes, seconds })}\n`,
+          `${JSON.stringify({ point: pointId, target, writtenBytes: result.writtenBytes, usedBytes: result.usedBytes, seconds, ...(identity ? { identity } : {}) })}\n`,
         );
       } else {
         process.stdout.write(

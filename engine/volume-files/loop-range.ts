@@ -13,23 +13,29 @@ const exec = promisify(execFile);
 export async function runTool(
   command: string,
   args: string[],
-  options: { input?: string; okExits?: number[] } = {},
+  options: { input?: string | Buffer; okExits?: number[]; binary?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ stdout: string; stderr: string; status: number }> {
   return new Promise((resolve, reject) => {
+    // binary: stdout is a Buffer (a file's bytes), handed on as it is.
+    const encoding = (options.binary ? 'buffer' : 'utf8') as 'utf8';
     const child = execFile(
       command,
       args,
-      { maxBuffer: 64 << 20, encoding: 'utf8' },
+      { maxBuffer: 64 << 20, encoding, env: options.env ?? process.env },
       (error, stdout, stderr) => {
         const status = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
         if (error && !(options.okExits ?? []).includes(status)) {
-          const said = `${stderr}\n${stdout}`.trim().split('\n').slice(-3).join(' / ');
+          const said = `${String(stderr)}\n${options.binary ? '' : String(stdout)}`
+            .trim()
+            .split('\n')
+            .slice(-3)
+            .join(' / ');
           const missing = (error as NodeJS.ErrnoException).code === 'ENOENT' ? ' (not installed)' : '';
           reject(
             new ToolError(
               `${command} ${args.join(' ')} failed${missing} (exit ${status}): ${said}`,
-              stdout,
-              stderr,
+              String(stdout),
+              String(stderr),
             ),
           );
         } else resolve({ stdout, stderr, status });
