@@ -344,3 +344,26 @@ export function describeBootReport(report: BootReport): string[] {
   );
   return lines;
 }
+
+/** The boot check after a restore: the report when the disk holds a system (an ESP, boot code or a root), else
+ * null. A check that cannot run does not fail the restore: its reason is the report's only problem. */
+export async function checkRestoredSystem(disk: string): Promise<BootReport | null> {
+  try {
+    const report = await checkBoot(disk);
+    const system = report.uefi.esp !== null || report.bios.bootCode || report.roots.length > 0;
+    return system ? report : null;
+  } catch (error) {
+    return {
+      disk,
+      table: 'none',
+      uefi: { esp: null, loaders: [], fallback: false },
+      bios: { bootCode: false, grub: false, coreImage: null },
+      roots: [],
+      checked: [],
+      problems: [
+        { severity: 'warning', message: `the boot check could not run: ${(error as Error).message}` },
+      ],
+      bootable: false,
+    };
+  }
+}

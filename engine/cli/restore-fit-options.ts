@@ -3,6 +3,7 @@
 
 import { parseByteSize } from '../../protocol/byte-size.ts';
 import type { FitPlanView } from '../../protocol/restore-plan.ts';
+import { type BootReport, checkRestoredSystem, describeBootReport } from '../boot-check/check.ts';
 import { describeFitPlan, type FitPlan } from '../partition/fit-layout.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
@@ -82,6 +83,21 @@ export async function newIdentityInProcess(
   return identity;
 }
 
+/** The boot check after a restore in this process, printed (problems on stderr) unless --json; null when the
+ * disk holds no system. */
+export async function bootCheckInProcess(
+  target: string,
+  json: boolean | undefined,
+): Promise<BootReport | null> {
+  const report = await checkRestoredSystem(target);
+  if (report && !json) {
+    process.stderr.write(`boot check of ${target}:\n${describeBootReport(report).join('\n')}\n`);
+    if (report.problems.some((p) => p.fix))
+      process.stderr.write(`apply the safe fixes with: diskline boot-check ${target} --fix\n`);
+  }
+  return report;
+}
+
 export async function restoreFittedInProcess(
   repo: Repository,
   manifest: Manifest,
@@ -107,10 +123,11 @@ export async function restoreFittedInProcess(
     progress?.end();
   }
   const identity = await newIdentityInProcess(target, fit, json);
+  const bootCheck = await bootCheckInProcess(target, json);
   const seconds = (Date.now() - started) / 1000;
   if (json) {
     process.stdout.write(
-      `${JSON.stringify({ point: manifest.id, target, plan, ...result, seconds, ...(identity ? { identity } : {}) })}\n`,
+      `${JSON.stringify({ point: manifest.id, target, plan, ...result, seconds, ...(identity ? { identity } : {}), ...(bootCheck ? { bootCheck } : {}) })}\n`,
     );
   } else {
     for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);

@@ -3,6 +3,7 @@
 // layer still refuses a mounted, swap, held or too-small device. If interrupted, the target holds a mix of old
 // and restored data: restoring again is safe (restores are idempotent).
 import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
+import { checkRestoredSystem } from '../boot-check/check.ts';
 import { openWriter } from '../device/open.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
 import { restoreFitted } from '../restore-fit/fitted-restore.ts';
@@ -63,7 +64,15 @@ export async function runRestore(
         onProgress: (progress) => context.progress(progress),
       });
       const identity = params.newIdentity ? await giveNewIdentity(target) : null;
-      return { point: manifest.id, target, plan, ...fitted, ...(identity ? { identity } : {}) };
+      const bootCheck = await checkRestoredSystem(target);
+      return {
+        point: manifest.id,
+        target,
+        plan,
+        ...fitted,
+        ...(identity ? { identity } : {}),
+        ...(bootCheck ? { bootCheck } : {}),
+      };
     }
     if (!isDevice) {
       const loops = existing ? await loopDevicesBackedBy(target) : [];
@@ -94,6 +103,14 @@ export async function runRestore(
       await writer.close();
     }
     const identity = params.newIdentity ? await giveNewIdentity(target) : null;
-    return { point: manifest.id, target, ...result, ...(identity ? { identity } : {}) };
+    // What a boot needs is checked before anyone reboots into the restored system.
+    const bootCheck = await checkRestoredSystem(target);
+    return {
+      point: manifest.id,
+      target,
+      ...result,
+      ...(identity ? { identity } : {}),
+      ...(bootCheck ? { bootCheck } : {}),
+    };
   });
 }

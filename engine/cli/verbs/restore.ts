@@ -27,6 +27,7 @@ import {
   requireRepo,
 } from '../repository-access.ts';
 import {
+  bootCheckInProcess,
   fitHelp,
   fitOptions,
   fitParams,
@@ -77,7 +78,9 @@ export const verb: Verb = {
     });
     const fit = fitParams(values);
     if (values.instant && (fit.newIdentity || fit.grow || fit.resize))
-      throw new UsageError('--instant writes the layout as it is: it takes no --grow, --resize or --new-identity');
+      throw new UsageError(
+        '--instant writes the layout as it is: it takes no --grow, --resize or --new-identity',
+      );
     const [reference, ...extra] = positionals;
     if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
@@ -194,10 +197,11 @@ export const verb: Verb = {
         await writer.close();
       }
       const identity = await newIdentityInProcess(target, fit, values.json);
+      const bootCheck = await bootCheckInProcess(target, values.json);
       const seconds = (Date.now() - started) / 1000;
       if (values.json) {
         process.stdout.write(
-          `${JSON.stringify({ point: pointId, target, writtenBytes: result.writtenBytes, usedBytes: result.usedBytes, seconds, ...(identity ? { identity } : {}) })}\n`,
+          `${JSON.stringify({ point: pointId, target, writtenBytes: result.writtenBytes, usedBytes: result.usedBytes, seconds, ...(identity ? { identity } : {}), ...(bootCheck ? { bootCheck } : {}) })}\n`,
         );
       } else {
         process.stdout.write(
