@@ -9,7 +9,7 @@ import {
   PointSummarySchema,
   RetentionSchema,
 } from './model.ts';
-import { FitPlanSchema, RestoreFitParamsSchema } from './restore-plan.ts';
+import { DrillBootSchema, FitPlanSchema, RestoreFitParamsSchema } from './restore-plan.ts';
 
 export { CellState, MAX_MESSAGE_BYTES } from './constants.ts';
 
@@ -77,7 +77,8 @@ export const methods = {
     repoRef.extend({ retention: RetentionSchema, dryRun: z.boolean().default(false) }),
     JobSchema,
   ],
-  'drill.start': [pointRef, JobSchema],
+  /** Checks each file system of the point restored; with `boot`, also boots it in a virtual machine. */
+  'drill.start': [pointRef.extend({ boot: DrillBootSchema.optional() }), JobSchema],
   'mount.start': [pointRef.extend({ dir: z.string().optional() }), z.object({ path: z.string() })],
   'mount.stop': [z.object({ path: z.string() }), z.object({})],
   /**

@@ -40,3 +40,13 @@ export const RestoreFitParamsSchema = z.object({
   /** New disk and partition GUIDs and file-system UUIDs, with the references to them fixed (a clone). */
   newIdentity: z.boolean().optional(),
 });
+
+/** The restore drill's boot proof: which firmwares, the console marker, a scratch disk of another size. */
+export const DrillBootSchema = z.object({
+  firmware: z.array(z.enum(['uefi', 'bios'])).optional(),
+  /** Text the console shows once the system is up; default a login prompt. */
+  marker: z.string().min(1).optional(),
+  timeoutMs: z.number().int().positive().optional(),
+  targetSize: z.number().int().positive().optional(),
+  grow: z.boolean().optional(),
+});

@@ -476,7 +476,7 @@ export class Engine {
           },
         });
       },
-      'drill.start': async ({ repo, point }) => {
+      'drill.start': async ({ repo, point, boot }) => {
         const location = this.resolveRepo(repo);
         const found = await this.#pointOf(location, point);
         return this.jobs.start({
@@ -486,7 +486,10 @@ export class Engine {
           detail: { repo: location, point: found.id },
           run: async (context) => {
             try {
-              return await this.runners.drill({ repo: location, point: found.id }, context);
+              return await this.runners.drill(
+                { repo: location, point: found.id, ...(boot ? { boot: withoutUndefined(boot) } : {}) },
+                context,
+              );
             } finally {
               this.events.emit('points.changed', { repo: location });
             }
@@ -676,4 +679,9 @@ export class Engine {
     connection.onClose(stop);
     tickAndRepeat();
   }
+}
+
+/** The optional fields a schema left undefined, dropped (the job's parameters are exact optional types). */
+function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

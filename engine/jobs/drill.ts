@@ -14,6 +14,7 @@ import { nativeHelperAvailable } from '../native/index.ts';
 import { readPartitionTable } from '../partition/read.ts';
 import { servePointReadOnly } from '../tap/serve-point.ts';
 import { tapUnavailableReason } from '../tap/system-state.ts';
+import { bootDrill, type DrillBootOptions } from './drill-boot.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import { runRestore } from './restore.ts';
@@ -124,7 +125,7 @@ async function checkScratch(
 }
 
 export async function runDrill(
-  params: { repo: string; point: string; method?: 'served' | 'scratch' },
+  params: { repo: string; point: string; method?: 'served' | 'scratch'; boot?: DrillBootOptions },
   context: JobContext,
   state: StateStore,
 ): Promise<Record<string, unknown>> {
@@ -150,6 +151,11 @@ export async function runDrill(
     if (checked === 0) {
       ok = false;
       lines.push('no file system found to check: the drill cannot vouch for this point');
+    }
+    if (params.boot) {
+      const booted = await bootDrill(params.repo, params.point, context, params.boot);
+      lines.push(...booted.lines);
+      ok &&= booted.ok;
     }
   } catch (error) {
     if (context.signal.aborted) throw error;

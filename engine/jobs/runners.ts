@@ -1,11 +1,13 @@
 // The work behind each job kind, as the engine runs it: backup through a snapshot session into the
 // repository, restore, verify, prune, the restore drill, and restore points mounted read-only.
+
 import type { Plan, PointSummary } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { Repository } from '../repository/repository.ts';
 import { type AttachedVolume, attachVolume } from '../tap/attach.ts';
 import { runBackup } from './backup.ts';
 import { runDrill } from './drill.ts';
+import type { DrillBootOptions } from './drill-boot.ts';
 import { runInstantRestore } from './instant-restore.ts';
 import { runPrune, runVerify } from './maintenance.ts';
 import type { JobContext } from './manager.ts';
@@ -54,7 +56,7 @@ export interface JobRunners {
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   drill(
-    params: { repo: string; point: string },
+    params: { repo: string; point: string; boot?: DrillBootOptions },
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   mount(params: { repo: string; point: string; dir: string | undefined }): Promise<{ path: string }>;
