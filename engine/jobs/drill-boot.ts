@@ -55,6 +55,8 @@ export async function bootDrill(
       context,
     );
     const bootCheck = (restored.bootCheck as BootReport | undefined) ?? null;
+    const plan = restored.plan as { mode: string; targetSize: number } | undefined;
+    if (plan) lines.push(`boot: restored onto a ${plan.targetSize}-byte scratch disk (${plan.mode})`);
     if (!bootCheck) {
       return {
         ok: false,
