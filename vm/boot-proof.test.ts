@@ -86,7 +86,10 @@ test('the drill restores the point onto a smaller disk and boots it under UEFI a
       `# drill with two boots: ${((performance.now() - started) / 1000).toFixed(0)} s\n${detail.replace(/^/gm, '# ')}`,
     );
     assert.equal(job.state, 'succeeded', detail);
-    assert.match(detail, new RegExp(`^boot: restored onto a ${160 * MiB}-byte scratch disk \\(shrink\\)$`, 'm'));
+    assert.match(
+      detail,
+      new RegExp(`^boot: restored onto a ${160 * MiB}-byte scratch disk \\(shrink\\)$`, 'm'),
+    );
     assert.match(detail, /^boot \(uefi\): booted in \d+ s$/m);
     assert.match(detail, /^boot \(bios\): booted in \d+ s$/m);
   } finally {

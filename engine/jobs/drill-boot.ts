@@ -31,7 +31,7 @@ export interface DrillBootOutcome {
   bootCheck: BootReport | null;
 }
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 export async function bootDrill(
   repo: string,
@@ -91,7 +91,7 @@ export async function bootDrill(
       const result = await bootInVm({
         disk: image,
         firmware,
-        marker: new RegExp(escape(options.marker ?? DEFAULT_BOOT_MARKER)),
+        marker: new RegExp(escapeRegExp(options.marker ?? DEFAULT_BOOT_MARKER)),
         ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
       });
       boots.push(result);
