@@ -322,3 +322,45 @@ test('restore --plan prints the layout and changes nothing; the restore then wri
   await assertLayoutAsPlanned(target, plan);
   await assertPartitionsIntact(target, disk, plan);
 });
+
+test('a chosen partition shrinks and the NTFS after it moves, its boot sector told where it now starts', {
+  skip,
+}, async () => {
+  const { disk, repoPath, point } = await backedUp('moved', {
+    size: 1 * GiB,
+    table: 'gpt',
+    partitions: [
+      { size: 700 * MiB, filesystem: 'ext4', fill: { files: 40, maxFileSize: 4 * MiB, directories: 4 } },
+      { filesystem: 'ntfs', fill: { files: 20, maxFileSize: 2 * MiB } },
+    ],
+  });
+  const target = join(dir, 'moved-target.img');
+  const result = await runRestore(
+    { repo: repoPath, point, to: target, targetSize: 640 * MiB, resize: 1 },
+    context,
+  );
+  const plan = result.plan as FitPlan;
+  assert.deepEqual(
+    plan.partitions.map((p) => p.change),
+    ['shrunk', 'moved'],
+  );
+  await assertLayoutAsPlanned(target, plan);
+  await assertPartitionsIntact(target, disk, plan);
+  const moved = plan.partitions[1]!;
+  const { open } = await import('node:fs/promises');
+  const handle = await open(target, 'r');
+  try {
+    const sector = Buffer.alloc(512);
+    for (const at of [moved.to.start, moved.to.start + moved.to.size - 512]) {
+      await handle.read(sector, 0, 512, at);
+      assert.equal(sector.toString('latin1', 3, 11), 'NTFS    ');
+      assert.equal(
+        sector.readUInt32LE(28),
+        moved.to.start / 512,
+        `hidden sectors of the boot sector at ${at}`,
+      );
+    }
+  } finally {
+    await handle.close();
+  }
+});

@@ -18,7 +18,7 @@ import { rewritePartitionTable } from '../partition/rewrite-table.ts';
 import { isUsed, type Manifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import { restorePoint } from '../repository/restore.ts';
-import { withLoopRange } from '../volume-files/loop-range.ts';
+import { runTool, withLoopRange } from '../volume-files/loop-range.ts';
 import { growFilesystem, ShrinkImpossibleError, shrinkFilesystem } from './fs-resize.ts';
 import { type Route, routedWriter } from './routed-writer.ts';
 
@@ -106,6 +106,38 @@ async function copyShrunk(staging: string, size: number, target: BlockWriter, at
     return copied;
   } finally {
     await reader.close();
+  }
+}
+
+/**
+ * NTFS and FAT boot sectors record where their partition starts (the "hidden sectors" before it, at byte 28);
+ * Windows and its loaders trust it, so a moved partition's boot sector (and NTFS's backup at the partition's
+ * last sector) says the new start.
+ */
+async function fixHiddenSectors(target: BlockWriter, p: PlannedPartition, sectorSize: number): Promise<void> {
+  if (p.filesystem !== 'ntfs' && !p.filesystem?.startsWith('fat')) return;
+  const lba = p.to.start / sectorSize;
+  if (lba > 0xffffffff) return;
+  const places = [p.to.start];
+  if (p.filesystem === 'ntfs') places.push(p.to.start + p.to.size - sectorSize);
+  for (const at of places) {
+    const sector = Buffer.from(await target.read(at, sectorSize));
+    const ntfs = sector.toString('latin1', 3, 11) === 'NTFS    ';
+    const fat = sector[510] === 0x55 && sector[511] === 0xaa && (sector[0] === 0xeb || sector[0] === 0xe9);
+    if (!(p.filesystem === 'ntfs' ? ntfs : fat)) continue;
+    sector.writeUInt32LE(lba, 28);
+    await target.write(at, sector);
+  }
+  // A FAT32 keeps a backup boot sector too (its sector number at byte 50).
+  if (p.filesystem === 'fat32') {
+    const boot = await target.read(p.to.start, sectorSize);
+    const backup = boot.readUInt16LE(50);
+    if (backup > 0 && backup < 32) {
+      const at = p.to.start + backup * boot.readUInt16LE(11);
+      const sector = Buffer.from(await target.read(at, sectorSize));
+      sector.writeUInt32LE(lba, 28);
+      await target.write(at, sector);
+    }
   }
 }
 
@@ -212,6 +244,9 @@ export async function restoreFitted(
           copyShrunk(staged.get(p.index)!, p.to.size, target, p.to.start),
         );
       }
+      for (const p of plan.partitions) {
+        if (p.change === 'moved') await fixHiddenSectors(target, p, plan.sectorSize);
+      }
       if (plan.mode !== 'as-is' && plan.table !== 'none') {
         await rewritePartitionTable(target, {
           table: plan.table,
@@ -223,6 +258,8 @@ export async function restoreFitted(
     } finally {
       await target.close();
     }
+    // The kernel learns the new table of a disk (an image has no kernel view to refresh).
+    if (options.isDevice) await runTool('blockdev', ['--rereadpt', targetPath]).catch(() => undefined);
     // 3. A grown partition's file system fills it (on the target, through a loop device over the partition).
     for (const p of grown) {
       options.signal?.throwIfAborted();
