@@ -67,8 +67,8 @@ test('data bigger than the new partition is refused with the size that would hol
   assert.ok(plan.refusal.neededBytes >= 3 * GiB + MiB, `needs ${plan.refusal.neededBytes}`);
 });
 
-test('a logical MBR partition is not resized', () => {
-  const plan = planFit(
+test('the last logical MBR partition is resized, but no logical partition is moved', () => {
+  const logical = planFit(
     {
       table: 'mbr',
       sectorSize: 512,
@@ -77,7 +77,19 @@ test('a logical MBR partition is not resized', () => {
     },
     GiB + 512 * MiB,
   );
-  assert.match(plan.refusal!.reason, /logical partition/);
+  assert.equal(logical.refusal, null);
+  assert.deepEqual(logical.partitions[1]!.to, { start: GiB + 2 * MiB, size: 510 * MiB });
+  const plan = planFit(
+    {
+      table: 'mbr',
+      sectorSize: 512,
+      size: 2 * GiB,
+      partitions: [part(1, MiB, GiB, 'ext4'), part(5, GiB + 2 * MiB, GiB - 3 * MiB, 'ext4')],
+    },
+    GiB + 512 * MiB,
+    { resize: 1 },
+  );
+  assert.match(plan.refusal!.reason, /logical partition 5 would have to move/);
 });
 
 test('onto a bigger disk the layout stays unless --grow, which grows the last partition to the end', () => {

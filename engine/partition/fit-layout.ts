@@ -176,14 +176,17 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
       warnings,
     };
   }
-  if (source.table === 'mbr' && chosen.index >= 5) {
+  // The partitions after the chosen one keep their sizes and move up (or down) to sit right after it.
+  const after = partitions.filter((p) => p.start > chosen.start);
+  // A logical partition's place is written in the chain of extended boot records: the last one may change size,
+  // none is moved.
+  const movedLogical = after.find((p) => p.index >= 5);
+  if (source.table === 'mbr' && movedLogical) {
     return refuse(
-      `partition ${chosen.index} is a logical partition; Diskline resizes primary partitions only`,
+      `logical partition ${movedLogical.index} would have to move; Diskline resizes the last logical partition but moves none`,
       alignUp(layoutEnd),
     );
   }
-  // The partitions after the chosen one keep their sizes and move up (or down) to sit right after it.
-  const after = partitions.filter((p) => p.start > chosen.start);
   const afterBytes = after.reduce((sum, p) => sum + alignUp(p.size), 0);
   const newSize = alignDown(end - afterBytes) - chosen.start;
   const growing = newSize > chosen.size;

@@ -159,9 +159,18 @@ async function rewriteMbr(
     throw new PartitionTableError(`the restored MBR on ${writer.path} has no boot signature`);
   }
   const slots = mbrSlots(mbr);
+  const extendedSlot = slots.findIndex((slot) => EXTENDED_TYPES.has(slot.type));
+  const logicalEnds: number[] = [];
+  let logicalChanged = false;
   for (const placed of rewrite.partitions) {
+    if (placed.index >= 5) {
+      const { end, changed } = await placeLogical(writer, slots[extendedSlot], placed);
+      logicalEnds.push(end);
+      logicalChanged ||= changed;
+      continue;
+    }
     const slot = slots[placed.index - 1];
-    if (placed.index > 4 || !slot || slot.type === 0) {
+    if (!slot || slot.type === 0) {
       throw new PartitionTableError(
         `partition ${placed.index} is not a primary partition of the MBR on ${writer.path}; only primary partitions are rewritten`,
       );
@@ -177,6 +186,14 @@ async function rewriteMbr(
     chs(first).copy(mbr, at + 1);
     chs(first + sectors - 1).copy(mbr, at + 5);
   }
+  // The extended partition ends where its last logical partition now ends.
+  if (extendedSlot >= 0 && logicalChanged) {
+    const at = 446 + extendedSlot * 16;
+    const first = mbr.readUInt32LE(at + 8);
+    const sectors = Math.max(...logicalEnds) / 512 - first;
+    mbr.writeUInt32LE(sectors, at + 12);
+    chs(first + sectors - 1).copy(mbr, at + 5);
+  }
   if (rewrite.newIdentity) {
     const from = mbr.readUInt32LE(440).toString(16).padStart(8, '0');
     let fresh = 0;
@@ -185,6 +202,47 @@ async function rewriteMbr(
     identity.diskId = { from, to: fresh.toString(16).padStart(8, '0') };
   }
   await writer.write(0, mbr);
+}
+
+const EXTENDED_TYPES = new Set([0x05, 0x0f, 0x85]);
+
+/**
+ * Gives logical partition `placed.index` its new size in its extended boot record (found by walking the chain
+ * from the extended partition); returns where it now ends, in bytes, and whether its size changed. Its start
+ * does not move.
+ */
+async function placeLogical(
+  writer: BlockWriter,
+  extended: ReturnType<typeof mbrSlots>[number] | undefined,
+  placed: PlacedPartition,
+): Promise<{ end: number; changed: boolean }> {
+  if (!extended)
+    throw new PartitionTableError(
+      `the MBR on ${writer.path} has no extended partition for partition ${placed.index}`,
+    );
+  let ebrLba = extended.firstLba;
+  for (let index = 5; index <= 260; index++) {
+    const ebr = Buffer.from(await writer.read(ebrLba * 512, 512));
+    if (ebr[510] !== 0x55 || ebr[511] !== 0xaa) break;
+    const [logical, next] = mbrSlots(ebr);
+    if (index === placed.index && logical && logical.type !== 0) {
+      const first = ebrLba + logical.firstLba;
+      if (first * 512 !== placed.start) {
+        throw new PartitionTableError(
+          `logical partition ${placed.index} on ${writer.path} cannot move (from LBA ${first})`,
+        );
+      }
+      const sectors = placed.size / 512;
+      if (logical.sectors === sectors) return { end: placed.start + placed.size, changed: false };
+      ebr.writeUInt32LE(sectors, 446 + 12);
+      chs(first + sectors - 1).copy(ebr, 446 + 5);
+      await writer.write(ebrLba * 512, ebr);
+      return { end: placed.start + placed.size, changed: true };
+    }
+    if (!next || !EXTENDED_TYPES.has(next.type)) break;
+    ebrLba = extended.firstLba + next.firstLba;
+  }
+  throw new PartitionTableError(`the MBR on ${writer.path} has no logical partition ${placed.index}`);
 }
 
 /** Rewrites the table on `writer` (the restored disk) for the new layout; returns the identifiers it changed. */

@@ -364,3 +364,36 @@ test('a chosen partition shrinks and the NTFS after it moves, its boot sector to
     await handle.close();
   }
 });
+
+test('an MBR disk whose last partition is a logical ext4 restores onto a smaller disk', {
+  skip,
+}, async () => {
+  const { disk, repoPath, point } = await backedUp('logical', {
+    size: 1 * GiB,
+    table: 'dos',
+    partitions: [
+      { size: 100 * MiB, filesystem: 'ext4', fill: { files: 5 } },
+      { type: 'E', filesystem: null },
+      { filesystem: 'ext4', fill: { files: 40, maxFileSize: 4 * MiB, directories: 4 } },
+    ],
+  });
+  const target = join(dir, 'logical-target.img');
+  const plan = (await runRestore({ repo: repoPath, point, to: target, targetSize: 512 * MiB }, context))
+    .plan as FitPlan;
+  assert.equal(plan.mode, 'shrink');
+  assert.equal(plan.partitions.find((p) => p.index === 5)!.change, 'shrunk');
+  const table = await readPartitionTable(target);
+  const logical = table.partitions.find((p) => p.node.endsWith('5'))!;
+  const shrunk = plan.partitions.find((p) => p.index === 5)!;
+  assert.deepEqual({ start: logical.start, size: logical.size }, shrunk.to);
+  const extended = table.partitions.find((p) => p.type === '5')!;
+  assert.ok(
+    extended.start + extended.size <= 512 * MiB &&
+      extended.start + extended.size >= shrunk.to.start + shrunk.to.size,
+  );
+  await assertPartitionsIntact(
+    target,
+    { ...disk, partitions: disk.partitions.filter((p) => p.filesystem) },
+    plan,
+  );
+});
