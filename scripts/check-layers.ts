@@ -23,6 +23,7 @@ const engineRanks: Record<string, number> = {
   config: 1,
   drives: 1,
   layout: 1,
+  handles: 1,
   'restore-fit': 1,
   'boot-check': 1,
   'volume-files': 1,

@@ -1,16 +1,13 @@
 // The options `restore` takes to fit a point onto a target of another size (--plan, --grow, --resize, --size,
-// --new-identity), the plan printed for people or as JSON, and the fitted restore run in this process.
+// --new-identity), the plan printed for people or as JSON, and what the restore job reports after it: the new
+// identifiers and the boot check of a restored system disk.
 
 import { parseByteSize } from '../../protocol/byte-size.ts';
+import { RefusalError, UsageError } from '../../protocol/failure.ts';
 import type { FitPlanView } from '../../protocol/restore-plan.ts';
-import { type BootReport, checkRestoredSystem, describeBootReport } from '../boot-check/check.ts';
-import { describeFitPlan, type FitPlan } from '../partition/fit-layout.ts';
-import type { Manifest } from '../repository/manifest.ts';
-import type { Repository } from '../repository/repository.ts';
-import { restoreFitted } from '../restore-fit/fitted-restore.ts';
-import { giveNewIdentity, type NewIdentityResult } from '../restore-fit/new-identity.ts';
-import { formatBytes, progressLine } from './repository-access.ts';
-import { ExitCode, UsageError } from './verb.ts';
+import type { BootReport } from '../boot-check/check.ts';
+import { describeBootReport } from '../boot-check/check.ts';
+import { describeFitPlan } from '../partition/fit-layout.ts';
 
 export const fitOptions = {
   plan: { type: 'boolean' },
@@ -59,81 +56,41 @@ export function fitParams(values: {
   return params;
 }
 
-/** Prints the plan; exit code 3 when the target cannot take the point. */
-export function printPlan(plan: FitPlan | FitPlanView, json: boolean | undefined): number {
+/** --plan: prints the plan; a plan the target cannot take is a refusal (exit 3), after it is printed. */
+export function printPlan(
+  plan: FitPlanView | null | undefined,
+  target: string,
+  json: boolean | undefined,
+): void {
+  if (!plan) throw new Error(`the engine could not read the point's layout to plan the restore to ${target}`);
   if (json) process.stdout.write(`${JSON.stringify(plan)}\n`);
   else process.stdout.write(`${describeFitPlan(plan).join('\n')}\n`);
-  return plan.refusal ? ExitCode.refused : ExitCode.ok;
+  if (plan.refusal) throw new RefusalError(`${target} cannot take the point: ${plan.refusal.reason}`);
 }
 
-/** --new-identity after a restore in this process: gives the target new identifiers and says which. */
-export async function newIdentityInProcess(
-  target: string,
-  fit: RestoreFitParams,
-  json: boolean | undefined,
-): Promise<NewIdentityResult | null> {
-  if (!fit.newIdentity) return null;
-  const identity = await giveNewIdentity(target);
-  if (!json) {
+/** Before the confirmation: the layout a fitted restore writes, for the person about to confirm it. */
+export function describePlanOnStderr(plan: FitPlanView | null | undefined): void {
+  if (!plan || plan.mode === 'as-is') return;
+  for (const line of describeFitPlan(plan)) process.stderr.write(`  ${line}\n`);
+}
+
+/** After a restore: the identifiers it changed and the boot check, as the job reported them. */
+export function describeRestoreOutcome(result: Record<string, unknown>): void {
+  const identity = result.identity as
+    | { changes: { what: string; from: string; to: string }[]; fixedFiles: string[]; warnings: string[] }
+    | undefined;
+  if (identity) {
     for (const change of identity.changes)
       process.stderr.write(`  ${change.what}: ${change.from} -> ${change.to}\n`);
     for (const file of identity.fixedFiles) process.stderr.write(`  references fixed in ${file}\n`);
     for (const warning of identity.warnings) process.stderr.write(`warning: ${warning}\n`);
   }
-  return identity;
-}
-
-/** The boot check after a restore in this process, printed (problems on stderr) unless --json; null when the
- * disk holds no system. */
-export async function bootCheckInProcess(
-  target: string,
-  json: boolean | undefined,
-): Promise<BootReport | null> {
-  const report = await checkRestoredSystem(target);
-  if (report && !json) {
-    process.stderr.write(`boot check of ${target}:\n${describeBootReport(report).join('\n')}\n`);
+  for (const warning of (result.warnings as string[] | undefined) ?? [])
+    process.stderr.write(`warning: ${warning}\n`);
+  const report = result.bootCheck as BootReport | undefined;
+  if (report) {
+    process.stderr.write(`boot check of ${report.disk}:\n${describeBootReport(report).join('\n')}\n`);
     if (report.problems.some((p) => p.fix))
-      process.stderr.write(`apply the safe fixes with: diskline boot-check ${target} --fix\n`);
+      process.stderr.write(`apply the safe fixes with: diskline boot-check ${report.disk} --fix\n`);
   }
-  return report;
-}
-
-export async function restoreFittedInProcess(
-  repo: Repository,
-  manifest: Manifest,
-  target: string,
-  plan: FitPlan,
-  isDevice: boolean,
-  json: boolean | undefined,
-  fit: RestoreFitParams = {},
-): Promise<number> {
-  if (!json) {
-    process.stderr.write(`restoring point ${manifest.id} (${manifest.time}) to ${target}, fitted:\n`);
-    for (const line of describeFitPlan(plan)) process.stderr.write(`  ${line}\n`);
-  }
-  const progress = json ? null : progressLine('restore');
-  const started = Date.now();
-  let result: Awaited<ReturnType<typeof restoreFitted>>;
-  try {
-    result = await restoreFitted(repo, manifest, target, plan, {
-      isDevice,
-      onProgress: (p) => progress?.update(p.doneBytes, p.totalBytes),
-    });
-  } finally {
-    progress?.end();
-  }
-  const identity = await newIdentityInProcess(target, fit, json);
-  const bootCheck = await bootCheckInProcess(target, json);
-  const seconds = (Date.now() - started) / 1000;
-  if (json) {
-    process.stdout.write(
-      `${JSON.stringify({ point: manifest.id, target, plan, ...result, seconds, ...(identity ? { identity } : {}), ...(bootCheck ? { bootCheck } : {}) })}\n`,
-    );
-  } else {
-    for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
-    process.stdout.write(
-      `Restored point ${manifest.id} to ${target} (${plan.mode}): ${formatBytes(result.usedBytes)} used, ${formatBytes(result.writtenBytes)} written in ${seconds.toFixed(1)} s\n`,
-    );
-  }
-  return ExitCode.ok;
 }

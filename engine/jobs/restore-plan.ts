@@ -18,12 +18,12 @@ export interface RestoreFitOptions extends FitOptions {
 /** The size a restore to `path` writes: a device's own size; an image's requested size, else the larger of its
  * current size and the point's (as restores always did). */
 export async function restoreTargetSize(
-  path: string,
+  path: string | null,
   pointSize: number,
   requested?: number,
 ): Promise<number> {
-  const info = await stat(path).catch(() => null);
-  if (info?.isBlockDevice()) {
+  const info = path ? await stat(path).catch(() => null) : null;
+  if (path && info?.isBlockDevice()) {
     const name = basename(await realpath(path));
     return Number((await readFile(`/sys/class/block/${name}/size`, 'utf8')).trim()) * 512;
   }
@@ -41,11 +41,12 @@ export async function planRestore(
   return planFit(sourceLayoutOf(await pointLayout(point)), targetSize, options);
 }
 
-/** The plan for restoring point `pointId` of the repository at `repoPath` onto `target` (opens the repository). */
+/** The plan for restoring point `pointId` of the repository at `repoPath` onto `target` (opens the repository);
+ * a target that does not exist yet (null) is a new image. */
 export async function planForTarget(
   repoPath: string,
   pointId: string,
-  target: string,
+  target: string | null,
   options: RestoreFitOptions,
 ): Promise<FitPlan> {
   return withRepository(repoPath, async (repo) => {

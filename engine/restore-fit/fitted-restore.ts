@@ -9,6 +9,7 @@
 import { mkdtemp, open, rm, stat, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RefusalError } from '../../protocol/failure.ts';
 import { openReader, openWriter } from '../device/open.ts';
 import type { BlockWriter } from '../device/types.ts';
 import { usedMapOf } from '../filesystems/index.ts';
@@ -23,8 +24,7 @@ import { growFilesystem, ShrinkImpossibleError, shrinkFilesystem } from './fs-re
 import { type Route, routedWriter } from './routed-writer.ts';
 
 /** The restore cannot be done onto this target; nothing was written to it. */
-export class FitRefusedError extends Error {
-  readonly exitCode = 3;
+export class FitRefusedError extends RefusalError {
   readonly neededBytes: number;
   constructor(message: string, neededBytes: number) {
     super(message);

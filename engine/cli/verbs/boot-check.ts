@@ -2,9 +2,10 @@
 // ESP, the MBR's boot code, fstab and the boot configuration; exit 0 only when nothing found would stop it
 // booting. --fix applies the safe fixes (the fallback loader copy) and checks again.
 import { realpath, stat } from 'node:fs/promises';
+import { KindedError, RefusalError } from '../../../protocol/failure.ts';
 import { applySafeFixes, checkBoot, describeBootReport } from '../../boot-check/check.ts';
 import { deviceUses, loopDevicesBacking } from '../../device/busy.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'boot-check <device|image> [--fix] [--json]',
@@ -21,15 +22,14 @@ export const verb: Verb = {
     if (!given) throw new UsageError('which disk or image? give its path');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     const disk = await realpath(given).catch(() => {
-      throw new ExitError(`${given} does not exist`, ExitCode.failed);
+      throw new UsageError(`${given} does not exist`);
     });
     const info = await stat(disk);
     // Its file systems are mounted here to be read: one mounted elsewhere (or an image attached) is not.
     const uses = info.isBlockDevice() ? await deviceUses(disk) : await loopDevicesBacking(disk);
     if (uses.length) {
-      throw new ExitError(
+      throw new RefusalError(
         `refusing to check ${disk}: it is in use (${uses.join('; ')}); unmount or detach it first`,
-        ExitCode.refused,
       );
     }
     let report = await checkBoot(disk);
@@ -40,6 +40,7 @@ export const verb: Verb = {
       for (const line of fixed) process.stdout.write(`fixed: ${line}\n`);
       process.stdout.write(`${describeBootReport(report).join('\n')}\n`);
     }
-    return report.bootable ? ExitCode.ok : ExitCode.failed;
+    if (!report.bootable)
+      throw new KindedError('failure', `${disk} would not boot as it is (see the problems above)`);
   },
 };
