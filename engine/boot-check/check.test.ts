@@ -157,3 +157,27 @@ test('an emptied ESP, a missing kernel, an fstab entry not on the disk and an em
     );
   }
 });
+
+test('diskline boot-check exits 0 for a disk that would boot, 1 for one that would not, and --fix repairs the fallback', {
+  skip,
+}, async () => {
+  const { runCli } = await import('../repository/testing/run-cli.ts');
+  const ok = await runCli(['boot-check', healthy, '--json']);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).bootable, true);
+  const disk = await damaged('cli-no-fallback', async ([, esp]) => {
+    await runTool('mdel', ['-i', esp!, '::/EFI/BOOT/BOOTX64.EFI'], { env: mtools });
+  });
+  const broken = await runCli(['boot-check', disk]);
+  assert.equal(broken.status, 1);
+  assert.match(
+    broken.stdout,
+    /error: no loader at the fallback path .*\(safe fix: diskline boot-check --fix\)/,
+  );
+  const fixed = await runCli(['boot-check', disk, '--fix']);
+  assert.equal(fixed.status, 0, fixed.stdout + fixed.stderr);
+  assert.match(
+    fixed.stdout,
+    /^fixed: copied EFI\/debian\/grubx64.efi to EFI\/BOOT\/BOOTX64.EFI on partition 2$/m,
+  );
+});

@@ -334,7 +334,7 @@ export function describeBootReport(report: BootReport): string[] {
   const lines = report.checked.map((line) => `  ok: ${line}`);
   for (const problem of report.problems) {
     lines.push(
-      `  ${problem.severity}: ${problem.message}${problem.fix ? ' (safe fix available: --fix-boot)' : ''}`,
+      `  ${problem.severity}: ${problem.message}${problem.fix ? ' (safe fix: diskline boot-check --fix)' : ''}`,
     );
   }
   lines.push(
