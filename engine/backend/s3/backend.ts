@@ -94,21 +94,31 @@ export class S3Backend implements Backend {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const names: string[] = [];
+    return (await this.listSizes(prefix)).map((object) => object.name);
+  }
+
+  /** Every name under `prefix` with its size, from the same listing requests (no HEAD per object). */
+  async listSizes(prefix: string): Promise<{ name: string; size: number }[]> {
+    const objects: { name: string; size: number }[] = [];
     let token = '';
     do {
       const query: Record<string, string> = {
         'list-type': '2',
         prefix: this.#key(prefix),
-        'max-keys': '1000',
+        'max-keys': String(this.#listPageSize),
       };
       if (token) query['continuation-token'] = token;
       const response = await this.client.expect({ method: 'GET', key: '', query }, [200]);
       const xml = response.body.toString('utf8');
-      for (const key of xmlValues(xml, 'Key')) names.push(key.slice(this.#prefix.length));
+      for (const entry of xmlValues(xml, 'Contents', true)) {
+        objects.push({
+          name: xmlValue(entry, 'Key').slice(this.#prefix.length),
+          size: Number(xmlValue(entry, 'Size')),
+        });
+      }
       token = xmlValue(xml, 'IsTruncated') === 'true' ? xmlValue(xml, 'NextContinuationToken') : '';
     } while (token);
-    return names;
+    return objects;
   }
 
   async size(name: string): Promise<number | null> {
