@@ -96,6 +96,8 @@ describe('against a real S3 store (Ceph radosgw on loopback)', { skip: unavailab
     const backend = new S3Backend(store.location('contract'), {
       credentials: store.credentials,
       listPageSize: 7,
+      // Small enough that the 17 MiB object below goes in parts.
+      upload: { multipartThreshold: 16 << 20, partSize: 8 << 20 },
     });
     await backend.ensureBucket();
     await backend.put('config', Buffer.from('hello'));
