@@ -15,3 +15,6 @@ export class DamagedRepositoryError extends RepositoryError {
     super(message, 4);
   }
 }
+
+/** A file listed a moment ago is gone: damage, unless a concurrent prune replaced it (callers that know retry). */
+export class MissingFileError extends DamagedRepositoryError {}

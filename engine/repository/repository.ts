@@ -41,7 +41,7 @@ import {
   parseConfig,
   type RepositoryConfig,
 } from './config.ts';
-import { DamagedRepositoryError, RepositoryError } from './errors.ts';
+import { DamagedRepositoryError, MissingFileError, RepositoryError } from './errors.ts';
 import {
   DEFAULT_SCRYPT,
   deriveKeys,
@@ -107,6 +107,9 @@ export interface PruneRecord {
   phase: 'condemned' | 'deleting';
 }
 
+/** The point asked for is not in the repository (never was, or a prune forgot it). */
+export class PointNotFoundError extends RepositoryError {}
+
 export function newId(): string {
   return randomBytes(16).toString('hex');
 }
@@ -123,6 +126,8 @@ export interface PointReader {
 }
 
 const DECODED_CACHE_CHUNKS = 64;
+/** Loads of the index started over because a concurrent prune replaced an index file, before that is damage. */
+const INDEX_LOAD_ATTEMPTS = 5;
 /** Group blobs kept decoded for readChunk: sequential reads take one group's chunks one after another. */
 const RECENT_GROUPS = 4;
 
@@ -351,7 +356,7 @@ export class Repository {
       file = await this.backend.get(name, SEALED_MAX_BYTES[magic] ?? CONFIG_MAX_BYTES);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new DamagedRepositoryError(`${what} is missing`);
+        throw new MissingFileError(`${what} is missing`);
       if (error instanceof UnsafeFileError)
         throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
       throw error;
@@ -393,17 +398,33 @@ export class Repository {
     return (await this.backend.list('index/')).sort();
   }
 
-  /** The union of index files minus condemned packs; cached until `reload`. */
+  /**
+   * The union of index files, condemned packs for reading only; cached until `reload`. A prune on another
+   * machine may replace index files between the listing and the reads (it writes the new file before it deletes
+   * the old ones): an index file gone meanwhile makes the load start over, a few times, before it is damage.
+   */
   async loadIndex(reload = false): Promise<ChunkIndex> {
     if (this.#index && !reload) return this.#index;
-    const condemned = new Set<string>();
-    for (const record of await this.pruneRecords()) for (const pack of record.packs) condemned.add(pack);
-    const index = new ChunkIndex();
-    for (const name of await this.indexFiles()) {
-      index.addFile(await this.readSealed(name, INDEX_MAGIC, `index file ${name}`), condemned);
+    for (let attempt = 1; ; attempt++) {
+      const condemned = new Set<string>();
+      for (const record of await this.pruneRecords()) for (const pack of record.packs) condemned.add(pack);
+      const index = new ChunkIndex();
+      let vanished = false;
+      for (const name of await this.indexFiles()) {
+        let plaintext: Buffer;
+        try {
+          plaintext = await this.readSealed(name, INDEX_MAGIC, `index file ${name}`);
+        } catch (error) {
+          if (!(error instanceof MissingFileError) || attempt >= INDEX_LOAD_ATTEMPTS) throw error;
+          vanished = true;
+          break;
+        }
+        index.addFile(plaintext, condemned);
+      }
+      if (vanished) continue;
+      this.#index = index;
+      return index;
     }
-    this.#index = index;
-    return index;
   }
 
   /**
@@ -449,17 +470,16 @@ export class Repository {
       );
     }
     const what = `manifest of point ${pointId}`;
-    const size = await this.backend.size(manifestName(pointId)).catch((error: unknown) => {
-      if (error instanceof UnsafeFileError)
-        throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
-      throw error;
-    });
-    if (size === null) {
-      throw new RepositoryError(
+    // No size check first: one request per manifest, not two (a missing one is told by the read).
+    let plaintext: Buffer;
+    try {
+      plaintext = await this.readSealed(manifestName(pointId), MANIFEST_MAGIC, what);
+    } catch (error) {
+      if (!(error instanceof MissingFileError)) throw error;
+      throw new PointNotFoundError(
         `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
       );
     }
-    const plaintext = await this.readSealed(manifestName(pointId), MANIFEST_MAGIC, what);
     let manifest: Manifest;
     try {
       manifest = decodeManifest(plaintext, what);
@@ -507,6 +527,8 @@ export class Repository {
       try {
         points.push(this.summarize(await this.loadManifest(id)));
       } catch (error) {
+        // Forgotten by a prune between the listing and the read: not damage, just gone.
+        if (error instanceof PointNotFoundError) continue;
         damaged.push({ id, error: (error as Error).message });
       }
     }

@@ -51,15 +51,19 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
     problems.push((error as Error).message);
   }
   const index = new Map<string, IndexEntry>();
+  // Condemned packs count only where no live one holds the chunk: a point a backup committed while a prune
+  // waited for it may use them until that prune rescues them.
+  const condemnedEntries = new Map<string, IndexEntry>();
   for (const name of await repo.indexFiles()) {
     try {
       const plaintext = await repo.readSealed(name, INDEX_MAGIC, `index file ${name}`);
       for (const [key, entry] of decodeIndexEntries(plaintext))
-        if (!condemned.has(entry.pack)) index.set(key, entry);
+        (condemned.has(entry.pack) ? condemnedEntries : index).set(key, entry);
     } catch (error) {
       problems.push((error as Error).message);
     }
   }
+  for (const [key, entry] of condemnedEntries) if (!index.has(key)) index.set(key, entry);
   // Packs: the structure of each pack the index names (header, trailer, each indexed group's member list).
   const packProblems = new Map<string, string>();
   const byPack = new Map<string, [string, IndexEntry][]>();
