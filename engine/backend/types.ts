@@ -56,3 +56,16 @@ export class UnsafeFileError extends Error {
     this.file = file;
   }
 }
+
+/** A file as a listing names it, with what tells one written version of it from another. */
+export interface ListedFile {
+  name: string;
+  size: number;
+  /** Differs between any two writes of the file (an object store's ETag). */
+  version: string;
+}
+
+/** A backend that lists versions in the same requests as names: what a local cache of its files needs. */
+export interface VersionedListing {
+  listVersions(prefix: string): Promise<ListedFile[]>;
+}

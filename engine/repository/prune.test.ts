@@ -139,7 +139,7 @@ test('the prune verb needs a policy and reports what it did', async () => {
   assert.equal(points.length, 1);
 });
 
-test('retention applies to each source apart: one machine\'s points never push out another\'s', async () => {
+test("retention applies to each source apart: one machine's points never push out another's", async () => {
   const repo = await Repository.init(join(dir, 'per-source'), {
     password: TEST_PASSWORD,
     scrypt: { N: 1024, r: 8, p: 1 },

@@ -2,13 +2,15 @@
 // mount, instant restore and restore use. Writing a point lives in point-writer.ts, pruning in prune.ts.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
+import { CachedBackend } from '../backend/file-cache.ts';
 import { RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
 import { S3Backend } from '../backend/s3/backend.ts';
 import { isS3Location } from '../backend/s3/location.ts';
 import { type Backend, UnsafeFileError } from '../backend/types.ts';
+import { defaultStateDir } from '../config/state.ts';
 import {
   ChunkDamage,
   DamagedChunkError,
@@ -80,6 +82,15 @@ const SEALED_MAX_BYTES: Record<string, number> = {
   [INDEX_MAGIC]: INDEX_FILE_MAX_BYTES,
   [PRUNE_MAGIC]: PRUNE_RECORD_MAX_BYTES,
 };
+
+export interface OpenOptions {
+  password?: string | null;
+  /**
+   * Where remote repositories keep a local copy of their index files and manifests (one folder per repository
+   * id); by default the engine's state folder's `cache`; null for none.
+   */
+  cacheDir?: string | null;
+}
 
 export interface InitOptions {
   /** Required unless insecureNoEncryption; at least of the strength passphraseWeakness asks for. */
@@ -235,10 +246,14 @@ export class Repository {
     return new Repository(backend.location, backend, config, deriveKeys(masterKey, id, encryption !== null));
   }
 
-  static async open(path: string, options: { password?: string | null } = {}): Promise<Repository> {
+  static async open(path: string, options: OpenOptions = {}): Promise<Repository> {
     if (isS3Location(path)) {
-      const store = new S3Backend(path);
-      return Repository.#load(path, store.location, store, options);
+      const store = new CachedBackend(new S3Backend(path));
+      const repo = await Repository.#load(path, store.location, store, options);
+      // Keyed by the repository's id: the same repository under another location shares its cache.
+      if (options.cacheDir !== null)
+        await store.attach(join(options.cacheDir ?? join(defaultStateDir(), 'cache'), repo.config.id));
+      return repo;
     }
     const directory = resolve(path);
     const directoryMode = await stat(directory).then(
@@ -350,7 +365,7 @@ export class Repository {
   }
 
   /** A sealed file's plaintext, read with its kind's size limit; a DamagedRepositoryError saying what is wrong. */
-  async readSealed(name: string, magic: string, what: string): Promise<Buffer> {
+  async readSealed(name: string, magic: string, what: string, retried = false): Promise<Buffer> {
     let file: Buffer;
     try {
       file = await this.backend.get(name, SEALED_MAX_BYTES[magic] ?? CONFIG_MAX_BYTES);
@@ -364,8 +379,11 @@ export class Repository {
     try {
       return unseal(this.keys, magic, file, what, this.#boundName(name));
     } catch (error) {
-      if (error instanceof DamagedFileError) throw new DamagedRepositoryError(error.message);
-      throw error;
+      if (!(error instanceof DamagedFileError)) throw error;
+      // A local copy is never trusted over the store: one that fails is dropped and the file read again.
+      if (!retried && this.backend instanceof CachedBackend && (await this.backend.evict(name)))
+        return this.readSealed(name, magic, what, true);
+      throw new DamagedRepositoryError(error.message);
     }
   }
 

@@ -1,7 +1,7 @@
 // A repository backend on S3-compatible object storage. Objects are written once under their final key (an S3
 // PUT or a completed multipart upload is atomic: a reader sees the whole object or none), big ones in parts
 // sent in parallel; `create` is a conditional PUT (If-None-Match: *), the basis of locks.
-import { type Backend, UnsafeFileError } from '../types.ts';
+import { type Backend, type ListedFile, UnsafeFileError } from '../types.ts';
 import { type RetryPolicy, S3Client, type S3Response, xmlValue, xmlValues } from './client.ts';
 import { loadS3Credentials } from './credentials.ts';
 import { parseS3Location, redact } from './location.ts';
@@ -122,7 +122,12 @@ export class S3Backend implements Backend {
 
   /** Every name under `prefix` with its size, from the same listing requests (no HEAD per object). */
   async listSizes(prefix: string): Promise<{ name: string; size: number }[]> {
-    const objects: { name: string; size: number }[] = [];
+    return this.listVersions(prefix);
+  }
+
+  /** Every name under `prefix` with its size and version (the ETag: it changes whenever the object is written). */
+  async listVersions(prefix: string): Promise<ListedFile[]> {
+    const objects: ListedFile[] = [];
     let token = '';
     do {
       const query: Record<string, string> = {
@@ -137,6 +142,7 @@ export class S3Backend implements Backend {
         objects.push({
           name: xmlValue(entry, 'Key').slice(this.#prefix.length),
           size: Number(xmlValue(entry, 'Size')),
+          version: xmlValue(entry, 'ETag').replace(/"/g, ''),
         });
       }
       token = xmlValue(xml, 'IsTruncated') === 'true' ? xmlValue(xml, 'NextContinuationToken') : '';

@@ -74,8 +74,9 @@ describe('two machines back up into one bucket with a prune beside them', {
     timeout: 30 * 60_000,
   }, async () => {
     const repo = store.location('shared-machines', 'office');
-    const ok = async (args: string[]) => {
-      const run = await runCli(args, env);
+    /** Each machine keeps its own engine state (and cache); the prune runs from a third. */
+    const ok = async (args: string[], machine = 'admin') => {
+      const run = await runCli(args, { ...env, DISKLINE_STATE_DIR: join(dir, `state-${machine}`) });
       assert.equal(run.status, 0, `diskline ${args.join(' ')}: ${run.stderr}${run.stdout}`);
       return run;
     };
@@ -87,7 +88,7 @@ describe('two machines back up into one bucket with a prune beside them', {
     const backUp = async (index: number) => {
       const bytes = machines[index]!.bytes();
       await writeFile(sources[index]!, bytes);
-      const run = await ok(['backup', sources[index]!, '--repo', repo, '--json']);
+      const run = await ok(['backup', sources[index]!, '--repo', repo, '--json'], machines[index]!.name);
       expected.set(JSON.parse(run.stdout).point.id as string, sha256(bytes));
     };
     // Round 0, one after the other: the second machine finds the shared units stored by the first.

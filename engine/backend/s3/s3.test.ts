@@ -90,6 +90,7 @@ describe('against a real S3 store (Ceph radosgw on loopback)', { skip: unavailab
     AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
     DISKLINE_PASSWORD: 'a passphrase for the S3 tests',
+    DISKLINE_STATE_DIR: join(dir, 'state'),
   });
 
   test('the backend keeps the contract: whole and ranged reads, parts, create-once, listing past a page, delete', async () => {
