@@ -150,4 +150,8 @@ export class CachedBackend implements Backend {
   close(): Promise<void> {
     return this.#inner.close();
   }
+
+  async retainedUntil(name: string): Promise<number | null> {
+    return (await this.#inner.retainedUntil?.(name)) ?? null;
+  }
 }

@@ -40,6 +40,11 @@ export interface Backend {
    */
   ensureHeld(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Until when (ms since the epoch) the store refuses to destroy the file's bytes (S3 Object Lock retention),
+   * or null when nothing holds it. Absent on storage without such a rule.
+   */
+  retainedUntil?(name: string): Promise<number | null>;
 }
 
 /**

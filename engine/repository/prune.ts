@@ -35,6 +35,12 @@ export interface PruneReport {
   deletedTemps: number;
   /** Condemned packs kept after all: a backup that ran while they were condemned uses them. */
   rescuedPacks: number;
+  /** Points the policy would forget that the store retains (Object Lock): kept, and until when. */
+  retained: { id: string; until: string }[];
+  /** Packs removed from the repository whose bytes the store keeps under retention, and until when (ms). */
+  retainedPacks: number;
+  retainedBytes: number;
+  retainedPacksUntil: number | null;
 }
 
 /** Last-modified times of object stores have whole seconds. */
@@ -135,6 +141,10 @@ export async function pruneRepository(
     waitingRecords: 0,
     deletedTemps: 0,
     rescuedPacks: 0,
+    retained: [],
+    retainedPacks: 0,
+    retainedBytes: 0,
+    retainedPacksUntil: null,
   };
 
   // Phase 1, under the lock: forget points, condemn packs nothing references.
@@ -152,6 +162,18 @@ export async function pruneRepository(
         (m) => m.source.path === checkpoint.source.path && m.time > checkpoint.time && keep.has(m.id),
       );
       if (superseded) forget.push(checkpoint);
+    }
+    // Object Lock: a point whose manifest the store retains is kept (deleting its name would hide a point the
+    // store still guards); prune says until when.
+    if (repo.backend.retainedUntil) {
+      for (const manifest of [...forget]) {
+        const until = await repo.backend.retainedUntil(manifestName(manifest.id));
+        if (until === null) continue;
+        forget.splice(forget.indexOf(manifest), 1);
+        const when = new Date(until).toISOString();
+        keep.set(manifest.id, [...(keep.get(manifest.id) ?? []), `retained until ${when}`]);
+        report.retained.push({ id: manifest.id, until: when });
+      }
     }
     report.kept = [...keep].map(([id, reasons]) => ({ id, reasons }));
     report.forgotten = forget.map((m) => m.id);
@@ -235,7 +257,16 @@ export async function pruneRepository(
     }
     for (const pack of record.packs) {
       const name = packFileName(pack);
-      report.freedBytes += (await repo.backend.size(name)) ?? 0;
+      const bytes = (await repo.backend.size(name)) ?? 0;
+      // Under Object Lock the name goes but the store keeps the bytes until the retention ends (a lifecycle
+      // rule for noncurrent versions then removes them): counted apart, not as freed.
+      const until = (await repo.backend.retainedUntil?.(name)) ?? null;
+      if (until === null) report.freedBytes += bytes;
+      else {
+        report.retainedPacks += 1;
+        report.retainedBytes += bytes;
+        report.retainedPacksUntil = Math.max(report.retainedPacksUntil ?? 0, until);
+      }
       await repo.backend.delete(name);
       report.deletedPacks += 1;
       await step('pack deleted');

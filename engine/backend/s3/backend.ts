@@ -103,13 +103,40 @@ export class S3Backend implements Backend {
   }
 
   async create(name: string, data: Buffer): Promise<void> {
+    const exists = () => Object.assign(new Error(`${name} exists in ${this.location}`), { code: 'EEXIST' });
+    if (await this.#versioned()) {
+      // Measured on radosgw 16: a versioned bucket (every Object Lock bucket is one) ignores If-None-Match and
+      // takes the second create too. So: look first, write, and read back — the one whose bytes are there holds
+      // it. Two creators can still both win when one writes after the other read back: a window of one round
+      // trip, for the prune lock only.
+      if ((await this.size(name)) !== null) throw exists();
+      await this.client.expect({ method: 'PUT', key: this.#key(name), body: data }, [200]);
+      const stored = await this.client.expect({ method: 'GET', key: this.#key(name) }, [200, 404]);
+      if (stored.status !== 200 || !stored.body.equals(data)) throw exists();
+      return;
+    }
     const response = await this.client.expect(
       { method: 'PUT', key: this.#key(name), headers: { 'if-none-match': '*' }, body: data },
       [200, 409, 412],
     );
-    if (response.status !== 200) {
-      throw Object.assign(new Error(`${name} exists in ${this.location}`), { code: 'EEXIST' });
-    }
+    if (response.status !== 200) throw exists();
+  }
+
+  #versioning: Promise<boolean> | null = null;
+
+  /** Whether the bucket keeps versions (asked once). */
+  #versioned(): Promise<boolean> {
+    this.#versioning ??= this.client
+      .expect({ method: 'GET', key: '', query: { versioning: '' } }, [200])
+      .then((response) => xmlValue(response.body.toString('utf8'), 'Status') === 'Enabled');
+    return this.#versioning;
+  }
+
+  /** The Object Lock retention of the object's current version, when it lasts beyond now. */
+  async retainedUntil(name: string): Promise<number | null> {
+    const response = await this.client.expect({ method: 'HEAD', key: this.#key(name) }, [200, 404]);
+    const until = Date.parse(response.headers.get('x-amz-object-lock-retain-until-date') ?? '');
+    return response.status === 200 && Number.isFinite(until) && until > Date.now() ? until : null;
   }
 
   async delete(name: string): Promise<void> {
