@@ -1,7 +1,7 @@
 // `diskline verify --repo R [--read-data]`: checks the repository's structure (or every byte) and names each
 // damaged restore point; exit code 4 when anything is damaged.
 import type { SocketClient } from '../../api/client.ts';
-import { verifyRepository } from '../../repository/verify.ts';
+import { parseReadDataSubset, verifyRepository } from '../../repository/verify.ts';
 import { callFailure, connectDaemon, followJob, notePassphrase, repoForDaemon } from '../daemon-jobs.ts';
 import {
   formatBytes,
@@ -13,16 +13,20 @@ import {
 import { ExitCode, ExitError, parseVerbArgs, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
-  usage: 'verify --repo R [--read-data] [--json]',
+  usage: 'verify --repo R [--read-data | --read-data-subset N/M|P%] [--json]',
   summary: 'Check a repository; --read-data also decrypts and checks every chunk',
-  help: `${repositoryHelp}\n  --read-data            read, decrypt, decompress and re-hash every chunk\n  --json                 print the report`,
+  help: `${repositoryHelp}\n  --read-data            read, decrypt, decompress and re-hash every chunk\n  --read-data-subset S   the same for a sample of the packs: N/M the N-th of M parts (M runs cover all), P% a random share\n  --json                 print the report`,
   async run(args) {
     const { values } = parseVerbArgs(args, {
       ...repositoryOptions,
       'read-data': { type: 'boolean' },
+      'read-data-subset': { type: 'string' },
       json: { type: 'boolean' },
     });
-    const daemon = await connectDaemon();
+    const subsetText = values['read-data-subset'];
+    const subset = subsetText === undefined ? undefined : parseReadDataSubset(subsetText);
+    // A sample is read in this process (read-only work): the daemon's verify job reads all or nothing.
+    const daemon = subset ? null : await connectDaemon();
     if (daemon) {
       try {
         return await verifyThroughDaemon(daemon, requireRepo(values), values);
@@ -32,7 +36,8 @@ export const verb: Verb = {
     }
     const repo = await openRepository(values);
     try {
-      const report = await verifyRepository(repo, { readData: values['read-data'] === true });
+      const readData = values['read-data'] === true || subset !== undefined;
+      const report = await verifyRepository(repo, { readData, readDataSubset: subset });
       if (values.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
       } else {
@@ -44,7 +49,7 @@ export const verb: Verb = {
         for (const problem of report.problems) process.stdout.write(`problem: ${problem}\n`);
         process.stdout.write(
           report.ok
-            ? `Repository ${repo.path} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${values['read-data'] ? `, ${formatBytes(report.bytesRead)} read and checked` : ''}\n`
+            ? `Repository ${repo.path} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${readData ? `, ${formatBytes(report.bytesRead)} read and checked${subset ? ` (sample ${subsetText})` : ''}` : ''}\n`
             : `Repository ${repo.path}: ${report.damagedPoints.length} damaged point(s), ${report.problems.length} other problem(s)\n`,
         );
       }
