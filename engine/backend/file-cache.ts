@@ -32,6 +32,10 @@ export class CachedBackend implements Backend {
     return this.#inner.location;
   }
 
+  get writesInFlight(): number | undefined {
+    return this.#inner.writesInFlight;
+  }
+
   /** Starts caching into `dir` (made 0700: manifests are sealed, but their sizes are the user's business). */
   async attach(dir: string): Promise<void> {
     try {

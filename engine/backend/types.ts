@@ -5,6 +5,8 @@
 export interface Backend {
   /** A human-readable location for messages, e.g. the directory path. */
   readonly location: string;
+  /** Whole-file writes at once that keep this storage busy, when more than a local disk's two. */
+  readonly writesInFlight?: number;
   /**
    * Reads a whole file of at most `maxBytes` (the most its kind may hold); rejects with code 'ENOENT' when it
    * does not exist, and with an UnsafeFileError, unread, when it is not a regular file (a link, FIFO, device)
