@@ -118,6 +118,9 @@ async function main(): Promise<void> {
     run(cli, ['init', '--repo', local], env);
     const localBackup = timed(cli, ['backup', image, '--repo', local, '--json'], env);
     await rm(local, { recursive: true, force: true });
+    // Figures as they come, so a run that fails late still tells what it measured.
+    const note = (text: string) => process.stdout.write(`  ${text}\n`);
+    note(`diskline backup to a local directory: ${secs(localBackup.wall)}`);
 
     run(cli, ['init', '--repo', remote], env);
     let mark = await store.requestsServed();
@@ -126,6 +129,7 @@ async function main(): Promise<void> {
     const s3Stored = await storedBytes(remote, store.credentials);
     const usedBytes = JSON.parse(run(cli, ['points', '--repo', remote, '--json'], env)).at(-1)
       .usedBytes as number;
+    note(`diskline backup to S3: ${secs(s3Backup.wall)}, ${s3Requests} requests, ${fmt(s3Stored)} stored`);
 
     mark = await store.requestsServed();
     const s3Restore = timed(
@@ -136,6 +140,10 @@ async function main(): Promise<void> {
     const restoreRequests = (await store.requestsServed()) - mark;
     run('cmp', [image, join(out, 'diskline.img')]);
     await rm(join(out, 'diskline.img'));
+    note(`diskline restore from S3: ${secs(s3Restore.wall)}, ${restoreRequests} requests`);
+    // The store keeps objects in memory: Diskline's go before restic's come.
+    const diskline = new S3Backend(remote, { credentials: store.credentials });
+    for (const name of await diskline.list('')) await diskline.delete(name);
 
     run('restic', ['-r', resticRemote, 'init', '--repository-version', '2', '-q'], env);
     mark = await store.requestsServed();
@@ -145,6 +153,7 @@ async function main(): Promise<void> {
       env,
     );
     const resticRequests = (await store.requestsServed()) - mark;
+    note(`restic backup to S3: ${secs(resticBackup.wall)}, ${resticRequests} requests`);
     const resticStored = await storedBytes(`s3:${store.endpoint}/restic-bench`, store.credentials);
     mark = await store.requestsServed();
     const resticRestore = timed(

@@ -35,6 +35,7 @@ const methodList = [
   'plans.runNow',
   'schedules.setPaused',
   'blockmap.subscribe',
+  'repo.checkS3',
 ] as const satisfies readonly MethodName[];
 
 const eventList = [

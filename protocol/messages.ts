@@ -13,6 +13,20 @@ import {
 export { CellState, MAX_MESSAGE_BYTES } from './constants.ts';
 
 const repoRef = z.object({ repo: z.string().min(1) });
+
+/** What the engine found at an S3 location (the add-repository form's connection test); never a secret. */
+export const S3ConnectionReportSchema = z.object({
+  ok: z.boolean(),
+  location: z.string(),
+  reachable: z.boolean(),
+  authorized: z.boolean(),
+  bucketExists: z.boolean(),
+  repositoryFound: z.boolean(),
+  prefixHoldsOtherObjects: z.boolean(),
+  objectLock: z.object({ enabled: z.boolean(), mode: z.string().nullable(), days: z.number().nullable() }),
+  problem: z.string().nullable(),
+});
+export type S3ConnectionReport = z.output<typeof S3ConnectionReportSchema>;
 const pointRef = z.object({ repo: z.string().min(1), point: z.string().min(1) });
 
 /** method name → [params schema, result schema]. */
@@ -103,6 +117,15 @@ export const methods = {
         .max(1 << 20),
     }),
     z.object({}),
+  ],
+  /** Read-only test of an S3 location; keys given here are used for this test only, never stored. */
+  'repo.checkS3': [
+    z.object({
+      location: z.string().startsWith('s3:'),
+      accessKeyId: z.string().min(1).optional(),
+      secretAccessKey: z.string().min(1).optional(),
+    }),
+    S3ConnectionReportSchema,
   ],
 } as const;
 

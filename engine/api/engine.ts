@@ -1,11 +1,13 @@
 // The engine as one object: state on disk, jobs, schedules, drives — and the API methods that expose them.
 // Transports (unix socket, WebSocket, in-process) only move frames; everything a method does is here.
+
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
+import { checkS3Connection } from '../backend/s3/connection-check.ts';
 import type { StateStore } from '../config/state.ts';
 import { listDrives } from '../drives/drivelist.ts';
 import { EventBus } from '../jobs/events.ts';
@@ -336,6 +338,11 @@ export class Engine {
         await this.runners.initRepository(location, encrypted);
         return { repo: location };
       },
+      'repo.checkS3': ({ location, accessKeyId, secretAccessKey }) =>
+        checkS3Connection(
+          location,
+          accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined,
+        ),
       'backup.start': async (
         { source, repo, container, preHook, postHook, noResume, strict },
         connection,

@@ -1,28 +1,13 @@
 // What the "add an S3 repository" form shows before anything is written: whether the endpoint answers, the keys
 // are accepted, the bucket exists, a Diskline repository is already at the prefix (or the prefix is empty), and
-// whether the bucket has Object Lock. Read-only: it never creates the bucket or writes an object.
+// whether the bucket has Object Lock (S3ConnectionReport in protocol/messages.ts). Read-only: it never creates
+// the bucket or writes an object.
+import type { S3ConnectionReport } from '../../../protocol/messages.ts';
 import { S3Backend } from './backend.ts';
 import { S3RequestError, xmlValue } from './client.ts';
 import { loadS3Credentials } from './credentials.ts';
-import { parseS3Location } from './location.ts';
+import { parseS3Location, redact } from './location.ts';
 import type { S3Credentials } from './signer.ts';
-
-export interface S3ConnectionReport {
-  /** Everything needed to use (or create) a repository here is in order. */
-  ok: boolean;
-  /** The location as shown to the user (no credentials). */
-  location: string;
-  reachable: boolean;
-  authorized: boolean;
-  bucketExists: boolean;
-  /** A Diskline repository already lives at the prefix (its config is there). */
-  repositoryFound: boolean;
-  /** Objects under the prefix that are not a repository: init would refuse. */
-  prefixHoldsOtherObjects: boolean;
-  objectLock: { enabled: boolean; mode: string | null; days: number | null };
-  /** One sentence saying what is wrong and what to do; null when ok. */
-  problem: string | null;
-}
 
 /** Checks a location with the given keys (else those of the environment or the credentials file). */
 export async function checkS3Connection(
@@ -30,8 +15,14 @@ export async function checkS3Connection(
   credentials?: S3Credentials,
 ): Promise<S3ConnectionReport> {
   parseS3Location(location); // a malformed location is the caller's error, thrown as such
+  let keys: S3Credentials;
+  try {
+    keys = credentials ?? loadS3Credentials();
+  } catch (error) {
+    return { ...emptyReport(redact(location)), problem: (error as Error).message };
+  }
   const backend = new S3Backend(location, {
-    credentials: credentials ?? loadS3Credentials(),
+    credentials: keys,
     // A form waits for an answer: two tries, not ten with backoff.
     retry: {
       attempts: 2,
@@ -42,17 +33,7 @@ export async function checkS3Connection(
     },
     listPageSize: 2,
   });
-  const report: S3ConnectionReport = {
-    ok: false,
-    location: backend.location,
-    reachable: false,
-    authorized: false,
-    bucketExists: false,
-    repositoryFound: false,
-    prefixHoldsOtherObjects: false,
-    objectLock: { enabled: false, mode: null, days: null },
-    problem: null,
-  };
+  const report = emptyReport(backend.location);
   const bucket = backend.client.location.bucket;
   let probe: Awaited<ReturnType<typeof backend.client.send>>;
   try {
@@ -100,4 +81,18 @@ export async function checkS3Connection(
   }
   report.ok = true;
   return report;
+}
+
+function emptyReport(location: string): S3ConnectionReport {
+  return {
+    ok: false,
+    location,
+    reachable: false,
+    authorized: false,
+    bucketExists: false,
+    repositoryFound: false,
+    prefixHoldsOtherObjects: false,
+    objectLock: { enabled: false, mode: null, days: null },
+    problem: null,
+  };
 }
