@@ -36,6 +36,7 @@ const methodList = [
   'schedules.setPaused',
   'blockmap.subscribe',
   'repo.checkS3',
+  'copy.start',
 ] as const satisfies readonly MethodName[];
 
 const eventList = [

@@ -59,6 +59,8 @@ export const methods = {
       noResume: z.boolean().optional(),
       /** Refuse a source whose used map cannot be trusted instead of copying it whole (docs/used-block-maps.md). */
       strict: z.boolean().optional(),
+      /** Back up a device in use without the tap anyway (the point is recorded crash-consistent). */
+      allowInconsistent: z.boolean().default(false),
     }),
     JobSchema,
   ],
@@ -81,7 +83,17 @@ export const methods = {
     pointRef.extend({ to: z.string().min(1), confirmToken: z.string(), instant: z.boolean().default(false) }),
     JobSchema,
   ],
-  'verify.start': [repoRef.extend({ readData: z.boolean().default(false) }), JobSchema],
+  'verify.start': [
+    repoRef.extend({
+      readData: z.boolean().default(false),
+      /** Read the data of a sample of the packs only: `N/M` (the N-th of M parts) or `P%` (verify.ts). */
+      readDataSubset: z
+        .string()
+        .regex(/^(\d+\/\d+|\d+(\.\d+)?%)$/)
+        .optional(),
+    }),
+    JobSchema,
+  ],
   'prune.start': [
     repoRef.extend({ retention: RetentionSchema, dryRun: z.boolean().default(false) }),
     JobSchema,
@@ -102,7 +114,7 @@ export const methods = {
   'jobs.list': [z.object({}), z.array(JobSchema)],
   'jobs.cancel': [z.object({ id: z.string() }), z.object({})],
   'plans.list': [z.object({}), z.array(PlanSchema)],
-  'plans.save': [PlanSchema.omit({ lastRun: true, nextRun: true }), PlanSchema],
+  'plans.save': [PlanSchema.omit({ lastRun: true, nextRun: true, owner: true }), PlanSchema],
   'plans.delete': [z.object({ id: z.string() }), z.object({})],
   'plans.runNow': [z.object({ id: z.string() }), JobSchema],
   'schedules.setPaused': [z.object({ paused: z.boolean() }), z.object({ paused: z.boolean() })],
@@ -117,6 +129,16 @@ export const methods = {
         .max(1 << 20),
     }),
     z.object({}),
+  ],
+  /** Copies points into another repository, deduplicated against it (`diskline copy`). */
+  'copy.start': [
+    z.object({
+      from: z.string().min(1),
+      to: z.string().min(1),
+      /** Point ids, unique prefixes or 'latest', as in the source. */
+      points: z.array(z.string().min(1)).min(1),
+    }),
+    JobSchema,
   ],
   /** Read-only test of an S3 location; keys given here are used for this test only, never stored. */
   'repo.checkS3': [
@@ -174,7 +196,8 @@ export type ErrorCode =
   | 'refused'
   | 'busy'
   | 'failed'
-  | 'forbidden';
+  | 'forbidden'
+  | 'damaged';
 export type Response =
   | { type: 'response'; id: number; ok: true; result: unknown }
   | { type: 'response'; id: number; ok: false; error: { code: ErrorCode; message: string } };

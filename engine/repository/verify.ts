@@ -49,7 +49,7 @@ const MAX_PROBLEMS_PER_POINT = 10;
 /**
  * `--read-data-subset`: `N/M` reads the packs of the N-th of M fixed parts (by pack id, so M runs with N = 1..M
  * read every pack once: a big remote repository checked a part a night); `P%` reads a random P% of the packs
- * (a different sample each run). Throws a RepositoryError (exit 2) saying the forms when the text is neither.
+ * (a different sample each run). Throws a RepositoryError of kind 'usage' saying the forms when the text is neither.
  */
 export function parseReadDataSubset(text: string): (pack: string) => boolean {
   const part = /^(\d+)\/(\d+)$/.exec(text);
@@ -72,7 +72,7 @@ export function parseReadDataSubset(text: string): (pack: string) => boolean {
   }
   throw new RepositoryError(
     `--read-data-subset ${text}: expected N/M (the N-th of M parts, 1 <= N <= M) or P% (0 < P <= 100)`,
-    2,
+    'usage',
   );
 }
 
