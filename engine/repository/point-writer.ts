@@ -154,6 +154,8 @@ export class PointWriter implements UnitSink {
   /** When the registration was stored (the storage's clock), and when this writer last refreshed it. */
   #registeredAt = 0;
   #refreshedAt = 0;
+  /** A refresh started from #settle: awaited before unregistering, so it cannot bring the registration back. */
+  #refreshing: Promise<void> = Promise.resolve();
 
   private constructor(repo: Repository, options: PointWriterOptions, pointId?: string) {
     this.#repo = repo;
@@ -410,6 +412,12 @@ export class PointWriter implements UnitSink {
   }
 
   #settle(unit: number, slot: number, length: number): void {
+    // A backup that stores nothing new for long (an incremental of a big disk) still says it is alive.
+    if (Date.now() - this.#refreshedAt >= REGISTRATION_REFRESH_MS) {
+      this.#refreshing = this.#refreshRegistration().catch((error: Error) => {
+        this.#failure ??= error;
+      });
+    }
     this.#units[unit] = slot;
     if (slot === 0) this.#zeroUnits += 1;
     if (!testBit(this.#done, unit)) {
@@ -678,6 +686,7 @@ export class PointWriter implements UnitSink {
   async #close(): Promise<void> {
     await this.#pool?.close();
     this.#pool = null;
+    await this.#refreshing;
     await unregisterBackup(this.#repo.backend, this.pointId);
   }
 }
