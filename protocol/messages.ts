@@ -14,6 +14,20 @@ import { DrillBootSchema, FitPlanSchema, RestoreFitParamsSchema } from './restor
 export { CellState, MAX_MESSAGE_BYTES } from './constants.ts';
 
 const repoRef = z.object({ repo: z.string().min(1) });
+
+/** What the engine found at an S3 location (the add-repository form's connection test); never a secret. */
+export const S3ConnectionReportSchema = z.object({
+  ok: z.boolean(),
+  location: z.string(),
+  reachable: z.boolean(),
+  authorized: z.boolean(),
+  bucketExists: z.boolean(),
+  repositoryFound: z.boolean(),
+  prefixHoldsOtherObjects: z.boolean(),
+  objectLock: z.object({ enabled: z.boolean(), mode: z.string().nullable(), days: z.number().nullable() }),
+  problem: z.string().nullable(),
+});
+export type S3ConnectionReport = z.output<typeof S3ConnectionReportSchema>;
 const pointRef = z.object({ repo: z.string().min(1), point: z.string().min(1) });
 
 /** method name → [params schema, result schema]. */
@@ -74,7 +88,17 @@ export const methods = {
       .merge(RestoreFitParamsSchema),
     JobSchema,
   ],
-  'verify.start': [repoRef.extend({ readData: z.boolean().default(false) }), JobSchema],
+  'verify.start': [
+    repoRef.extend({
+      readData: z.boolean().default(false),
+      /** Read the data of a sample of the packs only: `N/M` (the N-th of M parts) or `P%` (verify.ts). */
+      readDataSubset: z
+        .string()
+        .regex(/^(\d+\/\d+|\d+(\.\d+)?%)$/)
+        .optional(),
+    }),
+    JobSchema,
+  ],
   'prune.start': [
     repoRef.extend({ retention: RetentionSchema, dryRun: z.boolean().default(false) }),
     JobSchema,
@@ -111,6 +135,25 @@ export const methods = {
         .max(1 << 20),
     }),
     z.object({}),
+  ],
+  /** Copies points into another repository, deduplicated against it (`diskline copy`). */
+  'copy.start': [
+    z.object({
+      from: z.string().min(1),
+      to: z.string().min(1),
+      /** Point ids, unique prefixes or 'latest', as in the source. */
+      points: z.array(z.string().min(1)).min(1),
+    }),
+    JobSchema,
+  ],
+  /** Read-only test of an S3 location; keys given here are used for this test only, never stored. */
+  'repo.checkS3': [
+    z.object({
+      location: z.string().startsWith('s3:'),
+      accessKeyId: z.string().min(1).optional(),
+      secretAccessKey: z.string().min(1).optional(),
+    }),
+    S3ConnectionReportSchema,
   ],
 } as const;
 

@@ -7,6 +7,7 @@ import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.
 import { failureKindOf } from '../../protocol/failure.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
+import { checkS3Connection } from '../backend/s3/connection-check.ts';
 import { isS3Location } from '../backend/s3/location.ts';
 import type { StateStore } from '../config/state.ts';
 import {
@@ -728,6 +729,14 @@ export class Engine {
         }
         return { repo: held.location };
       },
+      'repo.checkS3': ({ location, accessKeyId, secretAccessKey }, connection) => {
+        // As for any object-store repository: root's to name (the engine's credentials, the engine's network).
+        objectStoreRepository(callerOf(connection), location);
+        return checkS3Connection(
+          location,
+          accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined,
+        );
+      },
       'backup.start': async (
         { source, repo, container, preHook, postHook, allowInconsistent, noResume, strict },
         connection,
@@ -885,7 +894,7 @@ export class Engine {
           throw error;
         }
       },
-      'verify.start': ({ repo, readData }, connection) => {
+      'verify.start': ({ repo, readData, readDataSubset }, connection) => {
         const caller = callerOf(connection);
         const heldRepo = this.#holdRepository(caller, repo);
         return this.#startRepositoryJob(
@@ -893,12 +902,15 @@ export class Engine {
           heldRepo,
           {
             kind: 'verify',
-            title: `Verify ${heldRepo.location}${readData ? ' (every byte)' : ''}`,
+            title: `Verify ${heldRepo.location}${readDataSubset ? ` (a sample of the bytes, ${readDataSubset})` : readData ? ' (every byte)' : ''}`,
             repo: null,
             detail: { repo: heldRepo.location },
           },
           (context) =>
-            this.runners.verify({ repo: heldRepo.path, name: heldRepo.location, readData }, context),
+            this.runners.verify(
+              { repo: heldRepo.path, name: heldRepo.location, readData, readDataSubset },
+              context,
+            ),
         );
       },
       'prune.start': ({ repo, retention, dryRun }, connection) => {
@@ -915,6 +927,42 @@ export class Engine {
           },
           (context) => this.runners.prune({ repo: heldRepo.path, retention, dryRun }, context),
         );
+      },
+      'copy.start': ({ from, to, points }, connection) => {
+        const caller = callerOf(connection);
+        const source = this.#holdRepository(caller, from);
+        let target: HeldRepository;
+        try {
+          target = this.#holdRepository(caller, to);
+        } catch (error) {
+          source.close();
+          throw error;
+        }
+        let started = false;
+        try {
+          const job = this.#startRepositoryJob(
+            caller,
+            source,
+            {
+              kind: 'copy',
+              title: `Copy ${points.length} point(s) from ${source.location} to ${target.location}`,
+              repo: target.location,
+              detail: { from: source.location, to: target.location },
+            },
+            async (context) => {
+              try {
+                return await this.runners.copy({ from: source.path, to: target.path, points }, context);
+              } finally {
+                target.close();
+                this.events.emit('points.changed', { repo: target.location }, ownerFor(caller));
+              }
+            },
+          );
+          started = true;
+          return job;
+        } finally {
+          if (!started) target.close();
+        }
       },
       'drill.start': async ({ repo, point, boot }, connection) => {
         const caller = callerOf(connection);

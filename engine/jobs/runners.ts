@@ -48,11 +48,15 @@ export interface JobRunners {
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   verify(
-    params: { repo: string; name?: string; readData: boolean },
+    params: { repo: string; name?: string; readData: boolean; readDataSubset?: string | undefined },
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   prune(
     params: { repo: string; retention: Plan['retention']; dryRun: boolean },
+    context: JobContext,
+  ): Promise<Record<string, unknown> | null>;
+  copy(
+    params: { from: string; to: string; points: string[] },
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   drill(
@@ -102,6 +106,7 @@ export function defaultRunners(state: StateStore): JobRunners {
         : (await import('./restore.ts')).runRestore(params, context),
     verify: async (params, context) => (await import('./maintenance.ts')).runVerify(params, context, state),
     prune: async (params, context) => (await import('./maintenance.ts')).runPrune(params, context),
+    copy: async (params, context) => ({ ...(await (await import('./copy.ts')).runCopy(params, context)) }),
     drill: async (params, context) => (await import('./drill.ts')).runDrill(params, context, state),
     mount: async ({ repo, point, dir }) => (await mountTable()).mount(repo, point, dir),
     unmount: async (path) => (await mountTable()).unmount(path),

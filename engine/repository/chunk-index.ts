@@ -24,28 +24,39 @@ export function idKey(id: Buffer): string {
 }
 
 export class ChunkIndex {
+  /** Entries of live packs: what a backup deduplicates against. */
   readonly entries = new Map<string, IndexEntry>();
+  /**
+   * Entries of packs a prune has condemned, kept for reading only: a backup that started before the prune may
+   * have committed a point using them (prune rescues those packs before it deletes any); such a point must
+   * restore meanwhile. New backups never deduplicate against them.
+   */
+  readonly condemned = new Map<string, IndexEntry>();
 
   get size(): number {
     return this.entries.size;
   }
 
+  /** Whether a backup may reference the chunk without storing it (live packs only). */
   has(id: Buffer): boolean {
     return this.entries.has(idKey(id));
   }
 
+  /** Where to read the chunk: a live pack, else a condemned one not deleted yet. */
   get(id: Buffer): IndexEntry | undefined {
-    return this.entries.get(idKey(id));
+    const key = idKey(id);
+    return this.entries.get(key) ?? this.condemned.get(key);
   }
 
   set(id: Buffer, entry: IndexEntry): void {
     this.entries.set(idKey(id), entry);
   }
 
-  /** Adds every entry of a decoded index file, skipping packs in `ignoredPacks`. */
-  addFile(plaintext: Buffer, ignoredPacks: Set<string>): void {
+  /** Adds every entry of a decoded index file; those of packs in `condemnedPacks` for reading only. */
+  addFile(plaintext: Buffer, condemnedPacks: Set<string>): void {
     for (const [key, entry] of decodeIndexEntries(plaintext)) {
-      if (!ignoredPacks.has(entry.pack)) this.entries.set(key, entry);
+      if (!condemnedPacks.has(entry.pack)) this.entries.set(key, entry);
+      else this.condemned.set(key, entry);
     }
   }
 

@@ -2,13 +2,15 @@
 // mount, instant restore and restore use. Writing a point lives in point-writer.ts, pruning in prune.ts.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
+import { CachedBackend } from '../backend/file-cache.ts';
 import { nameBehind, RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
 import { S3Backend } from '../backend/s3/backend.ts';
 import { isS3Location } from '../backend/s3/location.ts';
 import { type Backend, UnsafeFileError } from '../backend/types.ts';
+import { defaultStateDir } from '../config/state.ts';
 import {
   ChunkDamage,
   DamagedChunkError,
@@ -41,7 +43,7 @@ import {
   parseConfig,
   type RepositoryConfig,
 } from './config.ts';
-import { DamagedRepositoryError, RepositoryError } from './errors.ts';
+import { DamagedRepositoryError, MissingFileError, RepositoryError } from './errors.ts';
 import {
   DEFAULT_SCRYPT,
   deriveKeys,
@@ -81,6 +83,15 @@ const SEALED_MAX_BYTES: Record<string, number> = {
   [PRUNE_MAGIC]: PRUNE_RECORD_MAX_BYTES,
 };
 
+export interface OpenOptions {
+  password?: string | null;
+  /**
+   * Where remote repositories keep a local copy of their index files and manifests (one folder per repository
+   * id); by default the engine's state folder's `cache`; null for none.
+   */
+  cacheDir?: string | null;
+}
+
 export interface InitOptions {
   /** Required unless insecureNoEncryption; at least of the strength passphraseWeakness asks for. */
   password?: string | null;
@@ -107,6 +118,9 @@ export interface PruneRecord {
   phase: 'condemned' | 'deleting';
 }
 
+/** The point asked for is not in the repository (never was, or a prune forgot it). */
+export class PointNotFoundError extends RepositoryError {}
+
 export function newId(): string {
   return randomBytes(16).toString('hex');
 }
@@ -123,6 +137,8 @@ export interface PointReader {
 }
 
 const DECODED_CACHE_CHUNKS = 64;
+/** Loads of the index started over because a concurrent prune replaced an index file, before that is damage. */
+const INDEX_LOAD_ATTEMPTS = 5;
 /** Group blobs kept decoded for readChunk: sequential reads take one group's chunks one after another. */
 const RECENT_GROUPS = 4;
 
@@ -233,10 +249,14 @@ export class Repository {
     return new Repository(backend.location, backend, config, deriveKeys(masterKey, id, encryption !== null));
   }
 
-  static async open(path: string, options: { password?: string | null } = {}): Promise<Repository> {
+  static async open(path: string, options: OpenOptions = {}): Promise<Repository> {
     if (isS3Location(path)) {
-      const store = new S3Backend(path);
-      return Repository.#load(path, store.location, store, options);
+      const store = new CachedBackend(new S3Backend(path));
+      const repo = await Repository.#load(path, store.location, store, options);
+      // Keyed by the repository's id: the same repository under another location shares its cache.
+      if (options.cacheDir !== null)
+        await store.attach(join(options.cacheDir ?? join(defaultStateDir(), 'cache'), repo.config.id));
+      return repo;
     }
     // A repository the engine holds comes as its descriptor's link: messages name the repository it stands for.
     const held = path !== (await nameBehind(path));
@@ -350,13 +370,13 @@ export class Repository {
   }
 
   /** A sealed file's plaintext, read with its kind's size limit; a DamagedRepositoryError saying what is wrong. */
-  async readSealed(name: string, magic: string, what: string): Promise<Buffer> {
+  async readSealed(name: string, magic: string, what: string, retried = false): Promise<Buffer> {
     let file: Buffer;
     try {
       file = await this.backend.get(name, SEALED_MAX_BYTES[magic] ?? CONFIG_MAX_BYTES);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new DamagedRepositoryError(`${what} is missing`);
+        throw new MissingFileError(`${what} is missing`);
       if (error instanceof UnsafeFileError)
         throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
       throw error;
@@ -364,8 +384,11 @@ export class Repository {
     try {
       return unseal(this.keys, magic, file, what, this.#boundName(name));
     } catch (error) {
-      if (error instanceof DamagedFileError) throw new DamagedRepositoryError(error.message);
-      throw error;
+      if (!(error instanceof DamagedFileError)) throw error;
+      // A local copy is never trusted over the store: one that fails is dropped and the file read again.
+      if (!retried && this.backend instanceof CachedBackend && (await this.backend.evict(name)))
+        return this.readSealed(name, magic, what, true);
+      throw new DamagedRepositoryError(error.message);
     }
   }
 
@@ -398,17 +421,33 @@ export class Repository {
     return (await this.backend.list('index/')).sort();
   }
 
-  /** The union of index files minus condemned packs; cached until `reload`. */
+  /**
+   * The union of index files, condemned packs for reading only; cached until `reload`. A prune on another
+   * machine may replace index files between the listing and the reads (it writes the new file before it deletes
+   * the old ones): an index file gone meanwhile makes the load start over, a few times, before it is damage.
+   */
   async loadIndex(reload = false): Promise<ChunkIndex> {
     if (this.#index && !reload) return this.#index;
-    const condemned = new Set<string>();
-    for (const record of await this.pruneRecords()) for (const pack of record.packs) condemned.add(pack);
-    const index = new ChunkIndex();
-    for (const name of await this.indexFiles()) {
-      index.addFile(await this.readSealed(name, INDEX_MAGIC, `index file ${name}`), condemned);
+    for (let attempt = 1; ; attempt++) {
+      const condemned = new Set<string>();
+      for (const record of await this.pruneRecords()) for (const pack of record.packs) condemned.add(pack);
+      const index = new ChunkIndex();
+      let vanished = false;
+      for (const name of await this.indexFiles()) {
+        let plaintext: Buffer;
+        try {
+          plaintext = await this.readSealed(name, INDEX_MAGIC, `index file ${name}`);
+        } catch (error) {
+          if (!(error instanceof MissingFileError) || attempt >= INDEX_LOAD_ATTEMPTS) throw error;
+          vanished = true;
+          break;
+        }
+        index.addFile(plaintext, condemned);
+      }
+      if (vanished) continue;
+      this.#index = index;
+      return index;
     }
-    this.#index = index;
-    return index;
   }
 
   /**
@@ -454,17 +493,16 @@ export class Repository {
       );
     }
     const what = `manifest of point ${pointId}`;
-    const size = await this.backend.size(manifestName(pointId)).catch((error: unknown) => {
-      if (error instanceof UnsafeFileError)
-        throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
-      throw error;
-    });
-    if (size === null) {
-      throw new RepositoryError(
+    // No size check first: one request per manifest, not two (a missing one is told by the read).
+    let plaintext: Buffer;
+    try {
+      plaintext = await this.readSealed(manifestName(pointId), MANIFEST_MAGIC, what);
+    } catch (error) {
+      if (!(error instanceof MissingFileError)) throw error;
+      throw new PointNotFoundError(
         `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
       );
     }
-    const plaintext = await this.readSealed(manifestName(pointId), MANIFEST_MAGIC, what);
     let manifest: Manifest;
     try {
       manifest = decodeManifest(plaintext, what);
@@ -512,6 +550,8 @@ export class Repository {
       try {
         points.push(this.summarize(await this.loadManifest(id)));
       } catch (error) {
+        // Forgotten by a prune between the listing and the read: not damage, just gone.
+        if (error instanceof PointNotFoundError) continue;
         damaged.push({ id, error: (error as Error).message });
       }
     }
