@@ -15,6 +15,8 @@ const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const kernelRoot = join(projectRoot, '.vm', 'kernel');
 
 const QEMU = 'qemu-system-x86_64';
+/** The guest CPU qemu emulates. */
+export const guestCpuModel = 'max';
 /** ESC [ … letter, and ESC c (reset): what the firmware writes to the serial terminal. */
 const TERMINAL_ESCAPES = new RegExp(`${String.fromCharCode(27)}(\\[[0-9;?]*[A-Za-z]|c)`, 'g');
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -59,6 +61,8 @@ export interface VmRunOptions {
   disks?: VmDisk[];
   memoryMiB?: number;
   cpus?: number;
+  /** qemu's CPU model (default: guestCpuModel). */
+  cpuModel?: string;
   /** A failure guard only: a boot under TCG on a busy machine can be slow. */
   timeoutMs?: number;
 }
@@ -99,7 +103,7 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
       // A /dev/kvm can be there and still refuse a guest (nested virtualisation), so KVM is asked for, not guessed.
       process.env.DISKLINE_VM_ACCEL ?? 'tcg',
       '-cpu',
-      'max',
+      options.cpuModel ?? process.env.DISKLINE_VM_CPU ?? guestCpuModel,
       '-smp',
       String(options.cpus ?? 2),
       '-m',
