@@ -25,6 +25,8 @@ mount -t cgroup2 none /sys/fs/cgroup
 echo +io > /sys/fs/cgroup/cgroup.subtree_control
 mkdir /sys/fs/cgroup/writers
 export DISKLINE_MEMORY_STORE_DIR=/run
+# Node compiles the engine once per boot, not once per start.
+export NODE_COMPILE_CACHE=/tmp/node-compile-cache
 size=$(blockdev --getsz /dev/vda)
 dmsetup create prot --table "0 $size linear /dev/vda 0"
 in_writers() { echo $BASHPID > /sys/fs/cgroup/writers/cgroup.procs; exec "$@"; }
@@ -81,5 +83,118 @@ dmsetup remove prot
   assert.match(output, /^tables: prot\s*$/m, 'nothing of the snapshot is left behind');
   const prefix = await verifyPrefix(copy, initial, seed, count);
   assert.ok(prefix >= 1 && prefix < count, `the point fell inside the writes (prefix ${prefix} of ${count})`);
+  assert.equal(await verifyPrefix(disk, initial, seed, count), count, 'every write reached the disk');
+});
+
+test('a tiny copy-on-write store under a writer faster than the copier: writers are throttled, then held; the snapshot is never dropped and every write lands', {
+  skip: unavailable ?? false,
+}, async () => {
+  const disk = join(dir, 'tiny.img');
+  const initial = join(dir, 'tiny.initial');
+  const copy = join(dir, 'tiny.copy');
+  await writeFile(disk, randomBytes(32 << 20));
+  await copyFile(disk, initial);
+  await writeFile(copy, Buffer.alloc(0));
+  await truncate(copy, 32 << 20);
+  const seed = randomBytes(4).toString('hex');
+  const storeBytes = 4 << 20;
+  const { exitCode, output } = await runInVm({
+    disks: [{ path: disk }, { path: copy }],
+    script: `${prelude}
+(in_writers python3 ${WRITER} write /dev/mapper/prot ${seed} /tmp/stop) > /tmp/writer.log 2>&1 &
+writer=$!
+until [ "$(writes_made)" -ge 1 ]; do sleep 0.1; done
+# The copier's sink takes 1 MiB/s: 32 MiB take half a minute, the writer would fill the store many times over.
+node vm/guest/dm-backup.ts --source /dev/mapper/prot --store memory:${storeBytes} --out /dev/vdb --sink-bytes-per-second $((1 << 20))
+touch /tmp/stop
+wait $writer
+tail -n1 /tmp/writer.log
+dmsetup remove prot
+`,
+  });
+  assert.equal(exitCode, 0, output);
+  const all = events(output);
+  const done = all.find((event) => event.event === 'done');
+  assert.ok(done, `the backup completed: the snapshot was never dropped\n${output}`);
+  assert.deepEqual(
+    (done.pressure as string[]).filter((state) => state !== 'normal'),
+    ['throttled', 'suspended'],
+    'writers were throttled past the high watermark, then held near capacity',
+  );
+  assert.ok((done.peakStoreBytes as number) <= storeBytes, 'the store never held more than its capacity');
+  const wrote = output.match(/^wrote (\d+) maxlatency_ms (\d+)$/m);
+  assert.ok(wrote, `every write completed without an error\n${output}`);
+  const count = Number(wrote[1]);
+  const prefix = await verifyPrefix(copy, initial, seed, count);
+  assert.ok(prefix >= 1 && prefix < count);
+  assert.equal(await verifyPrefix(disk, initial, seed, count), count, 'every write reached the disk');
+});
+
+test('the engine killed at random instants before, during and after the point: writers see no error and no stall over a second, the guard undoes everything, the next backup works', {
+  skip: unavailable ?? false,
+}, async () => {
+  const disk = join(dir, 'killed.img');
+  const initial = join(dir, 'killed.initial');
+  const copy = join(dir, 'killed.copy');
+  await writeFile(disk, randomBytes(16 << 20));
+  await copyFile(disk, initial);
+  await writeFile(copy, Buffer.alloc(0));
+  await truncate(copy, 16 << 20);
+  const seed = randomBytes(4).toString('hex');
+  // Each kill waits for an event of the backup, then a random part of a second.
+  const kills = ['opened', 'opened', 'point', 'point', 'fill'].map(
+    (event) => `${event} 0.${Math.floor(Math.random() * 10)}`,
+  );
+  const { exitCode, output } = await runInVm({
+    disks: [{ path: disk }, { path: copy }],
+    script: `${prelude}
+(in_writers python3 ${WRITER} write /dev/mapper/prot ${seed} /tmp/stop) > /tmp/writer.log 2>&1 &
+writer=$!
+until [ "$(writes_made)" -ge 1 ]; do sleep 0.1; done
+backup() { node vm/guest/dm-backup.ts --source /dev/mapper/prot --store memory:$((8 << 20)) --out /dev/vdb --sink-bytes-per-second $((2 << 20)) "$@"; }
+kill_at() {
+  : > /tmp/backup.log
+  backup > /tmp/backup.log 2>&1 &
+  engine=$!
+  until grep -q ""event":"$1"" /tmp/backup.log; do
+    kill -0 $engine 2>/dev/null || { echo "the backup ended before $1"; cat /tmp/backup.log; return 1; }
+    sleep 0.05
+  done
+  sleep $2
+  kill -9 $engine
+  wait $engine 2>/dev/null || true
+  if grep -q '"event":"released"' /tmp/backup.log; then echo "killed after $1 +$2s: the backup had ended"; return 0; fi
+  # The guard says when it has undone the engine's changes.
+  until grep -q 'diskline guard: the engine went away' /tmp/backup.log; do sleep 0.05; done
+  echo "killed after $1 +$2s: devices $(dmsetup ls | cut -f1 | tr '\n' ' ')table $(dmsetup table prot | cut -d' ' -f3) loops $(losetup -a | wc -l) limit '$(cat /sys/fs/cgroup/writers/io.max)' stores $(ls /run | grep -c diskline-store || true)"
+  before=$(writes_made)
+  until [ "$(writes_made)" -gt "$before" ]; do sleep 0.1; done
+}
+${kills.map((kill) => `kill_at ${kill}`).join('\n')}
+backup
+touch /tmp/stop
+wait $writer
+tail -n1 /tmp/writer.log
+dmsetup remove prot
+`,
+  });
+  assert.equal(exitCode, 0, output);
+  const killed = [...output.matchAll(/^killed after (\S+) .*$/gm)].map((match) => match[0]);
+  assert.equal(killed.length, kills.length, output);
+  for (const line of killed) {
+    if (line.endsWith('the backup had ended')) continue;
+    assert.match(line, /devices prot table linear loops 0 limit '' stores 0$/, `everything undone: ${line}`);
+  }
+  assert.ok(
+    events(output).some((event) => event.event === 'done'),
+    'the next backup worked',
+  );
+  const wrote = output.match(/^wrote (\d+) maxlatency_ms (\d+)$/m);
+  assert.ok(wrote, `no write failed\n${output}`);
+  const count = Number(wrote[1]);
+  const maxLatencyMs = Number(wrote[2]);
+  assert.ok(maxLatencyMs < 1000, `no write waited a second (the longest took ${maxLatencyMs} ms)`);
+  const prefix = await verifyPrefix(copy, initial, seed, count);
+  assert.ok(prefix >= 1 && prefix < count);
   assert.equal(await verifyPrefix(disk, initial, seed, count), count, 'every write reached the disk');
 });

@@ -60,6 +60,8 @@ export interface VmRunOptions {
   script: string;
   disks?: VmDisk[];
   memoryMiB?: number;
+  /** Virtual CPUs (default 1). Under TCG more than one runs as multi-threaded TCG, where Node stopped on V8
+   *  internal checks or a segmentation fault about one run in four; with one it ran every time. */
   cpus?: number;
   /** qemu's CPU model (default: guestCpuModel). */
   cpuModel?: string;
@@ -105,7 +107,7 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
       '-cpu',
       options.cpuModel ?? process.env.DISKLINE_VM_CPU ?? guestCpuModel,
       '-smp',
-      String(options.cpus ?? 2),
+      String(options.cpus ?? 1),
       '-m',
       `${memory}M`,
       '-nographic',

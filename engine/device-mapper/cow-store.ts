@@ -28,10 +28,10 @@ export interface CowStore {
 }
 
 /** The "major:minor" a path's file system lives on, and the block device's own number for a device node. */
-function deviceNumberOf(dev: number): string {
-  // Linux encodes dev_t as (major << 8 | minor) for small numbers, with extended bits above.
-  const major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff);
-  const minor = (dev & 0xff) | ((dev >> 12) & ~0xff);
+export function deviceNumberOf(dev: number): string {
+  // Linux's dev_t: minor in bits 0-7 and 20-39, major in bits 8-19 and 40-51 (>> would cut at 32 bits).
+  const major = (Math.floor(dev / 256) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & ~0xff);
   return `${major}:${minor}`;
 }
 

@@ -10,17 +10,23 @@
 // io.max, near capacity they are held (write-limit.ts), so dm-snapshot never overflows and drops the point. A
 // watchdog undoes the swap, the limits and the devices if the engine dies; release() does so when the copy ends.
 import { execFile } from 'node:child_process';
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { promisify } from 'node:util';
 import type { Clock } from '../../protocol/clock.ts';
 import { systemClock } from '../../protocol/clock.ts';
 import type { ContainerSpec } from '../../protocol/model.ts';
 import { openReader } from '../device/open.ts';
-import { kernelName, sysfsSize } from '../device/sysfs.ts';
+import { sysfsSize } from '../device/sysfs.ts';
 import type { BlockReader } from '../device/types.ts';
-import type { PointSession, PointTaken, ProviderStore, SnapshotProvider } from '../snapshot/provider.ts';
-import { type CowStore, openCowStore } from './cow-store.ts';
+import type {
+  CopyProgress,
+  PointSession,
+  PointTaken,
+  ProviderStore,
+  SnapshotProvider,
+} from '../snapshot/provider.ts';
+import { type CowStore, deviceNumberOf, openCowStore } from './cow-store.ts';
 import {
   createDevice,
   DeviceMapperError,
@@ -41,12 +47,6 @@ import { writeLimitFor } from './write-limit.ts';
 
 /** dm-snapshot's chunk: 8 sectors (4 KiB), so a 4 KiB write costs the store 4 KiB, not a large chunk. */
 const CHUNK_SECTORS = 8;
-
-/** What the copier's progress tells the fill watch. */
-export interface CopyProgress {
-  remainingBytes(): number;
-  bytesPerSecond(): number;
-}
 
 export interface DeviceMapperProviderOptions {
   /** Where the snapshot keeps old chunks: memory, a preallocated file, a spare partition. */
@@ -99,11 +99,20 @@ async function mountPointsOfNumber(number: string): Promise<string[]> {
   return points;
 }
 
+/**
+ * The kernel's name of the block device at `path`, by its device number: /dev/mapper nodes made without udev
+ * are device nodes, not links to dm-N, so the name cannot be read off the path.
+ */
+export async function blockKernelName(path: string): Promise<string> {
+  const info = await stat(path).catch(() => null);
+  if (!info?.isBlockDevice()) throw new DeviceMapperError(`${path} is not there: no such disk`);
+  const number = deviceNumberOf(info.rdev);
+  return basename(await realpath(`/sys/dev/block/${number}`));
+}
+
 /** The mapped device beneath a path, or an error saying why the device-mapper provider cannot take it. */
 export async function mappedDeviceOf(source: string): Promise<{ name: string; kernel: string }> {
-  const kernel = await kernelName(source).catch(() => {
-    throw new DeviceMapperError(`${source} is not there: no such disk`);
-  });
+  const kernel = await blockKernelName(source);
   const name = await dmNameOf(kernel);
   if (!name)
     throw new DeviceMapperError(
@@ -264,7 +273,7 @@ export class DeviceMapperProvider implements SnapshotProvider {
    * Watches the store until the copy ends: fill → the writers' limit. Rejects when the kernel dropped the
    * snapshot (it must not happen; if it does, the backup fails, never presents a damaged point).
    */
-  async watchStore(progress: CopyProgress, signal: AbortSignal): Promise<void> {
+  async watch(progress: CopyProgress, signal: AbortSignal): Promise<void> {
     const interval = this.options.fillIntervalMs ?? 100;
     while (!signal.aborted) {
       const fill = parseSnapshotStatus(await statusOf(this.pointName));

@@ -83,6 +83,8 @@ export class Watchdog {
     this.closed = true;
     const child = this.child;
     if (child.exitCode !== null || child.signalCode !== null) return;
+    // Waited for now: the guard was unref'd so that it never kept the engine alive.
+    child.ref();
     await new Promise<void>((resolve) => child.once('exit', () => resolve()));
   }
 }

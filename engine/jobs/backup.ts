@@ -16,14 +16,16 @@ import type { BlockReader } from '../device/types.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import { describeSource, findRelatives } from '../repository/point-source.ts';
 import { PointWriter } from '../repository/point-writer.ts';
+import type { SnapshotProvider } from '../snapshot/provider.ts';
 import { SnapshotSession } from '../snapshot/session.ts';
 import type { UnitSink } from '../snapshot/types.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
 import { changesSinceParent } from '../tap/change-tracking.ts';
-import { takeConsistentPoint } from '../tap/consistent-point.ts';
+import { TapProvider } from '../tap/provider.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import type { BlockMapProvider } from './runners.ts';
+import { copyProgress, providerFor } from './snapshot-provider.ts';
 
 /** Container used when the request names none: RAM enough for 64 MiB of preserved units. */
 const DEFAULT_CONTAINER_BYTES = 64 << 20;
@@ -91,28 +93,37 @@ function snapshotReader(reader: BlockReader, session: SnapshotSession): BlockRea
   };
 }
 
-function progressReporter(session: SnapshotSession, context: JobContext): () => void {
+function progressReporter(
+  session: SnapshotSession,
+  context: JobContext,
+  provider?: SnapshotProvider,
+): () => void {
   return () => {
     const stats = session.stats();
+    const store = provider?.store();
     context.progress({
       doneBytes: stats.bytesCopied,
       totalBytes: stats.totalBytes,
-      container: stats.container,
+      // Under device-mapper the store that fills is the snapshot's, not the session's container.
+      container: store ? { ...stats.container, ...store } : stats.container,
       units: stats.units,
       unitSize: stats.unitSize,
     });
   };
 }
 
-async function runAttachedBackup(
+async function runProvidedBackup(
   repo: Parameters<Parameters<typeof withRepository>[1]>[0],
-  volume: AttachedVolume,
+  provider: SnapshotProvider,
   params: BackupParams,
   context: JobContext,
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
-  const reader = await openReader(volume.source);
-  const container = await openContainer(params.container, repo.chunkSize);
+  const reader = provider.reader;
+  // Under device-mapper the kernel keeps the old chunks: the session's container is never written.
+  const container = provider.interceptsWrites
+    ? await openContainer(params.container, repo.chunkSize)
+    : new MemoryContainer({ capacityBytes: repo.chunkSize, slotSize: repo.chunkSize });
   const sink = new DeferredSink();
   // The whole disk is protected from the freeze on; the capture narrows to the used blocks once they are
   // listed from the consistent point itself (blocks allocated between a listing and the freeze cannot be missed).
@@ -122,27 +133,28 @@ async function runAttachedBackup(
     unitSize: repo.chunkSize,
     container,
     sink,
-    onSettle: (firstUnit, count) => volume.settleUnits(firstUnit, count),
+    ...(provider.settleUnits
+      ? { onSettle: (firstUnit: number, count: number) => provider.settleUnits?.(firstUnit, count) }
+      : {}),
   });
-  const report = progressReporter(session, context);
+  const report = progressReporter(session, context, provider);
   session.on('progress', report);
   const cancel = () => session.cancel('the backup was cancelled');
   context.signal.addEventListener('abort', cancel, { once: true });
   // A cancel that came while the backup was being set up has already fired its 'abort' event.
   if (context.signal.aborted) cancel();
   publishBlockMap(session);
+  const upkeep = new AbortController();
   try {
-    const point = await takeConsistentPoint(volume, session, {
-      ...(params.preHook ? { preHook: params.preHook } : {}),
-      ...(params.postHook ? { postHook: params.postHook } : {}),
-    });
-    const source = await describeSource(volume.source, snapshotReader(reader, session), {
+    const point = await provider.takePoint(session);
+    const tracking = provider instanceof TapProvider ? (provider.lastPoint?.tracking ?? null) : null;
+    const source = await describeSource(provider.source, snapshotReader(reader, session), {
       strict: params.strict ?? false,
     });
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
     // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
-    const changes = changesSinceParent(point.tracking, parent?.trackingGeneration);
+    const changes = changesSinceParent(tracking, parent?.trackingGeneration);
     const writer = await PointWriter.create(repo, {
       source: source.identity,
       partitions: source.partitions,
@@ -150,7 +162,7 @@ async function runAttachedBackup(
       consistency: point.consistency,
       parent,
       changedRanges: parent ? changes.ranges : null,
-      trackingGeneration: point.tracking?.newGeneration || null,
+      trackingGeneration: tracking?.newGeneration || null,
       checkpointIntervalMs: checkpointInterval(),
     });
     sink.target = writer;
@@ -161,13 +173,20 @@ async function runAttachedBackup(
       throw error;
     }
     context.signal.throwIfAborted();
+    const watching = provider.watch?.(copyProgress(session), upkeep.signal).catch((error: Error) => {
+      session.cancel(error.message);
+      throw error;
+    });
     await session.run();
+    upkeep.abort();
+    await watching;
     report();
     const manifest: Manifest = writer.result;
     return {
       point: manifest.id,
       resumed: null,
       parent: parent?.id ?? null,
+      provider: provider.kind,
       consistency: manifest.consistency,
       frozen: point.frozenMountPoints,
       frozenMs: point.frozenMs,
@@ -180,10 +199,10 @@ async function runAttachedBackup(
       ],
     };
   } finally {
+    upkeep.abort();
     context.signal.removeEventListener('abort', cancel);
-    await volume.setInterceptor(null, repo.chunkSize).catch(() => {});
+    await provider.release();
     await container.close();
-    await reader.close();
   }
 }
 
@@ -193,7 +212,8 @@ export async function runBackup(
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
   return withRepository(params.repo, async (repo) => {
-    if (params.volume) return runAttachedBackup(repo, params.volume, params, context, publishBlockMap);
+    const provider = await providerFor(params);
+    if (provider) return runProvidedBackup(repo, provider, params, context, publishBlockMap);
     const reader = await openReader(params.source);
     try {
       const source = await describeSource(params.source, reader, { strict: params.strict ?? false });

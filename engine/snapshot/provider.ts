@@ -8,15 +8,17 @@
 //   (engine/device-mapper/provider.ts). Copy-order hints and the block map's "writing" cells need writes the
 //   provider can see, so they are the tap's alone.
 import type { BlockReader } from '../device/types.ts';
-import type { PressureState } from './types.ts';
+import type { PressureState, WriteInterceptor } from './types.ts';
 
 export type ProviderKind = 'tap' | 'device-mapper';
 
-/** What a provider needs of the snapshot session at the point. */
-export interface PointSession {
+/** What a provider needs of the snapshot session at the point (SnapshotSession satisfies it). */
+export interface PointSession extends WriteInterceptor {
   readonly unitSize: number;
   /** The consistent point: from now on the session's bytes are the disk's at this instant. */
   arm(): void;
+  /** Runs of units still pending, so a tap asks only about those. */
+  forEachPendingRun?(callback: (firstUnit: number, count: number) => void): void;
 }
 
 export interface PointTaken {
@@ -35,6 +37,12 @@ export interface ProviderStore {
   pressure: PressureState;
 }
 
+/** What the copy's progress tells a provider's upkeep. */
+export interface CopyProgress {
+  remainingBytes(): number;
+  bytesPerSecond(): number;
+}
+
 export interface SnapshotProvider {
   readonly kind: ProviderKind;
   /** The disk as its owner names it. */
@@ -48,6 +56,13 @@ export interface SnapshotProvider {
   readonly interceptsWrites: boolean;
   /** Takes the point and arms `session` at it. Throws with nothing left changed when it cannot. */
   takePoint(session: PointSession): Promise<PointTaken>;
+  /** Units [firstUnit, firstUnit + count) need no more interception (the tap clears its bits). */
+  settleUnits?(firstUnit: number, count: number): void;
+  /**
+   * Runs while the session copies, until `signal` aborts: the provider's own upkeep (device-mapper: the
+   * store's fill and the writers' limit). Rejects when the snapshot can no longer be trusted.
+   */
+  watch?(progress: CopyProgress, signal: AbortSignal): Promise<void>;
   /** The provider's own store while the copy runs, or null when the session's container is the store. */
   store(): ProviderStore | null;
   /** Drops the snapshot (after the copy, a failure or a cancel) and gives the disk back as it was. */

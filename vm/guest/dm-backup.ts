@@ -71,7 +71,7 @@ try {
   const point = await provider.takePoint(session);
   say('point', { ...point });
   const watching = provider
-    .watchStore(
+    .watch(
       {
         remainingBytes: () => {
           const stats = session.stats();
