@@ -70,13 +70,14 @@ until [ "$(writes_made)" -ge $((before + 1)) ]; do sleep 0.1; done
 touch /tmp/stop
 wait $writer
 tail -n1 /tmp/writer.log
-echo "tables: $(dmsetup ls | tr '\\n' ' ')"
+echo "tables: $(dmsetup ls | cut -f1 | tr '\\n' ' ')"
 dmsetup remove prot
 `,
   });
   assert.equal(exitCode, 0, output);
   const done = events(output).find((event) => event.event === 'done');
   assert.ok(done, output);
+  console.log(output.split('\n').filter((line) => /^(\{|slow|wrote)/.test(line)).join('\n'));
   const wrote = output.match(/^wrote (\d+) maxlatency_ms (\d+)$/m);
   assert.ok(wrote, output);
   const count = Number(wrote[1]);

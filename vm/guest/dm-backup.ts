@@ -30,7 +30,7 @@ function parseStore(text: string): ContainerSpec {
 }
 
 const say = (event: string, data: Record<string, unknown> = {}) =>
-  process.stdout.write(`${JSON.stringify({ event, ...data })}\n`);
+  process.stdout.write(`${JSON.stringify({ event, at: Date.now() / 1000, ...data })}\n`);
 
 const out = await open(values.out, 'r+');
 const sinkRate = Number(values['sink-bytes-per-second'] ?? 0);

@@ -38,7 +38,10 @@ def write(device, seed, stop_file):
             n += 1
             start = time.monotonic()
             os.pwrite(fd, stamp(seed, n), block_of(seed, n, blocks) * BLOCK)
-            worst = max(worst, time.monotonic() - start)
+            took = time.monotonic() - start
+            worst = max(worst, took)
+            if took > 0.5:
+                print(f'slow write {n} took_ms {took * 1000:.0f} ended_at {time.time():.3f}', flush=True)
             if n % 200 == 0:
                 print(f'progress {n}', flush=True)
     except OSError as error:

@@ -1,0 +1,23 @@
+// `diskline protection <disk>`: per volume, how a backup can take its point while it is in use — device-
+// mapper (now), needs a restart (protected, boot setup pending), unprotected (and what to do), or cannot (why).
+import { protectionStatus } from '../../device-mapper/protection.ts';
+import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+
+export const verb: Verb = {
+  usage: 'protection <disk> [--json]',
+  summary: 'Show how each volume of a disk is protected while in use',
+  async run(args) {
+    const { values, positionals } = parseVerbArgs(args, { json: { type: 'boolean' } });
+    const [device, ...extra] = positionals;
+    if (!device) throw new UsageError('which disk? e.g. diskline protection /dev/sda');
+    if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    const statuses = await protectionStatus(device);
+    if (values.json) process.stdout.write(`${JSON.stringify(statuses)}\n`);
+    else
+      for (const status of statuses)
+        process.stdout.write(`${status.device}  ${status.kind}  ${status.detail}\n`);
+    return statuses.some((status) => status.kind === 'cannot' && status.device === device)
+      ? ExitCode.failed
+      : ExitCode.ok;
+  },
+};
