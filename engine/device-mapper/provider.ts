@@ -36,9 +36,8 @@ import {
   loadTable,
   parseSnapshotStatus,
   removeDevice,
-  resumeDevice,
   statusOf,
-  suspendDevice,
+  swapInLoadedTable,
   tableOf,
 } from './dmsetup.ts';
 import { WriterLimit } from './io-limit.ts';
@@ -223,30 +222,26 @@ export class DeviceMapperProvider implements SnapshotProvider {
     const notes: string[] = [];
     const env = { ...process.env, DISKLINE_SOURCE: this.source, DISKLINE_DEVICE: `/dev/mapper/${this.name}` };
     if (this.options.preHook) await runHook(this.options.preHook, env);
-    let frozenAt = 0;
-    let thawedAt = 0;
+    let suspendedMs = 0;
     try {
       // Each step is handed to the guard before it is taken: a death between any two is undone.
       this.watchdog.guardDevice(this.realName);
       await createDevice(this.realName, this.table);
       this.madeReal = true;
       this.watchdog.guardDevice(this.pointName);
+      // The snapshot may exist before the swap: until NAME is suspended its writes reach the blocks directly,
+      // and the snapshot reads them there; from the suspend on, they go through snapshot-origin and are kept.
+      await createDevice(
+        this.pointName,
+        `0 ${this.sectors} snapshot /dev/mapper/${this.realName} ${this.cowStore.device} N ${CHUNK_SECTORS}`,
+      );
+      this.madePoint = true;
       this.watchdog.guardTable(this.name, this.table);
-      frozenAt = performance.now();
-      await suspendDevice(this.name);
-      try {
-        await createDevice(
-          this.pointName,
-          `0 ${this.sectors} snapshot /dev/mapper/${this.realName} ${this.cowStore.device} N ${CHUNK_SECTORS}`,
-        );
-        this.madePoint = true;
-        await loadTable(this.name, `0 ${this.sectors} snapshot-origin /dev/mapper/${this.realName}`);
-        this.swapped = true;
-        session.arm();
-      } finally {
-        await resumeDevice(this.name);
-        thawedAt = performance.now();
-      }
+      await loadTable(this.name, `0 ${this.sectors} snapshot-origin /dev/mapper/${this.realName}`);
+      this.swapped = true;
+      // Unlike the tap, arming is bookkeeping only here: the kernel keeps the old chunks from the suspend on.
+      session.arm();
+      suspendedMs = await swapInLoadedTable(this.name);
     } catch (error) {
       await this.undoSwap().catch(() => undefined);
       if (this.options.postHook) await runHook(this.options.postHook, env).catch(() => undefined);
@@ -264,7 +259,7 @@ export class DeviceMapperProvider implements SnapshotProvider {
     return {
       consistency: mountPoints.length ? 'frozen' : 'crash-consistent',
       frozenMountPoints: mountPoints,
-      frozenMs: mountPoints.length ? thawedAt - frozenAt : 0,
+      frozenMs: mountPoints.length ? suspendedMs : 0,
       notes,
     };
   }
@@ -311,13 +306,11 @@ export class DeviceMapperProvider implements SnapshotProvider {
 
   private async undoSwap(): Promise<void> {
     if (this.swapped) {
-      await suspendDevice(this.name).catch(() => undefined);
+      // Loaded while live, swapped in one short suspend; a failed swap may have left the device suspended or
+      // the snapshot-origin table loaded but not live: this undoes either.
       await loadTable(this.name, this.table);
-      await resumeDevice(this.name);
+      await swapInLoadedTable(this.name);
       this.swapped = false;
-    } else {
-      // A failed swap may have left the device suspended with the snapshot-origin table loaded but not live.
-      await resumeDevice(this.name).catch(() => undefined);
     }
     if (this.madePoint) {
       await removeDevice(this.pointName);
