@@ -33,6 +33,11 @@ in_writers() { echo $BASHPID > /sys/fs/cgroup/writers/cgroup.procs; exec "$@"; }
 writes_made() { grep -c '^progress' /tmp/writer.log || true; }
 `;
 
+/** What the guest said about the backup and the writer, for the test's log. */
+function report(output: string): void {
+  console.log(output.split('\n').filter((line) => /^(\{|slow|wrote|killed)/.test(line)).join('\n'));
+}
+
 function events(output: string): Record<string, unknown>[] {
   return output
     .split('\n')
@@ -69,11 +74,13 @@ before=$(writes_made)
 until [ "$(writes_made)" -ge $((before + 1)) ]; do sleep 0.1; done
 touch /tmp/stop
 wait $writer
+grep '^slow' /tmp/writer.log | tail -n 5 || true
 tail -n1 /tmp/writer.log
 echo "tables: $(dmsetup ls | cut -f1 | tr '\\n' ' ')"
 dmsetup remove prot
 `,
   });
+  report(output);
   assert.equal(exitCode, 0, output);
   const done = events(output).find((event) => event.event === 'done');
   assert.ok(done, output);
@@ -114,10 +121,12 @@ until [ "$(writes_made)" -ge 1 ]; do sleep 0.1; done
 node vm/guest/dm-backup.ts --source /dev/mapper/prot --store memory:${storeBytes} --out /dev/vdb --sink-bytes-per-second $((1 << 20))
 touch /tmp/stop
 wait $writer
+grep '^slow' /tmp/writer.log | tail -n 5 || true
 tail -n1 /tmp/writer.log
 dmsetup remove prot
 `,
   });
+  report(output);
   assert.equal(exitCode, 0, output);
   const all = events(output);
   const done = all.find((event) => event.event === 'done');
@@ -180,10 +189,12 @@ ${kills.map((kill) => `kill_at ${kill}`).join('\n')}
 backup
 touch /tmp/stop
 wait $writer
+grep '^slow' /tmp/writer.log | tail -n 5 || true
 tail -n1 /tmp/writer.log
 dmsetup remove prot
 `,
   });
+  report(output);
   assert.equal(exitCode, 0, output);
   const killed = [...output.matchAll(/^killed after (\S+) .*$/gm)].map((match) => match[0]);
   assert.equal(killed.length, kills.length, output);
