@@ -8,9 +8,8 @@ undo() {
   for l in "${limits[@]}"; do echo "${l#* } rbps=max wbps=max riops=max wiops=max" > "${l%% *}/io.max" 2>/dev/null; done
   for i in "${!origins[@]}"; do
     n=${origins[$i]}
-    # Loaded while live, then one short suspend (it also resumes a device the engine left suspended).
+    # Loaded while live, swapped in by one resume (which also resumes a device the engine left suspended).
     printf '%s' "${tables[$i]}" | dmsetup load "$n"
-    dmsetup suspend --nolockfs "$n" 2>/dev/null
     dmsetup resume "$n"
   done
   for ((i=${#removals[@]}-1; i>=0; i--)); do dmsetup remove --retry "${removals[$i]}" 2>/dev/null; done

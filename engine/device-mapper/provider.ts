@@ -2,9 +2,10 @@
 // LUKS mapping, or a partition under the linear target Diskline's boot hook stacks), the point is a table
 // swap — the way LVM takes a snapshot:
 //   NAME-dlreal  = a new device with NAME's own table (the same blocks)
-//   suspend NAME                (in-flight writes finish, a file system on it is frozen: the point)
 //   NAME-dlpoint = snapshot of NAME-dlreal, old chunks kept in the store
-//   load NAME = snapshot-origin NAME-dlreal; resume NAME
+//   load NAME = snapshot-origin NAME-dlreal (inactive, while NAME runs)
+//   resume NAME: the kernel suspends (in-flight writes finish, a file system on it freezes: the point),
+//                swaps the tables and resumes, in one ioctl
 // From then on the kernel copies each chunk's old bytes to the store before its first write, and the copier
 // reads NAME-dlpoint. The store's fill is watched; past the high watermark the disk's writers are slowed with
 // io.max, near capacity they are held (write-limit.ts), so dm-snapshot never overflows and drops the point. A
