@@ -17,6 +17,8 @@ const { values } = parseArgs({
     out: { type: 'string' },
     'sink-bytes-per-second': { type: 'string' },
     'high-watermark': { type: 'string' },
+    'pre-hook': { type: 'string' },
+    'post-hook': { type: 'string' },
   },
 });
 if (!values.source || !values.store || !values.out) throw new Error('--source, --store and --out are needed');
@@ -53,6 +55,8 @@ const sink: UnitSink = {
 const provider = await DeviceMapperProvider.open(values.source, {
   store: parseStore(values.store),
   ...(values['high-watermark'] ? { highWatermark: Number(values['high-watermark']) } : {}),
+  ...(values['pre-hook'] ? { preHook: values['pre-hook'] } : {}),
+  ...(values['post-hook'] ? { postHook: values['post-hook'] } : {}),
 });
 say('opened', { watchdog: provider.watchdogPid, store: provider.storeDescription });
 const unitSize = 64 * 1024;
