@@ -27,6 +27,8 @@ export type WriteLimit =
 
 /** The trickle a held writer still gets: one 4 KiB block a second. */
 export const HELD_BYTES_PER_SECOND = 4096;
+/** The kernel refuses io.max limits below 2 (EINVAL): the byte limit is what holds. */
+const MIN_IOPS_LIMIT = 2;
 /** The least a throttled writer gets (above the hold). */
 const MIN_THROTTLED_BYTES_PER_SECOND = 64 * 1024;
 
@@ -48,10 +50,10 @@ export function writeLimitFor(inputs: WriteLimitInputs): WriteLimit {
   return {
     state: 'throttled',
     writeBytesPerSecond: rate,
-    writeIopsPerSecond: Math.max(1, Math.floor(rate / 4096)),
+    writeIopsPerSecond: Math.max(MIN_IOPS_LIMIT, Math.floor(rate / 4096)),
   };
 }
 
 function held(): WriteLimit {
-  return { state: 'held', writeBytesPerSecond: HELD_BYTES_PER_SECOND, writeIopsPerSecond: 1 };
+  return { state: 'held', writeBytesPerSecond: HELD_BYTES_PER_SECOND, writeIopsPerSecond: MIN_IOPS_LIMIT };
 }
