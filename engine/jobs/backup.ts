@@ -122,7 +122,10 @@ async function runProvidedBackup(
   const reader = provider.reader;
   // Under device-mapper the kernel keeps the old chunks: the session's container is never written.
   const container = provider.interceptsWrites
-    ? await openContainer(params.container, repo.chunkSize)
+    ? await openContainer(params.container, repo.chunkSize).catch(async (error: unknown) => {
+        await provider.release();
+        throw error;
+      })
     : new MemoryContainer({ capacityBytes: repo.chunkSize, slotSize: repo.chunkSize });
   const sink = new DeferredSink();
   // The whole disk is protected from the freeze on; the capture narrows to the used blocks once they are
