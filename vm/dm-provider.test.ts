@@ -311,3 +311,48 @@ done
     'the suspend froze each mounted file system',
   );
 });
+
+test("the engine's backup job takes a device-mapper point of a mounted mapped device; the restored point is fsck-clean and holds the frozen files", {
+  skip: unavailable ?? false,
+}, async () => {
+  const disk = join(dir, 'job.img');
+  await writeFile(disk, Buffer.alloc(0));
+  await truncate(disk, 96 << 20);
+  await execFileAsync('mkfs.ext4', ['-q', '-F', disk]);
+  const { exitCode, output } = await runInVm({
+    disks: [{ path: disk }],
+    timeoutMs: 1_200_000,
+    script: `${prelude}
+export DISKLINE_PASSWORD='a long passphrase for the guest repository'
+mkdir -p /tmp/fs && mount /dev/mapper/prot /tmp/fs
+for i in $(seq 20); do head -c $((i * 8192)) /dev/urandom > /tmp/fs/file-$i; done
+sync
+# A writer appending to the files, with a pause switch: the job's pre-hook pauses it and records the files at
+# the point, the post-hook lets it go on while the copy runs.
+(in_writers bash -c 'until [ -e /tmp/stop ]; do
+  if [ -e /tmp/pause ]; then touch /tmp/paused; sleep 0.05; continue; fi; rm -f /tmp/paused
+  for i in $(seq 20); do head -c 4096 /dev/urandom >> /tmp/fs/file-$i; sync /tmp/fs/file-$i; done; done') &
+node engine/cli/main.ts init --repo /tmp/repo > /dev/null
+node vm/guest/job-backup.ts /dev/mapper/prot /tmp/repo memory:$((32 << 20)) \\
+  'touch /tmp/pause; until [ -e /tmp/paused ]; do sleep 0.02; done; cd /tmp/fs && sha256sum file-* > /tmp/point.sums' \\
+  'rm -f /tmp/pause'
+touch /tmp/stop; wait
+point=$(node engine/cli/main.ts points --repo /tmp/repo --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+node engine/cli/main.ts restore "$point" --repo /tmp/repo --to /tmp/restored.img > /dev/null
+e2fsck -fn /tmp/restored.img > /tmp/fsck.log 2>&1 && echo "fsck clean" || cat /tmp/fsck.log
+mkdir -p /tmp/copy && mount -o ro,loop /tmp/restored.img /tmp/copy
+(cd /tmp/copy && sha256sum -c --quiet /tmp/point.sums) && echo "files equal the point"
+umount /tmp/copy /tmp/fs
+echo "devices: $(dmsetup ls | cut -f1 | tr '\\n' ' ')"
+`,
+  });
+  report(output);
+  assert.equal(exitCode, 0, output);
+  const result = events(output).find((event) => event.event === 'result');
+  assert.ok(result, output);
+  assert.equal(result.provider, 'device-mapper');
+  assert.equal(result.consistency, 'frozen');
+  assert.match(output, /^fsck clean$/m);
+  assert.match(output, /^files equal the point$/m);
+  assert.match(output, /^devices: prot $/m);
+});
