@@ -129,6 +129,7 @@ export function installDemoBridge(): void {
     units: null,
     unitSize: 65536,
     error: null,
+    failureKind: null,
     result: null,
   };
   let tick = 0;

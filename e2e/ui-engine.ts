@@ -67,7 +67,13 @@ export async function changeFileInImage(fixture: Fixture): Promise<Buffer> {
 /** A source of `sizeMiB` with `filesMiB` of files in it, and an empty target of the same size. */
 export async function makeFixture(sizeMiB = 32, filesMiB = 3): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'diskline-e2e-'));
-  const env = { ...process.env, DISKLINE_PASSWORD: password, DISKLINE_STATE_DIR: join(dir, 'state') };
+  // A socket of its own: the CLI talks to a daemon only when one answers there (none does: it hosts the engine).
+  const env = {
+    ...process.env,
+    DISKLINE_PASSWORD: password,
+    DISKLINE_STATE_DIR: join(dir, 'state'),
+    DISKLINE_SOCKET: join(dir, 'engine.sock'),
+  };
   let serve: ChildProcess | null = null;
   let browser: Browser | null = null;
   const fixture: Fixture = {

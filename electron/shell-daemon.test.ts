@@ -2,7 +2,7 @@
 // the window's bridge when the engine runs backups.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -86,7 +86,10 @@ test('pausing schedules from the tray reaches the engine', async () => {
 test('a backup that fails turns the tray to attention and tells why', async () => {
   const source = join(dir, 'broken-source.img');
   await writeFile(source, Buffer.alloc(1 << 20));
-  const job = (await call('backup.start', { source, repo: join(dir, 'no-repository-here') })) as Job;
+  // A directory that is not a repository: the engine holds it at the call, and the job fails opening it.
+  const notARepository = join(dir, 'not-a-repository');
+  await mkdir(notARepository, { recursive: true });
+  const job = (await call('backup.start', { source, repo: notARepository })) as Job;
   const ended = await jobEnd(job.id);
   assert.equal(ended.state, 'failed');
   await waitFor('the attention icon', () => fake.trays[0]!.icon.endsWith('tray-attention.png'));

@@ -45,6 +45,8 @@ export const methods = {
       noResume: z.boolean().optional(),
       /** Refuse a source whose used map cannot be trusted instead of copying it whole (docs/used-block-maps.md). */
       strict: z.boolean().optional(),
+      /** Back up a device in use without the tap anyway (the point is recorded crash-consistent). */
+      allowInconsistent: z.boolean().default(false),
     }),
     JobSchema,
   ],
@@ -88,7 +90,7 @@ export const methods = {
   'jobs.list': [z.object({}), z.array(JobSchema)],
   'jobs.cancel': [z.object({ id: z.string() }), z.object({})],
   'plans.list': [z.object({}), z.array(PlanSchema)],
-  'plans.save': [PlanSchema.omit({ lastRun: true, nextRun: true }), PlanSchema],
+  'plans.save': [PlanSchema.omit({ lastRun: true, nextRun: true, owner: true }), PlanSchema],
   'plans.delete': [z.object({ id: z.string() }), z.object({})],
   'plans.runNow': [z.object({ id: z.string() }), JobSchema],
   'schedules.setPaused': [z.object({ paused: z.boolean() }), z.object({ paused: z.boolean() })],
@@ -151,7 +153,8 @@ export type ErrorCode =
   | 'refused'
   | 'busy'
   | 'failed'
-  | 'forbidden';
+  | 'forbidden'
+  | 'damaged';
 export type Response =
   | { type: 'response'; id: number; ok: true; result: unknown }
   | { type: 'response'; id: number; ok: false; error: { code: ErrorCode; message: string } };

@@ -65,7 +65,10 @@ export const ContainerSpecSchema = z.object({
   kind: z.enum(['memory', 'file', 'device']),
   /** For file and device containers. */
   path: z.string().optional(),
-  capacityBytes: z.number().positive(),
+  /** Most bytes it may hold; omitted: 64 MiB for memory and file, the whole partition for a device. */
+  capacityBytes: z.number().positive().optional(),
+  /** A file container: bytes preallocated at once (it grows in steps up to capacityBytes); default: all. */
+  initialBytes: z.number().positive().optional(),
 });
 export type ContainerSpec = z.infer<typeof ContainerSpecSchema>;
 
@@ -83,6 +86,8 @@ export const PlanSchema = z.object({
   enabled: z.boolean(),
   lastRun: z.object({ time: z.string(), ok: z.boolean(), message: z.string() }).nullable(),
   nextRun: z.string().nullable(),
+  /** The uid that saved it (the plan runs with that user's rights); null or absent: root's. */
+  owner: z.number().int().nullable().optional(),
 });
 export type Plan = z.infer<typeof PlanSchema>;
 
@@ -127,6 +132,10 @@ export const JobSchema = z.object({
     .nullable(),
   unitSize: z.number().nullable(),
   error: z.string().nullable(),
+  /** Why a failed job failed: damage found, refused for safety, bad input, or a plain failure. */
+  failureKind: z.enum(['damage', 'refusal', 'usage', 'failure']).nullable().default(null),
   result: z.record(z.string(), z.unknown()).nullable(),
+  /** The uid that started it (only it and root see it); null or absent: root's. */
+  owner: z.number().int().nullable().optional(),
 });
 export type Job = z.infer<typeof JobSchema>;

@@ -24,6 +24,7 @@ const engineRanks: Record<string, number> = {
   config: 1,
   drives: 1,
   layout: 1,
+  handles: 1,
   native: 0,
 };
 const rankNames = ['native', 'domain folders', 'jobs/schedule', 'api', 'cli'];

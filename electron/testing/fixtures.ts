@@ -18,6 +18,7 @@ export function makeJob(fields: Partial<Job> = {}): Job {
     units: null,
     unitSize: null,
     error: null,
+    failureKind: null,
     result: null,
     ...fields,
   };

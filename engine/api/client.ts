@@ -1,10 +1,10 @@
-// Clients of the engine: SocketClient talks to the daemon over its unix socket, InProcessClient to an engine
-// hosted in this process; connectEngine picks the daemon when its socket answers, else an in-process engine.
-// Both implement the protocol's EngineClient, and a failed call throws EngineCallError carrying the API's error
-// code (the CLI's edge turns it into an exit code).
+// The engine as the CLI's verbs see it: the daemon over its unix socket when that socket answers, otherwise
+// an engine hosted in this process for the one command. Both implement the protocol's EngineClient, and a
+// failed call throws EngineCallError carrying the API's error code and the kind of failure it is.
 import { existsSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { MAX_MESSAGE_BYTES } from '../../protocol/constants.ts';
+import { type FailureKind, KindedError } from '../../protocol/failure.ts';
 import type {
   EngineClient,
   ErrorCode,
@@ -20,10 +20,18 @@ import type { Engine } from './engine.ts';
 import { encodeFrame, FrameDecoder } from './frames.ts';
 import type { HostOptions } from './host.ts';
 
-export class EngineCallError extends Error {
+/** The kind of failure an API error code is: bad input, a refusal (for safety or not allowed), damage, or other. */
+function kindOfCode(code: ErrorCode | 'disconnected'): FailureKind {
+  if (code === 'bad-request' || code === 'unknown-method') return 'usage';
+  if (code === 'refused' || code === 'forbidden') return 'refusal';
+  if (code === 'damaged') return 'damage';
+  return 'failure';
+}
+
+export class EngineCallError extends KindedError {
   readonly code: ErrorCode | 'disconnected';
   constructor(code: ErrorCode | 'disconnected', message: string) {
-    super(message);
+    super(kindOfCode(code), message);
     this.code = code;
   }
 }
@@ -183,7 +191,7 @@ export class InProcessClient implements ClosableEngineClient {
 
 /**
  * The daemon if its socket (DISKLINE_SOCKET, default /run/diskline/engine.sock) exists and answers,
- * otherwise an engine in this process (its state in DISKLINE_STATE_DIR; no schedules run).
+ * otherwise an engine in this process (its state in DISKLINE_STATE_DIR; no schedules run, no volumes attached).
  */
 export async function connectEngine(
   options: HostOptions & { socket?: string } = {},
@@ -205,6 +213,6 @@ export async function connectEngine(
   }
   // Loaded only here: a client of the daemon needs none of the engine's parts.
   const { openEngine } = await import('./host.ts');
-  const engine = await openEngine({ ...options, schedules: false, recover: false });
+  const engine = await openEngine({ ...options, schedules: false, recover: false, reattach: false });
   return new InProcessClient(engine);
 }

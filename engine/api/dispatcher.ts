@@ -2,6 +2,7 @@
 // params with the protocol's schema, run the handler, validate its result. Never throws: every failure,
 // from malformed JSON to a handler's exception, becomes an error response the client can show.
 import type { z } from 'zod';
+import { type FailureKind, failureKindOf } from '../../protocol/failure.ts';
 import {
   type ErrorCode,
   type EventName,
@@ -13,12 +14,22 @@ import {
 } from '../../protocol/messages.ts';
 import { ApiError } from './errors.ts';
 
+/** The API's answer to an error that says its kind: a refusal is 'refused', damage 'damaged', bad input 'bad-request'. */
+const codeOfKind: Record<FailureKind, ErrorCode> = {
+  refusal: 'refused',
+  damage: 'damaged',
+  usage: 'bad-request',
+  failure: 'failed',
+};
+
 /** Who is on the other end of a connection, and how to reach it with events. */
 export interface Connection {
   readonly id: number;
   readonly transport: 'unix' | 'websocket' | 'in-process';
   /** The peer's uid when the transport can tell (unix socket), else null. */
   readonly uid: number | null;
+  /** The peer's primary and supplementary groups, when the transport can tell. */
+  readonly gids?: readonly number[];
   sendEvent(event: EventName, data: unknown): void;
   /** Runs `cleanup` when the connection closes (subscriptions end with it). */
   onClose(cleanup: () => void): void;
@@ -87,7 +98,7 @@ export async function dispatch(text: string, handlers: Handlers, connection: Con
     result = await handler(params.data, connection);
   } catch (error) {
     if (error instanceof ApiError) return failure(id, error.code, error.message);
-    return failure(id, 'failed', (error as Error)?.message ?? String(error));
+    return failure(id, codeOfKind[failureKindOf(error)], (error as Error)?.message ?? String(error));
   }
   const checked = (resultSchema as z.ZodType).safeParse(result);
   if (!checked.success) {

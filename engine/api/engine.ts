@@ -1,21 +1,45 @@
 // The engine as one object: state on disk, jobs, schedules, drives — and the API methods that expose them.
 // Transports (unix socket, WebSocket, in-process) only move frames; everything a method does is here.
-import { readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { chownSync, readFileSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.ts';
+import { failureKindOf } from '../../protocol/failure.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
+import { isS3Location } from '../backend/s3/location.ts';
 import type { StateStore } from '../config/state.ts';
-import { listDrives } from '../drives/drivelist.ts';
+import {
+  createInHeldDirectory,
+  type HeldPath,
+  HeldPathError,
+  heldInside,
+  holdChild,
+  holdParentOf,
+  holdPathIfPresent,
+  removeIfUnwritten,
+  splitParent,
+} from '../handles/held-path.ts';
 import { EventBus } from '../jobs/events.ts';
-import { JobManager } from '../jobs/manager.ts';
-import { NotMountedError } from '../jobs/mount.ts';
+import { type JobContext, JobManager, type JobSpec } from '../jobs/manager.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import type { BlockMapProvider, JobRunners } from '../jobs/runners.ts';
 import { ScheduleError } from '../schedule/presets.ts';
 import { Scheduler } from '../schedule/scheduler.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
+import {
+  authorizeHandlers,
+  type Caller,
+  callerForOwner,
+  callerOf,
+  holdForCaller,
+  holdForCallerIfPresent,
+  mayAccess,
+  ownerFor,
+  requireAccess,
+  requireCallersDirectory,
+  requireCallersDisk,
+} from './authorization.ts';
 import type { Connection, Handlers } from './dispatcher.ts';
 import { ApiError } from './errors.ts';
 
@@ -40,7 +64,54 @@ export interface EngineOptions {
   clock?: Clock;
 }
 
+/**
+ * A repository a call works on: `path` is what the job opens — a held directory's descriptor link, or an object
+ * store's location — and `held` the directory itself (null for an object store).
+ */
+interface HeldRepository {
+  location: string;
+  path: string;
+  held: HeldPath | null;
+  close(): void;
+}
+
+function heldDirectoryRepository(location: string, held: HeldPath): HeldRepository {
+  return { location, path: held.procPath, held, close: () => held.close() };
+}
+
+/**
+ * An object-store repository is reached with the engine's own credentials, so naming one is root's (or the
+ * engine's own user's): a user allowed on the socket could otherwise read or prune what those credentials reach.
+ */
+function objectStoreRepository(caller: Caller, location: string): HeldRepository {
+  if (!caller.privileged) {
+    throw new ApiError(
+      'forbidden',
+      `${location} is an object store reached with the engine's credentials; only root may name one.`,
+    );
+  }
+  return { location, path: location, held: null, close: () => {} };
+}
+
 let nextConnectionId = 1;
+
+/** A restore target as checked: the held target when it exists, and (for an image) its held directory. */
+interface HeldTarget {
+  name: string;
+  target: HeldPath | null;
+  parent: HeldPath | null;
+}
+
+function closeTarget(target: HeldTarget): void {
+  target.target?.close();
+  target.parent?.close();
+}
+
+/** The machine's drives; loaded on first use, as the native drive listing is slow to load for a one-shot command. */
+async function listDrives(images: string[], inspect?: boolean) {
+  const drives = await import('../drives/drivelist.ts');
+  return drives.listDrives(images, ...(inspect === undefined ? [] : [inspect]));
+}
 
 export class Engine {
   readonly state: StateStore;
@@ -57,10 +128,16 @@ export class Engine {
   #blockMaps = new Map<string, BlockMapProvider>();
   /** Volumes served through the tap, by source path. */
   #volumes = new Map<string, AttachedVolume>();
+  /** The file each volume serves (device and inode, as checked when it was attached), by source path. */
+  #volumeFiles = new Map<string, { dev: number; ino: number }>();
   /** Jobs an earlier engine left unfinished, reported interrupted at start (for the log). */
   interruptedAtStart: Job[] = [];
   /** Problems met re-attaching volumes at start, for the log. */
   readonly startNotes: string[] = [];
+  /** plans.runNow waiting for the backup its run starts, by plan id. */
+  #planBackups = new Map<string, (job: Job) => void>();
+  /** Restore points mounted through the API, by directory: who asked, and the repository held for them. */
+  #mounts = new Map<string, { owner: number | null; repo: { close(): void } }>();
   /** Paths that running jobs read (backups) or write (restores), by job id. */
   #busyPaths = new Map<string, { paths: Set<string>; writing: boolean }>();
 
@@ -107,11 +184,13 @@ export class Engine {
   async #stopParts(): Promise<void> {
     await this.scheduler.stop();
     await this.jobs.interruptAll('The engine stopped while this job was running; run it again.');
+    for (const path of [...this.#mounts.keys()]) await this.#unmount(path).catch(() => {});
     await this.runners.close?.();
     // Volumes stay recorded in the config and their tap helpers keep serving them (mounted or not): the next
     // engine adopts them without a remount.
     for (const volume of this.#volumes.values()) await volume.release().catch(() => {});
     this.#volumes.clear();
+    this.#volumeFiles.clear();
     await this.state.flush();
   }
 
@@ -125,9 +204,21 @@ export class Engine {
   }
 
   async #reattachVolumes(): Promise<void> {
-    for (const { source } of this.state.config.attached) {
+    for (const { source, owner } of this.state.config.attached) {
       try {
-        this.#serve(source, await this.runners.attach(source, join(this.state.dir, 'tracking')));
+        // Attached again with its owner's rights, checked again: the file may have changed hands meanwhile.
+        const held = holdForCaller(callerForOwner(owner), source);
+        try {
+          await requireCallersDisk(
+            callerForOwner(owner),
+            held,
+            'as a volume',
+            this.state.config.deviceGroups,
+          );
+          this.#serve(source, await this.#attachHeld(held));
+        } finally {
+          held.close();
+        }
       } catch (error) {
         this.startNotes.push(`Could not re-attach ${source}: ${(error as Error).message}`);
       }
@@ -157,7 +248,29 @@ export class Engine {
 
   /** A repository named in the config resolves to its location; anything else is taken as a path. */
   resolveRepo(repo: string): string {
-    return this.state.config.repositories[repo] ?? resolve(repo);
+    const named = this.state.config.repositories[repo] ?? repo;
+    return isS3Location(named) ? named : resolve(named);
+  }
+
+  /** The attached volume whose source is the held path, or whose loop device it is (by device number). */
+  async #volumeServingHeld(held: HeldPath): Promise<AttachedVolume | null> {
+    const bySource = this.#volumes.get(held.name);
+    if (bySource) return bySource;
+    if (!held.stats.isBlockDevice()) return null;
+    for (const volume of this.#volumes.values()) {
+      const loop = await stat(volume.loopDevice).catch(() => null);
+      if (loop?.isBlockDevice() && loop.rdev === held.stats.rdev) return volume;
+    }
+    return null;
+  }
+
+  /** The attached volume whose loop device `path` is a partition of (e.g. /dev/loop4p1 of /dev/loop4). */
+  async #volumeOfPartition(path: string): Promise<AttachedVolume | null> {
+    if (!path.startsWith('/dev/')) return null;
+    for (const volume of this.#volumes.values()) {
+      if (volume.partitions.includes(path)) return volume;
+    }
+    return null;
   }
 
   #busy(jobId: string, paths: string[], writing: boolean): void {
@@ -165,50 +278,137 @@ export class Engine {
   }
 
   /**
-   * A user allowed on the socket who is not root acts through a root engine: the places it names for the engine
-   * to write or mount on must be directories that user owns (never /etc, never another user's home).
+   * Opens the repository a caller names, once: a directory that (for a non-root caller) it owns, named in the
+   * config or by path. The engine then works through the returned handle's procPath only.
    */
-  async #requireCallersDirectory(connection: Connection, dir: string, purpose: string): Promise<void> {
-    if (!this.#isUnprivileged(connection)) return;
-    const info = await stat(dir).catch(() => null);
-    if (!info?.isDirectory() || info.uid !== connection.uid) {
-      throw new ApiError(
-        'forbidden',
-        `${dir} is not a directory of yours (uid ${connection.uid}); name one you own for ${purpose}.`,
-      );
-    }
+  #holdRepository(caller: Caller, repo: string): HeldRepository {
+    const location = this.resolveRepo(repo);
+    if (isS3Location(location)) return objectStoreRepository(caller, location);
+    const held = holdForCaller(caller, location);
+    requireCallersDirectory(caller, held, 'a repository');
+    return heldDirectoryRepository(location, held);
   }
 
   /**
-   * For a non-root caller: an image file the engine is to read or write must be the caller's own file (or, not
-   * there yet, go in a directory the caller owns); block devices are what the engine is for and stay allowed.
+   * For repo.init: the repository directory, made (0700, owned by the caller) in a held directory the caller
+   * owns when it does not exist yet.
    */
-  async #requireCallersFile(connection: Connection, path: string, purpose: string): Promise<void> {
-    if (!this.#isUnprivileged(connection)) return;
-    const info = await stat(path).catch(() => null);
-    if (info?.isBlockDevice()) return;
-    if (info) {
-      if (info.isFile() && info.uid === connection.uid) return;
+  async #holdNewRepository(caller: Caller, repo: string): Promise<HeldRepository> {
+    const location = this.resolveRepo(repo);
+    if (isS3Location(location)) return objectStoreRepository(caller, location);
+    const existing = holdForCallerIfPresent(caller, location);
+    if (existing) {
+      requireCallersDirectory(caller, existing, 'a repository');
+      return heldDirectoryRepository(location, existing);
+    }
+    const { parent, name } = splitParent(location);
+    const heldParent = holdForCaller(caller, parent);
+    requireCallersDirectory(caller, heldParent, 'a repository');
+    try {
+      const created = await mkdir(`${heldParent.procPath}/${name}`, { mode: 0o700 }).then(
+        () => true,
+        (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EEXIST') throw error;
+          return false;
+        },
+      );
+      const held = holdChild(heldParent, name);
+      if (created && held.stats.isDirectory() && held.stats.uid === 0 && !caller.privileged) {
+        // The directory this call made becomes the caller's, through the held descriptor (never by name).
+        chownSync(held.procPath, caller.uid, caller.gids[0] ?? caller.uid);
+        return heldDirectoryRepository(location, held);
+      }
+      requireCallersDirectory(caller, held, 'a repository');
+      return heldDirectoryRepository(location, held);
+    } catch (error) {
+      if (error instanceof HeldPathError) throw new ApiError('refused', error.message);
+      throw error;
+    } finally {
+      heldParent.close();
+    }
+  }
+
+  /** Something that does not exist yet: its directory must exist and (for a non-root caller) be the caller's. */
+  #requireFutureEntry(caller: Caller, path: string, purpose: string): void {
+    const { parent } = splitParent(path);
+    const heldParent = holdForCaller(caller, parent);
+    requireCallersDirectory(caller, heldParent, purpose);
+    heldParent.close();
+  }
+
+  /** The source of a backup: a disk or image the caller may read, held. */
+  async #holdSource(caller: Caller, source: string, purpose = 'as a backup source'): Promise<HeldPath> {
+    const held = holdForCaller(caller, source);
+    await requireCallersDisk(caller, held, purpose, this.state.config.deviceGroups);
+    return held;
+  }
+
+  /**
+   * A file container's directory, held: the container file is created in it (O_EXCL) and removed from it, by
+   * its name inside that held directory, so no link or swapped parent can send either elsewhere.
+   */
+  #holdContainer(
+    caller: Caller,
+    container: Plan['container'] | undefined,
+  ): { spec: Plan['container'] | undefined; held: HeldPath | null } {
+    if (!container?.path) return { spec: container, held: null };
+    if (container.kind === 'device') {
+      // A partition is named by its node under /dev, which only root can change; it is checked as a disk the
+      // caller may use, and held for the backup's life.
+      const device = holdForCaller(caller, container.path);
+      return { spec: { ...container, path: device.name }, held: device };
+    }
+    const { parent, name } = splitParent(container.path);
+    const held = holdForCaller(caller, parent);
+    requireCallersDirectory(caller, held, 'a container file in');
+    return { spec: { ...container, path: `${held.procPath}/${name}` }, held };
+  }
+
+  /** What a restore would write: the held target when it exists, else its held parent directory. */
+  async #holdTarget(caller: Caller, to: string): Promise<HeldTarget> {
+    const name = resolve(to);
+    const existing = holdForCallerIfPresent(caller, name);
+    if (existing) {
+      await requireCallersDisk(caller, existing, 'as a restore target', this.state.config.deviceGroups);
+      if (!existing.stats.isFile()) return { name, target: existing, parent: null };
+      try {
+        return { name, target: existing, parent: holdParentOf(existing) };
+      } catch (error) {
+        existing.close();
+        throw new ApiError('refused', (error as Error).message);
+      }
+    }
+    const { parent, name: fileName } = splitParent(name);
+    const heldParent = holdForCallerIfPresent(caller, parent);
+    if (!heldParent)
+      throw new ApiError('not-found', `${parent} does not exist; create it, or choose another target.`);
+    requireCallersDirectory(caller, heldParent, 'a file as a restore target');
+    // Something is there that leads nowhere (a dangling link): a new image is made only under its own name.
+    let entry: HeldPath | null = null;
+    try {
+      entry = holdChild(heldParent, fileName);
+    } catch (error) {
+      if ((error as HeldPathError).code !== 'ENOENT') entry = heldParent;
+    }
+    if (entry) {
+      entry.close();
+      heldParent.close();
       throw new ApiError(
         'forbidden',
-        `${path} is not a file of yours (uid ${connection.uid}); you cannot use it ${purpose}.`,
+        `${name} is a symbolic link to nothing that exists; the engine creates a new image only under its own name, never through a link.`,
       );
     }
-    await this.#requireCallersDirectory(connection, dirname(path), `a file ${purpose}`);
+    return { name, target: null, parent: heldParent };
   }
 
-  #isUnprivileged(connection: Connection): boolean {
-    return (
-      connection.transport === 'unix' && connection.uid !== 0 && connection.uid !== (process.getuid?.() ?? 0)
-    );
-  }
-
-  /** A repository named in the config was set up by root; a path a non-root caller gives must be theirs. */
-  async #requireCallersRepository(connection: Connection, repo: string): Promise<void> {
-    if (!this.#isUnprivileged(connection) || this.state.config.repositories[repo]) return;
-    const location = resolve(repo);
-    const info = await stat(location).catch(() => null);
-    await this.#requireCallersDirectory(connection, info ? location : dirname(location), 'a repository');
+  /** Refuses a restore target inside the repository it restores from (it would destroy what it reads). */
+  #refuseInsideRepository(target: HeldTarget, repo: HeldRepository): void {
+    if (target.parent && repo.held && heldInside(target.parent, repo.held)) {
+      throw new ApiError(
+        'refused',
+        `${target.name} is inside the repository ${repo.location}; restoring there would destroy the repository. Choose a target outside it.`,
+      );
+    }
   }
 
   /** Every path a running job writes, or (with `reads`) also reads. */
@@ -220,81 +420,208 @@ export class Engine {
     return all;
   }
 
-  async #pointOf(repo: string, point: string): Promise<PointSummary> {
-    const points = await this.runners.listPoints(repo);
-    const found = points.find((candidate) => candidate.id === point || candidate.id.startsWith(point));
+  /** The point `point` (an id, a prefix or 'latest') of the held repository, complete. */
+  async #pointOf(repo: HeldRepository, point: string): Promise<PointSummary> {
+    if (this.runners.findPoint) {
+      const found = await this.runners.findPoint(repo.path, point);
+      if (!found.complete) {
+        throw new ApiError(
+          'refused',
+          `Restore point ${found.id} in ${repo.location} is incomplete (its backup did not finish).`,
+        );
+      }
+      return { ...found, repo: repo.location };
+    }
+    const points = await this.runners.listPoints(repo.path);
+    // 'latest' is the newest complete point, as the CLI has always taken it.
+    const found =
+      point === 'latest'
+        ? points
+            .filter((candidate) => candidate.complete)
+            .sort((a, b) => a.time.localeCompare(b.time))
+            .at(-1)
+        : points.find((candidate) => candidate.id === point || candidate.id.startsWith(point));
     if (!found)
-      throw new ApiError('not-found', `No restore point '${point}' in ${repo}; list them with points.list.`);
+      throw new ApiError(
+        'not-found',
+        point === 'latest'
+          ? `Repository ${repo.location} has no complete restore point.`
+          : `No restore point '${point}' in ${repo.location}; list them with points.list.`,
+      );
     if (!found.complete) {
       throw new ApiError(
         'refused',
-        `Restore point ${found.id} in ${repo} is incomplete (its backup did not finish).`,
+        `Restore point ${found.id} in ${repo.location} is incomplete (its backup did not finish).`,
       );
     }
     return found;
   }
 
-  #startBackup(
+  /**
+   * Starts a backup as `caller` (a plan's owner for scheduled runs): the source, repository and container are
+   * opened and checked now, held for the job's life, and the job works only through them.
+   */
+  async #startBackup(
+    caller: Caller,
     source: string,
     repoRef: string,
     container: Plan['container'] | undefined,
     title?: string,
-    how: {
+    options: {
       preHook?: string | undefined;
       postHook?: string | undefined;
+      allowInconsistent?: boolean | undefined;
       noResume?: boolean | undefined;
       strict?: boolean | undefined;
     } = {},
-  ): Job {
-    const repo = this.resolveRepo(repoRef);
-    const sourcePath = resolve(source);
-    const job = this.jobs.start({
-      kind: 'backup',
-      title: title ?? `Back up ${sourcePath} to ${repo}`,
-      repo,
-      detail: { source: sourcePath, repo },
-      run: async (context) => {
-        this.#busy(context.id, [sourcePath], false);
-        try {
-          const volume = this.#volumes.get(sourcePath) ?? null;
-          return await this.runners.backup(
-            { source: sourcePath, repo, container, volume, ...how },
-            context,
-            (provider) => {
-              this.#blockMaps.set(context.id, provider);
-            },
-          );
-        } finally {
-          this.#blockMaps.delete(context.id);
-          this.#busyPaths.delete(context.id);
-          this.events.emit('points.changed', { repo });
-        }
-      },
-    });
-    return job;
+  ): Promise<Job> {
+    const held: { close(): void }[] = [];
+    const release = () => {
+      for (const handle of held) handle.close();
+    };
+    try {
+      let heldSource = await this.#holdSource(caller, source);
+      held.push(heldSource);
+      if (!(heldSource.stats.isFile() || heldSource.stats.isBlockDevice())) {
+        throw new ApiError(
+          'not-found',
+          `No disk or image file at ${heldSource.name}; choose one from drives.list.`,
+        );
+      }
+      // The loop device of an attached volume is that volume: its backup goes through the volume's session,
+      // reading the volume's file (held and checked for this caller too), never the loop device the tap serves.
+      const volume = await this.#volumeServingHeld(heldSource);
+      if (volume && volume.source !== heldSource.name) {
+        heldSource = await this.#holdSource(caller, volume.source);
+        held.push(heldSource);
+      }
+      const sourcePath = heldSource.name;
+      const whole = volume ? null : await this.#volumeOfPartition(sourcePath);
+      if (whole) {
+        throw new ApiError(
+          'refused',
+          `${sourcePath} is a partition of ${whole.source}, attached as ${whole.loopDevice}; back up ${whole.source} (or ${whole.loopDevice}) for a consistent point of the whole volume.`,
+        );
+      }
+      if ((options.preHook || options.postHook) && !volume) {
+        throw new ApiError(
+          'bad-request',
+          `Backup hooks run around the freeze of an attached volume, and ${sourcePath} is not attached in this engine; attach it (diskline attach with the daemon running), then back it up again.`,
+        );
+      }
+      const repo = this.#holdRepository(caller, repoRef);
+      held.push(repo);
+      const heldContainer = this.#holdContainer(caller, container);
+      if (heldContainer.held) held.push(heldContainer.held);
+      if (heldContainer.held && container?.kind === 'device') {
+        await requireCallersDisk(
+          caller,
+          heldContainer.held,
+          'as a container',
+          this.state.config.deviceGroups,
+        );
+      }
+      const attached = this.#volumeFiles.get(sourcePath);
+      if (attached && (attached.dev !== heldSource.stats.dev || attached.ino !== heldSource.stats.ino)) {
+        throw new ApiError(
+          'refused',
+          `${sourcePath} is no longer the file that is attached; detach it (volumes.detach) and attach it again.`,
+        );
+      }
+      if (this.#allBusyPaths(false).has(sourcePath)) {
+        throw new ApiError(
+          'busy',
+          `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
+        );
+      }
+      const location = repo.location;
+      const readSource = heldSource;
+      const job = this.jobs.start({
+        kind: 'backup',
+        title: title ?? `Back up ${sourcePath} to ${location}`,
+        repo: location,
+        detail: { source: sourcePath, repo: location },
+        owner: ownerFor(caller),
+        run: async (context) => {
+          this.#busy(context.id, [sourcePath], false);
+          try {
+            const volume = this.#volumes.get(sourcePath) ?? null;
+            return await this.runners.backup(
+              {
+                source: readSource.procPath,
+                repo: repo.path,
+                container: heldContainer.spec,
+                volume,
+                ...options,
+              },
+              context,
+              (provider) => {
+                this.#blockMaps.set(context.id, provider);
+              },
+            );
+          } finally {
+            release();
+            this.#blockMaps.delete(context.id);
+            this.#busyPaths.delete(context.id);
+            this.events.emit('points.changed', { repo: location }, ownerFor(caller));
+          }
+        },
+      });
+      return job;
+    } catch (error) {
+      release();
+      throw error;
+    }
   }
 
   async #runPlan(plan: Plan): Promise<{ ok: boolean; message: string }> {
-    const backup = await this.jobs.waitFor(
-      this.#startBackup(plan.source, plan.repo, plan.container, `Plan ${plan.name}: back up ${plan.source}`, {
-        noResume: plan.noResume,
-      }).id,
-    );
+    // A plan runs with the rights of whoever saved it, checked again now: a link planted since is not followed.
+    const caller = callerForOwner(plan.owner);
+    let backupJob: Job;
+    try {
+      backupJob = await this.#startBackup(
+        caller,
+        plan.source,
+        plan.repo,
+        plan.container,
+        `Plan ${plan.name}: back up ${plan.source}`,
+        { noResume: plan.noResume },
+      );
+    } catch (error) {
+      return { ok: false, message: `Backup refused: ${(error as Error).message}` };
+    }
+    this.#planBackups.get(plan.id)?.(backupJob);
+    const backup = await this.jobs.waitFor(backupJob.id);
     if (backup.state !== 'succeeded') {
       return { ok: false, message: `Backup ${backup.state}: ${backup.error ?? ''}`.trim() };
     }
     const keeps = Object.values(plan.retention).some((count) => count !== undefined);
     if (!keeps) return { ok: true, message: 'Backup succeeded.' };
-    const repo = this.resolveRepo(plan.repo);
+    let repo: HeldRepository;
+    try {
+      repo = this.#holdRepository(caller, plan.repo);
+    } catch (error) {
+      return { ok: false, message: `Backup succeeded; retention refused: ${(error as Error).message}` };
+    }
     const prune = await this.jobs.waitFor(
       this.jobs.start({
         kind: 'prune',
-        title: `Plan ${plan.name}: apply retention to ${repo}`,
-        repo,
-        run: (context) => this.runners.prune({ repo, retention: plan.retention, dryRun: false }, context),
+        title: `Plan ${plan.name}: apply retention to ${repo.location}`,
+        repo: repo.location,
+        owner: ownerFor(caller),
+        run: async (context) => {
+          try {
+            return await this.runners.prune(
+              { repo: repo.path, retention: plan.retention, dryRun: false },
+              context,
+            );
+          } finally {
+            repo.close();
+          }
+        },
       }).id,
     );
-    this.events.emit('points.changed', { repo });
+    this.events.emit('points.changed', { repo: repo.location }, ownerFor(caller));
     if (prune.state !== 'succeeded') {
       return {
         ok: false,
@@ -304,16 +631,76 @@ export class Engine {
     return { ok: true, message: 'Backup succeeded; retention applied.' };
   }
 
+  /** Runs `work` with the repository held, closing it after (for calls that end with their answer). */
+  async #withRepository<T>(
+    caller: Caller,
+    repoRef: string,
+    work: (repo: HeldRepository) => Promise<T>,
+  ): Promise<T> {
+    const repo = this.#holdRepository(caller, repoRef);
+    try {
+      return await work(repo);
+    } finally {
+      repo.close();
+    }
+  }
+
+  /** Starts a job on a held repository, which it keeps open until it ends (closed here if it cannot start). */
+  #startRepositoryJob(
+    caller: Caller,
+    repo: HeldRepository,
+    spec: Omit<JobSpec, 'owner' | 'run'>,
+    run: (context: JobContext) => Promise<Record<string, unknown> | null>,
+  ): Job {
+    try {
+      return this.jobs.start({
+        ...spec,
+        owner: ownerFor(caller),
+        run: async (context) => {
+          try {
+            return await run(context);
+          } finally {
+            repo.close();
+            this.events.emit('points.changed', { repo: repo.location }, ownerFor(caller));
+          }
+        },
+      });
+    } catch (error) {
+      repo.close();
+      throw error;
+    }
+  }
+
+  #requireJob(caller: Caller, id: string): Job {
+    const job = this.jobs.get(id);
+    if (!job) throw new ApiError('not-found', `No job '${id}'; list them with jobs.list.`);
+    requireAccess(caller, job.owner, `Job ${id}`);
+    return job;
+  }
+
+  #requirePlan(caller: Caller, id: string): Plan {
+    const plan = this.state.plans.find((candidate) => candidate.id === id);
+    if (!plan) throw new ApiError('not-found', `No plan '${id}'.`);
+    requireAccess(caller, plan.owner, `Plan '${plan.name}'`);
+    return plan;
+  }
+
   #makeHandlers(): Handlers {
-    return {
-      'engine.status': () => ({
-        version: packageJson.version,
-        privileged: this.privileged,
-        schedulesPaused: this.scheduler.paused,
-        nextRun: this.scheduler.nextRun(),
-        defaultRepo: this.state.config.defaultRepo,
-        repositories: Object.entries(this.state.config.repositories).map(([name, path]) => ({ name, path })),
-      }),
+    const handlers: Handlers = {
+      'engine.status': (_params, connection) => {
+        const caller = callerOf(connection);
+        return {
+          version: packageJson.version,
+          privileged: this.privileged,
+          schedulesPaused: this.scheduler.paused,
+          nextRun: this.scheduler.nextRun(),
+          defaultRepo: caller.privileged ? this.state.config.defaultRepo : null,
+          // Root's repositories are root's business.
+          repositories: caller.privileged
+            ? Object.entries(this.state.config.repositories).map(([name, path]) => ({ name, path }))
+            : [],
+        };
+      },
       'drives.list': async () => {
         const drives = await listDrives(this.state.config.images);
         return drives.map((drive) => ({
@@ -321,25 +708,30 @@ export class Engine {
           attachedAs: this.#volumes.get(drive.device)?.loopDevice ?? null,
         }));
       },
-      'points.list': async ({ repo }) => {
-        const location = this.resolveRepo(repo);
-        const checks = this.state.checks[location] ?? {};
-        return (await this.runners.listPoints(location)).map((point) => ({
-          ...point,
-          verify: checks[point.id]?.verify ?? point.verify,
-          drill: checks[point.id]?.drill ?? point.drill,
-        }));
-      },
+      'points.list': ({ repo }, connection) =>
+        this.#withRepository(callerOf(connection), repo, async ({ location, path }) => {
+          const checks = this.state.checks[location] ?? {};
+          return (await this.runners.listPoints(path)).map((point) => ({
+            ...point,
+            repo: location,
+            verify: checks[point.id]?.verify ?? point.verify,
+            drill: checks[point.id]?.drill ?? point.drill,
+          }));
+        }),
       'repo.init': async ({ repo, encrypted }, connection) => {
-        await this.#requireCallersRepository(connection, repo);
-        const location = this.resolveRepo(repo);
-        await this.runners.initRepository(location, encrypted);
-        return { repo: location };
+        const held = await this.#holdNewRepository(callerOf(connection), repo);
+        try {
+          await this.runners.initRepository(held.path, encrypted);
+        } finally {
+          held.close();
+        }
+        return { repo: held.location };
       },
       'backup.start': async (
-        { source, repo, container, preHook, postHook, noResume, strict },
+        { source, repo, container, preHook, postHook, allowInconsistent, noResume, strict },
         connection,
       ) => {
+        const caller = callerOf(connection);
         // Hooks are shell commands the engine runs as root: only root (or the engine's own process) sets them,
         // never a user merely allowed on the socket or a page holding the WebSocket token.
         if ((preHook || postHook) && connection.transport !== 'in-process' && connection.uid !== 0) {
@@ -348,189 +740,268 @@ export class Engine {
             'Backup hooks run as root, so only root may give them; ask an administrator to set them up.',
           );
         }
-        await this.#requireCallersFile(connection, resolve(source), 'as a backup source');
-        await this.#requireCallersRepository(connection, repo);
-        if (container?.path) {
-          await this.#requireCallersDirectory(
-            connection,
-            dirname(resolve(container.path)),
-            'a container file in',
-          );
-        }
-        const sourcePath = resolve(source);
-        const info = await stat(sourcePath).catch(() => null);
-        if (!info || !(info.isFile() || info.isBlockDevice())) {
-          throw new ApiError(
-            'not-found',
-            `No disk or image file at ${sourcePath}; choose one from drives.list.`,
-          );
-        }
-        if (this.#allBusyPaths(false).has(sourcePath)) {
-          throw new ApiError(
-            'busy',
-            `${sourcePath} is in use by a running job (a restore writes it); wait or cancel it.`,
-          );
-        }
-        return this.#startBackup(sourcePath, repo, container, undefined, {
+        return this.#startBackup(caller, source, repo, container, undefined, {
           preHook,
           postHook,
+          allowInconsistent,
           noResume,
           strict,
         });
       },
-      'restore.preview': async ({ repo, point, to }) => {
-        const location = this.resolveRepo(repo);
-        const found = await this.#pointOf(location, point);
-        const identity = await targetIdentity(to);
-        const drives = await listDrives(this.state.config.images, false);
-        const description = await describeRestore({
-          identity,
-          pointSize: found.sourceSize,
-          pointLabel: `restore point ${found.id}`,
-          drive: drives.find((drive) => drive.device === identity.path),
-          busyPaths: this.#allBusyPaths(),
-          attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
+      'restore.preview': async ({ repo, point, to }, connection) => {
+        const caller = callerOf(connection);
+        return this.#withRepository(caller, repo, async (heldRepo) => {
+          const found = await this.#pointOf(heldRepo, point);
+          const target = await this.#holdTarget(caller, to);
+          try {
+            this.#refuseInsideRepository(target, heldRepo);
+            const identity = await targetIdentity(target.name, target.target);
+            const drives = await listDrives(this.state.config.images, false);
+            const description = await describeRestore({
+              identity,
+              pointSize: found.sourceSize,
+              pointLabel: `restore point ${found.id}`,
+              drive: drives.find((drive) => drive.device === identity.path),
+              busyPaths: this.#allBusyPaths(),
+              attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
+            });
+            return {
+              ...description,
+              confirmToken: this.#tokens.issue(identity, heldRepo.location, found.id),
+            };
+          } finally {
+            closeTarget(target);
+          }
         });
-        return { ...description, confirmToken: this.#tokens.issue(identity, location, found.id) };
       },
       'restore.start': async ({ repo, point, to, confirmToken, instant }, connection) => {
-        await this.#requireCallersFile(connection, resolve(to), 'as a restore target');
-        const location = this.resolveRepo(repo);
-        const found = await this.#pointOf(location, point);
-        const identity = await targetIdentity(to);
-        if (!this.#tokens.matches(confirmToken, identity, location, found.id)) {
-          throw new ApiError(
-            'refused',
-            `The confirmation does not match ${identity.path} as it is now (another target, or it changed since the preview); ask for a new preview.`,
-          );
-        }
-        const drives = await listDrives(this.state.config.images, false);
-        const { refusal } = await describeRestore({
-          identity,
-          pointSize: found.sourceSize,
-          pointLabel: `restore point ${found.id}`,
-          drive: drives.find((drive) => drive.device === identity.path),
-          busyPaths: this.#allBusyPaths(),
-          attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
-        });
-        if (refusal) throw new ApiError('refused', refusal);
-        return this.jobs.start({
-          kind: 'restore',
-          title: `Restore ${found.id.slice(0, 12)} to ${identity.path}`,
-          repo: null,
-          detail: { repo: location, point: found.id, target: identity.path },
-          run: async (context) => {
-            this.#busy(context.id, [identity.path], true);
+        const caller = callerOf(connection);
+        const heldRepo = this.#holdRepository(caller, repo);
+        let target: HeldTarget | null = null;
+        try {
+          const found = await this.#pointOf(heldRepo, point);
+          target = await this.#holdTarget(caller, to);
+          this.#refuseInsideRepository(target, heldRepo);
+          const identity = await targetIdentity(target.name, target.target);
+          if (!this.#tokens.matches(confirmToken, identity, heldRepo.location, found.id)) {
+            throw new ApiError(
+              'refused',
+              `The confirmation does not match ${identity.path} as it is now (another target, or it changed since the preview); ask for a new preview.`,
+            );
+          }
+          const drives = await listDrives(this.state.config.images, false);
+          const { refusal } = await describeRestore({
+            identity,
+            pointSize: found.sourceSize,
+            pointLabel: `restore point ${found.id}`,
+            drive: drives.find((drive) => drive.device === identity.path),
+            busyPaths: this.#allBusyPaths(),
+            attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
+          });
+          if (refusal) throw new ApiError('refused', refusal);
+          // A new image is created now, O_EXCL in the held directory, as the caller's file.
+          let created: { parent: HeldPath; name: string } | null = null;
+          if (!target.target && target.parent) {
+            const { name } = splitParent(target.name);
             try {
-              return await this.runners.restore(
-                { repo: location, point: found.id, to: identity.path, instant },
-                context,
+              created = { parent: target.parent, name };
+              target.target = createInHeldDirectory(
+                target.parent,
+                name,
+                caller.privileged ? null : { uid: caller.uid, gid: caller.gids[0] ?? caller.uid },
               );
-            } finally {
-              this.#busyPaths.delete(context.id);
-              this.events.emit('drives.changed', {});
+            } catch (error) {
+              throw new ApiError('refused', (error as Error).message);
             }
-          },
-        });
+          }
+          const heldTarget = target.target as HeldPath;
+          const job = this.#startRepositoryJob(
+            caller,
+            heldRepo,
+            {
+              kind: 'restore',
+              title: `Restore ${found.id.slice(0, 12)} to ${identity.path}`,
+              repo: null,
+              detail: { repo: heldRepo.location, point: found.id, target: identity.path },
+            },
+            async (context) => {
+              const held = target as HeldTarget;
+              this.#busy(context.id, [identity.path], true);
+              try {
+                // An instant restore's journal goes in the engine's state, named by the target's inode: never
+                // beside the target, where a name the caller controls could lead it elsewhere.
+                const { dev, ino } = heldTarget.stats;
+                const journalPath = join(this.state.dir, 'instant-restore', `${dev}-${ino}.journal`);
+                const result = await this.runners.restore(
+                  {
+                    repo: heldRepo.path,
+                    point: found.id,
+                    to: heldTarget.procPath,
+                    instant,
+                    journalPath,
+                  },
+                  context,
+                );
+                return result && { ...result, target: identity.path };
+              } catch (error) {
+                // A new image the restore never wrote to (damage found first, say) is not left behind.
+                if (created) removeIfUnwritten(created.parent, created.name, heldTarget);
+                throw error;
+              } finally {
+                closeTarget(held);
+                this.#busyPaths.delete(context.id);
+                this.events.emit('drives.changed', {});
+              }
+            },
+          );
+          target = null;
+          return job;
+        } catch (error) {
+          if (target) closeTarget(target);
+          heldRepo.close();
+          throw error;
+        }
       },
-      'verify.start': ({ repo, readData }) => {
-        const location = this.resolveRepo(repo);
-        return this.jobs.start({
-          kind: 'verify',
-          title: `Verify ${location}${readData ? ' (every byte)' : ''}`,
-          repo: null,
-          detail: { repo: location },
-          run: async (context) => {
-            try {
-              return await this.runners.verify({ repo: location, readData }, context);
-            } finally {
-              this.events.emit('points.changed', { repo: location });
-            }
+      'verify.start': ({ repo, readData }, connection) => {
+        const caller = callerOf(connection);
+        const heldRepo = this.#holdRepository(caller, repo);
+        return this.#startRepositoryJob(
+          caller,
+          heldRepo,
+          {
+            kind: 'verify',
+            title: `Verify ${heldRepo.location}${readData ? ' (every byte)' : ''}`,
+            repo: null,
+            detail: { repo: heldRepo.location },
           },
-        });
+          (context) =>
+            this.runners.verify({ repo: heldRepo.path, name: heldRepo.location, readData }, context),
+        );
       },
-      'prune.start': ({ repo, retention, dryRun }) => {
-        const location = this.resolveRepo(repo);
-        return this.jobs.start({
-          kind: 'prune',
-          title: `${dryRun ? 'Preview pruning' : 'Prune'} ${location}`,
-          repo: location,
-          detail: { repo: location },
-          run: async (context) => {
-            try {
-              return await this.runners.prune({ repo: location, retention, dryRun }, context);
-            } finally {
-              this.events.emit('points.changed', { repo: location });
-            }
+      'prune.start': ({ repo, retention, dryRun }, connection) => {
+        const caller = callerOf(connection);
+        const heldRepo = this.#holdRepository(caller, repo);
+        return this.#startRepositoryJob(
+          caller,
+          heldRepo,
+          {
+            kind: 'prune',
+            title: `${dryRun ? 'Preview pruning' : 'Prune'} ${heldRepo.location}`,
+            repo: heldRepo.location,
+            detail: { repo: heldRepo.location },
           },
-        });
+          (context) => this.runners.prune({ repo: heldRepo.path, retention, dryRun }, context),
+        );
       },
-      'drill.start': async ({ repo, point }) => {
-        const location = this.resolveRepo(repo);
-        const found = await this.#pointOf(location, point);
-        return this.jobs.start({
-          kind: 'drill',
-          title: `Restore drill of ${found.id.slice(0, 12)}`,
-          repo: null,
-          detail: { repo: location, point: found.id },
-          run: async (context) => {
-            try {
-              return await this.runners.drill({ repo: location, point: found.id }, context);
-            } finally {
-              this.events.emit('points.changed', { repo: location });
-            }
+      'drill.start': async ({ repo, point }, connection) => {
+        const caller = callerOf(connection);
+        const heldRepo = this.#holdRepository(caller, repo);
+        let found: PointSummary;
+        try {
+          found = await this.#pointOf(heldRepo, point);
+        } catch (error) {
+          heldRepo.close();
+          throw error;
+        }
+        return this.#startRepositoryJob(
+          caller,
+          heldRepo,
+          {
+            kind: 'drill',
+            title: `Restore drill of ${found.id.slice(0, 12)}`,
+            repo: null,
+            detail: { repo: heldRepo.location, point: found.id },
           },
-        });
+          (context) =>
+            this.runners.drill({ repo: heldRepo.path, name: heldRepo.location, point: found.id }, context),
+        );
       },
       'mount.start': async ({ repo, point, dir }, connection) => {
-        if (dir)
-          await this.#requireCallersDirectory(connection, resolve(dir), 'a restore point to be mounted on');
-        const location = this.resolveRepo(repo);
-        const found = await this.#pointOf(location, point);
-        return this.runners.mount({ repo: location, point: found.id, dir });
+        const caller = callerOf(connection);
+        const heldRepo = this.#holdRepository(caller, repo);
+        let heldDir: HeldPath | null = null;
+        try {
+          if (dir) {
+            heldDir = holdForCaller(caller, dir);
+            requireCallersDirectory(caller, heldDir, 'a restore point to be mounted on');
+          } else if (!caller.privileged) {
+            throw new ApiError('forbidden', 'Name a directory of yours to mount the restore point on.');
+          }
+          const found = await this.#pointOf(heldRepo, point);
+          // The mount table takes the held directory over and closes it when the point is unmounted.
+          const given = heldDir;
+          heldDir = null;
+          const { path } = await this.runners.mount({
+            repo: heldRepo.path,
+            point: found.id,
+            dir: given,
+          });
+          const mount = { owner: ownerFor(caller), repo: heldRepo };
+          this.#mounts.set(path, mount);
+          // A user's mount lasts as long as the connection that asked for it.
+          if (!caller.privileged) {
+            connection.onClose(() => {
+              if (this.#mounts.get(path) === mount) void this.#unmount(path).catch(() => {});
+            });
+          }
+          return { path };
+        } catch (error) {
+          heldDir?.close();
+          heldRepo.close();
+          throw error;
+        }
       },
-      'mount.stop': async ({ path }) => {
-        await this.runners.unmount(path).catch((error: Error) => {
-          throw error instanceof NotMountedError ? new ApiError('not-found', error.message) : error;
-        });
+      'mount.stop': async ({ path }, connection) => {
+        const key = resolve(path);
+        const mount = this.#mounts.get(key);
+        if (mount) requireAccess(callerOf(connection), mount.owner, `The mount at ${key}`);
+        await this.#unmount(key);
         return {};
       },
       'volumes.attach': async ({ source }, connection) => {
-        await this.#requireCallersFile(connection, resolve(source), 'as a volume');
-        const sourcePath = resolve(source);
-        let volume = this.#volumes.get(sourcePath);
-        // Its helper was killed: attaching again clears what it left and serves the source anew.
-        if (volume?.lost) {
-          this.#volumes.delete(sourcePath);
-          volume = undefined;
+        const caller = callerOf(connection);
+        const heldSource = await this.#holdSource(caller, source, 'as a volume');
+        const sourcePath = heldSource.name;
+        try {
+          let volume = this.#volumes.get(sourcePath);
+          // Its helper was killed: attaching again clears what it left and serves the source anew.
+          if (volume?.lost) {
+            this.#volumes.delete(sourcePath);
+            volume = undefined;
+          }
+          if (volume) {
+            const entry = this.state.config.attached.find((candidate) => candidate.source === sourcePath);
+            requireAccess(caller, entry?.owner, `The volume ${sourcePath}`);
+          } else {
+            if (this.#allBusyPaths().has(sourcePath)) {
+              throw new ApiError(
+                'busy',
+                `${sourcePath} is in use by a running job; attach it when the job has ended.`,
+              );
+            }
+            volume = await this.#attachHeld(heldSource);
+            this.#serve(sourcePath, volume);
+            if (!this.state.config.attached.some((entry) => entry.source === sourcePath)) {
+              this.state.config.attached.push({
+                source: sourcePath,
+                container: null,
+                owner: ownerFor(caller),
+              });
+              await this.state.saveConfig();
+            }
+            this.events.emit('drives.changed', {});
+          }
+          return { source: sourcePath, loopDevice: volume.loopDevice, notes: [...volume.notes] };
+        } finally {
+          heldSource.close();
         }
-        if (!volume) {
-          if (this.#allBusyPaths().has(sourcePath)) {
-            throw new ApiError(
-              'busy',
-              `${sourcePath} is in use by a running job; attach it when the job has ended.`,
-            );
-          }
-          try {
-            volume = await this.runners.attach(sourcePath, join(this.state.dir, 'tracking'));
-          } catch (error) {
-            if ((error as { exitCode?: number }).exitCode === 3)
-              throw new ApiError('refused', (error as Error).message);
-            throw error;
-          }
-          this.#serve(sourcePath, volume);
-          if (!this.state.config.attached.some((entry) => entry.source === sourcePath)) {
-            this.state.config.attached.push({ source: sourcePath, container: null });
-            await this.state.saveConfig();
-          }
-          this.events.emit('drives.changed', {});
-        }
-        return { source: sourcePath, loopDevice: volume.loopDevice, notes: [...volume.notes] };
       },
-      'volumes.detach': async ({ source }) => {
+      'volumes.detach': async ({ source }, connection) => {
         const sourcePath = resolve(source);
         const volume = this.#volumes.get(sourcePath);
         if (!volume) throw new ApiError('not-found', `${sourcePath} is not attached.`);
+        const entry = this.state.config.attached.find((candidate) => candidate.source === sourcePath);
+        requireAccess(callerOf(connection), entry?.owner, `The volume ${sourcePath}`);
         if ([...this.#busyPaths.values()].some(({ paths }) => paths.has(sourcePath))) {
           throw new ApiError(
             'busy',
@@ -546,15 +1017,20 @@ export class Engine {
         }
         await volume.detach();
         this.#volumes.delete(sourcePath);
+        this.#volumeFiles.delete(sourcePath);
         this.state.config.attached = this.state.config.attached.filter(
-          (entry) => entry.source !== sourcePath,
+          (candidate) => candidate.source !== sourcePath,
         );
         await this.state.saveConfig();
         this.events.emit('drives.changed', {});
         return {};
       },
-      'jobs.list': () => this.jobs.list(),
-      'jobs.cancel': ({ id }) => {
+      'jobs.list': (_params, connection) => {
+        const caller = callerOf(connection);
+        return this.jobs.list().filter((job) => mayAccess(caller, job.owner));
+      },
+      'jobs.cancel': ({ id }, connection) => {
+        this.#requireJob(callerOf(connection), id);
         const outcome = this.jobs.cancel(id);
         if (outcome === 'not-found')
           throw new ApiError('not-found', `No job '${id}'; list them with jobs.list.`);
@@ -566,54 +1042,120 @@ export class Engine {
         }
         return {};
       },
-      'plans.list': () => this.scheduler.list(),
+      'plans.list': (_params, connection) => {
+        const caller = callerOf(connection);
+        return this.scheduler.list().filter((plan) => mayAccess(caller, plan.owner));
+      },
       'plans.save': async (draft, connection) => {
-        // A plan runs later as the engine itself: check now what the caller could not do directly.
-        await this.#requireCallersFile(connection, resolve(draft.source), 'as a backup source');
-        await this.#requireCallersRepository(connection, draft.repo);
-        if (draft.container.path) {
-          await this.#requireCallersDirectory(
-            connection,
-            dirname(resolve(draft.container.path)),
-            'a container file in',
-          );
+        const caller = callerOf(connection);
+        // Replacing a plan is acting on it: only its owner (or root) may.
+        const existing = this.state.plans.find((plan) => plan.id === draft.id);
+        if (existing) requireAccess(caller, existing.owner, `Plan '${existing.name}'`);
+        // A plan runs later with its owner's rights, checked again then; check now what the caller could not do.
+        // Its source and repository may not exist yet (an image to come, a repository to init): then they must
+        // be in a directory the caller owns.
+        const sourceNow = holdForCallerIfPresent(caller, draft.source);
+        sourceNow?.close();
+        if (sourceNow) (await this.#holdSource(caller, draft.source)).close();
+        else this.#requireFutureEntry(caller, draft.source, 'a backup source');
+        const repoLocation = this.resolveRepo(draft.repo);
+        const repoNow = isS3Location(repoLocation) ? null : holdForCallerIfPresent(caller, repoLocation);
+        repoNow?.close();
+        if (repoNow || isS3Location(repoLocation)) this.#holdRepository(caller, draft.repo).close();
+        else this.#requireFutureEntry(caller, repoLocation, 'a repository');
+        const container = this.#holdContainer(caller, draft.container);
+        try {
+          // A partition container must be a disk the caller may use, as the backup will check at each run.
+          if (container.held && draft.container?.kind === 'device') {
+            await requireCallersDisk(
+              caller,
+              container.held,
+              'as a container',
+              this.state.config.deviceGroups,
+            );
+          }
+        } finally {
+          container.held?.close();
         }
         try {
-          return await this.scheduler.save(draft);
+          return await this.scheduler.save({ ...draft, owner: ownerFor(caller) });
         } catch (error) {
           if (error instanceof ScheduleError) throw new ApiError('bad-request', error.message);
           throw error;
         }
       },
-      'plans.delete': async ({ id }) => {
+      'plans.delete': async ({ id }, connection) => {
+        this.#requirePlan(callerOf(connection), id);
         if (!(await this.scheduler.remove(id))) throw new ApiError('not-found', `No plan '${id}'.`);
         return {};
       },
-      'plans.runNow': async ({ id }) => {
-        const plan = this.state.plans.find((candidate) => candidate.id === id);
-        if (!plan) throw new ApiError('not-found', `No plan '${id}'.`);
+      'plans.runNow': async ({ id }, connection) => {
+        const plan = this.#requirePlan(callerOf(connection), id);
         if (this.scheduler.isRunning(id)) {
           throw new ApiError('busy', `Plan '${plan.name}' is already running; runs never overlap.`);
         }
-        const before = new Set(this.jobs.list().map((job) => job.id));
-        void this.scheduler.runNow(id, 'user');
-        const started = this.jobs.list().find((job) => !before.has(job.id) && job.kind === 'backup');
-        if (!started) throw new ApiError('failed', `Plan '${plan.name}' did not start a backup.`);
-        return started;
+        // The run opens and checks the plan's paths, then starts its backup: answer with that job, or with why
+        // the run ended without one.
+        const started = new Promise<Job>((resolve) => this.#planBackups.set(id, resolve));
+        const ran = this.scheduler.runNow(id, 'user').then(() => null);
+        const job = await Promise.race([started, ran]).finally(() => this.#planBackups.delete(id));
+        if (!job) {
+          const outcome = this.state.plans.find((candidate) => candidate.id === id)?.lastRun;
+          throw new ApiError(
+            'failed',
+            `Plan '${plan.name}' did not start a backup${outcome ? `: ${outcome.message}` : ''}.`,
+          );
+        }
+        return job;
       },
       'schedules.setPaused': async ({ paused }) => {
         await this.scheduler.setPaused(paused);
         return { paused };
       },
       'blockmap.subscribe': ({ jobId, cells }, connection) => {
-        const job = this.jobs.get(jobId);
-        if (!job) throw new ApiError('not-found', `No job '${jobId}'.`);
+        const job = this.#requireJob(callerOf(connection), jobId);
         if (job.kind !== 'backup')
           throw new ApiError('bad-request', `Job ${jobId} is a ${job.kind}; only backups have a block map.`);
         this.#feedBlockMap(jobId, cells, connection);
         return {};
       },
     };
+    return authorizeHandlers(handlers);
+  }
+
+  /** Attaches a held source to the tap and checks that what got attached is what was checked. */
+  async #attachHeld(held: HeldPath): Promise<AttachedVolume> {
+    let volume: AttachedVolume;
+    try {
+      volume = await this.runners.attach(held.name, join(this.state.dir, 'tracking'));
+    } catch (error) {
+      if (failureKindOf(error) === 'refusal') throw new ApiError('refused', (error as Error).message);
+      throw error;
+    }
+    // The tap opens the source by name (it records that name for re-attaching): refuse it if the name no
+    // longer leads to the file that was checked.
+    const now = holdPathIfPresent(held.name);
+    const same = now?.stats.dev === held.stats.dev && now?.stats.ino === held.stats.ino;
+    now?.close();
+    if (!same) {
+      await volume.detach().catch(() => {});
+      throw new ApiError('refused', `${held.name} changed while it was being attached; attach it again.`);
+    }
+    this.#volumeFiles.set(held.name, { dev: held.stats.dev, ino: held.stats.ino });
+    return volume;
+  }
+
+  async #unmount(path: string): Promise<void> {
+    const mount = this.#mounts.get(path);
+    this.#mounts.delete(path);
+    try {
+      const { NotMountedError } = await import('../jobs/mount.ts');
+      await this.runners.unmount(path).catch((error: Error) => {
+        throw error instanceof NotMountedError ? new ApiError('not-found', error.message) : error;
+      });
+    } finally {
+      mount?.repo.close();
+    }
   }
 
   /** Sends a job's block map to one connection: the full map as soon as it exists, then changes at ≤10 Hz. */

@@ -3,8 +3,8 @@
 
 import { claimStateDir } from '../config/owner-lock.ts';
 import { defaultStateDir, type StateStore, StateStore as Store } from '../config/state.ts';
-import type { JobRunners } from '../jobs/runners.ts';
-import { defaultRunners } from '../jobs/runners.ts';
+import { setPassphraseFile } from '../jobs/repository-access.ts';
+import { defaultRunners, type JobRunners } from '../jobs/runners.ts';
 import { Engine } from './engine.ts';
 
 export interface HostOptions {
@@ -17,17 +17,27 @@ export interface HostOptions {
    * does not: the jobs on record may belong to a daemon using the same state.
    */
   recover?: boolean;
+  /** Re-attach the volumes the config lists (daemon, serve); a one-shot CLI engine does not host volumes. */
+  reattach?: boolean;
+  /** The passphrase file the CLI was given, for an engine it hosts (jobs/repository-access.ts). */
+  passwordFile?: string | undefined;
 }
 
 export async function openEngine(options: HostOptions = {}): Promise<Engine> {
-  const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir());
-  // A long-running engine (schedules, job recovery) owns its state; a one-shot CLI engine only borrows it.
+  if (options.passwordFile) setPassphraseFile(options.passwordFile);
+  // A long-running engine (schedules, job recovery) owns its state; a one-shot CLI engine only borrows it, and
+  // keeps its job records in memory: jobs.json is the owner's to rewrite.
   const owns = (options.schedules ?? true) || (options.recover ?? true);
+  const state: StateStore = await Store.open(options.stateDir ?? defaultStateDir(), { persistJobs: owns });
   const release = owns ? await claimStateDir(state.dir) : null;
   const engine = new Engine({ state, runners: (options.runners ?? defaultRunners)(state) });
   if (release) engine.onStopped(release);
   try {
-    await engine.start({ schedules: options.schedules ?? true, recover: options.recover ?? true });
+    await engine.start({
+      schedules: options.schedules ?? true,
+      recover: options.recover ?? true,
+      reattach: options.reattach ?? true,
+    });
   } catch (error) {
     await release?.();
     throw error;

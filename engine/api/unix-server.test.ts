@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, truncate, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, truncate, utimes, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -26,6 +26,9 @@ before(async () => {
   await writeFile(image, '');
   await truncate(image, 4 << 20);
   daemon.engine.state.config.images.push(image);
+  // Repositories are directories the engine opens (the test runners never look inside).
+  for (const repo of ['repo', 'queue-repo', 'plan-repo', 'reconnect-repo'])
+    await mkdir(join(daemon.dir, repo));
   client = await daemon.connect();
 });
 
@@ -456,6 +459,12 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
   // Allowed on the socket is not root: such a user may not give hooks, which run as root.
   const nobodyUid = Number((await run('id', ['-u', 'nobody'])).stdout.trim());
   daemon.engine.state.config.allowedUids.push(nobodyUid);
+  // The user's own repository, in a home of its own.
+  const home = join(daemon.dir, 'nobody-home');
+  const ownRepo = join(home, 'repo');
+  await mkdir(ownRepo, { recursive: true });
+  await chown(home, nobodyUid, 65534);
+  await chown(ownRepo, nobodyUid, 65534);
   const callAsNobody = async (method: string, params: unknown) => {
     const request = JSON.stringify({ type: 'request', id: 1, method, params });
     const answer = await run(
@@ -476,19 +485,19 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
   };
   const hooked = await callAsNobody('backup.start', {
     source: image,
-    repo: '/tmp/r',
+    repo: ownRepo,
     preHook: 'touch /tmp/owned',
   });
   assert.equal(hooked.error.code, 'forbidden');
   assert.match(hooked.error.message, /^Backup hooks run as root, so only root may give them/);
-  const mountedOnEtc = await callAsNobody('mount.start', { repo: '/tmp/r', point: 'a1b2c3', dir: '/etc' });
+  const mountedOnEtc = await callAsNobody('mount.start', { repo: ownRepo, point: 'a1b2c3', dir: '/etc' });
   assert.equal(mountedOnEtc.error.code, 'forbidden');
   assert.equal(
     mountedOnEtc.error.message,
     `/etc is not a directory of yours (uid ${nobodyUid}); name one you own for a restore point to be mounted on.`,
   );
   const overPasswd = await callAsNobody('restore.start', {
-    repo: '/tmp/r',
+    repo: ownRepo,
     point: 'a1b2c3',
     to: '/etc/passwd',
     confirmToken: 'x',
@@ -498,13 +507,13 @@ test('an unprivileged user is refused: by the socket mode, and by peer credentia
     overPasswd.error.message,
     `/etc/passwd is not a file of yours (uid ${nobodyUid}); you cannot use it as a restore target.`,
   );
-  const readShadow = await callAsNobody('backup.start', { source: '/etc/shadow', repo: '/tmp/r' });
+  const readShadow = await callAsNobody('backup.start', { source: '/etc/shadow', repo: ownRepo });
   assert.equal(readShadow.error.code, 'forbidden');
   const shadowPlan = await callAsNobody('plans.save', {
     id: '',
     name: 'sneaky',
     source: '/etc/shadow',
-    repo: '/tmp/r',
+    repo: ownRepo,
     schedule: '@hourly',
     retention: {},
     container: { kind: 'memory', capacityBytes: 1 << 20 },

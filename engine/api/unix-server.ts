@@ -3,11 +3,13 @@
 // peer's credentials (SO_PEERCRED): root, the daemon's own uid, or a uid allowed in the config. Frames over
 // MAX_MESSAGE_BYTES are refused before parsing; malformed input gets an error response and never ends the
 // daemon. A client that does not read its events is dropped rather than let memory grow.
+import { readFileSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import { type PeerCredentials, peerCredentials } from '../native/index.ts';
+import { callerOf, mayAccess } from './authorization.ts';
 import { type Connection, dispatch, UNREADABLE_REQUEST_ID } from './dispatcher.ts';
 import { Engine } from './engine.ts';
 import { encodeBounded, encodeFrame, FrameDecoder } from './frames.ts';
@@ -36,6 +38,19 @@ function credentialsOf(socket: Socket): PeerCredentials | null {
   } catch {
     return null;
   }
+}
+
+/** The peer's groups: its primary gid and the supplementary ones the kernel lists for its process. */
+function groupsOf(credentials: PeerCredentials): number[] {
+  const gids = [credentials.gid];
+  try {
+    const status = readFileSync(`/proc/${credentials.pid}/status`, 'utf8');
+    const line = /^Groups:(.*)$/m.exec(status)?.[1] ?? '';
+    for (const word of line.trim().split(/\s+/)) if (/^\d+$/.test(word)) gids.push(Number(word));
+  } catch {
+    // The peer is gone: its primary group is all there is to go on.
+  }
+  return gids;
 }
 
 /** Refuses to start over a live daemon; removes a socket file left by one that died. */
@@ -157,10 +172,17 @@ export class UnixServer {
       id: Engine.newConnectionId(),
       transport: 'unix',
       uid: credentials?.uid ?? null,
+      gids: credentials ? groupsOf(credentials) : [],
       sendEvent: (event, data) => send({ type: 'event', event, data }),
       onClose: (cleanup) => cleanups.push(cleanup),
     };
-    cleanups.push(this.#engine.events.subscribe((event, data) => connection.sendEvent(event, data)));
+    const caller = callerOf(connection);
+    cleanups.push(
+      this.#engine.events.subscribe((event, data, owner) => {
+        // News about an object goes only to those who may see it (its owner and root).
+        if (owner === undefined || mayAccess(caller, owner)) connection.sendEvent(event, data);
+      }),
+    );
     socket.on('data', (data: Buffer) => {
       for (const frame of decoder.push(data)) {
         if (frame.kind === 'oversized') {

@@ -3,9 +3,22 @@
 // another while a job runs is never written at its old name, and the job can say which of those happened.
 import { constants } from 'node:fs';
 import { type FileHandle, open, readlink, stat } from 'node:fs/promises';
+import { heldNameOf } from '../handles/held-path.ts';
 
 /** Linux's O_PATH, which Node's constants do not list. */
 const O_PATH = 0o10000000;
+
+/** /proc/PID/fd/N (or /proc/self/fd/N): a path that reaches a held descriptor's file, whatever its name now. */
+const DESCRIPTOR_LINK = /^\/proc\/(self|\d+)\/fd\/\d+$/;
+
+/**
+ * The name a path stands for: itself, or for a held descriptor's link the name it was held by (else where the
+ * link leads now).
+ */
+export async function nameBehind(path: string): Promise<string> {
+  if (!DESCRIPTOR_LINK.test(path)) return path;
+  return heldNameOf(path) ?? (await readlink(path).catch(() => path));
+}
 
 export type GoneHow = 'removed' | 'moved' | 'replaced';
 
@@ -39,7 +52,10 @@ export class HeldDirectory {
     // O_PATH: the descriptor only names the directory, so holding it needs no read permission on it.
     const handle = await open(location, O_PATH | constants.O_DIRECTORY);
     const info = await handle.stat();
-    return new HeldDirectory(location, handle, info.dev, info.ino);
+    // A directory the engine already holds comes as its descriptor's magic link, which always leads to it: the
+    // name to watch is the one the caller gave when it was held.
+    const name = await nameBehind(location);
+    return new HeldDirectory(name, handle, info.dev, info.ino);
   }
 
   /** Why the directory is no longer what its name leads to, or null while it still is. */

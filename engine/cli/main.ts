@@ -1,9 +1,20 @@
-// The `diskline` command line: finds the verb's module (one file per verb in ./verbs) and runs it.
-// Exit codes: 0 success, 1 the operation failed, 2 bad usage, 3 refused for safety, 4 damaged data found.
+// The `diskline` command line: finds the verb's module (one file per verb in ./verbs), runs it, and is the one
+// place where the outcome becomes the exit code: 0 success, 1 the operation failed, 2 bad usage, 3 refused
+// for safety, 4 damaged data found. Below this edge errors say their kind (protocol/failure.ts), not a number.
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, exitCodeFor, UsageError, type Verb } from './verb.ts';
+import { type FailureKind, failureKindOf } from '../../protocol/failure.ts';
+import type { Verb } from './verb.ts';
+
+export const ExitCode = { ok: 0, failed: 1, usage: 2, refused: 3, damaged: 4 } as const;
+
+const exitCodeOfKind: Record<FailureKind, number> = {
+  failure: ExitCode.failed,
+  usage: ExitCode.usage,
+  refusal: ExitCode.refused,
+  damage: ExitCode.damaged,
+};
 
 const verbsDir = fileURLToPath(new URL('./verbs/', import.meta.url));
 
@@ -25,7 +36,8 @@ async function printHelp(): Promise<void> {
   const lines = verbs.map((v) => `  ${v.usage.padEnd(58)} ${v.summary}`);
   process.stdout.write(
     `diskline — back up a whole disk while it is in use, restore it to any restore point\n\nUsage:\n${lines.join('\n')}\n\n` +
-      `Run 'diskline <verb> --help' for a verb's options. Repository passphrase: DISKLINE_PASSWORD or --password-file.\n`,
+      `Run 'diskline <verb> --help' for a verb's options. Repository passphrase: --password-file, DISKLINE_PASSWORD_FILE or DISKLINE_PASSWORD.\n` +
+      'Exit codes: 0 done, 1 failed, 2 bad usage, 3 refused for safety, 4 damaged data found.\n',
   );
 }
 
@@ -45,16 +57,14 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   try {
-    return await verb.run(rest);
+    await verb.run(rest);
+    return ExitCode.ok;
   } catch (error) {
-    if (error instanceof UsageError) {
-      process.stderr.write(`diskline ${name}: ${error.message}\nUsage: diskline ${verb.usage}\n`);
-      return ExitCode.usage;
-    }
-    const exit = exitCodeFor(error);
-    process.stderr.write(`diskline ${name}: ${(error as Error).message}\n`);
-    if (process.env.DISKLINE_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    return exit;
+    const kind = failureKindOf(error);
+    process.stderr.write(`diskline ${name}: ${(error as Error)?.message ?? String(error)}\n`);
+    if (kind === 'usage') process.stderr.write(`Usage: diskline ${verb.usage}\n`);
+    if (process.env.DISKLINE_DEBUG) process.stderr.write(`${(error as Error)?.stack}\n`);
+    return exitCodeOfKind[kind];
   }
 }
 

@@ -1,6 +1,7 @@
-// How the repository verbs get at a repository: the passphrase from DISKLINE_PASSWORD or --password-file,
-// the shared options, and opening with errors that carry their exit codes.
+// How the verbs that read a repository directly (init, points, mount, diff) get at it — the passphrase by the
+// engine's one rule, the shared options — and the formatting the verbs share (sizes, a progress line).
 import { readFile } from 'node:fs/promises';
+import { enginePassphrase } from '../jobs/repository-access.ts';
 import { Repository } from '../repository/repository.ts';
 import { UsageError } from './verb.ts';
 
@@ -11,14 +12,15 @@ export const repositoryOptions = {
 
 export const repositoryHelp =
   '  --repo R               the repository (a directory)\n' +
-  '  --password-file F      read the passphrase from F (first line); default: $DISKLINE_PASSWORD';
+  '  --password-file F      read the passphrase from F (first line); default: $DISKLINE_PASSWORD_FILE, else $DISKLINE_PASSWORD';
 
 export function requireRepo(values: { repo?: string | undefined }): string {
   if (!values.repo) throw new UsageError('--repo is required');
   return values.repo;
 }
 
-/** The passphrase, or null when none is given (fine for an unencrypted repository). */
+/** The passphrase by the engine's one rule (jobs/repository-access.ts), --password-file standing for
+ * DISKLINE_PASSWORD_FILE; null when none is given (fine for an unencrypted repository). */
 export async function readPassphrase(values: {
   'password-file'?: string | undefined;
 }): Promise<string | null> {
@@ -29,7 +31,7 @@ export async function readPassphrase(values: {
     });
     return text.split(/\r?\n/)[0] ?? '';
   }
-  return process.env.DISKLINE_PASSWORD ?? null;
+  return enginePassphrase();
 }
 
 export async function openRepository(values: {

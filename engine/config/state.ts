@@ -17,11 +17,18 @@ export const ConfigSchema = z.object({
   images: z.array(z.string()).default([]),
   /** Non-root uids allowed to talk to the daemon's socket. */
   allowedUids: z.array(z.number().int()).default([]),
+  /** Block devices shared with a group (device path → group name): its members may back up and restore them. */
+  deviceGroups: z.record(z.string(), z.string()).default({}),
   schedulesPaused: z.boolean().default(false),
   /** Volumes served through the tap, re-attached when the daemon starts. */
   attached: z
     .array(
-      z.object({ source: z.string(), container: z.record(z.string(), z.unknown()).nullable().default(null) }),
+      z.object({
+        source: z.string(),
+        container: z.record(z.string(), z.unknown()).nullable().default(null),
+        /** The uid that attached it; null: root. */
+        owner: z.number().int().nullable().default(null),
+      }),
     )
     .default([]),
 });
@@ -76,13 +83,16 @@ export class StateStore {
   /** repository path → point id → what checks found. */
   checks: z.infer<typeof ChecksSchema> = {};
   #writes: Promise<void> = Promise.resolve();
+  /** Whether job records are written to disk; a one-shot engine that only borrows the state keeps them in memory. */
+  readonly persistJobs: boolean;
 
-  constructor(dir: string) {
+  constructor(dir: string, options: { persistJobs?: boolean } = {}) {
     this.dir = dir;
+    this.persistJobs = options.persistJobs ?? true;
   }
 
-  static async open(dir: string): Promise<StateStore> {
-    const store = new StateStore(dir);
+  static async open(dir: string, options: { persistJobs?: boolean } = {}): Promise<StateStore> {
+    const store = new StateStore(dir, options);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     store.config = await readJson(join(dir, 'config.json'), ConfigSchema, {});
     store.plans = await readJson(join(dir, 'plans.json'), PlansSchema, []);
@@ -105,6 +115,7 @@ export class StateStore {
     return this.#enqueue('plans.json', this.plans);
   }
   saveJobs(): Promise<void> {
+    if (!this.persistJobs) return Promise.resolve();
     return this.#enqueue('jobs.json', this.jobs);
   }
   saveChecks(): Promise<void> {

@@ -15,6 +15,9 @@ import type { Watchdog } from './watchdog.ts';
 
 const run = promisify(execFile);
 
+/** A store's size when the request names none: 256 MiB of old chunks. */
+export const DEFAULT_STORE_BYTES = 256 << 20;
+
 /** Where a memory store's file lives: tmpfs on every Linux with systemd, and never the protected disk. */
 const MEMORY_STORE_DIR = process.env.DISKLINE_MEMORY_STORE_DIR ?? '/dev/shm';
 
@@ -40,6 +43,7 @@ export async function openCowStore(
   options: { protectedDeviceNumbers: readonly string[]; watchdog: Watchdog },
 ): Promise<CowStore> {
   const forbidden = new Set(options.protectedDeviceNumbers);
+  const requestedBytes = spec.capacityBytes ?? DEFAULT_STORE_BYTES;
   if (spec.kind === 'device') {
     if (!spec.path) throw new DeviceMapperError('a device store needs the path of a spare partition');
     const info = await stat(spec.path);
@@ -49,7 +53,7 @@ export async function openCowStore(
         `${spec.path} is the protected volume or lies beneath it: the copy-on-write store must be another device`,
       );
     const size = Number((await run('blockdev', ['--getsize64', spec.path])).stdout.trim());
-    const capacityBytes = Math.min(size, spec.capacityBytes);
+    const capacityBytes = Math.min(size, spec.capacityBytes ?? size);
     return {
       device: spec.path,
       capacityBytes,
@@ -77,8 +81,8 @@ export async function openCowStore(
   options.watchdog.guardFile(fullPath);
   try {
     // Preallocated: a store that runs out of room under the snapshot is exactly what must never happen.
-    if (spec.kind === 'file') await run('fallocate', ['-l', String(spec.capacityBytes), fullPath]);
-    else await handle.truncate(spec.capacityBytes);
+    if (spec.kind === 'file') await run('fallocate', ['-l', String(requestedBytes), fullPath]);
+    else await handle.truncate(requestedBytes);
   } finally {
     await handle.close();
   }
@@ -92,7 +96,7 @@ export async function openCowStore(
   options.watchdog.guardLoop(loop);
   return {
     device: loop,
-    capacityBytes: spec.capacityBytes,
+    capacityBytes: requestedBytes,
     description: spec.kind === 'memory' ? `memory (${loop})` : `file ${fullPath} (${loop})`,
     release: async () => {
       await run('losetup', ['-d', loop]).catch(() => undefined);

@@ -21,6 +21,7 @@ import {
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { RefusalError } from '../../protocol/failure.ts';
 import { deviceUses } from '../device/busy.ts';
 import { kernelName, parentDisk, sysfsHolders, sysfsPartitions } from '../device/sysfs.ts';
 import { deviceNumberOf } from './cow-store.ts';
@@ -37,7 +38,8 @@ export interface ProtectionStatus {
   detail: string;
 }
 
-export class ProtectionRefused extends Error {}
+/** A protect/unprotect that was refused: nothing was changed (exit 3). */
+export class ProtectionRefused extends RefusalError {}
 
 export interface ProtectionSystem {
   /** Where /etc lives (tests point it at a scratch folder). */

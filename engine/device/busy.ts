@@ -1,7 +1,7 @@
 // Whether a block device (or any partition on it) is in use by the running system: mounted, a swap area,
-// or held by device-mapper/md. Restore targets are checked with this so Diskline never writes under a
-// live file system.
-import { readdir, readFile, realpath } from 'node:fs/promises';
+// held by device-mapper/md, or open for writing by another process. Restore targets are checked with this so
+// Diskline never writes under a live file system; backup sources so it never copies one silently torn.
+import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import { kernelName, sysfsDevNumber, sysfsHolders, sysfsPartitions } from './sysfs.ts';
 
 /** Loop devices whose backing file is `imagePath` (e.g. ["/dev/loop3"]). */
@@ -43,4 +43,44 @@ export async function deviceUses(devicePath: string): Promise<string[]> {
     for (const holder of await sysfsHolders(each)) uses.push(`/dev/${each} is held by ${holder}`);
   }
   return [...new Set(uses)];
+}
+
+/** Whether open-file flags (octal, from /proc/PID/fdinfo) allow writing: O_WRONLY or O_RDWR. */
+function flagsWrite(fdinfo: string): boolean {
+  const flags = /^flags:\s*([0-7]+)/m.exec(fdinfo)?.[1];
+  return flags !== undefined && (Number.parseInt(flags, 8) & 3) !== 0;
+}
+
+/**
+ * Processes other than this one holding the block device (or a partition of it) open for writing, one line
+ * each ("pid 812 (qemu-system-x86) has /dev/sdb open for writing"); what fuser would find, from /proc.
+ */
+export async function writersOf(devicePath: string): Promise<string[]> {
+  const name = await kernelName(devicePath);
+  const devNumbers = new Map<string, string>();
+  for (const each of [name, ...(await sysfsPartitions(name))]) {
+    const devNumber = await sysfsDevNumber(each);
+    if (devNumber) devNumbers.set(devNumber, `/dev/${each}`);
+  }
+  const found: string[] = [];
+  const pids = (await readdir('/proc').catch(() => [] as string[])).filter(
+    (entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid,
+  );
+  for (const pid of pids) {
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) {
+      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+      if (!target.startsWith('/dev/')) continue;
+      const info = await stat(`/proc/${pid}/fd/${fd}`).catch(() => null);
+      if (!info?.isBlockDevice()) continue;
+      const device = devNumbers.get(
+        `${Math.floor(info.rdev / 256) & 0xfff}:${(info.rdev & 0xff) | ((info.rdev >> 12) & 0xfff00)}`,
+      );
+      if (!device) continue;
+      if (!flagsWrite(await readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => ''))) continue;
+      const command = (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '?')).trim();
+      found.push(`pid ${pid} (${command}) has ${device} open for writing`);
+    }
+  }
+  return [...new Set(found)];
 }

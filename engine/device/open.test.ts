@@ -169,7 +169,7 @@ test('openWriter refuses a disk while one of its partitions is mounted, and name
         await withMount(loop.partitions[0]!, 'ext4', async (mountDir) => {
           await assert.rejects(openWriter(loop.device, { minSize: 0 }), (error: Error) => {
             assert.ok(error instanceof DeviceRefusedError);
-            assert.equal(error.exitCode, 3);
+            assert.equal(error.kind, 'refusal');
             assert.ok(
               error.message.includes(`${loop.partitions[0]} is mounted on ${mountDir}`),
               error.message,

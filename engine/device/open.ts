@@ -3,6 +3,7 @@
 // restore targets (an image file created or extended, or a block device that nothing uses).
 import { constants } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
+import { heldNameOf } from '../handles/held-path.ts';
 import { alignmentGap, allocAligned, nativeHelperAvailable } from '../native/index.ts';
 import { deviceUses, loopDevicesBacking } from './busy.ts';
 import { DeviceRefusedError } from './errors.ts';
@@ -61,7 +62,8 @@ class HandleReader implements BlockReader {
     direct: boolean,
     reopen: () => Promise<FileHandle>,
   ) {
-    this.path = path;
+    // Messages name a held source by the name it was held by, not by its descriptor's link.
+    this.path = heldNameOf(path) ?? path;
     this.handle = handle;
     this.size = facts.size;
     this.logicalSectorSize = facts.logicalSectorSize;

@@ -1,5 +1,6 @@
 // The one small interface every file-system reader implements: recognise the file system on a volume,
 // then list the bytes its allocation metadata marks as used — never by looking at the data itself.
+import { DamageError } from '../../protocol/failure.ts';
 import type { ByteRange } from '../device/types.ts';
 
 /** A partition (or a whole device) seen from inside: offsets start at 0 at the volume's first byte. */
@@ -35,7 +36,7 @@ export interface FilesystemReader {
 }
 
 /** The file system's metadata is damaged or truncated: its used map cannot be trusted. */
-export class FilesystemDamagedError extends Error {
+export class FilesystemDamagedError extends DamageError {
   constructor(message: string) {
     super(message);
     this.name = 'FilesystemDamagedError';

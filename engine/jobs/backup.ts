@@ -3,16 +3,18 @@
 // session (its block map and container state feed the job's progress) and deduplicated into the repository by
 // the point writer; an interrupted backup of the same source is resumed, the latest complete point is the
 // parent. Without the tap attached to the source there are no writers to intercept: an image file or an
-// unmounted device gives an 'offline' point, a mounted device a 'crash-consistent' one. With the tap attached,
-// the backup takes a consistent point through it (freeze, arm, thaw) while the volume stays in use, lists the
-// used blocks from the snapshot itself, and gives a 'frozen' point (or 'crash-consistent' when nothing mounted
-// could be frozen).
+// unused device gives an 'offline' point; a device in use is refused (backup-source.ts) unless the caller
+// accepts a 'crash-consistent' point. The container is the caller's (container/open.ts). With a snapshot
+// provider (jobs/snapshot-provider.ts: the tap for an attached volume, device-mapper for a mapped device in use)
+// the backup takes a consistent point through it while the volume stays in use, lists the used blocks from the
+// snapshot itself, and gives a 'frozen' point (or 'crash-consistent' when nothing mounted could be frozen).
+import { realpath } from 'node:fs/promises';
 import type { ContainerSpec } from '../../protocol/model.ts';
-import { FileContainer } from '../container/file.ts';
 import { MemoryContainer } from '../container/memory.ts';
-import type { IntermediateContainer } from '../container/types.ts';
+import { openContainer } from '../container/open.ts';
 import { openReader } from '../device/open.ts';
 import type { BlockReader } from '../device/types.ts';
+import { FilesystemDamagedError } from '../filesystems/types.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import { describeSource, findRelatives } from '../repository/point-source.ts';
 import { PointWriter } from '../repository/point-writer.ts';
@@ -22,31 +24,16 @@ import type { UnitSink } from '../snapshot/types.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
 import { changesSinceParent } from '../tap/change-tracking.ts';
 import { TapProvider } from '../tap/provider.ts';
+import { checkUnprotectedSource } from './backup-source.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import type { BlockMapProvider } from './runners.ts';
 import { copyProgress, providerFor } from './snapshot-provider.ts';
 
-/** Container used when the request names none: RAM enough for 64 MiB of preserved units. */
-const DEFAULT_CONTAINER_BYTES = 64 << 20;
-
 /** Time between checkpoints of a running backup; DISKLINE_CHECKPOINT_MS overrides the writer's default. */
 function checkpointInterval(): number | undefined {
   const text = process.env.DISKLINE_CHECKPOINT_MS;
   return text && /^\d+$/.test(text) ? Number(text) : undefined;
-}
-
-async function openContainer(
-  spec: ContainerSpec | undefined,
-  slotSize: number,
-): Promise<IntermediateContainer> {
-  const capacityBytes = Math.max(spec?.capacityBytes ?? DEFAULT_CONTAINER_BYTES, slotSize);
-  if (!spec || spec.kind === 'memory') return new MemoryContainer({ capacityBytes, slotSize });
-  if (spec.kind === 'file' && spec.path)
-    return FileContainer.create({ path: spec.path, capacityBytes, slotSize });
-  throw new Error(
-    `A ${spec.kind} container${spec.path ? ` at ${spec.path}` : ''} cannot be used for this backup; choose a memory or file container.`,
-  );
 }
 
 export interface BackupParams {
@@ -61,6 +48,8 @@ export interface BackupParams {
   noResume?: boolean | undefined;
   /** Refuse a source whose used map cannot be trusted (damaged allocation records) instead of copying it whole. */
   strict?: boolean | undefined;
+  /** Back up a device in use without the tap anyway, as a crash-consistent point (otherwise refused). */
+  allowInconsistent?: boolean | undefined;
 }
 
 /** A sink whose target (the point writer) is known only after the consistent point; units come later. */
@@ -79,6 +68,18 @@ class DeferredSink implements UnitSink {
   }
   async abort(reason: Error): Promise<void> {
     await this.target?.abort(reason);
+  }
+}
+
+/** The source described; under --strict a used map that cannot be trusted refuses the backup, as damage. */
+async function describeStrictly(path: string, reader: BlockReader, strict = false) {
+  try {
+    return await describeSource(path, reader, { strict });
+  } catch (error) {
+    if (strict && error instanceof FilesystemDamagedError) {
+      throw new FilesystemDamagedError(`refused (--strict): ${error.message}`);
+    }
+    throw error;
   }
 }
 
@@ -119,14 +120,15 @@ async function runProvidedBackup(
   context: JobContext,
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
-  const reader = provider.reader;
   // Under device-mapper the kernel keeps the old chunks: the session's container is never written.
   const container = provider.interceptsWrites
-    ? await openContainer(params.container, repo.chunkSize).catch(async (error: unknown) => {
-        await provider.release();
-        throw error;
+    ? await openContainer(params.container, {
+        slotSize: repo.chunkSize,
+        sourcePath: await realpath(params.source).catch(() => params.source),
+        repositoryPath: params.repo,
       })
     : new MemoryContainer({ capacityBytes: repo.chunkSize, slotSize: repo.chunkSize });
+  const reader = provider.reader;
   const sink = new DeferredSink();
   // The whole disk is protected from the freeze on; the capture narrows to the used blocks once they are
   // listed from the consistent point itself (blocks allocated between a listing and the freeze cannot be missed).
@@ -151,9 +153,7 @@ async function runProvidedBackup(
   try {
     const point = await provider.takePoint(session);
     const tracking = provider instanceof TapProvider ? (provider.lastPoint?.tracking ?? null) : null;
-    const source = await describeSource(provider.source, snapshotReader(reader, session), {
-      strict: params.strict ?? false,
-    });
+    const source = await describeStrictly(params.source, snapshotReader(reader, session), params.strict);
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
     // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
@@ -214,24 +214,44 @@ export async function runBackup(
   context: JobContext,
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
-  return withRepository(params.repo, async (repo) => {
-    const provider = await providerFor(params);
-    if (provider) return runProvidedBackup(repo, provider, params, context, publishBlockMap);
-    const reader = await openReader(params.source);
+  // The tap for an attached volume, device-mapper for a mapped device in use, none for the rest.
+  const provider = await providerFor(params);
+  // Checked before the repository is opened: a refused backup writes nothing.
+  const inUse = provider
+    ? []
+    : await checkUnprotectedSource(params.source, params.allowInconsistent === true);
+  if (provider) {
     try {
-      const source = await describeSource(params.source, reader, { strict: params.strict ?? false });
+      return await withRepository(params.repo, (repo) =>
+        runProvidedBackup(repo, provider, params, context, publishBlockMap),
+      );
+    } finally {
+      // Released by the run; again here (a no-op then) when the repository could not be opened.
+      await provider.release();
+    }
+  }
+  return withRepository(params.repo, async (repo) => {
+    const container = await openContainer(params.container, {
+      slotSize: repo.chunkSize,
+      // A held source (/proc/PID/fd/N) is named, and compared, by the node it leads to.
+      sourcePath: await realpath(params.source).catch(() => params.source),
+      repositoryPath: params.repo,
+    });
+    let reader: BlockReader | null = null;
+    try {
+      reader = await openReader(params.source);
+      const source = await describeStrictly(params.source, reader, params.strict);
       const { parent, checkpoint } = await findRelatives(repo, source.identity, !params.noResume);
       const writer = await PointWriter.create(repo, {
         source: source.identity,
         partitions: source.partitions,
         usedRanges: source.usedRanges,
-        consistency: source.consistency,
+        consistency: inUse.length > 0 ? 'crash-consistent' : source.consistency,
         parent,
         resume: checkpoint,
         contentStamp: source.contentStamp,
         checkpointIntervalMs: checkpointInterval(),
       });
-      const container = await openContainer(params.container, repo.chunkSize);
       const session = new SnapshotSession({
         reader,
         usedRanges: source.usedRanges ?? [{ start: 0, length: reader.size }],
@@ -254,7 +274,6 @@ export async function runBackup(
         report();
       } finally {
         context.signal.removeEventListener('abort', cancel);
-        await container.close();
       }
       const manifest: Manifest = writer.result;
       const resumed = writer.resumed;
@@ -270,15 +289,16 @@ export async function runBackup(
             ? [`the interrupted backup was finished by reading everything again: ${resumed.rereadBecause}`]
             : []),
           ...source.warnings,
-          ...(source.inUse.length
+          ...(inUse.length
             ? [
-                `${source.identity.path} was in use (${source.inUse.join('; ')}) and not attached: the point is only crash-consistent.`,
+                `${source.identity.path} was in use (${inUse.join('; ')}) and not attached: the point is only crash-consistent.`,
               ]
             : []),
         ],
       };
     } finally {
-      await reader.close();
+      await container.close();
+      await reader?.close();
     }
   });
 }

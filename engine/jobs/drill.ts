@@ -124,7 +124,8 @@ async function checkScratch(
 }
 
 export async function runDrill(
-  params: { repo: string; point: string; method?: 'served' | 'scratch' },
+  /** `repo` is opened; `name` (default: repo) is how the user named it, for the point's records. */
+  params: { repo: string; name?: string; point: string; method?: 'served' | 'scratch' },
   context: JobContext,
   state: StateStore,
 ): Promise<Record<string, unknown>> {
@@ -157,7 +158,7 @@ export async function runDrill(
     lines.push(`the drill could not run: ${(error as Error).message}`);
   }
   const detail = lines.join('\n');
-  const checks = (state.checks[params.repo] ??= {});
+  const checks = (state.checks[params.name ?? params.repo] ??= {});
   checks[params.point] = { ...checks[params.point], drill: { time: new Date().toISOString(), ok, detail } };
   await state.saveChecks();
   if (!ok) throw new Error(`Restore drill of ${params.point} failed: ${detail}`);

@@ -1,11 +1,13 @@
 // The instant restore job: the target is usable at once as a loop device served through the tap, while the
 // background copier fills it from the restore point. The job reports the loop device in its result as soon as
 // it exists, succeeds once every unit is on the target and the loop device is no longer mounted (then it
-// detaches). Cancelled or interrupted before the copy completes, the target is only partly restored.
-import { truncate } from 'node:fs/promises';
+// detaches). An interrupted instant restore of the same point to the same target resumes from its journal and
+// keeps the target as it is. Cancelled before the copy completes, the target is only partly restored; while
+// it is mounted the job keeps serving it (the file system on it would lose its device otherwise).
+import { stat, truncate } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startInstantRestore } from '../tap/instant-restore.ts';
-import { mountPointsOf } from '../tap/system-state.ts';
+import { instantRestoreResumes, startInstantRestore } from '../tap/instant-restore.ts';
+import { mountPointsOfVolume } from '../tap/system-state.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import type { RestoreParams } from './restore.ts';
@@ -20,10 +22,24 @@ export async function runInstantRestore(
     const pointId = await repo.resolvePointId(params.point);
     const point = await repo.openPoint(pointId);
     const unitSize = point.manifest.unitSize;
-    // An existing image is emptied first, so units the point does not use read as zeros.
-    await truncate(params.to, 0).catch(() => {});
-    const restore = await startInstantRestore(point, params.to);
-    context.progress({ detail: { loopDevice: restore.loopDevice } });
+    const existing = await stat(params.to).catch(() => null);
+    const isDevice = existing?.isBlockDevice() ?? false;
+    const resuming = instantRestoreResumes(
+      point,
+      params.to,
+      isDevice,
+      ...(params.journalPath ? [params.journalPath] : []),
+    );
+    if (!isDevice && !resuming && existing) {
+      // An image starts all zero so unused and all-zero units need no writes; a bigger image keeps its size.
+      await truncate(params.to, 0);
+      await truncate(params.to, Math.max(existing.size, point.manifest.source.size));
+    }
+    const restore = await startInstantRestore(point, params.to, {
+      targetIsZeroed: !isDevice && !resuming,
+      ...(params.journalPath ? { journalPath: params.journalPath } : {}),
+    });
+    context.progress({ detail: { point: pointId, loopDevice: restore.loopDevice, resumed: resuming } });
     let copyError: Error | null = null;
     let complete = false;
     restore.whenComplete.then(
@@ -41,13 +57,11 @@ export async function runInstantRestore(
         totalBytes: progress.totalUnits * unitSize,
         detail: { loopDevice: restore.loopDevice, onDemandUnits: progress.onDemandUnits },
       });
-      // Cancelled, or the engine stops: leave now (a mounted target then loses its tap with this process).
-      if (context.signal.aborted) break;
-      const mounted = await mountPointsOf(restore.loopDevice).catch(() => [] as string[]);
-      if ((complete || copyError) && mounted.length === 0) break;
+      const mounted = await mountPointsOfVolume(restore.loopDevice).catch(() => [] as string[]);
+      if (mounted.length === 0 && (complete || copyError || context.signal.aborted)) break;
       await sleep(POLL_MS);
     }
-    // Stop serving. Before completion detach says the target is partly restored; while mounted it refuses.
+    // Stop serving. Before completion detach says the target is partly restored (its journal lets it resume).
     await restore.detach();
     if (copyError) throw copyError;
     context.signal.throwIfAborted();

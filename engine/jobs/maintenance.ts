@@ -1,5 +1,6 @@
 // Repository upkeep jobs: verify (structure, or every byte) and prune (retention). Verify's findings are
 // recorded per point in the engine's state, so the timeline can show which points are known good or damaged.
+import { DamageError } from '../../protocol/failure.ts';
 import type { Retention } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { pruneRepository } from '../repository/prune.ts';
@@ -8,7 +9,8 @@ import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 
 export async function runVerify(
-  params: { repo: string; readData: boolean },
+  /** `repo` is opened; `name` (default: repo) is how the user named it, for records and messages. */
+  params: { repo: string; name?: string; readData: boolean },
   context: JobContext,
   state: StateStore,
 ): Promise<Record<string, unknown>> {
@@ -25,7 +27,7 @@ export async function runVerify(
       },
     });
     const damaged = new Set(report.damagedPoints.map((point) => point.id));
-    const checks = (state.checks[params.repo] ??= {});
+    const checks = (state.checks[params.name ?? params.repo] ??= {});
     for (const id of pointIds) {
       checks[id] = { ...checks[id], verify: damaged.has(id) ? 'damaged' : 'ok' };
     }
@@ -34,11 +36,12 @@ export async function runVerify(
   });
   if (!report.ok) {
     const first = report.damagedPoints[0];
-    throw new Error(
-      `${params.repo} is damaged: ${report.damagedPoints.length} point(s) cannot be restored exactly` +
+    throw new DamageError(
+      `${params.name ?? params.repo} is damaged: ${report.damagedPoints.length} point(s) cannot be restored exactly` +
         (first ? ` (${first.id}: ${first.problems[0]})` : '') +
         (report.problems.length ? `; ${report.problems[0]}` : '') +
         '. Back up again to replace them; prune the damaged points.',
+      { ...report },
     );
   }
   return { ...report };

@@ -5,6 +5,7 @@
 // run left unfinished as 'interrupted' and lets their kind clean up after them.
 import { randomUUID } from 'node:crypto';
 import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.ts';
+import { DamageError, type FailureKind, failureKindOf } from '../../protocol/failure.ts';
 import type { ContainerState, Job, JobKind } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import type { EventBus } from './events.ts';
@@ -39,6 +40,8 @@ export interface JobSpec {
   repo: string | null;
   /** Extra facts kept with the job record (source, target, point), e.g. for cleanup after a restart. */
   detail?: Record<string, unknown>;
+  /** The uid that started it; null or absent: root's (engine/api/authorization.ts). */
+  owner?: number | null;
   run(context: JobContext): Promise<Record<string, unknown> | null>;
 }
 
@@ -148,7 +151,9 @@ export class JobManager {
       units: null,
       unitSize: null,
       error: null,
+      failureKind: null,
       result: spec.detail ? { ...spec.detail } : null,
+      owner: spec.owner ?? null,
     };
     let finish = () => {};
     const done = new Promise<void>((resolve) => {
@@ -235,7 +240,11 @@ export class JobManager {
     } catch (error) {
       if (live.interruptedBy) this.#end(live, 'interrupted', live.interruptedBy, null);
       else if (live.abort.signal.aborted) this.#end(live, 'cancelled', null, null);
-      else this.#end(live, 'failed', (error as Error)?.message ?? String(error), null);
+      else {
+        // Damage found keeps its report in the job's result: what is damaged is the finding, not a crash.
+        const report = error instanceof DamageError ? error.report : null;
+        this.#end(live, 'failed', (error as Error)?.message ?? String(error), report, failureKindOf(error));
+      }
     } finally {
       if (lockKey) this.#startNextWriter(lockKey);
     }
@@ -286,11 +295,13 @@ export class JobManager {
     state: Job['state'],
     error: string | null,
     result: Record<string, unknown> | null,
+    failureKind: FailureKind | null = null,
   ): void {
     const { record } = live;
     record.state = state;
     record.endedAt = this.#isoNow();
     record.error = state === 'cancelled' ? `Cancelled at ${record.endedAt}.` : error;
+    record.failureKind = state === 'failed' ? (failureKind ?? 'failure') : null;
     record.etaSeconds = null;
     if (result) record.result = { ...(record.result ?? {}), ...result };
     if (live.emitTimer) this.#clock.clearTimeout(live.emitTimer);
@@ -303,7 +314,7 @@ export class JobManager {
 
   #emitNow(live: LiveJob): void {
     live.lastEmit = this.#clock.now();
-    this.#events.emit('job.updated', { ...live.record });
+    this.#events.emit('job.updated', { ...live.record }, live.record.owner ?? null);
   }
 
   #emitThrottled(live: LiveJob): void {

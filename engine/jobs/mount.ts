@@ -1,9 +1,10 @@
-// Restore points mounted read-only by the engine (mount.start / mount.stop): each keeps its repository open
-// and its FUSE file served until it is unmounted — by mount.stop, by the user running umount, or when the
-// engine stops. Directories the engine made for a mount are removed with it.
+// Restore points mounted read-only by the engine (mount.start / mount.stop): each keeps its repository open,
+// its FUSE file served and its directory held open until it is unmounted — by mount.stop, by the user running
+// umount, or when the engine stops. Directories the engine made for a mount are removed with it.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { type HeldPath, holdPath } from '../handles/held-path.ts';
 import type { Repository } from '../repository/repository.ts';
 import { type MountedPoint, mountPointReadOnly } from '../tap/serve-point.ts';
 import { openEngineRepository } from './repository-access.ts';
@@ -14,6 +15,8 @@ export class NotMountedError extends Error {}
 interface Mount {
   repo: Repository;
   mounted: MountedPoint;
+  /** The directory mounted on, held open until it is unmounted. */
+  dir: HeldPath;
   /** The engine made the directory: remove it after unmounting. */
   ownDir: boolean;
 }
@@ -21,9 +24,17 @@ interface Mount {
 export class MountTable {
   #mounts = new Map<string, Mount>();
 
-  async mount(repoPath: string, point: string, dir: string | undefined): Promise<{ path: string }> {
-    const repo = await openEngineRepository(repoPath);
-    const path = dir ? resolve(dir) : await mkdtemp(join(tmpdir(), 'diskline-mount-'));
+  /** Mounts on `dir` (held by the caller, who hands it over: it is closed with the mount), or a new temp dir. */
+  async mount(repoPath: string, point: string, dir: HeldPath | null): Promise<{ path: string }> {
+    let repo: Repository;
+    try {
+      repo = await openEngineRepository(repoPath);
+    } catch (error) {
+      dir?.close();
+      throw error;
+    }
+    const held = dir ?? holdPath(await mkdtemp(join(tmpdir(), 'diskline-mount-')));
+    const path = held.name;
     try {
       if (this.#mounts.has(path))
         throw new Error(`${path} already holds a mounted restore point; choose another directory.`);
@@ -38,9 +49,9 @@ export class MountTable {
         reader,
         manifest.source.size,
         `restore point ${pointId}`,
-        path,
+        held,
       );
-      const entry = { repo, mounted, ownDir: !dir };
+      const entry = { repo, mounted, dir: held, ownDir: !dir };
       this.#mounts.set(path, entry);
       // Someone ran umount themselves: stop serving and forget the mount.
       void mounted.whenUnmounted().then(() => {
@@ -49,6 +60,7 @@ export class MountTable {
       return { path };
     } catch (error) {
       await repo.close();
+      held.close();
       if (!dir) await rm(path, { recursive: true, force: true });
       throw error;
     }
@@ -63,6 +75,7 @@ export class MountTable {
       await entry.mounted.unmount();
     } finally {
       await entry.repo.close();
+      entry.dir.close();
       if (entry.ownDir) await rm(key, { recursive: true, force: true });
     }
   }

@@ -1,17 +1,24 @@
-// How the engine's jobs open repositories: the passphrase comes from DISKLINE_PASSWORD, else the first line
-// of the file named by DISKLINE_PASSWORD_FILE (a service unit points it at a root-only file).
+// How the engine's jobs open repositories, with one passphrase rule for every way in: a passphrase file named
+// for this engine (the CLI's --password-file when it hosts the engine, else DISKLINE_PASSWORD_FILE — a service
+// unit points it at a root-only file) wins over DISKLINE_PASSWORD; the file's first line is the passphrase.
 import { readFileSync } from 'node:fs';
 import { Repository } from '../repository/repository.ts';
 
+let passphraseFile: string | null = null;
+
+/** Makes this engine read the passphrase from `file` (the CLI's --password-file, for an engine it hosts). */
+export function setPassphraseFile(file: string): void {
+  passphraseFile = file;
+}
+
 export function enginePassphrase(): string | null {
-  if (process.env.DISKLINE_PASSWORD) return process.env.DISKLINE_PASSWORD;
-  const file = process.env.DISKLINE_PASSWORD_FILE;
-  if (!file) return null;
+  const file = passphraseFile ?? process.env.DISKLINE_PASSWORD_FILE;
+  if (!file) return process.env.DISKLINE_PASSWORD ?? null;
   try {
     return readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '';
   } catch (error) {
     throw new Error(
-      `Cannot read the repository passphrase from ${file} (DISKLINE_PASSWORD_FILE): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`,
+      `Cannot read the repository passphrase from ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`,
     );
   }
 }

@@ -4,11 +4,12 @@
 // behind it changed (another stick plugged in, the image replaced).
 import { execFile } from 'node:child_process';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile, realpath, stat } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Drive } from '../../protocol/model.ts';
-import { loopDevicesBackedBy } from './restore.ts';
+import { loopDevicesBacking } from '../device/busy.ts';
+import type { HeldPath } from '../handles/held-path.ts';
 
 const run = promisify(execFile);
 
@@ -41,25 +42,24 @@ async function deviceSerial(path: string): Promise<string> {
   }
 }
 
-async function blockDeviceSize(path: string): Promise<number> {
-  const name = basename(await realpath(path));
-  const sectors = await readFile(`/sys/class/block/${name}/size`, 'utf8');
+/** A block device's size from sysfs, by its device number (the held device's own, never a name). */
+async function blockDeviceSize(rdev: number): Promise<number> {
+  const major = Math.floor(rdev / 256) & 0xfff;
+  const minor = (rdev & 0xff) | ((Math.floor(rdev / 4096) & 0xfff00) >>> 0);
+  const sectors = await readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
   return Number(sectors.trim()) * 512;
 }
 
-export async function targetIdentity(target: string): Promise<TargetIdentity> {
+/**
+ * The identity of a restore target: `held` is the target as the engine opened and checked it (null: it does
+ * not exist yet, the restore creates it); `target` is its name, for messages and the confirmation.
+ */
+export async function targetIdentity(target: string, held: HeldPath | null): Promise<TargetIdentity> {
   const path = resolve(target);
-  let info: Awaited<ReturnType<typeof stat>>;
-  try {
-    info = await stat(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      return { path, kind: 'image', exists: false, size: 0, tag: '' };
-    }
-    throw error;
-  }
+  if (!held) return { path, kind: 'image', exists: false, size: 0, tag: '' };
+  const info = held.stats;
   if (info.isBlockDevice()) {
-    const size = await blockDeviceSize(path);
+    const size = await blockDeviceSize(info.rdev);
     return { path, kind: 'device', exists: true, size, tag: `${await deviceSerial(path)}|rdev ${info.rdev}` };
   }
   if (info.isFile()) {
@@ -142,7 +142,7 @@ export async function describeRestore(facts: PreviewFacts): Promise<Omit<Restore
   } else {
     description = `Image file ${identity.path} (${identity.size} bytes)`;
     overwrites.push(`the image file ${identity.path}: all ${identity.size} bytes`);
-    const loops = await loopDevicesBackedBy(identity.path);
+    const loops = await loopDevicesBacking(identity.path);
     if (loops.length) {
       refusal = `${identity.path} is attached as ${loops.join(', ')} (it may be mounted); detach it, then ask for a new preview.`;
     }

@@ -2,27 +2,21 @@
 // nothing) or a block device. The target was confirmed by the caller (restore.preview's token); the device
 // layer still refuses a mounted, swap, held or too-small device. If interrupted, the target holds a mix of old
 // and restored data: restoring again is safe (restores are idempotent).
-import { readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
+import { realpath, stat, truncate } from 'node:fs/promises';
+import { RefusalError } from '../../protocol/failure.ts';
+import { loopDevicesBacking } from '../device/busy.ts';
 import { openWriter } from '../device/open.ts';
+import { runningBackups } from '../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
-
-/** Loop devices backed by `file`: an attached image may be mounted, so it is never a restore target. */
-export async function loopDevicesBackedBy(file: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const name of await readdir('/sys/class/block').catch(() => [] as string[])) {
-    if (!/^loop\d+$/.test(name)) continue;
-    const backing = await readFile(`/sys/class/block/${name}/loop/backing_file`, 'utf8').catch(() => '');
-    if (backing.trim().replace(/ \(deleted\)$/, '') === file) found.push(`/dev/${name}`);
-  }
-  return found;
-}
 
 export interface RestoreParams {
   repo: string;
   point: string;
   to: string;
+  /** An instant restore's journal, when `to` is a held target (/proc/PID/fd/N) with no directory of its own. */
+  journalPath?: string | undefined;
 }
 
 export async function runRestore(
@@ -40,12 +34,22 @@ export async function runRestore(
     await checkChunksPresent(repo, manifest);
     const needed = manifest.source.size;
     const existing = await stat(params.to).catch(() => null);
-    const target = existing ? await realpath(params.to) : params.to;
+    // `to` may be a held target (/proc/PID/fd/N): it is opened as given, and its real name only looked up.
+    const target = params.to;
     const isDevice = existing?.isBlockDevice() ?? false;
+    // A backup running into this repository from another process (another command's engine) reads the target;
+    // backups record their source by its real name.
+    const realTarget = existing ? await realpath(target) : target;
+    const backedUp = (await runningBackups(repo.backend)).find((backup) => backup.source === realTarget);
+    if (backedUp) {
+      throw new RefusalError(
+        `refusing to restore to ${realTarget}: it is being backed up right now (point ${backedUp.pointId})`,
+      );
+    }
     if (!isDevice) {
-      const loops = existing ? await loopDevicesBackedBy(target) : [];
+      const loops = existing ? await loopDevicesBacking(target) : [];
       if (loops.length) {
-        throw new Error(
+        throw new RefusalError(
           `Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`,
         );
       }

@@ -1,7 +1,7 @@
 // The native helper's TypeScript face: loads build/Release/diskline_native.node (built by `npm run build`)
 // and types what it exports — aligned buffers for O_DIRECT, unix-socket peer credentials, file-system
-// freeze/thaw, block device geometry, the FUSE tap that engine/tap drives, and the repository's batch chunk
-// codec (engine/repository/chunk-codec.ts).
+// freeze/thaw, block device geometry, link-safe opening (openat2, readlinkat), the FUSE tap that engine/tap
+// drives, and the repository's batch chunk codec (engine/repository/chunk-codec.ts).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -92,6 +92,10 @@ export interface NativeHelper {
   thawAsync(mountpoint: string): Promise<void>;
   blockDeviceSize(fd: number): number;
   blockDeviceSectorSize(fd: number): number;
+  /** openat2(2): a new descriptor (close-on-exec) for `path` relative to `dirfd` (-100: the working directory). */
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
+  /** The target of the symbolic link `fd` refers to (opened O_PATH|O_NOFOLLOW): the very link that was checked. */
+  readlinkAt(fd: number): string;
 
   /** Mounts the FUSE file system and starts its threads. */
   tapStart(options: TapOptions): TapHandle;
@@ -181,4 +185,10 @@ export function blockDeviceSize(fd: number): number {
 }
 export function blockDeviceSectorSize(fd: number): number {
   return nativeHelper().blockDeviceSectorSize(fd);
+}
+export function openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number {
+  return nativeHelper().openat2(dirfd, path, flags, mode, resolve);
+}
+export function readlinkAt(fd: number): string {
+  return nativeHelper().readlinkAt(fd);
 }

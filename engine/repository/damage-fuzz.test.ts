@@ -161,9 +161,9 @@ async function damage(root: string, next: () => number): Promise<string> {
   }
 }
 
-/** A failure must be damage, said as such (exit code 4). */
+/** A failure must be damage, said as such (the CLI's exit code 4). */
 function assertDamage(error: unknown, context: string): void {
-  if (error instanceof RepositoryError && error.exitCode === 4) return;
+  if (error instanceof RepositoryError && error.kind === 'damage') return;
   throw new Error(`${context}: failed with something other than damage: ${(error as Error).stack}`);
 }
 

@@ -258,7 +258,7 @@ test('restore refuses a device that is too small, mounted, or not confirmed, and
     assert.match(
       run.stderr,
       new RegExp(
-        `refusing to restore to ${smallLoop.device} .*: it holds ${UNIT * 40} bytes but point ${pointA} needs ${UNIT * 48}`,
+        `${smallLoop.device} is ${UNIT * 40} bytes, smaller than restore point ${pointA} \\(${UNIT * 48} bytes\\)`,
       ),
     );
     const unconfirmed = join(dir, 'big.img');
@@ -270,14 +270,14 @@ test('restore refuses a device that is too small, mounted, or not confirmed, and
       assert.match(noYes.stderr, /overwrites that device; check it is the right one and add --yes/);
       const attached = await runCli(['restore', pointA, '--repo', repo, '--to', unconfirmed]);
       assert.equal(attached.status, 3);
-      assert.match(attached.stderr, new RegExp(`the image is attached as ${bigLoop.device}`));
+      assert.match(attached.stderr, new RegExp(`${unconfirmed} is attached as ${bigLoop.device}`));
       await makeFilesystem(bigLoop.device, 'ext4');
       await withMount(bigLoop.device, 'ext4', async (mountDir) => {
         const mounted = await runCli(['restore', pointA, '--repo', repo, '--to', bigLoop.device, '--yes']);
         assert.equal(mounted.status, 3);
         assert.match(
           mounted.stderr,
-          new RegExp(`it is in use \\(${bigLoop.device} is mounted on ${mountDir}`),
+          new RegExp(`${bigLoop.device} is in use \\(${bigLoop.device} on ${mountDir}`),
         );
       });
       // Mounting changes the superblock, so no hash: the file system checks clean, so nothing overwrote it.

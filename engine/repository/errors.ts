@@ -1,17 +1,16 @@
-// The repository's errors, each with the exit code the CLI reports (see engine/cli/verb.ts ExitCode).
+// The repository's errors, each saying what kind of failure it is (protocol/failure.ts): damage found in what
+// is stored, a refusal for safety, or a plain failure.
+import { type FailureKind, KindedError } from '../../protocol/failure.ts';
 
-/** 1 = failed, 3 = refused for safety, 4 = damaged data found. */
-export class RepositoryError extends Error {
-  readonly exitCode: number;
-  constructor(message: string, exitCode = 1) {
-    super(message);
-    this.exitCode = exitCode;
+export class RepositoryError extends KindedError {
+  constructor(message: string, kind: FailureKind = 'failure') {
+    super(kind, message);
   }
 }
 
-/** Something stored is damaged or missing; exit code 4. */
+/** Something stored is damaged or missing. */
 export class DamagedRepositoryError extends RepositoryError {
   constructor(message: string) {
-    super(message, 4);
+    super(message, 'damage');
   }
 }

@@ -1,7 +1,7 @@
 // What a restore point records about its source and where a new backup of it starts: the disk's identity
 // (path, model, serial, size), its layout (partition table, file systems, used ranges from inspectDisk), the
 // parent (the latest complete point of the same source) and an interrupted backup of it to resume.
-// Shared by the backup verb and the engine's backup job so both make the same points.
+// Used by the engine's backup job (engine/jobs/backup.ts), the one place a backup is assembled.
 import { readFile, realpath, stat } from 'node:fs/promises';
 import type { Consistency } from '../../protocol/model.ts';
 import { deviceUses } from '../device/busy.ts';

@@ -44,7 +44,7 @@ async function allManifests(repo: Repository): Promise<Manifest[]> {
       if (error instanceof DamagedRepositoryError) {
         throw new RepositoryError(
           `prune stopped before changing anything: ${error.message}. Without it prune cannot know which chunks are in use; run 'diskline verify' and remove the damaged point first`,
-          4,
+          'damage',
         );
       }
       throw error;
@@ -72,7 +72,7 @@ export async function pruneRepository(
   if (policyIsEmpty(policy)) {
     throw new RepositoryError(
       'prune needs a retention policy (--keep-last, --keep-hourly, …): without one it would forget every point',
-      2,
+      'usage',
     );
   }
   const step = async (name: string) => options.onStep?.(name);

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
-import { RepositoryGoneError } from '../backend/held-directory.ts';
+import { nameBehind, RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
 import { S3Backend } from '../backend/s3/backend.ts';
 import { isS3Location } from '../backend/s3/location.ts';
@@ -150,13 +150,16 @@ export class Repository {
     const directory = remote ? path : resolve(path);
     const existing = remote ? null : await readdir(directory).catch(() => null);
     if (existing && existing.length > 0) {
-      throw new RepositoryError(`cannot create a repository in ${directory}: the directory is not empty`, 3);
+      throw new RepositoryError(
+        `cannot create a repository in ${directory}: the directory is not empty`,
+        'refusal',
+      );
     }
     if (!options.insecureNoEncryption && !options.password) {
       throw new RepositoryError(
         'a passphrase is needed to create an encrypted repository: set DISKLINE_PASSWORD or pass --password-file ' +
           '(or --insecure-no-encryption for a repository anyone can read)',
-        2,
+        'usage',
       );
     }
     const weakness =
@@ -166,21 +169,21 @@ export class Repository {
     if (weakness) {
       throw new RepositoryError(
         `the passphrase is too weak to guard a repository: ${weakness}; or pass --insecure-weak-passphrase`,
-        2,
+        'usage',
       );
     }
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!isChunkSize(chunkSize)) {
       throw new RepositoryError(
         `chunk size ${chunkSize} is not a power of two between ${MIN_CHUNK_SIZE >> 10} KiB and ${MAX_CHUNK_SIZE >> 20} MiB`,
-        2,
+        'usage',
       );
     }
     const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
     if (!Number.isInteger(packSize) || packSize < MIN_PACK_SIZE || packSize > MAX_PACK_SIZE) {
       throw new RepositoryError(
         `pack size ${packSize} is not between ${MIN_PACK_SIZE >> 10} KiB and ${MAX_PACK_SIZE >> 30} GiB`,
-        2,
+        'usage',
       );
     }
     const folderMode = options.groupReadable ? 0o750 : 0o700;
@@ -192,7 +195,7 @@ export class Repository {
       if ((await store.list('')).length > 0) {
         throw new RepositoryError(
           `cannot create a repository at ${store.location}: objects already exist there`,
-          3,
+          'refusal',
         );
       }
       backend = store;
@@ -235,12 +238,14 @@ export class Repository {
       const store = new S3Backend(path);
       return Repository.#load(path, store.location, store, options);
     }
-    const directory = resolve(path);
-    const directoryMode = await stat(directory).then(
+    // A repository the engine holds comes as its descriptor's link: messages name the repository it stands for.
+    const held = path !== (await nameBehind(path));
+    const directory = held ? await nameBehind(path) : resolve(path);
+    const directoryMode = await stat(path).then(
       (stats) => stats.mode,
       () => null,
     );
-    const backend = await LocalBackend.open(directory, {
+    const backend = await LocalBackend.open(held ? path : directory, {
       groupReadable: directoryMode !== null && groupReadable(directoryMode),
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT')
@@ -294,7 +299,7 @@ export class Repository {
       if (!options.password) {
         throw new RepositoryError(
           `repository ${directory} is encrypted: set DISKLINE_PASSWORD or pass --password-file`,
-          2,
+          'usage',
         );
       }
       try {

@@ -90,7 +90,7 @@ export async function restorePoint(
   if (target.size < manifest.source.size) {
     throw new RepositoryError(
       `refusing to restore to ${target.path}: it holds ${target.size} bytes but point ${manifest.id} needs ${manifest.source.size}`,
-      3,
+      'refusal',
     );
   }
   if (!options.chunksChecked) await checkChunksPresent(repo, manifest);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
@@ -20,6 +20,7 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'diskline-schedule-'));
   clock = new ManualClock();
   await writeFile(join(dir, 'disk.img'), Buffer.alloc(4096));
+  await mkdir(join(dir, 'repo'));
 });
 
 afterEach(async () => {

@@ -136,7 +136,11 @@ export class Scheduler {
           this.#arm(current);
           await this.#state.savePlans().catch(() => {});
         }
-        this.#events.emit('plan.ran', { planId: id, name: plan.name, ok: outcome.ok, message, time });
+        this.#events.emit(
+          'plan.ran',
+          { planId: id, name: plan.name, ok: outcome.ok, message, time },
+          plan.owner ?? null,
+        );
         this.#events.emit('plans.changed', {});
       })
       .finally(() => this.#running.delete(id));
@@ -195,7 +199,11 @@ export class Scheduler {
       // The previous run is still going: skip this one, say so, and keep the next run.
       const time = new Date(this.#clock.now()).toISOString();
       const message = 'Skipped: the previous run of this plan had not finished.';
-      this.#events.emit('plan.ran', { planId: id, name: plan.name, ok: false, message, time });
+      this.#events.emit(
+        'plan.ran',
+        { planId: id, name: plan.name, ok: false, message, time },
+        plan.owner ?? null,
+      );
       await this.#state.savePlans().catch(() => {});
       return;
     }

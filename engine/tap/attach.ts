@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { readFile, rmdir, stat } from 'node:fs/promises';
+import { RefusalError } from '../../protocol/failure.ts';
 import { deviceUses } from '../device/busy.ts';
 import type { ByteRange } from '../device/types.ts';
 import { blockDeviceSize, type TapStats } from '../native/index.ts';
@@ -106,10 +107,8 @@ export interface AttachedVolume {
   detach(): Promise<void>;
 }
 
-/** Refused for safety (CLI exit code 3). */
-export class TapRefusedError extends Error {
-  readonly exitCode = 3;
-}
+/** Refused for safety: attaching or detaching now would put data in use at risk. */
+export class TapRefusedError extends RefusalError {}
 
 /**
  * Refuses to take a tap's loop device away while it or one of its partitions is mounted: stopping the tap under

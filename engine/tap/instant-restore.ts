@@ -5,7 +5,7 @@
 // done. The copier walks the remaining units in disk order. Interrupted (detach, crash) before the copier
 // finishes, T is partly restored and must not be used on its own: the same restore again resumes it from its
 // journal (restore-journal.ts), keeping what users wrote meanwhile.
-import { closeSync, constants, fstatSync, openSync, write as writeCallback } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, realpathSync, write as writeCallback } from 'node:fs';
 import { mkdtemp, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,12 +15,7 @@ import { deviceUses } from '../device/busy.ts';
 import { blockDeviceSize, nativeHelper, type TapHandle } from '../native/index.ts';
 import { refuseDetachWhileMounted, TapRefusedError } from './attach.ts';
 import { journalPathFor, journalResumes, RestoreJournal } from './restore-journal.ts';
-import {
-  attachLoopDevice,
-  detachLoopDevice,
-  mountPointsOfVolume,
-  tapUnavailableReason,
-} from './system-state.ts';
+import { attachLoopDevice, detachLoopDevice, tapUnavailableReason } from './system-state.ts';
 
 const writeAt = promisify(writeCallback);
 const EIO = 5;
@@ -49,6 +44,21 @@ export interface InstantRestoreOptions {
   journalPath?: string;
 }
 
+/**
+ * The name a journal records for `target`. A target the engine holds is given as its descriptor's magic link
+ * (/proc/PID/fd/N), which differs from one engine process to the next: the journal names what it leads to, so a
+ * restarted engine still recognises the restore it resumes.
+ */
+function journalTargetName(target: string): string {
+  const absolute = resolve(target);
+  if (!absolute.startsWith('/proc/')) return absolute;
+  try {
+    return realpathSync(absolute);
+  } catch {
+    return absolute;
+  }
+}
+
 /** True when an unfinished instant restore of this point to `target` can resume (so the target must be kept). */
 export function instantRestoreResumes(
   point: RestorablePoint,
@@ -57,7 +67,12 @@ export function instantRestoreResumes(
   journalPath = journalPathFor(resolve(target), isDevice),
 ): boolean {
   const { id, unitSize, source } = point.manifest;
-  return journalResumes(journalPath, { point: id, target: resolve(target), size: source.size, unitSize });
+  return journalResumes(journalPath, {
+    point: id,
+    target: journalTargetName(target),
+    size: source.size,
+    unitSize,
+  });
 }
 
 export interface InstantRestoreProgress {
@@ -123,7 +138,7 @@ export async function startInstantRestore(
 
     const opened = await RestoreJournal.open(
       options.journalPath ?? journalPathFor(resolve(target), isDevice),
-      { point: point.manifest.id, target: resolve(target), size, unitSize },
+      { point: point.manifest.id, target: journalTargetName(target), size, unitSize },
       unitCount,
       fd,
     );
@@ -269,70 +284,5 @@ export async function startInstantRestore(
     closeSync(fd);
     await rmdir(mountDir).catch(() => undefined);
     throw error;
-  }
-}
-
-/**
- * The foreground form used by `diskline restore --instant`: prints the loop device, reports progress, and
- * returns once the copy is complete and the loop device is no longer mounted (then detaches). Ctrl-C detaches
- * when nothing is mounted, leaving a partly restored target (said so, exit code 1).
- */
-export async function runInstantRestoreInForeground(
-  point: RestorablePoint,
-  target: string,
-  options: InstantRestoreOptions & { json?: boolean },
-): Promise<number> {
-  const restore = await startInstantRestore(point, target, options);
-  const say = (text: string) => {
-    if (!options.json) process.stderr.write(`${text}\n`);
-  };
-  if (options.json)
-    process.stdout.write(
-      `${JSON.stringify({ point: point.manifest.id, target, loopDevice: restore.loopDevice })}\n`,
-    );
-  else
-    process.stdout.write(
-      `${target} is being restored from point ${point.manifest.id} and is usable now as ${restore.loopDevice}\n`,
-    );
-  let interrupted = false;
-  const onSignal = () => {
-    interrupted = true;
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  let failed: Error | null = null;
-  restore.whenComplete.then(
-    () =>
-      say(
-        `restore complete: ${target} holds point ${point.manifest.id}; unmount ${restore.loopDevice} to finish`,
-      ),
-    (error: Error) => {
-      failed = error;
-    },
-  );
-  try {
-    for (;;) {
-      await sleep(500);
-      const mounted = await mountPointsOfVolume(restore.loopDevice).catch(() => [] as string[]);
-      if (failed && !interrupted) say(`the background copy failed: ${(failed as Error).message}`);
-      if (mounted.length) {
-        if (interrupted) {
-          say(
-            `${restore.loopDevice} is mounted on ${mounted.join(', ')}: unmount it, then the restore detaches`,
-          );
-          interrupted = false;
-        }
-        continue;
-      }
-      if (restore.progress().complete || interrupted || failed) break;
-    }
-    await restore.detach();
-    return 0;
-  } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n`);
-    return 1;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
   }
 }

@@ -29,11 +29,13 @@ export class TapProvider implements SnapshotProvider {
     this.hooks = hooks;
   }
 
+  /** `readerPath`: the source as the engine held and checked it (the same file the tap serves). */
   static async open(
     volume: AttachedVolume,
+    readerPath: string,
     hooks: { preHook?: string; postHook?: string } = {},
   ): Promise<TapProvider> {
-    return new TapProvider(volume, await openReader(volume.source), hooks);
+    return new TapProvider(volume, await openReader(readerPath), hooks);
   }
 
   async takePoint(session: PointSession): Promise<PointTaken> {

@@ -1,12 +1,15 @@
 // Read-only serving of a restore point: a FUSE file whose reads are answered by JavaScript (the repository's
 // PointReader decodes chunks), attached read-only as a loop device with partition scanning, and its file
-// systems mounted read-only. Used by `diskline mount`. The hosting process must keep its event loop free.
+// systems mounted read-only, nosuid,nodev,noexec, on directories held open (engine/handles): a name swapped
+// after the check never redirects a mount or an unmount. Used by `diskline mount` and the engine's mount.start.
+// The hosting process must keep its event loop free.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { type HeldPath, holdChild } from '../handles/held-path.ts';
 import { nativeHelper, type TapHandle } from '../native/index.ts';
 import { TapRefusedError } from './attach.ts';
 import {
@@ -100,59 +103,100 @@ async function fileSystemType(device: string): Promise<string | null> {
   }
 }
 
-/** Mounts `device` read-only at `dir`, without replaying a journal (the device is read-only). */
-async function mountReadOnly(device: string, dir: string, type: string): Promise<void> {
+/**
+ * Mounts `device` read-only on the held directory `dir`, without replaying a journal (the device is read-only).
+ * A point is a view of old data, never a way in: setuid bits, device nodes and programs in it do nothing.
+ */
+async function mountReadOnly(device: string, dir: HeldPath, type: string): Promise<void> {
   // Journals are not replayed on a read-only device: ext3/4 'noload', xfs 'norecovery' (and 'nouuid' because
   // the original is probably mounted with the same UUID).
-  const options =
-    type === 'xfs' ? 'ro,norecovery,nouuid' : type === 'ext3' || type === 'ext4' ? 'ro,noload' : 'ro';
-  await run('mount', ['-t', type === 'ntfs' ? 'ntfs-3g' : type, '-o', options, device, dir]);
+  const journal = type === 'xfs' ? ',norecovery,nouuid' : type === 'ext3' || type === 'ext4' ? ',noload' : '';
+  const options = `ro,nosuid,nodev,noexec${journal}`;
+  // --no-canonicalize: mount on the held directory itself (its /proc fd link), never on a name looked up again.
+  await run('mount', [
+    '--no-canonicalize',
+    '-t',
+    type === 'ntfs' ? 'ntfs-3g' : type,
+    '-o',
+    options,
+    device,
+    dir.procPath,
+  ]);
+}
+
+/** Unmounts what is mounted on the held directory `dir` (the held link reaches the mount on top of it). */
+async function unmountHeld(dir: HeldPath): Promise<void> {
+  await run('umount', ['--no-canonicalize', dir.procPath]);
 }
 
 export interface MountedPoint {
   served: ServedPoint;
-  /** Each mounted file system: device and directory. */
-  mounts: Array<{ device: string; dir: string; type: string }>;
+  /** Each mounted file system: device and directory (its name, and the directory held open). */
+  mounts: Array<{ device: string; dir: string; held: HeldPath; type: string }>;
   /** Unmounts everything and stops serving. */
   unmount(): Promise<void>;
   /** Resolves when every mount is gone (someone ran umount). */
   whenUnmounted(): Promise<void>;
 }
 
+/** The directory `part` inside the held `dir`, made if missing; a link or file in its place is refused. */
+async function holdPartitionDir(dir: HeldPath, part: string): Promise<HeldPath> {
+  await mkdir(`${dir.procPath}/${part}`).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  const held = holdChild(dir, part);
+  if (!held.stats.isDirectory()) {
+    held.close();
+    throw new Error(`${held.name} is not a directory; remove it and mount again.`);
+  }
+  return held;
+}
+
 /**
- * Serves the point and mounts its file systems read-only under `dir`: the whole device at `dir`, or each
- * partition at `dir/partN` (partitions without a known file system are skipped).
+ * Serves the point and mounts its file systems read-only under the held directory `dir`: the whole device at
+ * `dir`, or each partition at `dir/partN` (partitions without a known file system are skipped). The caller
+ * keeps `dir` open until unmount() has finished.
  */
 export async function mountPointReadOnly(
   source: ByteSource,
   size: number,
   label: string,
-  dir: string,
+  dir: HeldPath,
 ): Promise<MountedPoint> {
   const served = await servePointReadOnly(source, size, label);
   const mounts: MountedPoint['mounts'] = [];
+  const partDirs: HeldPath[] = [];
+  const release = () => {
+    for (const held of partDirs) held.close();
+  };
   try {
-    const targets = served.partitions.length
-      ? served.partitions.map((device, index) => ({ device, dir: join(dir, `part${index + 1}`) }))
-      : [{ device: served.loopDevice, dir }];
-    for (const target of targets) {
-      const type = await fileSystemType(target.device);
+    for (const [index, device] of (served.partitions.length
+      ? served.partitions
+      : [served.loopDevice]
+    ).entries()) {
+      const type = await fileSystemType(device);
       if (!type || type === 'swap') continue;
-      await mkdir(target.dir, { recursive: true });
-      await mountReadOnly(target.device, target.dir, type);
-      mounts.push({ ...target, type });
+      let held = dir;
+      if (served.partitions.length) {
+        held = await holdPartitionDir(dir, `part${index + 1}`);
+        partDirs.push(held);
+      }
+      await mountReadOnly(device, held, type);
+      mounts.push({ device, dir: held.name, held, type });
     }
     if (!mounts.length) throw new Error(`no file system found on ${label} to mount`);
   } catch (error) {
-    for (const mount of mounts.reverse()) await run('umount', [mount.dir]).catch(() => undefined);
+    for (const mount of mounts.reverse()) await unmountHeld(mount.held).catch(() => undefined);
+    release();
     await served.stop();
     throw error;
   }
   const unmount = async () => {
     for (const mount of [...mounts].reverse()) {
       const still = await mountPointsOf(mount.device).catch(() => [] as string[]);
-      if (still.length) await run('umount', [mount.dir]);
+      if (still.length) await unmountHeld(mount.held);
     }
+    release();
     await served.stop();
   };
   return {

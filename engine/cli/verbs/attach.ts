@@ -8,7 +8,7 @@ import { SocketClient } from '../../api/client.ts';
 import { socketPath } from '../../config/socket-path.ts';
 import { defaultStateDir } from '../../config/state.ts';
 import { attachVolume } from '../../tap/attach.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'attach <device|image> [--foreground] [--json]',
@@ -39,7 +39,7 @@ export const verb: Verb = {
       if (daemon) {
         try {
           print(await daemon.call('volumes.attach', { source }));
-          return ExitCode.ok;
+          return;
         } finally {
           await daemon.close();
         }
@@ -60,7 +60,7 @@ export const verb: Verb = {
       if (!stop) continue;
       try {
         await volume.detach();
-        return ExitCode.ok;
+        return;
       } catch (error) {
         process.stderr.write(`diskline attach: ${(error as Error).message}\n`);
         stop = false;

@@ -1,5 +1,7 @@
-// backup/restore/verify through a real `diskline daemon`: the point appears in `points`, restores to equal
-// bytes, verifies; and a backup of a volume attached in the daemon is taken through its session ('frozen').
+// backup/restore/verify/prune through a real `diskline daemon`: the point appears in `points`, restores to equal
+// bytes, verifies; the same verbs without a daemon (an engine in the command) print the same --json shapes; a
+// backup of a volume attached in the daemon — by its source or its loop device — is taken through its session
+// ('frozen'); a mounted device without the tap is refused (exit 3) and nothing is written to the repository.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -121,7 +123,134 @@ test('backup, points, restore, verify and prune go through the daemon and restor
     );
   });
   assert.equal(hooksWithoutDaemon.code, 2);
-  assert.match(hooksWithoutDaemon.stderr, /need a volume attached in the engine daemon/);
+  assert.match(hooksWithoutDaemon.stderr, /is not attached in this engine; attach it/);
+});
+
+/** The shape of a JSON value: its keys and the types of their values, arrays by their first element. */
+function shapeOf(value: unknown): unknown {
+  if (Array.isArray(value)) return value.length ? [shapeOf(value[0])] : [];
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([key, item]) => [key, shapeOf(item)]),
+    );
+  }
+  return value === null ? 'null' : typeof value;
+}
+
+/** Files under `root` with their sizes: what a refused command must leave unchanged. */
+async function treeListing(root: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    const path = join(entry.parentPath, entry.name);
+    found.push(entry.isFile() ? `${path} ${(await readFile(path)).length}` : path);
+  }
+  return found.sort();
+}
+
+test('backup, restore, verify and prune print the same --json with a daemon and with an engine in the command', {
+  timeout: 120_000,
+}, async () => {
+  const source = join(dir, 'disk.img');
+  const shapes: Record<string, unknown>[] = [];
+  for (const way of ['daemon', 'in-process'] as const) {
+    const wayEnv = way === 'daemon' ? env : { ...env, DISKLINE_SOCKET: join(dir, 'no-daemon.sock') };
+    const repo = join(dir, `repo-shapes-${way}`);
+    const cliRun = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, [cli, ...args], { env: wayEnv }, (error, stdout, stderr) =>
+          resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    assert.equal((await cliRun(['init', '--repo', repo])).code, 0);
+    const outputs: Record<string, unknown> = {};
+    const backup = await cliRun(['backup', source, '--repo', repo, '--json']);
+    assert.equal(backup.code, 0, backup.stderr);
+    outputs.backup = JSON.parse(backup.stdout);
+    const pointId = (outputs.backup as { point: { id: string } }).point.id;
+    const target = join(dir, `restored-${way}.img`);
+    const restore = await cliRun(['restore', 'latest', '--repo', repo, '--to', target, '--json']);
+    assert.equal(restore.code, 0, restore.stderr);
+    outputs.restore = JSON.parse(restore.stdout);
+    assert.equal(await sha256(target, 16 << 20), await sha256(source), `${way}: restored bytes equal`);
+    const verify = await cliRun(['verify', '--repo', repo, '--read-data', '--json']);
+    assert.equal(verify.code, 0, verify.stderr);
+    outputs.verify = JSON.parse(verify.stdout);
+    const prune = await cliRun(['prune', '--repo', repo, '--keep-last', '1', '--json']);
+    assert.equal(prune.code, 0, prune.stderr);
+    outputs.prune = JSON.parse(prune.stdout);
+    // Which engine ran the backup: only the daemon's job list has it.
+    const watcher = await SocketClient.connect(env.DISKLINE_SOCKET as string);
+    try {
+      const jobs = await watcher.call('jobs.list', {});
+      assert.equal(
+        jobs.some((job) => job.result?.point === pointId),
+        way === 'daemon',
+        `${way}: the daemon's job list ${way === 'daemon' ? 'has' : 'does not have'} the backup`,
+      );
+    } finally {
+      await watcher.close();
+    }
+    shapes.push(shapeOf(outputs) as Record<string, unknown>);
+  }
+  for (const verb of ['backup', 'restore', 'verify', 'prune']) {
+    assert.deepEqual(shapes[1]![verb], shapes[0]![verb], `${verb} --json has one shape`);
+  }
+});
+
+test('backup of a mounted device without the tap is refused with exit 3 and writes nothing; --allow-inconsistent records it', {
+  skip:
+    process.getuid?.() !== 0
+      ? 'needs root for a loop device'
+      : existsSync('/dev/loop-control')
+        ? false
+        : 'no loop devices',
+  timeout: 120_000,
+}, async () => {
+  const image = join(dir, 'mounted.img');
+  await run('truncate', ['-s', '32M', image]);
+  await run('mkfs.ext4', ['-q', '-F', image]);
+  const device = (await run('losetup', ['-f', '--show', image])).stdout.trim();
+  const mountDir = join(dir, 'mnt-unprotected');
+  await mkdir(mountDir);
+  const repo = join(dir, 'repo-refused');
+  assert.equal((await diskline(['init', '--repo', repo])).code, 0);
+  const before = await treeListing(repo);
+  let mounted = false;
+  try {
+    await run('mount', [device, mountDir]);
+    mounted = true;
+    await writeFile(join(mountDir, 'busy.txt'), 'in use');
+    for (const way of ['daemon', 'in-process'] as const) {
+      const wayEnv = way === 'daemon' ? env : { ...env, DISKLINE_SOCKET: join(dir, 'no-daemon.sock') };
+      const refused = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [cli, 'backup', device, '--repo', repo],
+          { env: wayEnv },
+          (error, _o, stderr) =>
+            resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr }),
+        );
+      });
+      assert.equal(refused.code, 3, `${way}: ${refused.stderr}`);
+      assert.match(
+        refused.stderr,
+        new RegExp(`refusing to back up ${device}: it is in use \\(${device} is mounted on ${mountDir}`),
+      );
+      assert.match(refused.stderr, /unmount it .* or attach it .* add --allow-inconsistent/);
+      assert.deepEqual(await treeListing(repo), before, `${way}: nothing was written to the repository`);
+    }
+    const forced = await diskline(['backup', device, '--repo', repo, '--allow-inconsistent', '--json']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(
+      (JSON.parse(forced.stdout) as { point: { consistency: string } }).point.consistency,
+      'crash-consistent',
+    );
+  } finally {
+    if (mounted) await run('umount', [mountDir]);
+    await run('losetup', ['-d', device]);
+  }
 });
 
 const attachSkip = !nativeHelperAvailable()
@@ -162,6 +291,12 @@ test('backup of a volume attached in the daemon is frozen, with its hooks run', 
     const made = JSON.parse(backup.stdout) as { point: { id: string; consistency: string } };
     assert.equal(made.point.consistency, 'frozen');
     assert.equal(existsSync(marker) ? await readFile(marker, 'utf8') : '', 'pre\npost\n');
+    // The loop device `attach` printed is that volume: its backup goes through the session too.
+    const byLoop = await diskline(['backup', loopDevice, '--repo', repo, '--json']);
+    assert.equal(byLoop.code, 0, byLoop.stderr);
+    const viaLoop = JSON.parse(byLoop.stdout) as { point: { consistency: string; source: string } };
+    assert.equal(viaLoop.point.consistency, 'frozen');
+    assert.equal(viaLoop.point.source, image);
   } finally {
     if (mounted) await run('umount', [mountDir]);
     const detach = await diskline(['detach', image]);
@@ -258,7 +393,8 @@ test('verify through the daemon exits 4 and names the damage when a pack is corr
   }
   const verify = await diskline(['verify', '--repo', repo, '--read-data', '--json']);
   assert.equal(verify.code, 4, verify.stderr);
-  const report = JSON.parse(verify.stdout) as { ok: boolean; error: string };
+  const report = JSON.parse(verify.stdout) as { ok: boolean; damagedPoints: { id: string }[] };
   assert.equal(report.ok, false);
-  assert.match(report.error, / is damaged: /);
+  assert.ok(report.damagedPoints.length > 0);
+  assert.match(verify.stderr, /damaged point\(s\)/);
 });

@@ -7,7 +7,7 @@ import type { Engine } from '../../api/engine.ts';
 import { openEngine, untilSignal } from '../../api/host.ts';
 import { socketPath, UnixServer } from '../../api/unix-server.ts';
 import { recoverStaleTaps } from '../../tap/system-state.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 /** The gid of a group from /etc/group, or null when there is no such group. */
 function groupId(name: string): number | null {
@@ -101,6 +101,6 @@ volumes stay attached and mounted (their tap helpers keep serving them) and the 
       await engine.stop();
       await server.close();
     });
-    return ExitCode.ok;
+    return;
   },
 };

@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { SocketClient } from '../../api/client.ts';
 import { socketPath } from '../../config/socket-path.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'detach <device|image>',
@@ -15,14 +15,13 @@ export const verb: Verb = {
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     const daemon = await SocketClient.connect(socketPath()).catch(() => null);
     if (!daemon)
-      throw new ExitError(
+      throw new Error(
         `no engine daemon answers at ${socketPath()}; a volume attached with 'diskline attach' in the foreground is detached with Ctrl-C there`,
-        ExitCode.failed,
       );
     try {
       await daemon.call('volumes.detach', { source: resolve(source) });
       process.stdout.write(`${resolve(source)} is detached\n`);
-      return ExitCode.ok;
+      return;
     } finally {
       await daemon.close();
     }

@@ -3,7 +3,7 @@
 import { isUsed, type Manifest, rangesOfUnits } from '../../repository/manifest.ts';
 import { writeJson } from '../json-output.ts';
 import { formatBytes, openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 function unitDiffers(a: Manifest, b: Manifest, unit: number): boolean {
   const chunk = (m: Manifest) => {
@@ -26,8 +26,7 @@ export const verb: Verb = {
       const [a, b] = await Promise.all(
         positionals.map(async (ref) => repo.loadManifest(await repo.resolvePointId(ref))),
       );
-      if (a!.unitSize !== b!.unitSize)
-        throw new ExitError('the two points use different unit sizes', ExitCode.failed);
+      if (a!.unitSize !== b!.unitSize) throw new Error('the two points use different unit sizes');
       const unitCount = Math.max(a!.unitCount, b!.unitCount);
       const size = Math.max(a!.source.size, b!.source.size);
       const ranges = rangesOfUnits(unitCount, a!.unitSize, size, (u) => unitDiffers(a!, b!, u));
@@ -41,7 +40,7 @@ export const verb: Verb = {
         for (const r of ranges.slice(0, 50)) process.stdout.write(`  ${r.start}+${r.length}\n`);
         if (ranges.length > 50) process.stdout.write(`  … ${ranges.length - 50} more (use --json for all)\n`);
       }
-      return ExitCode.ok;
+      return;
     } finally {
       await repo.close();
     }

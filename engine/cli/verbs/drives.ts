@@ -1,7 +1,7 @@
 // `diskline drives`: the disks (system disk flagged) and registered image files, with their partitions.
 import type { Drive } from '../../../protocol/model.ts';
 import { connectEngine } from '../../api/client.ts';
-import { ExitCode, parseVerbArgs, type Verb } from '../verb.ts';
+import { parseVerbArgs, type Verb } from '../verb.ts';
 
 function bytes(size: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -48,7 +48,7 @@ Talks to the daemon when its socket (DISKLINE_SOCKET) answers, otherwise reads t
       if (values.json) process.stdout.write(`${JSON.stringify(drives)}\n`);
       else
         process.stdout.write(drives.length ? `${drives.map(describe).join('\n')}\n` : 'No drives found.\n');
-      return ExitCode.ok;
+      return;
     } finally {
       await client.close();
     }

@@ -3,7 +3,7 @@ import { parseByteSize } from '../../../protocol/byte-size.ts';
 import { MIN_PASSPHRASE_LENGTH } from '../../repository/keys.ts';
 import { DEFAULT_CHUNK_SIZE, isChunkSize, Repository } from '../../repository/repository.ts';
 import { readPassphrase, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage:
@@ -40,6 +40,6 @@ export const verb: Verb = {
         ? `${JSON.stringify(result)}\n`
         : `Created ${insecure ? 'an UNENCRYPTED' : 'an encrypted'} repository in ${repo.path}\n`,
     );
-    return ExitCode.ok;
+    return;
   },
 };

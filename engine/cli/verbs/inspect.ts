@@ -1,10 +1,9 @@
 // `diskline inspect <device|image> [--json]`: the partition table, each partition's file system, block
 // size and used bytes, read from allocation metadata (the same map a backup copies).
 import { openReader } from '../../device/open.ts';
-import { FilesystemDamagedError } from '../../filesystems/types.ts';
 import { type DiskLayout, inspectDisk } from '../../layout/inspect.ts';
 import { writeJson } from '../json-output.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -78,14 +77,11 @@ export const verb: Verb = {
     if (positionals.length !== 1) throw new UsageError('give exactly one device or image to inspect');
     const reader = await openReader(positionals[0]!);
     try {
-      const layout = await inspectDisk(reader, { strict: values.strict ?? false }).catch((error: unknown) => {
-        if (!(error instanceof FilesystemDamagedError)) throw error;
-        throw new ExitError(error.message, ExitCode.damaged);
-      });
+      const layout = await inspectDisk(reader, { strict: values.strict ?? false });
       const write = (text: string) => process.stdout.write(text);
       if (values.json) writeJson(layoutJson(layout, values.ranges ?? false), write, 2);
       else write(layoutTable(layout));
-      return ExitCode.ok;
+      return;
     } finally {
       await reader.close();
     }

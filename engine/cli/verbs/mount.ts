@@ -1,10 +1,10 @@
 // `diskline mount <point> --repo R <dir>`: mounts a restore point's file systems read-only at <dir> (or
 // <dir>/partN per partition), served on the fly from the repository through the FUSE tap and a read-only
 // loop device. Stays in the foreground while mounted; `umount <dir>` or Ctrl-C ends it cleanly.
-import { stat } from 'node:fs/promises';
+import { HeldPathError, holdPath } from '../../handles/held-path.ts';
 import { mountPointReadOnly } from '../../tap/serve-point.ts';
 import { openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'mount <point> --repo R <dir> [--json]',
@@ -18,21 +18,26 @@ export const verb: Verb = {
     const [reference, dir, ...extra] = positionals;
     if (!reference || !dir) throw new UsageError('give the restore point and the directory to mount it on');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
-    const dirInfo = await stat(dir).catch(() => null);
-    if (!dirInfo?.isDirectory()) throw new UsageError(`${dir} is not a directory; create it first`);
+    let heldDir: ReturnType<typeof holdPath> | null = null;
+    try {
+      heldDir = holdPath(dir, process.getuid?.() ?? null);
+    } catch (error) {
+      if (!(error instanceof HeldPathError) || error.code !== 'ENOENT') throw error;
+    }
+    if (!heldDir?.stats.isDirectory()) {
+      heldDir?.close();
+      throw new UsageError(`${dir} is not a directory; create it first`);
+    }
     const repo = await openRepository(values);
     const pointId = await repo.resolvePointId(reference);
     const point = await repo.openPoint(pointId);
     if (!point.manifest.complete)
-      throw new ExitError(
-        `restore point ${pointId} is incomplete (its backup was interrupted)`,
-        ExitCode.failed,
-      );
+      throw new Error(`restore point ${pointId} is incomplete (its backup was interrupted)`);
     const mounted = await mountPointReadOnly(
       point,
       point.manifest.source.size,
       `restore point ${pointId}`,
-      dir,
+      heldDir,
     );
     const summary = {
       point: pointId,
@@ -51,7 +56,7 @@ export const verb: Verb = {
     const onSignal = () => {
       interrupted = true;
       mounted.unmount().then(
-        () => process.exit(ExitCode.ok),
+        () => process.exit(0),
         (error: Error) =>
           process.stderr.write(`diskline mount: ${error.message}; unmount ${dir} and try again\n`),
       );
@@ -60,7 +65,8 @@ export const verb: Verb = {
     process.once('SIGTERM', onSignal);
     await mounted.whenUnmounted();
     if (!interrupted) await mounted.unmount();
+    heldDir.close();
     await repo.close();
-    return ExitCode.ok;
+    return;
   },
 };

@@ -1,6 +1,7 @@
 // `diskline points --repo R`: lists the restore points, oldest first; interrupted backups show as incomplete.
+import { DamageError } from '../../../protocol/failure.ts';
 import { formatBytes, openRepository, repositoryHelp, repositoryOptions } from '../repository-access.ts';
-import { ExitCode, parseVerbArgs, type Verb } from '../verb.ts';
+import { parseVerbArgs, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'points --repo R [--json]',
@@ -33,7 +34,11 @@ export const verb: Verb = {
           `${['id', 'time (UTC)', 'kind', 'used', 'changed', 'stored', 'source'].join('  ')}\n${rows.join('\n')}\n`,
         );
       }
-      return damaged.length > 0 ? ExitCode.damaged : ExitCode.ok;
+      if (damaged.length > 0) {
+        throw new DamageError(
+          `${damaged.length} restore point(s) in ${repo.path} are damaged: ${damaged.map((point) => point.id).join(', ')}`,
+        );
+      }
     } finally {
       await repo.close();
     }

@@ -4,8 +4,8 @@
 // repository, or a store on the volume itself; a mapped device (LVM, LUKS) needs nothing.
 import { resolve } from 'node:path';
 import { defaultStateDir, StateStore } from '../../config/state.ts';
-import { ProtectionRefused, protect } from '../../device-mapper/protection.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { protect } from '../../device-mapper/protection.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 /** Repositories this machine's plans write to, plus the ones named here: their disks cannot be protected. */
 export async function knownRepositories(named: string[]): Promise<string[]> {
@@ -31,19 +31,13 @@ export const verb: Verb = {
     const [device, ...extra] = positionals;
     if (!device) throw new UsageError('which partition? e.g. diskline protect /dev/sda2 --confirm /dev/sda2');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
-    try {
-      const status = await protect({
-        device,
-        confirm: values.confirm,
-        repositories: await knownRepositories((values.repo ?? []).map((repo) => resolve(repo))),
-        storePath: values.store,
-      });
-      if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
-      else process.stdout.write(`${status.device}: ${status.detail}\n`);
-      return ExitCode.ok;
-    } catch (error) {
-      if (error instanceof ProtectionRefused) throw new ExitError(error.message, ExitCode.refused);
-      throw error;
-    }
+    const status = await protect({
+      device,
+      confirm: values.confirm,
+      repositories: await knownRepositories((values.repo ?? []).map((repo) => resolve(repo))),
+      storePath: values.store,
+    });
+    if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
+    else process.stdout.write(`${status.device}: ${status.detail}\n`);
   },
 };

@@ -1,7 +1,9 @@
 // `diskline protection <disk>`: per volume, how a backup can take its point while it is in use — device-
 // mapper (now), needs a restart (protected, boot setup pending), unprotected (and what to do), or cannot (why).
+
+import { RefusalError } from '../../../protocol/failure.ts';
 import { protectionStatus } from '../../device-mapper/protection.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'protection <disk> [--json]',
@@ -16,8 +18,7 @@ export const verb: Verb = {
     else
       for (const status of statuses)
         process.stdout.write(`${status.device}  ${status.kind}  ${status.detail}\n`);
-    return statuses.some((status) => status.kind === 'cannot' && status.device === device)
-      ? ExitCode.failed
-      : ExitCode.ok;
+    const missing = statuses.find((status) => status.kind === 'cannot' && status.device === device);
+    if (missing) throw new RefusalError(missing.detail);
   },
 };

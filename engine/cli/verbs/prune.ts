@@ -1,25 +1,12 @@
 // `diskline prune --repo R --keep-…`: forgets the restore points the policy does not keep and frees the packs
-// no point uses. Backups may run meanwhile (see docs/repository-format.md, "Prune").
-
-import { type PruneReport, pruneRepository } from '../../repository/prune.ts';
-import type { Repository } from '../../repository/repository.ts';
-import {
-  callFailure,
-  connectDaemon,
-  followJob,
-  jobFailure,
-  notePassphrase,
-  repoForDaemon,
-} from '../daemon-jobs.ts';
-import {
-  formatBytes,
-  openRepository,
-  repositoryHelp,
-  repositoryOptions,
-  requireRepo,
-} from '../repository-access.ts';
+// no point uses, through the engine's prune job. Backups may run meanwhile (see docs/repository-format.md,
+// "Prune").
+import { UsageError } from '../../../protocol/failure.ts';
+import type { PruneReport } from '../../repository/prune.ts';
+import { followJob, openEngineClient, repoForEngine, requireSucceeded } from '../engine-jobs.ts';
+import { formatBytes, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
 import { parseRetention, retentionOptions } from '../retention-options.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'prune --repo R --keep-last N [--keep-hourly N …] [--dry-run] [--json]',
@@ -36,45 +23,29 @@ export const verb: Verb = {
     });
     const policy = parseRetention(values);
     if (Object.keys(policy).length === 0) throw new UsageError('give at least one --keep-… option');
-    const daemon = await connectDaemon();
-    let report: PruneReport | undefined;
-    let repo: Repository | null = null;
-    if (daemon) {
-      try {
-        notePassphrase(values);
-        const location = repoForDaemon(requireRepo(values));
-        const job = await followJob(
-          daemon,
-          () =>
-            daemon
-              .call('prune.start', { repo: location, retention: policy, dryRun: values['dry-run'] === true })
-              .catch((error: unknown) => callFailure('prune', error)),
-          null,
-        );
-        if (job.state !== 'succeeded') throw jobFailure(`prune of ${location}`, job);
-        report = job.result as unknown as PruneReport;
-      } finally {
-        await daemon.close();
-      }
-    } else {
-      repo = await openRepository(values);
-    }
+    const repo = repoForEngine(requireRepo(values));
+    const client = await openEngineClient(values);
     try {
-      report ??= await pruneRepository(repo as Repository, policy, { dryRun: values['dry-run'] === true });
+      const job = await followJob(
+        client,
+        () => client.call('prune.start', { repo, retention: policy, dryRun: values['dry-run'] === true }),
+        null,
+      );
+      requireSucceeded(`prune of ${repo}`, job);
+      const report = job.result as unknown as PruneReport;
       if (values.json) {
         process.stdout.write(`${JSON.stringify(report)}\n`);
-      } else {
-        const verbText = report.dryRun ? 'would forget' : 'forgot';
-        process.stdout.write(
-          `${report.dryRun ? 'Dry run: ' : ''}kept ${report.kept.length} point(s), ${verbText} ${report.forgotten.length}` +
-            `${report.forgotten.length ? ` (${report.forgotten.join(', ')})` : ''}; ` +
-            `${report.dryRun ? `${report.condemnedPacks} pack(s) would be freed` : `deleted ${report.deletedPacks} pack(s), freed ${formatBytes(report.freedBytes)}`}` +
-            `${report.waitingRecords ? `; ${report.waitingRecords} batch(es) wait for running backups (the next prune deletes them)` : ''}\n`,
-        );
+        return;
       }
-      return ExitCode.ok;
+      const verbText = report.dryRun ? 'would forget' : 'forgot';
+      process.stdout.write(
+        `${report.dryRun ? 'Dry run: ' : ''}kept ${report.kept.length} point(s), ${verbText} ${report.forgotten.length}` +
+          `${report.forgotten.length ? ` (${report.forgotten.join(', ')})` : ''}; ` +
+          `${report.dryRun ? `${report.condemnedPacks} pack(s) would be freed` : `deleted ${report.deletedPacks} pack(s), freed ${formatBytes(report.freedBytes)}`}` +
+          `${report.waitingRecords ? `; ${report.waitingRecords} batch(es) wait for running backups (the next prune deletes them)` : ''}\n`,
+      );
     } finally {
-      await repo?.close();
+      await client.close();
     }
   },
 };

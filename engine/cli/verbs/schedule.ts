@@ -1,24 +1,18 @@
 // `diskline schedule`: the plans the engine runs on their own — list, add, remove, run now, pause, resume.
 import { resolve } from 'node:path';
-import { parseByteSize } from '../../../protocol/byte-size.ts';
 import type { EventData } from '../../../protocol/messages.ts';
 import type { Plan } from '../../../protocol/model.ts';
 import { type ClosableEngineClient, connectEngine } from '../../api/client.ts';
+import { CONTAINER_SYNTAX, containerOption } from '../container-option.ts';
 import { parseRetention, retentionOptions } from '../retention-options.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
-
-function parseSize(text: string, option: string): number {
-  const bytes = parseByteSize(text);
-  if (bytes === null) throw new UsageError(`${option} must be a size like 256M or 2G, not '${text}'.`);
-  return bytes;
-}
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 async function findPlan(client: ClosableEngineClient, ref: string | undefined): Promise<Plan> {
   if (!ref) throw new UsageError('name the plan (its id or name).');
   const plans = await client.call('plans.list', {});
   const plan =
     plans.find((candidate) => candidate.id === ref) ?? plans.find((candidate) => candidate.name === ref);
-  if (!plan) throw new ExitError(`No plan '${ref}'; 'diskline schedule list' shows them.`, ExitCode.failed);
+  if (!plan) throw new Error(`No plan '${ref}'; 'diskline schedule list' shows them.`);
   return plan;
 }
 
@@ -44,10 +38,10 @@ export const verb: Verb = {
   help: `Subcommands:
   list [--json]                       the plans, their next and last runs
   add --name N --source S --repo R --at WHEN [--keep-last N] [--keep-hourly N] [--keep-daily N]
-      [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--container-size SIZE] [--container-file PATH]
-      [--disabled] [--no-resume] [--json]
+      [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--container SPEC] [--disabled] [--no-resume]
+      [--json]
         WHEN: '@hourly', 'daily 02:30', 'weekly mon 03:00', or a cron expression (seconds first if 6 fields)
-        container: RAM of SIZE (default 256M), or a file at PATH of SIZE
+        SPEC: ${CONTAINER_SYNTAX}, as for backup (default memory:64M)
         --no-resume: each run starts afresh instead of taking over an interrupted backup
   remove ID|NAME                      delete a plan (its restore points stay)
   run ID|NAME                         run a plan now and wait for its outcome (exit 0 only if it succeeded)
@@ -62,8 +56,7 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
       repo: { type: 'string' },
       at: { type: 'string' },
       ...retentionOptions,
-      'container-size': { type: 'string' },
-      'container-file': { type: 'string' },
+      container: { type: 'string' },
       'no-resume': { type: 'boolean' },
       disabled: { type: 'boolean' },
     });
@@ -78,14 +71,14 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
         const plans = await client.call('plans.list', {});
         if (values.json) process.stdout.write(`${JSON.stringify(plans)}\n`);
         else process.stdout.write(plans.length ? `${plans.map(describe).join('\n\n')}\n` : 'No plans.\n');
-        return ExitCode.ok;
+        return;
       }
       if (sub === 'add') {
         for (const required of ['name', 'source', 'repo', 'at'] as const) {
           if (!values[required]) throw new UsageError(`add needs --${required}.`);
         }
         const retention = parseRetention(values);
-        const capacityBytes = parseSize(values['container-size'] ?? '256M', '--container-size');
+        const container = values.container ? containerOption(values.container) : { kind: 'memory' as const };
         const plan = await client.call('plans.save', {
           id: '',
           name: values.name!,
@@ -94,9 +87,7 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
           repo: /[/.]/.test(values.repo!) ? resolve(values.repo!) : values.repo!,
           schedule: values.at!,
           retention: Object.fromEntries(Object.entries(retention).filter(([, count]) => count !== undefined)),
-          container: values['container-file']
-            ? { kind: 'file', path: values['container-file'], capacityBytes }
-            : { kind: 'memory', capacityBytes },
+          container,
           enabled: !values.disabled,
           ...(values['no-resume'] ? { noResume: true } : {}),
         });
@@ -105,13 +96,13 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
             ? `${JSON.stringify(plan)}\n`
             : `Added plan ${plan.name} (${plan.id}); next run ${plan.nextRun ?? '-'}.\n`,
         );
-        return ExitCode.ok;
+        return;
       }
       if (sub === 'remove') {
         const plan = await findPlan(client, positionals[0]);
         await client.call('plans.delete', { id: plan.id });
         process.stdout.write(`Removed plan ${plan.name}; its restore points stay in ${plan.repo}.\n`);
-        return ExitCode.ok;
+        return;
       }
       if (sub === 'run') {
         const plan = await findPlan(client, positionals[0]);
@@ -121,12 +112,13 @@ Talks to the daemon when its socket answers; otherwise edits the engine's state 
         await client.call('plans.runNow', { id: plan.id });
         const ran = await outcome;
         process.stdout.write(values.json ? `${JSON.stringify(ran)}\n` : `${plan.name}: ${ran.message}\n`);
-        return ran.ok ? ExitCode.ok : ExitCode.failed;
+        if (!ran.ok) throw new Error(`plan ${plan.name} did not succeed: ${ran.message}`);
+        return;
       }
       const paused = sub === 'pause';
       await client.call('schedules.setPaused', { paused });
       process.stdout.write(paused ? 'Schedules paused.\n' : 'Schedules resumed.\n');
-      return ExitCode.ok;
+      return;
     } finally {
       await client.close();
     }

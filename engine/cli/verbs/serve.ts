@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openEngine, untilSignal } from '../../api/host.ts';
 import { WebServer } from '../../api/web-server.ts';
-import { ExitCode, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 const builtRenderer = fileURLToPath(new URL('../../../renderer/dist/', import.meta.url));
 
@@ -64,6 +64,6 @@ Runs until interrupted (Ctrl-C or SIGTERM).`,
       await server.close();
       await engine.stop();
     });
-    return ExitCode.ok;
+    return;
   },
 };

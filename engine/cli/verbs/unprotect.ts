@@ -1,7 +1,7 @@
 // `diskline unprotect <partition> --confirm <partition>`: removes a partition from the boot setup (and the
 // initramfs hook with the last one); from the next restart on it is mounted directly again.
-import { ProtectionRefused, unprotect } from '../../device-mapper/protection.ts';
-import { ExitCode, ExitError, parseVerbArgs, UsageError, type Verb } from '../verb.ts';
+import { unprotect } from '../../device-mapper/protection.ts';
+import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
   usage: 'unprotect <partition> --confirm <partition>',
@@ -12,13 +12,7 @@ export const verb: Verb = {
     if (!device)
       throw new UsageError('which partition? e.g. diskline unprotect /dev/sda2 --confirm /dev/sda2');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
-    try {
-      await unprotect({ device, confirm: values.confirm });
-      process.stdout.write(`${device}: unprotected from the next restart on\n`);
-      return ExitCode.ok;
-    } catch (error) {
-      if (error instanceof ProtectionRefused) throw new ExitError(error.message, ExitCode.refused);
-      throw error;
-    }
+    await unprotect({ device, confirm: values.confirm });
+    process.stdout.write(`${device}: unprotected from the next restart on\n`);
   },
 };

@@ -1,16 +1,19 @@
-// `diskline verify --repo R [--read-data]`: checks the repository's structure (or every byte) and names each
-// damaged restore point; exit code 4 when anything is damaged.
-import type { SocketClient } from '../../api/client.ts';
-import { verifyRepository } from '../../repository/verify.ts';
-import { callFailure, connectDaemon, followJob, notePassphrase, repoForDaemon } from '../daemon-jobs.ts';
-import {
-  formatBytes,
-  openRepository,
-  repositoryHelp,
-  repositoryOptions,
-  requireRepo,
-} from '../repository-access.ts';
-import { ExitCode, ExitError, parseVerbArgs, type Verb } from '../verb.ts';
+// `diskline verify --repo R [--read-data]`: checks the repository's structure (or every byte) through the
+// engine's verify job and names each damaged restore point; damage found is reported as damage (exit 4).
+import { DamageError } from '../../../protocol/failure.ts';
+import { followJob, openEngineClient, repoForEngine, requireSucceeded } from '../engine-jobs.ts';
+import { formatBytes, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
+import { parseVerbArgs, type Verb } from '../verb.ts';
+
+/** The verify report as the job gives it (repository/verify.ts VerifyReport). */
+interface Report {
+  ok: boolean;
+  pointsChecked: number;
+  chunksChecked: number;
+  bytesRead: number;
+  damagedPoints: { id: string; problems: string[] }[];
+  problems: string[];
+}
 
 export const verb: Verb = {
   usage: 'verify --repo R [--read-data] [--json]',
@@ -22,77 +25,43 @@ export const verb: Verb = {
       'read-data': { type: 'boolean' },
       json: { type: 'boolean' },
     });
-    const daemon = await connectDaemon();
-    if (daemon) {
-      try {
-        return await verifyThroughDaemon(daemon, requireRepo(values), values);
-      } finally {
-        await daemon.close();
-      }
-    }
-    const repo = await openRepository(values);
+    const repo = repoForEngine(requireRepo(values));
+    const client = await openEngineClient(values);
+    let job: Awaited<ReturnType<typeof followJob>>;
     try {
-      const report = await verifyRepository(repo, { readData: values['read-data'] === true });
-      if (values.json) {
-        process.stdout.write(`${JSON.stringify(report)}\n`);
-      } else {
-        for (const point of report.damagedPoints) {
-          process.stdout.write(
-            `DAMAGED point ${point.id}:\n${point.problems.map((p) => `  - ${p}`).join('\n')}\n`,
-          );
-        }
-        for (const problem of report.problems) process.stdout.write(`problem: ${problem}\n`);
+      job = await followJob(
+        client,
+        () => client.call('verify.start', { repo, readData: values['read-data'] === true }),
+        values.json ? null : 'verify',
+      );
+    } finally {
+      await client.close();
+    }
+    // Damage found ends the job failed with its report: print the report, then end as damage.
+    const report = job.result && 'ok' in job.result ? (job.result as unknown as Report) : null;
+    if (job.state !== 'succeeded' && (job.failureKind !== 'damage' || !report)) {
+      requireSucceeded(`verify of ${repo}`, job);
+    }
+    if (!report) throw new Error(`verify of ${repo} gave no report (engine bug)`);
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+    } else {
+      for (const point of report.damagedPoints) {
         process.stdout.write(
-          report.ok
-            ? `Repository ${repo.path} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${values['read-data'] ? `, ${formatBytes(report.bytesRead)} read and checked` : ''}\n`
-            : `Repository ${repo.path}: ${report.damagedPoints.length} damaged point(s), ${report.problems.length} other problem(s)\n`,
+          `DAMAGED point ${point.id}:\n${point.problems.map((p) => `  - ${p}`).join('\n')}\n`,
         );
       }
-      return report.ok ? ExitCode.ok : ExitCode.damaged;
-    } finally {
-      await repo.close();
+      for (const problem of report.problems) process.stdout.write(`problem: ${problem}\n`);
+      if (report.ok) {
+        process.stdout.write(
+          `Repository ${repo} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${values['read-data'] ? `, ${formatBytes(report.bytesRead)} read and checked` : ''}\n`,
+        );
+      }
+    }
+    if (!report.ok) {
+      throw new DamageError(
+        `repository ${repo}: ${report.damagedPoints.length} damaged point(s), ${report.problems.length} other problem(s)`,
+      );
     }
   },
 };
-
-/**
- * verify.start, followed to the end. The daemon's job fails when something is damaged (its error names the
- * first damaged point) and then carries no report: that is exit 4 with the job's message.
- */
-async function verifyThroughDaemon(
-  daemon: SocketClient,
-  repoText: string,
-  values: {
-    'read-data'?: boolean | undefined;
-    json?: boolean | undefined;
-    'password-file'?: string | undefined;
-  },
-): Promise<number> {
-  notePassphrase(values);
-  const repo = repoForDaemon(repoText);
-  const job = await followJob(
-    daemon,
-    () =>
-      daemon
-        .call('verify.start', { repo, readData: values['read-data'] === true })
-        .catch((error: unknown) => callFailure('verify', error)),
-    values.json ? null : 'verify',
-  );
-  if (job.state === 'succeeded' && job.result) {
-    const report = job.result as { pointsChecked: number; chunksChecked: number; bytesRead: number };
-    if (values.json) process.stdout.write(`${JSON.stringify(job.result)}\n`);
-    else {
-      process.stdout.write(
-        `Repository ${repo} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${values['read-data'] ? `, ${formatBytes(report.bytesRead)} read and checked` : ''}\n`,
-      );
-    }
-    return ExitCode.ok;
-  }
-  const message = job.error ?? job.state;
-  if (job.state === 'failed' && message.includes(' is damaged: ')) {
-    if (values.json) process.stdout.write(`${JSON.stringify({ ok: false, error: message })}\n`);
-    else process.stdout.write(`${message}\n`);
-    return ExitCode.damaged;
-  }
-  throw new ExitError(`verify of ${repo} ${job.state}: ${message}`, ExitCode.failed);
-}

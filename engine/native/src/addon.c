@@ -1,5 +1,5 @@
-/* Entry point of the native helper: registers the system calls (system.c), the FUSE tap (tap.c) and
- * the batch chunk codec (chunk-codec.c). */
+/* Entry point of the native helper: registers the system calls (system.c), the FUSE tap (tap.c),
+ * the batch chunk codec (chunk-codec.c) and link-safe opening of caller-named paths (paths.c). */
 #include "addon.h"
 
 #include <errno.h>
@@ -23,6 +23,11 @@ static const char *errno_name(int errnum) {
     case ENODEV: return "ENODEV";
     case ENOTDIR: return "ENOTDIR";
     case EEXIST: return "EEXIST";
+    case ELOOP: return "ELOOP";
+    case EXDEV: return "EXDEV";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ENOSYS: return "ENOSYS";
+    case EISDIR: return "EISDIR";
     default: return "EUNKNOWN";
   }
 }
@@ -73,6 +78,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_system(env, exports);
   register_tap(env, exports);
   register_chunk_codec(env, exports);
+  register_paths(env, exports);
   return exports;
 }
 

@@ -14,6 +14,7 @@ int arg_string(napi_env env, napi_value value, const char *name, char *buf, size
 void register_system(napi_env env, napi_value exports);
 void register_tap(napi_env env, napi_value exports);
 void register_chunk_codec(napi_env env, napi_value exports);
+void register_paths(napi_env env, napi_value exports);
 
 #define EXPORT_FN(env, exports, name, fn)                                         \
   do {                                                                            \

@@ -1,6 +1,16 @@
-// Runs the real `diskline` command line for the repository's tests, with a passphrase in the environment.
+// Runs the real `diskline` command line for the repository's tests, with a passphrase in the environment and
+// an engine state and daemon socket of the test's own (no daemon: the command hosts the engine itself).
 import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+const ownDir = mkdtempSync(join(tmpdir(), 'diskline-cli-state-'));
+const ownEnv = {
+  DISKLINE_STATE_DIR: join(ownDir, 'state'),
+  DISKLINE_SOCKET: join(ownDir, 'no-daemon.sock'),
+};
 
 export const cliPath = fileURLToPath(new URL('../../../bin/diskline', import.meta.url));
 export const TEST_PASSWORD = 'correct horse battery staple';
@@ -14,7 +24,7 @@ export interface CliRun {
 export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(cliPath, args, {
-      env: { ...process.env, DISKLINE_PASSWORD: TEST_PASSWORD, ...env },
+      env: { ...process.env, ...ownEnv, DISKLINE_PASSWORD: TEST_PASSWORD, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -24,12 +24,15 @@ export interface JobsSlice {
   applyJob(job: Job): void;
   followJob(id: string | null): void;
   cancelJob(id: string): Promise<void>;
-  /** `afresh`: an interrupted backup of the source is not taken over (its units are read again). */
+  /**
+   * `afresh`: an interrupted backup of the source is not taken over (its units are read again);
+   * `allowInconsistent`: back up a disk in use without the tap anyway (a crash-consistent point).
+   */
   startBackup(
     source: string,
     repo: string,
     container?: ContainerSpec,
-    options?: { afresh?: boolean },
+    options?: { afresh?: boolean; allowInconsistent?: boolean },
   ): Promise<Job | null>;
   startVerify(repo: string, readData: boolean): Promise<Job | null>;
   startDrill(repo: string, point: string): Promise<Job | null>;
@@ -94,6 +97,7 @@ export const createJobsSlice: SliceCreator<JobsSlice> = (set, get, engine) => ({
         repo,
         ...(container ? { container } : {}),
         ...(options?.afresh ? { noResume: true } : {}),
+        ...(options?.allowInconsistent ? { allowInconsistent: true } : {}),
       }),
     );
     if (job) {

@@ -128,6 +128,7 @@ export function makeJob(overrides: Partial<Job> = {}): Job {
     units: null,
     unitSize: 65536,
     error: null,
+    failureKind: null,
     result: null,
     ...overrides,
   };

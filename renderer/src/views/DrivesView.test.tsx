@@ -67,6 +67,33 @@ describe('Drives view', () => {
     });
   });
 
+  it('a mounted, unprotected drive explains why before backing up, and backs up anyway only when asked', async () => {
+    const engine = new FakeEngine().handle('backup.start', () => makeJob({ id: 'j' }));
+    const { store } = renderWithStore(<DrivesView />, engine);
+    act(() =>
+      store.setState({
+        drivesLoaded: true,
+        drives: [makeDrive({ mountpoints: ['/home'] })],
+        currentRepo: '/backups/r',
+      }),
+    );
+    fireEvent.click(screen.getByRole('button', { name: 'Back up now' }));
+    const choices = screen.getByRole('region', { name: 'Back up /dev/sdb while in use' });
+    expect(choices.textContent).toContain('/dev/sdb is mounted at /home and not protected');
+    expect(engine.callsOf('backup.start')).toHaveLength(0);
+    fireEvent.click(within(choices).getByRole('button', { name: 'Cancel' }));
+    expect(screen.queryByRole('region', { name: 'Back up /dev/sdb while in use' })).toBeNull();
+    expect(engine.callsOf('backup.start')).toHaveLength(0);
+    fireEvent.click(screen.getByRole('button', { name: 'Back up now' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Back up anyway (crash-consistent)' }));
+    await waitFor(() => expect(store.getState().view).toBe('live'));
+    expect(engine.callsOf('backup.start').at(-1)).toEqual({
+      source: '/dev/sdb',
+      repo: '/backups/r',
+      allowInconsistent: true,
+    });
+  });
+
   it('protects a drive through the tap and says which device to mount instead', async () => {
     let attached = false;
     const engine = new FakeEngine()

@@ -1,5 +1,7 @@
 // Drives: model, size, partitions with file system and used space; the system disk flagged. From here a drive can
-// be backed up at once into the current repository.
+// be backed up at once into the current repository; a drive in use and not protected by the tap first says why a
+// backup now would not be consistent and offers the ways out (protect it, back up anyway, or cancel).
+import { useState } from 'react';
 import type { Drive } from '../../../protocol/model.ts';
 import { ErrorNote, InlineError } from '../components/ErrorNote.tsx';
 import { PartitionBar } from '../components/PartitionBar.tsx';
@@ -17,6 +19,13 @@ function DriveCard({ drive }: { drive: Drive }) {
     s.points.some((p) => !p.complete && p.source === drive.device && p.sourceSize === drive.size),
   );
   const used = drive.partitions.reduce((sum, p) => sum + p.usedBytes, 0);
+  const [choosing, setChoosing] = useState(false);
+  // Mounted and not served through the tap: the engine refuses a plain backup (it would be torn).
+  const busyUnprotected = drive.mountpoints.length > 0 && !drive.attachedAs;
+  const backUp = (allowInconsistent: boolean) => {
+    setChoosing(false);
+    if (currentRepo) void startBackup(drive.device, currentRepo, undefined, { allowInconsistent });
+  };
   return (
     <li className="card drive" aria-label={`${drive.description} ${drive.device}`}>
       <header className="drive-head">
@@ -89,7 +98,7 @@ function DriveCard({ drive }: { drive: Drive }) {
           className="primary"
           disabled={!currentRepo}
           title={currentRepo ? `Back up ${drive.device} into ${currentRepo}` : 'Choose a repository first'}
-          onClick={() => currentRepo && void startBackup(drive.device, currentRepo)}
+          onClick={() => (busyUnprotected ? setChoosing(true) : backUp(false))}
         >
           {interrupted ? 'Finish interrupted backup' : 'Back up now'}
         </button>
@@ -106,6 +115,32 @@ function DriveCard({ drive }: { drive: Drive }) {
           </button>
         )}
       </footer>
+      {choosing && (
+        <section className="notes small" aria-label={`Back up ${drive.device} while in use`}>
+          <p>
+            {drive.device} is mounted at {drive.mountpoints.join(', ')} and not protected: a backup now would
+            copy it while it changes, and the point could be torn. Protect it and mount the device Diskline
+            gives instead, or unmount it, then back it up.
+          </p>
+          <div className="card-actions">
+            <button type="button" onClick={() => setChoosing(false)}>
+              Cancel
+            </button>
+            <button
+              type="button"
+              onClick={() => {
+                setChoosing(false);
+                void attachDrive(drive.device);
+              }}
+            >
+              Protect while in use
+            </button>
+            <button type="button" className="danger" onClick={() => backUp(true)}>
+              Back up anyway (crash-consistent)
+            </button>
+          </div>
+        </section>
+      )}
       {notes && notes.length > 0 && (
         <ul className="plain notes small" aria-label={`Notes on protecting ${drive.device}`}>
           {notes.map((note) => (

@@ -205,7 +205,7 @@ function PlanEditor({ initial, onDone }: { initial: PlanDraft; onDone(): void })
             <input
               type="number"
               min={1}
-              value={Math.round(draft.container.capacityBytes / MiB)}
+              value={Math.round((draft.container.capacityBytes ?? 0) / MiB)}
               onChange={(e) => updateContainer({ capacityBytes: Math.max(1, Number(e.target.value)) * MiB })}
             />
           </label>
@@ -265,7 +265,8 @@ function PlanCard({ plan, onEdit }: { plan: Plan; onEdit(): void }) {
         <div>
           <dt>Container</dt>
           <dd>
-            {plan.container.kind} · {formatBytes(plan.container.capacityBytes)}
+            {plan.container.kind} ·{' '}
+            {plan.container.capacityBytes ? formatBytes(plan.container.capacityBytes) : 'the whole partition'}
           </dd>
         </div>
         <div>
