@@ -18,7 +18,8 @@ export const verb: Verb = {
     else
       for (const status of statuses)
         process.stdout.write(`${status.device}  ${status.kind}  ${status.detail}\n`);
-    const missing = statuses.find((status) => status.kind === 'cannot' && status.device === device);
+    // A disk that is not there is an error; a volume that cannot be protected is an answer.
+    const missing = statuses.find((status) => status.detail === `${device} is not there`);
     if (missing) throw new RefusalError(missing.detail);
   },
 };
