@@ -6,6 +6,7 @@ import { open } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { MemoryContainer } from '../../engine/container/memory.ts';
 import { DeviceMapperProvider } from '../../engine/device-mapper/provider.ts';
+import { describeSource } from '../../engine/repository/point-source.ts';
 import { SnapshotSession } from '../../engine/snapshot/session.ts';
 import type { UnitSink } from '../../engine/snapshot/types.ts';
 import type { ContainerSpec } from '../../protocol/model.ts';
@@ -74,6 +75,9 @@ const watch = new AbortController();
 try {
   const point = await provider.takePoint(session);
   say('point', { ...point });
+  // As the backup job does: the used blocks, listed from the point itself.
+  const described = await describeSource(values.source, session.snapshotReader(), { strict: false });
+  if (described.usedRanges) session.restrictTo(described.usedRanges);
   const watching = provider
     .watch(
       {
