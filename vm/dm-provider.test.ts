@@ -89,12 +89,6 @@ dmsetup remove prot
   assert.equal(exitCode, 0, output);
   const done = events(output).find((event) => event.event === 'done');
   assert.ok(done, output);
-  console.log(
-    output
-      .split('\n')
-      .filter((line) => /^(\{|slow|wrote)/.test(line))
-      .join('\n'),
-  );
   const wrote = output.match(/^wrote (\d+) maxlatency_ms (\d+)$/m);
   assert.ok(wrote, output);
   const count = Number(wrote[1]);
