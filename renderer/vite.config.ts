@@ -17,5 +17,8 @@ export default defineConfig({
     environment: 'jsdom',
     include: ['src/**/*.test.{ts,tsx}'],
     setupFiles: ['src/test-setup.ts'],
+    // Failure guards, not budgets: a test waits for what it needs, however slow the machine is today.
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
   },
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { Job } from '../../protocol/model.ts';
+import { jobEnded } from '../testing/job-end.ts';
 import { startDaemonProcess } from '../testing/listening-daemon.ts';
 import { SocketClient } from './client.ts';
 
@@ -53,24 +53,6 @@ async function stopped(child: ChildProcess, signal: NodeJS.Signals): Promise<voi
   await exited;
 }
 
-/** The job once it has ended: from the list if it has, else from its 'job.updated' event. */
-async function waitForJob(client: SocketClient, id: string): Promise<Job> {
-  let off = () => {};
-  const ended = new Promise<Job>((resolve) => {
-    off = client.on(
-      'job.updated',
-      (job) => job.id === id && !['queued', 'running'].includes(job.state) && resolve(job),
-    );
-  });
-  try {
-    const listed = (await client.call('jobs.list', {})).find((candidate) => candidate.id === id)!;
-    if (!['queued', 'running'].includes(listed.state)) return listed;
-    return await ended;
-  } finally {
-    off();
-  }
-}
-
 test('a daemon killed during a backup reports it interrupted after restart; the repository verifies and the next backup resumes', async () => {
   const repo = join(dir, 'repo');
   let { daemon, client } = await startDaemon();
@@ -92,11 +74,11 @@ test('a daemon killed during a backup reports it interrupted after restart; the 
     assert.match(interrupted?.error ?? '', /resumes from its last checkpoint\.$/);
 
     const verify = await client.call('verify.start', { repo, readData: true });
-    const verified = await waitForJob(client, verify.id);
+    const verified = await jobEnded(client, verify.id);
     assert.equal(verified.state, 'succeeded', verified.error ?? '');
 
     const again = await client.call('backup.start', { source: join(dir, 'disk.img'), repo });
-    const finished = await waitForJob(client, again.id);
+    const finished = await jobEnded(client, again.id);
     assert.equal(finished.state, 'succeeded', finished.error ?? '');
     const points = await client.call('points.list', { repo });
     const complete = points.filter((point) => point.complete);

@@ -62,11 +62,13 @@ async function orphanedBytes(
   }
 }
 
-test('a backup that fills the repository fails cleanly; after space is freed the retry succeeds without a prune', {
-  timeout: 300_000,
-}, async (t) => {
+/** Runs `work` with an empty repository on a small ext4 file system of `size` bytes, mounted for it. */
+async function withRepositoryOnSmallFs(
+  size: number,
+  work: (dir: string, mount: string, repoPath: string) => Promise<void>,
+): Promise<void> {
   await withTempDir(async (dir) => {
-    const fsImage = await makeSparseImage(join(dir, 'repo-fs.img'), 160 * MiB);
+    const fsImage = await makeSparseImage(join(dir, 'repo-fs.img'), size);
     await makeFilesystem(fsImage, 'ext4');
     const mount = await mountFilesystem(fsImage, 'ext4');
     try {
@@ -77,68 +79,76 @@ test('a backup that fills the repository fails cleanly; after space is freed the
         packSize: 4 * MiB,
       });
       await repo.close();
-      // A 96 MiB disk of random bytes (no layout: every byte is backed up, nothing compresses).
-      const source = join(dir, 'disk.img');
-      const sourceFile = await open(source, 'w');
-      for (let at = 0; at < 96 * MiB; at += 8 * MiB)
-        await sourceFile.write(randomBytes(8 * MiB), 0, 8 * MiB, at);
-      await sourceFile.close();
-      // Leave about 40 MiB free on the repository's file system.
-      const free = async () => {
-        const info = await statfs(mount);
-        return info.bavail * info.bsize;
-      };
-      const filler = join(mount, 'filler');
-      await writeFile(filler, Buffer.alloc(Math.max(0, (await free()) - 40 * MiB), 1));
-      const params = { source, repo: repoPath, container: undefined, volume: null };
-
-      await assert.rejects(
-        runBackup(params, context, () => {}),
-        /file system of repository .* is full \(ENOSPC/,
-      );
-      const afterFailure = await orphanedBytes(repoPath);
-      t.diagnostic(
-        `after the failed backup: ${JSON.stringify(afterFailure)}; ${(await free()) >> 20} MiB free`,
-      );
-      assert.equal(afterFailure.temp, 0, 'no temp file is left');
-      assert.equal(afterFailure.unindexedPacks, 0, 'no pack outside the index is left');
-
-      await rm(filler);
-      const result = await runBackup(params, context, () => {});
-      t.diagnostic(
-        `retry: ${JSON.stringify({ point: result.point, resumed: result.resumed, storedBytes: result.storedBytes })}`,
-      );
-      const afterRetry = await orphanedBytes(repoPath);
-      t.diagnostic(`after the retry: ${JSON.stringify(afterRetry)}`);
-      assert.deepEqual(afterRetry, { temp: 0, unindexedPacks: 0, unreferencedPacks: 0 }, 'no orphaned bytes');
-
-      const check = await Repository.open(repoPath, { password: PASSWORD });
-      try {
-        const { points } = await check.listPoints();
-        assert.deepEqual(
-          points.map((p) => [p.id, p.complete]),
-          [[String(result.point), true]],
-          'one complete point, the failed run taken over',
-        );
-        const report = await verifyRepository(check, { readData: true });
-        assert.ok(report.ok, JSON.stringify(report));
-        const manifest = await check.loadManifest(String(result.point));
-        const target = join(dir, 'restored.img');
-        const writer = await openWriter(await makeSparseImage(target, manifest.source.size), {
-          minSize: manifest.source.size,
-        });
-        try {
-          await restorePoint(check, manifest, writer, { targetIsZeroed: true });
-          await writer.flush();
-        } finally {
-          await writer.close();
-        }
-        assert.ok((await readFile(target)).equals(await readFile(source)), 'the point restores exactly');
-      } finally {
-        await check.close();
-      }
+      await work(dir, mount, repoPath);
     } finally {
       await unmountFilesystem(mount);
+    }
+  });
+}
+
+test('a backup that fills the repository fails cleanly; after space is freed the retry succeeds without a prune', {
+  timeout: 300_000,
+}, async (t) => {
+  await withRepositoryOnSmallFs(160 * MiB, async (dir, mount, repoPath) => {
+    // A 96 MiB disk of random bytes (no layout: every byte is backed up, nothing compresses).
+    const source = join(dir, 'disk.img');
+    const sourceFile = await open(source, 'w');
+    for (let at = 0; at < 96 * MiB; at += 8 * MiB)
+      await sourceFile.write(randomBytes(8 * MiB), 0, 8 * MiB, at);
+    await sourceFile.close();
+    // Leave about 40 MiB free on the repository's file system.
+    const free = async () => {
+      const info = await statfs(mount);
+      return info.bavail * info.bsize;
+    };
+    const filler = join(mount, 'filler');
+    await writeFile(filler, Buffer.alloc(Math.max(0, (await free()) - 40 * MiB), 1));
+    const params = { source, repo: repoPath, container: undefined, volume: null };
+
+    await assert.rejects(
+      runBackup(params, context, () => {}),
+      /file system of repository .* is full \(ENOSPC/,
+    );
+    const afterFailure = await orphanedBytes(repoPath);
+    t.diagnostic(
+      `after the failed backup: ${JSON.stringify(afterFailure)}; ${(await free()) >> 20} MiB free`,
+    );
+    assert.equal(afterFailure.temp, 0, 'no temp file is left');
+    assert.equal(afterFailure.unindexedPacks, 0, 'no pack outside the index is left');
+
+    await rm(filler);
+    const result = await runBackup(params, context, () => {});
+    t.diagnostic(
+      `retry: ${JSON.stringify({ point: result.point, resumed: result.resumed, storedBytes: result.storedBytes })}`,
+    );
+    const afterRetry = await orphanedBytes(repoPath);
+    t.diagnostic(`after the retry: ${JSON.stringify(afterRetry)}`);
+    assert.deepEqual(afterRetry, { temp: 0, unindexedPacks: 0, unreferencedPacks: 0 }, 'no orphaned bytes');
+
+    const check = await Repository.open(repoPath, { password: PASSWORD });
+    try {
+      const { points } = await check.listPoints();
+      assert.deepEqual(
+        points.map((p) => [p.id, p.complete]),
+        [[String(result.point), true]],
+        'one complete point, the failed run taken over',
+      );
+      const report = await verifyRepository(check, { readData: true });
+      assert.ok(report.ok, JSON.stringify(report));
+      const manifest = await check.loadManifest(String(result.point));
+      const target = join(dir, 'restored.img');
+      const writer = await openWriter(await makeSparseImage(target, manifest.source.size), {
+        minSize: manifest.source.size,
+      });
+      try {
+        await restorePoint(check, manifest, writer, { targetIsZeroed: true });
+        await writer.flush();
+      } finally {
+        await writer.close();
+      }
+      assert.ok((await readFile(target)).equals(await readFile(source)), 'the point restores exactly');
+    } finally {
+      await check.close();
     }
   });
 });
@@ -146,42 +156,28 @@ test('a backup that fills the repository fails cleanly; after space is freed the
 test('packs and temp files a killed backup left on a full repository are removed by the next backup, which then fits', {
   timeout: 300_000,
 }, async (t) => {
-  await withTempDir(async (dir) => {
-    const fsImage = await makeSparseImage(join(dir, 'repo-fs.img'), 128 * MiB);
-    await makeFilesystem(fsImage, 'ext4');
-    const mount = await mountFilesystem(fsImage, 'ext4');
-    try {
-      const repoPath = join(mount, 'repo');
-      const repo = await Repository.init(repoPath, {
-        password: PASSWORD,
-        scrypt: { N: 1024, r: 8, p: 1 },
-        packSize: 4 * MiB,
-      });
-      await repo.close();
-      const source = join(dir, 'disk.img');
-      await writeFile(source, randomBytes(32 * MiB));
-      const free = async () => {
-        const info = await statfs(mount);
-        return info.bavail * info.bsize;
-      };
-      // What a backup killed on a full disk leaves: a pack in no index, a temp file of a write never finished.
-      const leftover = join(repoPath, 'packs', 'ab', `ab${randomBytes(15).toString('hex')}`);
-      await mkdir(join(repoPath, 'packs', 'ab'), { recursive: true });
-      await writeFile(leftover, randomBytes(Math.max(0, (await free()) - 24 * MiB)));
-      const temp = join(repoPath, 'tmp', randomBytes(12).toString('hex'));
-      await writeFile(temp, randomBytes(MiB));
-      const hourAgo = new Date(Date.now() - 3600_000);
-      await utimes(temp, hourAgo, hourAgo);
-      t.diagnostic(
-        `left over: ${(await orphanedBytes(repoPath)).unindexedPacks} bytes of packs; ${(await free()) >> 20} MiB free`,
-      );
+  await withRepositoryOnSmallFs(128 * MiB, async (dir, mount, repoPath) => {
+    const source = join(dir, 'disk.img');
+    await writeFile(source, randomBytes(32 * MiB));
+    const free = async () => {
+      const info = await statfs(mount);
+      return info.bavail * info.bsize;
+    };
+    // What a backup killed on a full disk leaves: a pack in no index, a temp file of a write never finished.
+    const leftover = join(repoPath, 'packs', 'ab', `ab${randomBytes(15).toString('hex')}`);
+    await mkdir(join(repoPath, 'packs', 'ab'), { recursive: true });
+    await writeFile(leftover, randomBytes(Math.max(0, (await free()) - 24 * MiB)));
+    const temp = join(repoPath, 'tmp', randomBytes(12).toString('hex'));
+    await writeFile(temp, randomBytes(MiB));
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await utimes(temp, hourAgo, hourAgo);
+    t.diagnostic(
+      `left over: ${(await orphanedBytes(repoPath)).unindexedPacks} bytes of packs; ${(await free()) >> 20} MiB free`,
+    );
 
-      const params = { source, repo: repoPath, container: undefined, volume: null };
-      const result = await runBackup(params, context, () => {});
-      assert.ok(result.point);
-      assert.deepEqual(await orphanedBytes(repoPath), { temp: 0, unindexedPacks: 0, unreferencedPacks: 0 });
-    } finally {
-      await unmountFilesystem(mount);
-    }
+    const params = { source, repo: repoPath, container: undefined, volume: null };
+    const result = await runBackup(params, context, () => {});
+    assert.ok(result.point);
+    assert.deepEqual(await orphanedBytes(repoPath), { temp: 0, unindexedPacks: 0, unreferencedPacks: 0 });
   });
 });

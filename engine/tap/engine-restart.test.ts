@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import type { Job } from '../../protocol/model.ts';
-import type { SocketClient } from '../api/client.ts';
 import { type DaemonProcess, startDaemon } from '../testing/daemon-process.ts';
 import { type FsyncWriter, startFsyncWriter } from '../testing/fsync-writer.ts';
+import { jobEnded } from '../testing/job-end.ts';
+import { mountOptions } from '../testing/mount-options.ts';
 import { helperPath } from './helper-channel.ts';
 import { stopHelpersUnder } from './helper-registry.ts';
 import { tapUnavailableReason } from './system-state.ts';
@@ -24,24 +24,8 @@ import { tapUnavailableReason } from './system-state.ts';
 const run = promisify(execFile);
 const skipReason = !existsSync(helperPath) ? 'tap helper not built (npm run build)' : tapUnavailableReason();
 
-async function finished(client: SocketClient, id: string): Promise<Job> {
-  const done = new Promise<Job>((resolve) => {
-    const unsubscribe = client.on('job.updated', (job) => {
-      if (job.id === id && !['queued', 'running'].includes(job.state)) {
-        unsubscribe();
-        resolve(job);
-      }
-    });
-  });
-  const now = (await client.call('jobs.list', {})).find((job) => job.id === id);
-  if (now && !['queued', 'running'].includes(now.state)) return now;
-  return done;
-}
-
 async function isReadWrite(mountPoint: string): Promise<boolean> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  const line = mountinfo.split('\n').find((entry) => entry.split(' ')[4] === mountPoint);
-  return /^rw\b/.test(line?.split(' ')[5] ?? '');
+  return /^rw\b/.test(await mountOptions(mountPoint));
 }
 
 async function checksums(dir: string, names: Iterable<string>): Promise<Map<string, string>> {
@@ -88,7 +72,7 @@ test('SIGTERM and restart of the daemon with two mounted volumes: they stay writ
     const [first] = volumes as [(typeof volumes)[0]];
     // The parent point of the incremental backup at the end.
     const parent = await daemon.client.call('backup.start', { source: first.image, repo });
-    assert.equal((await finished(daemon.client, parent.id)).state, 'succeeded');
+    assert.equal((await jobEnded(daemon.client, parent.id)).state, 'succeeded');
 
     for (let restart = 0; restart < restarts; restart++) {
       await daemon.stop('SIGTERM');
@@ -121,7 +105,7 @@ test('SIGTERM and restart of the daemon with two mounted volumes: they stay writ
     const names = (await run('ls', [first.mnt])).stdout.split('\n').filter((name) => /^f\d+$/.test(name));
     const expected = await checksums(first.mnt, names);
     const next = await daemon.client.call('backup.start', { source: first.image, repo });
-    const nextJob = await finished(daemon.client, next.id);
+    const nextJob = await jobEnded(daemon.client, next.id);
     assert.equal(nextJob.state, 'succeeded', nextJob.error ?? '');
     t.diagnostic(`incremental backup: ${nextJob.result?.changeTracking}`);
     assert.match(String(nextJob.result?.changeTracking), /^read only the changed blocks$|^read everything: /);
@@ -134,7 +118,7 @@ test('SIGTERM and restart of the daemon with two mounted volumes: they stay writ
       to: restored,
       confirmToken: preview.confirmToken,
     });
-    assert.equal((await finished(daemon.client, restore.id)).state, 'succeeded');
+    assert.equal((await jobEnded(daemon.client, restore.id)).state, 'succeeded');
     await run('e2fsck', ['-fn', restored]);
     const restoredMnt = join(dir, 'restored');
     await mkdir(restoredMnt);
