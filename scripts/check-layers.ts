@@ -19,6 +19,7 @@ const engineRanks: Record<string, number> = {
   filesystems: 1,
   partition: 1,
   device: 1,
+  'device-mapper': 1,
   backend: 1,
   config: 1,
   drives: 1,
