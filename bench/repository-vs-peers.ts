@@ -8,9 +8,8 @@
 //   npx node bench/repository-vs-peers.ts [--size 4G] [--chunk-size 64K] [--keep]      (needs root: loop mount of the image)
 
 import { spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +19,7 @@ import { describeSource, findRelatives } from '../engine/repository/point-source
 import { Repository } from '../engine/repository/repository.ts';
 import { backupImage, countingReader } from '../engine/repository/testing/backup-image.ts';
 import { parseByteSize } from '../protocol/byte-size.ts';
+import { fillFiles } from './fixtures/mixed-files.ts';
 
 const cli = fileURLToPath(new URL('../bin/diskline', import.meta.url));
 const PASSWORD = 'bench passphrase';
@@ -103,60 +103,6 @@ function duBytes(path: string): number {
 const MiB = 1 << 20;
 const fmt = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 const secs = (s: number) => `${s.toFixed(2)} s`;
-
-/** A small fast PRNG (xorshift32), so text is generated at hundreds of MB/s and the same for every tool. */
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
-/** A vocabulary of 4,096 made-up words of 2 to 11 letters. */
-const VOCABULARY = (() => {
-  const next = xorshift(0x5eed);
-  return Array.from({ length: 4096 }, () => {
-    const length = 2 + (next() % 10);
-    return Buffer.from(Array.from({ length }, () => String.fromCharCode(97 + (next() % 26))).join(''));
-  });
-})();
-
-/**
- * Prose-like text: words drawn with a skewed (Zipf-like) frequency, spaces, now and then a full stop and a
- * line break. Like real text it compresses about 2.5-3x with zstd, and no two files share long runs.
- */
-function fillText(content: Buffer, next: () => number): void {
-  let at = 0;
-  while (at < content.length) {
-    const r = (next() % 65536) / 65536;
-    const word = VOCABULARY[Math.floor(VOCABULARY.length * r * r * r)]!;
-    at += word.copy(content, at);
-    if (at < content.length) content[at++] = next() % 12 === 0 ? 0x0a : 0x20;
-  }
-}
-
-/** Files of mixed content: half prose-like text (compresses ~2.5-3x), half random; a few large, many small. */
-async function fillFiles(root: string, bytes: number, seed: string): Promise<void> {
-  const next = xorshift([...seed].reduce((h, c) => h * 31 + c.charCodeAt(0), 7));
-  let written = 0;
-  let n = 0;
-  while (written < bytes) {
-    const fileSize = Math.min(bytes - written, n % 10 === 0 ? 32 * MiB : ((n * 7919) % 2048) * 1024 + 4096);
-    const content = Buffer.allocUnsafe(fileSize);
-    if (n % 2 === 0) randomFillSync(content);
-    else fillText(content, next);
-    const dir = join(root, `d${n % 16}`);
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, `${seed}-${n}.bin`), content);
-    written += fileSize;
-    n += 1;
-  }
-}
 
 /** Units of `unitSize` that differ between two images of the same size, as byte ranges. */
 async function changedRanges(

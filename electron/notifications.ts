@@ -14,6 +14,7 @@ const endedTitle: Record<Job['kind'], [ok: string, failed: string]> = {
   prune: ['Old restore points removed', 'Removing old restore points failed'],
   mount: ['Restore point mounted', 'Mounting failed'],
   drill: ['Test restore passed', 'Test restore failed'],
+  copy: ['Restore points copied', 'Copying restore points failed'],
 };
 
 /** How long after a job's failure a plan's failure report counts as the same news. */

@@ -35,6 +35,8 @@ const methodList = [
   'plans.runNow',
   'schedules.setPaused',
   'blockmap.subscribe',
+  'repo.checkS3',
+  'copy.start',
 ] as const satisfies readonly MethodName[];
 
 const eventList = [

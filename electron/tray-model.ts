@@ -42,6 +42,7 @@ const jobVerb: Record<Job['kind'], string> = {
   prune: 'Pruning',
   mount: 'Mounting',
   drill: 'Test-restoring',
+  copy: 'Copying',
 };
 
 /** Decimal units, one decimal place from MB up: the tooltip has little room. */

@@ -9,10 +9,25 @@ import {
   PointSummarySchema,
   RetentionSchema,
 } from './model.ts';
+import { DrillBootSchema, FitPlanSchema, RestoreFitParamsSchema } from './restore-plan.ts';
 
 export { CellState, MAX_MESSAGE_BYTES } from './constants.ts';
 
 const repoRef = z.object({ repo: z.string().min(1) });
+
+/** What the engine found at an S3 location (the add-repository form's connection test); never a secret. */
+export const S3ConnectionReportSchema = z.object({
+  ok: z.boolean(),
+  location: z.string(),
+  reachable: z.boolean(),
+  authorized: z.boolean(),
+  bucketExists: z.boolean(),
+  repositoryFound: z.boolean(),
+  prefixHoldsOtherObjects: z.boolean(),
+  objectLock: z.object({ enabled: z.boolean(), mode: z.string().nullable(), days: z.number().nullable() }),
+  problem: z.string().nullable(),
+});
+export type S3ConnectionReport = z.output<typeof S3ConnectionReportSchema>;
 const pointRef = z.object({ repo: z.string().min(1), point: z.string().min(1) });
 
 /** method name → [params schema, result schema]. */
@@ -52,7 +67,7 @@ export const methods = {
   ],
   /** Says exactly what a restore would overwrite, and the token that confirms this very target. */
   'restore.preview': [
-    pointRef.extend({ to: z.string().min(1) }),
+    pointRef.extend({ to: z.string().min(1) }).merge(RestoreFitParamsSchema),
     z.object({
       target: z.string(),
       targetKind: z.enum(['image', 'device']),
@@ -63,18 +78,33 @@ export const methods = {
       typedConfirmation: z.string().nullable(),
       confirmToken: z.string(),
       refusal: z.string().nullable(),
+      /** The layout written onto a target of another size (null when it could not be read). */
+      plan: FitPlanSchema.nullable().optional(),
     }),
   ],
   'restore.start': [
-    pointRef.extend({ to: z.string().min(1), confirmToken: z.string(), instant: z.boolean().default(false) }),
+    pointRef
+      .extend({ to: z.string().min(1), confirmToken: z.string(), instant: z.boolean().default(false) })
+      .merge(RestoreFitParamsSchema),
     JobSchema,
   ],
-  'verify.start': [repoRef.extend({ readData: z.boolean().default(false) }), JobSchema],
+  'verify.start': [
+    repoRef.extend({
+      readData: z.boolean().default(false),
+      /** Read the data of a sample of the packs only: `N/M` (the N-th of M parts) or `P%` (verify.ts). */
+      readDataSubset: z
+        .string()
+        .regex(/^(\d+\/\d+|\d+(\.\d+)?%)$/)
+        .optional(),
+    }),
+    JobSchema,
+  ],
   'prune.start': [
     repoRef.extend({ retention: RetentionSchema, dryRun: z.boolean().default(false) }),
     JobSchema,
   ],
-  'drill.start': [pointRef, JobSchema],
+  /** Checks each file system of the point restored; with `boot`, also boots it in a virtual machine. */
+  'drill.start': [pointRef.extend({ boot: DrillBootSchema.optional() }), JobSchema],
   'mount.start': [pointRef.extend({ dir: z.string().optional() }), z.object({ path: z.string() })],
   'mount.stop': [z.object({ path: z.string() }), z.object({})],
   /**
@@ -105,6 +135,25 @@ export const methods = {
         .max(1 << 20),
     }),
     z.object({}),
+  ],
+  /** Copies points into another repository, deduplicated against it (`diskline copy`). */
+  'copy.start': [
+    z.object({
+      from: z.string().min(1),
+      to: z.string().min(1),
+      /** Point ids, unique prefixes or 'latest', as in the source. */
+      points: z.array(z.string().min(1)).min(1),
+    }),
+    JobSchema,
+  ],
+  /** Read-only test of an S3 location; keys given here are used for this test only, never stored. */
+  'repo.checkS3': [
+    z.object({
+      location: z.string().startsWith('s3:'),
+      accessKeyId: z.string().min(1).optional(),
+      secretAccessKey: z.string().min(1).optional(),
+    }),
+    S3ConnectionReportSchema,
   ],
 } as const;
 

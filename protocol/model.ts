@@ -91,7 +91,7 @@ export const PlanSchema = z.object({
 });
 export type Plan = z.infer<typeof PlanSchema>;
 
-export const JobKindSchema = z.enum(['backup', 'restore', 'verify', 'prune', 'mount', 'drill']);
+export const JobKindSchema = z.enum(['backup', 'restore', 'verify', 'prune', 'mount', 'drill', 'copy']);
 export type JobKind = z.infer<typeof JobKindSchema>;
 
 export const JobStateSchema = z.enum([

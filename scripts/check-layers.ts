@@ -19,11 +19,15 @@ const engineRanks: Record<string, number> = {
   filesystems: 1,
   partition: 1,
   device: 1,
+  'device-mapper': 1,
   backend: 1,
   config: 1,
   drives: 1,
   layout: 1,
   handles: 1,
+  'restore-fit': 1,
+  'boot-check': 1,
+  'volume-files': 1,
   native: 0,
 };
 const rankNames = ['native', 'domain folders', 'jobs/schedule', 'api', 'cli'];

@@ -22,6 +22,10 @@ packages=(
   # the machine-level test bed (vm/): qemu with virtiofsd, a static busybox for the guest's initramfs,
   # kmod to index the guest kernel's modules, dmsetup for device-mapper inside the guest
   qemu-system-x86 busybox-static kmod dmsetup
+  # the boot proof: UEFI and BIOS firmware for qemu, GRUB's EFI and BIOS images for the small system disk it boots
+  ovmf seabios grub-efi-amd64-bin grub-pc-bin
+  # resizing partition tables (sgdisk -v checks a fitted GPT)
+  gdisk
   # a real S3 store for the object-storage backend's tests and benchmarks: a one-node Ceph with radosgw
   ceph-mon ceph-osd radosgw ceph-common
   # building the native helper

@@ -15,6 +15,8 @@ const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const kernelRoot = join(projectRoot, '.vm', 'kernel');
 
 const QEMU = 'qemu-system-x86_64';
+/** The guest CPU qemu emulates. */
+export const guestCpuModel = 'max';
 /** ESC [ … letter, and ESC c (reset): what the firmware writes to the serial terminal. */
 const TERMINAL_ESCAPES = new RegExp(`${String.fromCharCode(27)}(\\[[0-9;?]*[A-Za-z]|c)`, 'g');
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -58,7 +60,11 @@ export interface VmRunOptions {
   script: string;
   disks?: VmDisk[];
   memoryMiB?: number;
+  /** Virtual CPUs (default 1). Under TCG more than one runs as multi-threaded TCG, where Node stopped on V8
+   *  internal checks or a segmentation fault about one run in four; with one it ran every time. */
   cpus?: number;
+  /** qemu's CPU model (default: guestCpuModel). */
+  cpuModel?: string;
   /** A failure guard only: a boot under TCG on a busy machine can be slow. */
   timeoutMs?: number;
 }
@@ -99,9 +105,9 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
       // A /dev/kvm can be there and still refuse a guest (nested virtualisation), so KVM is asked for, not guessed.
       process.env.DISKLINE_VM_ACCEL ?? 'tcg',
       '-cpu',
-      'max',
+      options.cpuModel ?? process.env.DISKLINE_VM_CPU ?? guestCpuModel,
       '-smp',
-      String(options.cpus ?? 2),
+      String(options.cpus ?? 1),
       '-m',
       `${memory}M`,
       '-nographic',

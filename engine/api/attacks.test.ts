@@ -455,6 +455,12 @@ const attempts: Record<string, Attempt[]> = {
     { params: () => ({ repo: rootObjects.repo, retention: { keepLast: 0 } }) },
     { params: () => ({ repo: OBJECT_STORE, retention: { keepLast: 0 } }) },
   ],
+  'copy.start': [
+    { params: () => ({ from: rootObjects.repo, to: own.repo, points: [rootObjects.point] }) },
+    { params: () => ({ from: own.repo, to: rootObjects.repo, points: [own.smallPoint] }) },
+    { params: () => ({ from: own.repo, to: OBJECT_STORE, points: [own.smallPoint] }) },
+  ],
+  'repo.checkS3': [{ params: () => ({ location: OBJECT_STORE }) }],
   'drill.start': [{ params: () => ({ repo: rootObjects.repo, point: rootObjects.point }) }],
   'mount.start': [
     { params: () => ({ repo: rootObjects.repo, point: rootObjects.fsPoint, dir: join(home) }) },

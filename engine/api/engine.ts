@@ -7,6 +7,7 @@ import { type Clock, systemClock, type TimerHandle } from '../../protocol/clock.
 import { failureKindOf } from '../../protocol/failure.ts';
 import { type EventName, MAX_MESSAGE_BYTES } from '../../protocol/messages.ts';
 import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
+import { checkS3Connection } from '../backend/s3/connection-check.ts';
 import { isS3Location } from '../backend/s3/location.ts';
 import type { StateStore } from '../config/state.ts';
 import {
@@ -22,6 +23,7 @@ import {
 } from '../handles/held-path.ts';
 import { EventBus } from '../jobs/events.ts';
 import { type JobContext, JobManager, type JobSpec } from '../jobs/manager.ts';
+import { planForTarget } from '../jobs/restore-plan.ts';
 import { ConfirmTokens, describeRestore, targetIdentity } from '../jobs/restore-target.ts';
 import type { BlockMapProvider, JobRunners } from '../jobs/runners.ts';
 import { ScheduleError } from '../schedule/presets.ts';
@@ -727,6 +729,14 @@ export class Engine {
         }
         return { repo: held.location };
       },
+      'repo.checkS3': ({ location, accessKeyId, secretAccessKey }, connection) => {
+        // As for any object-store repository: root's to name (the engine's credentials, the engine's network).
+        objectStoreRepository(callerOf(connection), location);
+        return checkS3Connection(
+          location,
+          accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined,
+        );
+      },
       'backup.start': async (
         { source, repo, container, preHook, postHook, allowInconsistent, noResume, strict },
         connection,
@@ -748,7 +758,7 @@ export class Engine {
           strict,
         });
       },
-      'restore.preview': async ({ repo, point, to }, connection) => {
+      'restore.preview': async ({ repo, point, to, ...fit }, connection) => {
         const caller = callerOf(connection);
         return this.#withRepository(caller, repo, async (heldRepo) => {
           const found = await this.#pointOf(heldRepo, point);
@@ -757,6 +767,13 @@ export class Engine {
             this.#refuseInsideRepository(target, heldRepo);
             const identity = await targetIdentity(target.name, target.target);
             const drives = await listDrives(this.state.config.images, false);
+            // The layout written onto this target (fitted when its size differs), shown before the confirmation.
+            const plan = await planForTarget(
+              heldRepo.path,
+              found.id,
+              target.target?.procPath ?? null,
+              fit,
+            ).catch(() => null);
             const description = await describeRestore({
               identity,
               pointSize: found.sourceSize,
@@ -764,6 +781,7 @@ export class Engine {
               drive: drives.find((drive) => drive.device === identity.path),
               busyPaths: this.#allBusyPaths(),
               attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
+              plan,
             });
             return {
               ...description,
@@ -774,7 +792,7 @@ export class Engine {
           }
         });
       },
-      'restore.start': async ({ repo, point, to, confirmToken, instant }, connection) => {
+      'restore.start': async ({ repo, point, to, confirmToken, instant, ...fit }, connection) => {
         const caller = callerOf(connection);
         const heldRepo = this.#holdRepository(caller, repo);
         let target: HeldTarget | null = null;
@@ -790,6 +808,18 @@ export class Engine {
             );
           }
           const drives = await listDrives(this.state.config.images, false);
+          const plan = await planForTarget(
+            heldRepo.path,
+            found.id,
+            target.target?.procPath ?? null,
+            fit,
+          ).catch(() => null);
+          if (instant && plan && plan.mode !== 'as-is') {
+            throw new ApiError(
+              'refused',
+              `An instant restore writes the point's layout as it is; ${identity.path} needs it fitted (${plan.mode}): restore it without instant.`,
+            );
+          }
           const { refusal } = await describeRestore({
             identity,
             pointSize: found.sourceSize,
@@ -797,6 +827,7 @@ export class Engine {
             drive: drives.find((drive) => drive.device === identity.path),
             busyPaths: this.#allBusyPaths(),
             attachedAs: this.#volumes.get(identity.path)?.loopDevice ?? null,
+            plan,
           });
           if (refusal) throw new ApiError('refused', refusal);
           // A new image is created now, O_EXCL in the held directory, as the caller's file.
@@ -839,6 +870,7 @@ export class Engine {
                     to: heldTarget.procPath,
                     instant,
                     journalPath,
+                    ...fit,
                   },
                   context,
                 );
@@ -862,7 +894,7 @@ export class Engine {
           throw error;
         }
       },
-      'verify.start': ({ repo, readData }, connection) => {
+      'verify.start': ({ repo, readData, readDataSubset }, connection) => {
         const caller = callerOf(connection);
         const heldRepo = this.#holdRepository(caller, repo);
         return this.#startRepositoryJob(
@@ -870,12 +902,15 @@ export class Engine {
           heldRepo,
           {
             kind: 'verify',
-            title: `Verify ${heldRepo.location}${readData ? ' (every byte)' : ''}`,
+            title: `Verify ${heldRepo.location}${readDataSubset ? ` (a sample of the bytes, ${readDataSubset})` : readData ? ' (every byte)' : ''}`,
             repo: null,
             detail: { repo: heldRepo.location },
           },
           (context) =>
-            this.runners.verify({ repo: heldRepo.path, name: heldRepo.location, readData }, context),
+            this.runners.verify(
+              { repo: heldRepo.path, name: heldRepo.location, readData, readDataSubset },
+              context,
+            ),
         );
       },
       'prune.start': ({ repo, retention, dryRun }, connection) => {
@@ -893,7 +928,43 @@ export class Engine {
           (context) => this.runners.prune({ repo: heldRepo.path, retention, dryRun }, context),
         );
       },
-      'drill.start': async ({ repo, point }, connection) => {
+      'copy.start': ({ from, to, points }, connection) => {
+        const caller = callerOf(connection);
+        const source = this.#holdRepository(caller, from);
+        let target: HeldRepository;
+        try {
+          target = this.#holdRepository(caller, to);
+        } catch (error) {
+          source.close();
+          throw error;
+        }
+        let started = false;
+        try {
+          const job = this.#startRepositoryJob(
+            caller,
+            source,
+            {
+              kind: 'copy',
+              title: `Copy ${points.length} point(s) from ${source.location} to ${target.location}`,
+              repo: target.location,
+              detail: { from: source.location, to: target.location },
+            },
+            async (context) => {
+              try {
+                return await this.runners.copy({ from: source.path, to: target.path, points }, context);
+              } finally {
+                target.close();
+                this.events.emit('points.changed', { repo: target.location }, ownerFor(caller));
+              }
+            },
+          );
+          started = true;
+          return job;
+        } finally {
+          if (!started) target.close();
+        }
+      },
+      'drill.start': async ({ repo, point, boot }, connection) => {
         const caller = callerOf(connection);
         const heldRepo = this.#holdRepository(caller, repo);
         let found: PointSummary;
@@ -913,7 +984,15 @@ export class Engine {
             detail: { repo: heldRepo.location, point: found.id },
           },
           (context) =>
-            this.runners.drill({ repo: heldRepo.path, name: heldRepo.location, point: found.id }, context),
+            this.runners.drill(
+              {
+                repo: heldRepo.path,
+                name: heldRepo.location,
+                point: found.id,
+                ...(boot ? { boot: withoutUndefined(boot) } : {}),
+              },
+              context,
+            ),
         );
       },
       'mount.start': async ({ repo, point, dir }, connection) => {
@@ -1207,4 +1286,9 @@ export class Engine {
     connection.onClose(stop);
     tickAndRepeat();
   }
+}
+
+/** The optional fields a schema left undefined, dropped (the job's parameters are exact optional types). */
+function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

@@ -5,6 +5,8 @@
 export interface Backend {
   /** A human-readable location for messages, e.g. the directory path. */
   readonly location: string;
+  /** Whole-file writes at once that keep this storage busy, when more than a local disk's two. */
+  readonly writesInFlight?: number;
   /**
    * Reads a whole file of at most `maxBytes` (the most its kind may hold); rejects with code 'ENOENT' when it
    * does not exist, and with an UnsafeFileError, unread, when it is not a regular file (a link, FIFO, device)
@@ -40,6 +42,11 @@ export interface Backend {
    */
   ensureHeld(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Until when (ms since the epoch) the store refuses to destroy the file's bytes (S3 Object Lock retention),
+   * or null when nothing holds it. Absent on storage without such a rule.
+   */
+  retainedUntil?(name: string): Promise<number | null>;
 }
 
 /**
@@ -55,4 +62,17 @@ export class UnsafeFileError extends Error {
     super(`${file} ${reason}; refused unread`);
     this.file = file;
   }
+}
+
+/** A file as a listing names it, with what tells one written version of it from another. */
+export interface ListedFile {
+  name: string;
+  size: number;
+  /** Differs between any two writes of the file (an object store's ETag). */
+  version: string;
+}
+
+/** A backend that lists versions in the same requests as names: what a local cache of its files needs. */
+export interface VersionedListing {
+  listVersions(prefix: string): Promise<ListedFile[]>;
 }

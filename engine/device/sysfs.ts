@@ -1,6 +1,6 @@
 // What the kernel says about a block device, read from /sys/class/block: its size, sector size, the
 // partitions on it and who holds it (device-mapper, md). Works for whole disks and for partitions.
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { access, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 const sysBlock = '/sys/class/block';
@@ -14,9 +14,25 @@ async function readSysNumber(path: string): Promise<number | null> {
   }
 }
 
-/** The kernel name of a device node (e.g. /dev/disk/by-id/… → "sda1"), following symlinks. */
+/**
+ * The kernel name of a device node (e.g. /dev/disk/by-id/… → "sda1"), following symlinks; a node whose name is
+ * not the kernel's (a /dev/mapper node made without udev) is found by its device number.
+ */
 export async function kernelName(devicePath: string): Promise<string> {
-  return basename(await realpath(devicePath));
+  const resolved = await realpath(devicePath);
+  const name = basename(resolved);
+  if (
+    await access(join(sysBlock, name)).then(
+      () => true,
+      () => false,
+    )
+  )
+    return name;
+  const info = await stat(resolved);
+  if (!info.isBlockDevice()) return name;
+  const major = (Math.floor(info.rdev / 256) & 0xfff) | (Math.floor(info.rdev / 2 ** 32) & ~0xfff);
+  const minor = (info.rdev & 0xff) | (Math.floor(info.rdev / 4096) & ~0xff);
+  return basename(await realpath(`/sys/dev/block/${major}:${minor}`).catch(() => name));
 }
 
 /** Size in bytes from /sys/class/block/NAME/size (always counted in 512-byte units), or null. */

@@ -4,12 +4,13 @@
 // the point writer; an interrupted backup of the same source is resumed, the latest complete point is the
 // parent. Without the tap attached to the source there are no writers to intercept: an image file or an
 // unused device gives an 'offline' point; a device in use is refused (backup-source.ts) unless the caller
-// accepts a 'crash-consistent' point. The container is the caller's (container/open.ts). With the tap attached,
-// the backup takes a consistent point through it (freeze, arm, thaw) while the volume stays in use, lists the
-// used blocks from the snapshot itself, and gives a 'frozen' point (or 'crash-consistent' when nothing mounted
-// could be frozen).
+// accepts a 'crash-consistent' point. The container is the caller's (container/open.ts). With a snapshot
+// provider (jobs/snapshot-provider.ts: the tap for an attached volume, device-mapper for a mapped device in use)
+// the backup takes a consistent point through it while the volume stays in use, lists the used blocks from the
+// snapshot itself, and gives a 'frozen' point (or 'crash-consistent' when nothing mounted could be frozen).
 import { realpath } from 'node:fs/promises';
 import type { ContainerSpec } from '../../protocol/model.ts';
+import { MemoryContainer } from '../container/memory.ts';
 import { openContainer } from '../container/open.ts';
 import { openReader } from '../device/open.ts';
 import type { BlockReader } from '../device/types.ts';
@@ -17,15 +18,17 @@ import { FilesystemDamagedError } from '../filesystems/types.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import { describeSource, findRelatives } from '../repository/point-source.ts';
 import { PointWriter } from '../repository/point-writer.ts';
+import type { SnapshotProvider } from '../snapshot/provider.ts';
 import { SnapshotSession } from '../snapshot/session.ts';
 import type { UnitSink } from '../snapshot/types.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
 import { changesSinceParent } from '../tap/change-tracking.ts';
-import { takeConsistentPoint } from '../tap/consistent-point.ts';
+import { TapProvider } from '../tap/provider.ts';
 import { checkUnprotectedSource } from './backup-source.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import type { BlockMapProvider } from './runners.ts';
+import { copyProgress, providerFor } from './snapshot-provider.ts';
 
 /** Time between checkpoints of a running backup; DISKLINE_CHECKPOINT_MS overrides the writer's default. */
 function checkpointInterval(): number | undefined {
@@ -91,36 +94,41 @@ function snapshotReader(reader: BlockReader, session: SnapshotSession): BlockRea
   };
 }
 
-function progressReporter(session: SnapshotSession, context: JobContext): () => void {
+function progressReporter(
+  session: SnapshotSession,
+  context: JobContext,
+  provider?: SnapshotProvider,
+): () => void {
   return () => {
     const stats = session.stats();
+    const store = provider?.store();
     context.progress({
       doneBytes: stats.bytesCopied,
       totalBytes: stats.totalBytes,
-      container: stats.container,
+      // Under device-mapper the store that fills is the snapshot's, not the session's container.
+      container: store ? { ...stats.container, ...store } : stats.container,
       units: stats.units,
       unitSize: stats.unitSize,
     });
   };
 }
 
-async function runAttachedBackup(
+async function runProvidedBackup(
   repo: Parameters<Parameters<typeof withRepository>[1]>[0],
-  volume: AttachedVolume,
+  provider: SnapshotProvider,
   params: BackupParams,
   context: JobContext,
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
-  const container = await openContainer(params.container, {
-    slotSize: repo.chunkSize,
-    sourcePath: volume.source,
-    repositoryPath: params.repo,
-  });
-  // The source as the engine held and checked it (the same file the tap serves), never its name again.
-  const reader = await openReader(params.source).catch(async (error: unknown) => {
-    await container.close();
-    throw error;
-  });
+  // Under device-mapper the kernel keeps the old chunks: the session's container is never written.
+  const container = provider.interceptsWrites
+    ? await openContainer(params.container, {
+        slotSize: repo.chunkSize,
+        sourcePath: await realpath(params.source).catch(() => params.source),
+        repositoryPath: params.repo,
+      })
+    : new MemoryContainer({ capacityBytes: repo.chunkSize, slotSize: repo.chunkSize });
+  const reader = provider.reader;
   const sink = new DeferredSink();
   // The whole disk is protected from the freeze on; the capture narrows to the used blocks once they are
   // listed from the consistent point itself (blocks allocated between a listing and the freeze cannot be missed).
@@ -130,25 +138,26 @@ async function runAttachedBackup(
     unitSize: repo.chunkSize,
     container,
     sink,
-    onSettle: (firstUnit, count) => volume.settleUnits(firstUnit, count),
+    ...(provider.settleUnits
+      ? { onSettle: (firstUnit: number, count: number) => provider.settleUnits?.(firstUnit, count) }
+      : {}),
   });
-  const report = progressReporter(session, context);
+  const report = progressReporter(session, context, provider);
   session.on('progress', report);
   const cancel = () => session.cancel('the backup was cancelled');
   context.signal.addEventListener('abort', cancel, { once: true });
   // A cancel that came while the backup was being set up has already fired its 'abort' event.
   if (context.signal.aborted) cancel();
   publishBlockMap(session);
+  const upkeep = new AbortController();
   try {
-    const point = await takeConsistentPoint(volume, session, {
-      ...(params.preHook ? { preHook: params.preHook } : {}),
-      ...(params.postHook ? { postHook: params.postHook } : {}),
-    });
+    const point = await provider.takePoint(session);
+    const tracking = provider instanceof TapProvider ? (provider.lastPoint?.tracking ?? null) : null;
     const source = await describeStrictly(params.source, snapshotReader(reader, session), params.strict);
     // No resume: a checkpoint belongs to an earlier consistent point of a disk that has changed since.
     const { parent } = await findRelatives(repo, source.identity, false);
     // Changed-block tracking: when the tap's changes are relative to the parent point, read only those.
-    const changes = changesSinceParent(point.tracking, parent?.trackingGeneration);
+    const changes = changesSinceParent(tracking, parent?.trackingGeneration);
     const writer = await PointWriter.create(repo, {
       source: source.identity,
       partitions: source.partitions,
@@ -156,7 +165,7 @@ async function runAttachedBackup(
       consistency: point.consistency,
       parent,
       changedRanges: parent ? changes.ranges : null,
-      trackingGeneration: point.tracking?.newGeneration || null,
+      trackingGeneration: tracking?.newGeneration || null,
       checkpointIntervalMs: checkpointInterval(),
     });
     sink.target = writer;
@@ -167,13 +176,20 @@ async function runAttachedBackup(
       throw error;
     }
     context.signal.throwIfAborted();
+    const watching = provider.watch?.(copyProgress(session), upkeep.signal).catch((error: Error) => {
+      session.cancel(error.message);
+      throw error;
+    });
     await session.run();
+    upkeep.abort();
+    await watching;
     report();
     const manifest: Manifest = writer.result;
     return {
       point: manifest.id,
       resumed: null,
       parent: parent?.id ?? null,
+      provider: provider.kind,
       consistency: manifest.consistency,
       frozen: point.frozenMountPoints,
       frozenMs: point.frozenMs,
@@ -186,10 +202,10 @@ async function runAttachedBackup(
       ],
     };
   } finally {
+    upkeep.abort();
     context.signal.removeEventListener('abort', cancel);
-    await volume.setInterceptor(null, repo.chunkSize).catch(() => {});
+    await provider.release();
     await container.close();
-    await reader.close();
   }
 }
 
@@ -198,12 +214,23 @@ export async function runBackup(
   context: JobContext,
   publishBlockMap: (provider: BlockMapProvider) => void,
 ): Promise<Record<string, unknown>> {
+  // The tap for an attached volume, device-mapper for a mapped device in use, none for the rest.
+  const provider = await providerFor(params);
   // Checked before the repository is opened: a refused backup writes nothing.
-  const inUse = params.volume
+  const inUse = provider
     ? []
     : await checkUnprotectedSource(params.source, params.allowInconsistent === true);
+  if (provider) {
+    try {
+      return await withRepository(params.repo, (repo) =>
+        runProvidedBackup(repo, provider, params, context, publishBlockMap),
+      );
+    } finally {
+      // Released by the run; again here (a no-op then) when the repository could not be opened.
+      await provider.release();
+    }
+  }
   return withRepository(params.repo, async (repo) => {
-    if (params.volume) return runAttachedBackup(repo, params.volume, params, context, publishBlockMap);
     const container = await openContainer(params.container, {
       slotSize: repo.chunkSize,
       // A held source (/proc/PID/fd/N) is named, and compared, by the node it leads to.

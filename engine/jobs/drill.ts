@@ -14,6 +14,7 @@ import { nativeHelperAvailable } from '../native/index.ts';
 import { readPartitionTable } from '../partition/read.ts';
 import { servePointReadOnly } from '../tap/serve-point.ts';
 import { tapUnavailableReason } from '../tap/system-state.ts';
+import { bootDrill, type DrillBootOptions } from './drill-boot.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 import { runRestore } from './restore.ts';
@@ -125,7 +126,13 @@ async function checkScratch(
 
 export async function runDrill(
   /** `repo` is opened; `name` (default: repo) is how the user named it, for the point's records. */
-  params: { repo: string; name?: string; point: string; method?: 'served' | 'scratch' },
+  params: {
+    repo: string;
+    name?: string;
+    point: string;
+    method?: 'served' | 'scratch';
+    boot?: DrillBootOptions;
+  },
   context: JobContext,
   state: StateStore,
 ): Promise<Record<string, unknown>> {
@@ -151,6 +158,11 @@ export async function runDrill(
     if (checked === 0) {
       ok = false;
       lines.push('no file system found to check: the drill cannot vouch for this point');
+    }
+    if (params.boot) {
+      const booted = await bootDrill(params.repo, params.point, context, params.boot);
+      lines.push(...booted.lines);
+      ok &&= booted.ok;
     }
   } catch (error) {
     if (context.signal.aborted) throw error;

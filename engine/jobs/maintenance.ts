@@ -4,20 +4,22 @@ import { DamageError } from '../../protocol/failure.ts';
 import type { Retention } from '../../protocol/model.ts';
 import type { StateStore } from '../config/state.ts';
 import { pruneRepository } from '../repository/prune.ts';
-import { verifyRepository } from '../repository/verify.ts';
+import { parseReadDataSubset, verifyRepository } from '../repository/verify.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
 
 export async function runVerify(
   /** `repo` is opened; `name` (default: repo) is how the user named it, for records and messages. */
-  params: { repo: string; name?: string; readData: boolean },
+  params: { repo: string; name?: string; readData: boolean; readDataSubset?: string | undefined },
   context: JobContext,
   state: StateStore,
 ): Promise<Record<string, unknown>> {
   const report = await withRepository(params.repo, async (repo) => {
     const pointIds = await repo.pointIds();
     const report = await verifyRepository(repo, {
-      readData: params.readData,
+      readData: params.readData || params.readDataSubset !== undefined,
+      readDataSubset:
+        params.readDataSubset === undefined ? undefined : parseReadDataSubset(params.readDataSubset),
       onProgress: ({ doneChunks, totalChunks }) => {
         context.progress({
           doneBytes: doneChunks * repo.chunkSize,

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import type { Drive } from '../../protocol/model.ts';
 import { loopDevicesBacking } from '../device/busy.ts';
 import type { HeldPath } from '../handles/held-path.ts';
+import type { FitPlan } from '../partition/fit-layout.ts';
 
 const run = promisify(execFile);
 
@@ -31,6 +32,7 @@ export interface RestorePreview {
   typedConfirmation: string | null;
   confirmToken: string;
   refusal: string | null;
+  plan?: FitPlan | null;
 }
 
 async function deviceSerial(path: string): Promise<string> {
@@ -109,6 +111,8 @@ export interface PreviewFacts {
   busyPaths: Set<string>;
   /** The loop device serving the target through the tap, when it is an attached volume. */
   attachedAs?: string | null;
+  /** The layout the restore writes onto this target; its refusal replaces the plain size check. */
+  plan?: FitPlan | null;
 }
 
 /** Describes the restore and decides whether it is refused; the caller adds the token. */
@@ -130,7 +134,9 @@ export async function describeRestore(facts: PreviewFacts): Promise<Omit<Restore
       refusal = `${identity.path} holds the running system; restore it from a rescue system instead.`;
     else if (mounted.length) {
       refusal = `${identity.path} is in use (${mounted.join(', ')}); unmount it, then ask for a new preview.`;
-    } else if (identity.size < pointSize) {
+    } else if (facts.plan?.refusal) {
+      refusal = `${identity.path} (${identity.size} bytes) cannot take ${pointLabel}: ${facts.plan.refusal.reason}.`;
+    } else if (!facts.plan && identity.size < pointSize) {
       refusal = `${identity.path} is ${identity.size} bytes, smaller than ${pointLabel} (${pointSize} bytes); choose a disk at least that big.`;
     }
   } else if (!identity.exists) {
@@ -147,6 +153,9 @@ export async function describeRestore(facts: PreviewFacts): Promise<Omit<Restore
       refusal = `${identity.path} is attached as ${loops.join(', ')} (it may be mounted); detach it, then ask for a new preview.`;
     }
   }
+  if (!refusal && identity.kind === 'image' && facts.plan?.refusal) {
+    refusal = `${identity.path} cannot take ${pointLabel} at ${facts.plan.targetSize} bytes: ${facts.plan.refusal.reason}.`;
+  }
   if (!refusal && facts.attachedAs) {
     refusal = `${identity.path} is attached as ${facts.attachedAs} and may be in use through it; detach it (volumes.detach), then ask for a new preview.`;
   }
@@ -161,5 +170,6 @@ export async function describeRestore(facts: PreviewFacts): Promise<Omit<Restore
     overwrites,
     typedConfirmation: identity.kind === 'device' ? basename(identity.path) : null,
     refusal,
+    plan: facts.plan ?? null,
   };
 }

@@ -4,14 +4,18 @@
 // and restored data: restoring again is safe (restores are idempotent).
 import { realpath, stat, truncate } from 'node:fs/promises';
 import { RefusalError } from '../../protocol/failure.ts';
+import { checkRestoredSystem } from '../boot-check/check.ts';
 import { loopDevicesBacking } from '../device/busy.ts';
 import { openWriter } from '../device/open.ts';
 import { runningBackups } from '../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
+import { restoreFitted } from '../restore-fit/fitted-restore.ts';
+import { giveNewIdentity } from '../restore-fit/new-identity.ts';
 import type { JobContext } from './manager.ts';
 import { withRepository } from './repository-access.ts';
+import { planRestore, type RestoreFitOptions, restoreTargetSize } from './restore-plan.ts';
 
-export interface RestoreParams {
+export interface RestoreParams extends RestoreFitOptions {
   repo: string;
   point: string;
   to: string;
@@ -46,6 +50,34 @@ export async function runRestore(
         `refusing to restore to ${realTarget}: it is being backed up right now (point ${backedUp.pointId})`,
       );
     }
+    // A target of another size (or --grow) gets a fitted layout; refusals come before any write.
+    const targetSize = await restoreTargetSize(target, needed, params.targetSize);
+    const plan = await planRestore(repo, manifest.id, targetSize, params);
+    if (plan.mode !== 'as-is') {
+      if (!isDevice) {
+        const loops = existing ? await loopDevicesBacking(target) : [];
+        if (loops.length) {
+          throw new RefusalError(
+            `Refusing to restore to ${target}: the image is attached as ${loops.join(', ')}; detach it first.`,
+          );
+        }
+      }
+      const fitted = await restoreFitted(repo, manifest, target, plan, {
+        isDevice,
+        signal: context.signal,
+        onProgress: (progress) => context.progress(progress),
+      });
+      const identity = params.newIdentity ? await giveNewIdentity(target) : null;
+      const bootCheck = await checkRestoredSystem(target);
+      return {
+        point: manifest.id,
+        target,
+        plan,
+        ...fitted,
+        ...(identity ? { identity } : {}),
+        ...(bootCheck ? { bootCheck } : {}),
+      };
+    }
     if (!isDevice) {
       const loops = existing ? await loopDevicesBacking(target) : [];
       if (loops.length) {
@@ -58,9 +90,10 @@ export async function runRestore(
       if (existing) await truncate(target, Math.max(existing.size, needed));
     }
     const writer = await openWriter(target, { minSize: needed });
+    let result: Awaited<ReturnType<typeof restorePoint>>;
     try {
       context.signal.throwIfAborted();
-      const result = await restorePoint(repo, manifest, writer, {
+      result = await restorePoint(repo, manifest, writer, {
         targetIsZeroed: !isDevice,
         chunksChecked: true,
         onProgress: (progress) => {
@@ -70,9 +103,18 @@ export async function runRestore(
         },
       });
       await writer.flush();
-      return { point: manifest.id, target, ...result };
     } finally {
       await writer.close();
     }
+    const identity = params.newIdentity ? await giveNewIdentity(target) : null;
+    // What a boot needs is checked before anyone reboots into the restored system.
+    const bootCheck = await checkRestoredSystem(target);
+    return {
+      point: manifest.id,
+      target,
+      ...result,
+      ...(identity ? { identity } : {}),
+      ...(bootCheck ? { bootCheck } : {}),
+    };
   });
 }

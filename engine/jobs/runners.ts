@@ -6,6 +6,7 @@ import type { StateStore } from '../config/state.ts';
 import type { HeldPath } from '../handles/held-path.ts';
 import { Repository } from '../repository/repository.ts';
 import type { AttachedVolume } from '../tap/attach.ts';
+import type { DrillBootOptions } from './drill-boot.ts';
 import type { JobContext } from './manager.ts';
 import type { MountTable } from './mount.ts';
 import { enginePassphrase, withRepository } from './repository-access.ts';
@@ -47,15 +48,19 @@ export interface JobRunners {
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   verify(
-    params: { repo: string; name?: string; readData: boolean },
+    params: { repo: string; name?: string; readData: boolean; readDataSubset?: string | undefined },
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   prune(
     params: { repo: string; retention: Plan['retention']; dryRun: boolean },
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
+  copy(
+    params: { from: string; to: string; points: string[] },
+    context: JobContext,
+  ): Promise<Record<string, unknown> | null>;
   drill(
-    params: { repo: string; name?: string; point: string },
+    params: { repo: string; name?: string; point: string; boot?: DrillBootOptions },
     context: JobContext,
   ): Promise<Record<string, unknown> | null>;
   /** Mounts on `dir` (held; the mount takes it over and closes it when unmounted), or a new temp dir. */
@@ -101,6 +106,7 @@ export function defaultRunners(state: StateStore): JobRunners {
         : (await import('./restore.ts')).runRestore(params, context),
     verify: async (params, context) => (await import('./maintenance.ts')).runVerify(params, context, state),
     prune: async (params, context) => (await import('./maintenance.ts')).runPrune(params, context),
+    copy: async (params, context) => ({ ...(await (await import('./copy.ts')).runCopy(params, context)) }),
     drill: async (params, context) => (await import('./drill.ts')).runDrill(params, context, state),
     mount: async ({ repo, point, dir }) => (await mountTable()).mount(repo, point, dir),
     unmount: async (path) => (await mountTable()).unmount(path),

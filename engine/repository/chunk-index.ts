@@ -1,6 +1,6 @@
 // The index: where each chunk is stored (its group blob in a pack, and its place among the group's plain bytes).
 // In memory it is a compact hash table keyed by chunk id; on disk it is the union of sealed index files of
-// 64-byte entries, minus the packs a prune has condemned.
+// 64-byte entries; entries of packs a prune has condemned are kept for reading only.
 
 export const INDEX_MAGIC = 'DLINDEX2';
 const ENTRY_BYTES = 64;
@@ -41,9 +41,20 @@ export class ChunkIndex {
   #hashes = new Uint32Array(1024);
   readonly #packIds: string[] = [];
   readonly #packNumbers = new Map<string, number>();
+  /**
+   * Numbers of packs a prune has condemned: their entries are kept for reading only. A backup that started
+   * before the prune may have committed a point using them (prune rescues those packs before it deletes any);
+   * such a point must restore meanwhile. New backups never deduplicate against them.
+   */
+  readonly #condemnedPacks = new Set<number>();
 
   get size(): number {
     return this.#count;
+  }
+
+  /** Whether some entries are of packs a prune has condemned. */
+  get hasCondemned(): boolean {
+    return this.#condemnedPacks.size > 0;
   }
 
   /** Bytes the tables take (the benchmark reports it per chunk). */
@@ -102,6 +113,12 @@ export class ChunkIndex {
     return number;
   }
 
+  #isCondemned(n: number): boolean {
+    if (this.#condemnedPacks.size === 0) return false;
+    const { page, at } = this.#slotOf(n);
+    return this.#condemnedPacks.has(page.readUInt32LE(at + 32));
+  }
+
   #entryAt(n: number): IndexEntry {
     const { page, at } = this.#slotOf(n);
     return {
@@ -113,11 +130,16 @@ export class ChunkIndex {
     };
   }
 
-  /** `id`: 32 bytes, or its base64 (idKey). */
+  /**
+   * Whether a backup may reference the chunk without storing it (live packs only). `id`: 32 bytes, or its
+   * base64 (idKey).
+   */
   has(id: Buffer | string): boolean {
-    return this.#find(typeof id === 'string' ? Buffer.from(id, 'base64') : id) >= 0;
+    const n = this.#find(typeof id === 'string' ? Buffer.from(id, 'base64') : id);
+    return n >= 0 && !this.#isCondemned(n);
   }
 
+  /** Where to read the chunk: a live pack, else a condemned one not deleted yet. */
   get(id: Buffer | string): IndexEntry | undefined {
     const n = this.#find(typeof id === 'string' ? Buffer.from(id, 'base64') : id);
     return n < 0 ? undefined : this.#entryAt(n);
@@ -135,6 +157,8 @@ export class ChunkIndex {
     entry: { blobOffset: number; blobLength: number; rawOffset: number; rawLength: number },
   ): void {
     let n = this.#find(id, idAt);
+    // A live entry is never replaced by a condemned one: reads and dedup go to the pack that stays.
+    if (n >= 0 && this.#condemnedPacks.has(pack) && !this.#isCondemned(n)) return;
     if (n < 0) {
       if ((this.#count + 1) / this.#table.length > MAX_LOAD) this.#grow();
       n = this.#count++;
@@ -152,12 +176,13 @@ export class ChunkIndex {
     page.writeUInt32LE(entry.rawLength, at + 48);
   }
 
-  /** Adds every entry of a decoded index file, skipping packs in `ignoredPacks`; no object per entry. */
-  addFile(plaintext: Buffer, ignoredPacks: Set<string>): void {
+  /** Adds every entry of a decoded index file, those of packs in `condemnedPacks` for reading only; no object per entry. */
+  addFile(plaintext: Buffer, condemnedPacks: Set<string>): void {
     for (let at = 0; at + ENTRY_BYTES <= plaintext.length; at += ENTRY_BYTES) {
       const pack = plaintext.toString('hex', at + 32, at + 48);
-      if (ignoredPacks.has(pack)) continue;
-      this.#setAt(plaintext, at, this.#packNumber(pack), {
+      const number = this.#packNumber(pack);
+      if (condemnedPacks.has(pack)) this.#condemnedPacks.add(number);
+      this.#setAt(plaintext, at, number, {
         blobOffset: plaintext.readUInt32LE(at + 48),
         blobLength: plaintext.readUInt32LE(at + 52),
         rawOffset: plaintext.readUInt32LE(at + 56),
@@ -166,27 +191,31 @@ export class ChunkIndex {
     }
   }
 
-  /** Every chunk id (views into the table: copy one to keep it). */
+  /** Every chunk id of live packs (views into the table: copy one to keep it): what a backup deduplicates against. */
   *ids(): Generator<Buffer> {
     for (let n = 0; n < this.#count; n++) {
+      if (this.#isCondemned(n)) continue;
       const { page, at } = this.#slotOf(n);
       yield page.subarray(at, at + 32);
     }
   }
 
-  /** Every entry with its id's key (idKey): for tests and tools, it makes a string per chunk. */
+  /** Every entry of live packs with its id's key (idKey): for tests and tools, it makes a string per chunk. */
   *entries(): Generator<[string, IndexEntry]> {
     for (let n = 0; n < this.#count; n++) {
+      if (this.#isCondemned(n)) continue;
       const { page, at } = this.#slotOf(n);
       yield [page.toString('base64', at, at + 32), this.#entryAt(n)];
     }
   }
 
+  /** Packs holding live entries (condemned ones are a prune's already). */
   packs(): Set<string> {
     const packs = new Set<string>();
     for (let n = 0; n < this.#count; n++) {
       const { page, at } = this.#slotOf(n);
-      packs.add(this.#packIds[page.readUInt32LE(at + 32)]!);
+      const pack = page.readUInt32LE(at + 32);
+      if (!this.#condemnedPacks.has(pack)) packs.add(this.#packIds[pack]!);
     }
     return packs;
   }

@@ -153,7 +153,8 @@ test('a prune killed at random moments leaves a valid repository whose remaining
   const expected = new Map<string, Buffer>();
   const addPoint = async (seed: string) => {
     const bytes = patternedImage(seed, 32, UNIT);
-    const path = join(dir, `${seed}.img`);
+    // One source backed up again and again (retention applies per source).
+    const path = join(dir, 'prune-crash-source.img');
     await writeFile(path, bytes);
     expected.set((await backupImage(repo, path)).id, bytes);
   };

@@ -276,7 +276,7 @@ test('restore refuses a device that is too small, mounted, or not confirmed, and
     assert.match(
       run.stderr,
       new RegExp(
-        `${smallLoop.device} is ${UNIT * 40} bytes, smaller than restore point ${pointA} \\(${UNIT * 48} bytes\\)`,
+        `${smallLoop.device} \\(${UNIT * 40} bytes\\) cannot take restore point ${pointA}: it holds ${UNIT * 40} bytes but the point needs ${UNIT * 48}`,
       ),
     );
     const unconfirmed = join(dir, 'big.img');

@@ -14,3 +14,6 @@ export class DamagedRepositoryError extends RepositoryError {
     super(message, 'damage');
   }
 }
+
+/** A file listed a moment ago is gone: damage, unless a concurrent prune replaced it (callers that know retry). */
+export class MissingFileError extends DamagedRepositoryError {}

@@ -87,36 +87,81 @@ export async function withWriterLock<T>(
 export interface BackupRegistration extends Holder {
   pointId: string;
   source: string;
+  /**
+   * When the registration was first stored, by the storage's clock (ms): what prune compares with a prune
+   * record's time, so that machines whose clocks disagree still agree on which came first. Absent in
+   * registrations of older versions (their `time` is used).
+   */
+  registeredAt?: number;
 }
+
+/**
+ * A registration not refreshed for this long belongs to a backup that died on another machine (one on this
+ * machine is recognised by its pid at once). A backup refreshes its own at every pack it writes once a
+ * twentieth of this has passed, and checks it is still there before each commit.
+ */
+export const REGISTRATION_EXPIRES_MS = 30 * 60 * 1000;
+export const REGISTRATION_REFRESH_MS = REGISTRATION_EXPIRES_MS / 20;
 
 export function registrationName(pointId: string): string {
   return `locks/backup-${pointId}`;
 }
 
-export async function registerBackup(backend: Backend, pointId: string, source: string): Promise<void> {
-  const registration: BackupRegistration = { ...me('backup'), pointId, source };
+/** Registers a backup; returns when the storage says it was stored (its clock). */
+export async function registerBackup(backend: Backend, pointId: string, source: string): Promise<number> {
+  const name = registrationName(pointId);
+  await backend.put(name, Buffer.from(JSON.stringify({ ...me('backup'), pointId, source })));
+  const registeredAt = (await backend.modifiedAt(name)) ?? Date.now();
+  await refreshBackup(backend, pointId, source, registeredAt);
+  return registeredAt;
+}
+
+/** Writes the backup's own registration again (only its writer ever writes it): its modified time is now. */
+export async function refreshBackup(
+  backend: Backend,
+  pointId: string,
+  source: string,
+  registeredAt: number,
+): Promise<void> {
+  const registration: BackupRegistration = { ...me('backup'), pointId, source, registeredAt };
   await backend.put(registrationName(pointId), Buffer.from(JSON.stringify(registration)));
+}
+
+/** Whether the registration is still there: a prune that found it expired removed it. */
+export async function stillRegistered(backend: Backend, pointId: string): Promise<boolean> {
+  return (await backend.size(registrationName(pointId))) !== null;
 }
 
 export async function unregisterBackup(backend: Backend, pointId: string): Promise<void> {
   await backend.delete(registrationName(pointId));
 }
 
-/** Backups registered and still running (stale registrations of dead processes are removed). */
+/**
+ * Backups registered and still running. Stale registrations are removed: of dead processes on this machine, and
+ * of any machine's when not refreshed for REGISTRATION_EXPIRES_MS (by the storage's clock against this one's).
+ */
 export async function runningBackups(backend: Backend): Promise<BackupRegistration[]> {
   const running: BackupRegistration[] = [];
   for (const name of await backend.list('locks/')) {
     if (!name.startsWith('locks/backup-')) continue;
     let registration: BackupRegistration;
+    let modified: number | null;
     try {
       registration = JSON.parse(
         (await backend.get(name, LOCK_MAX_BYTES)).toString('utf8'),
       ) as BackupRegistration;
+      modified = await backend.modifiedAt(name);
     } catch {
       continue;
     }
-    if (holderIsGone(registration)) await backend.delete(name);
+    const expired = modified !== null && Date.now() - modified > REGISTRATION_EXPIRES_MS;
+    if (holderIsGone(registration) || expired) await backend.delete(name);
     else running.push(registration);
   }
   return running;
+}
+
+/** When a backup registered, by the storage's clock where recorded. */
+export function registrationTime(registration: BackupRegistration): number {
+  return registration.registeredAt ?? Date.parse(registration.time);
 }

@@ -35,7 +35,8 @@ async function repoWithPoints(name: string, count: number) {
   const images = new Map<string, Buffer>();
   for (let i = 0; i < count; i++) {
     const bytes = patternedImage(`${name}-${i}`, 24, UNIT);
-    const path = join(dir, `${name}-${i}.img`);
+    // One source, backed up again and again: retention applies to each source apart.
+    const path = join(dir, `${name}.img`);
     await writeFile(path, bytes);
     images.set((await backupImage(repo, path)).id, bytes);
   }
@@ -136,6 +137,27 @@ test('the prune verb needs a policy and reports what it did', async () => {
   assert.equal(real.forgotten.length, 2);
   const points = JSON.parse((await runCli(['points', '--repo', path, '--json'])).stdout);
   assert.equal(points.length, 1);
+});
+
+test("retention applies to each source apart: one machine's points never push out another's", async () => {
+  const repo = await Repository.init(join(dir, 'per-source'), {
+    password: TEST_PASSWORD,
+    scrypt: { N: 1024, r: 8, p: 1 },
+    packSize: 256 * 1024,
+  });
+  const bySource = new Map<string, string[]>();
+  for (let i = 0; i < 6; i++) {
+    const source = join(dir, `per-source-${i % 2 === 0 ? 'a' : 'b'}.img`);
+    await writeFile(source, patternedImage(`per-source-${i}`, 24, UNIT));
+    const point = await backupImage(repo, source);
+    bySource.set(source, [...(bySource.get(source) ?? []), point.id]);
+  }
+  const report = await pruneRepository(repo, { keepLast: 2 }, { dryRun: false });
+  const kept = (await repo.pointIds()).sort();
+  const expected = [...bySource.values()].flatMap((ids) => ids.slice(-2)).sort();
+  assert.deepEqual(kept, expected, 'the newest two of each source');
+  assert.equal(report.forgotten.length, 2);
+  await repo.close();
 });
 
 test('prune removes temp files left by writers that died, and keeps a fresh one a live writer may own', async () => {

@@ -7,7 +7,7 @@ import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
-import { runningBackups, withWriterLock } from './locks.ts';
+import { registrationTime, runningBackups, withWriterLock } from './locks.ts';
 import type { Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
 import { manifestName, newId, type PruneRecord, type Repository } from './repository.ts';
@@ -36,6 +36,54 @@ export interface PruneReport {
   deletedTemps: number;
   /** Map segments no point names any more. */
   deletedSegments: number;
+  /** Condemned packs kept after all: a backup that ran while they were condemned uses them. */
+  rescuedPacks: number;
+  /** Points the policy would forget that the store retains (Object Lock): kept, and until when. */
+  retained: { id: string; until: string }[];
+  /** Packs removed from the repository whose bytes the store keeps under retention, and until when (ms). */
+  retainedPacks: number;
+  retainedBytes: number;
+  retainedPacksUntil: number | null;
+}
+
+/** Last-modified times of object stores have whole seconds. */
+const STORAGE_CLOCK_GRANULARITY_MS = 2000;
+
+/** The retention policy applied to each source apart: one machine's points never push out another's. */
+function retainPerSource(complete: readonly Manifest[], policy: Retention): Map<string, string[]> {
+  const bySource = new Map<string, Manifest[]>();
+  for (const manifest of complete) {
+    const { path, serial, size } = manifest.source;
+    const key = JSON.stringify([path, serial, size]);
+    const group = bySource.get(key);
+    if (group) group.push(manifest);
+    else bySource.set(key, [manifest]);
+  }
+  const keep = new Map<string, string[]>();
+  for (const group of bySource.values())
+    for (const [id, reasons] of applyRetention(group, policy)) keep.set(id, reasons);
+  return keep;
+}
+
+/**
+ * The packs among `doomed` that a point now in the repository needs: those holding a chunk it names that no
+ * other pack (outside `doomed`) holds.
+ */
+async function packsStillUsed(repo: Repository, doomed: ReadonlySet<string>): Promise<Set<string>> {
+  const referenced = (await referencedBy(repo, await allManifests(repo))).chunks;
+  const elsewhere = new Set<string>();
+  const holders = new Map<string, string[]>();
+  for (const name of await repo.indexFiles()) {
+    const plaintext = await repo.readSealed(name, INDEX_MAGIC, `index file ${name}`);
+    for (const [key, entry] of decodeIndexEntries(plaintext)) {
+      if (!referenced.has(key)) continue;
+      if (!doomed.has(entry.pack)) elsewhere.add(key);
+      else holders.set(key, [...(holders.get(key) ?? []), entry.pack]);
+    }
+  }
+  const used = new Set<string>();
+  for (const [key, packs] of holders) if (!elsewhere.has(key)) for (const pack of packs) used.add(pack);
+  return used;
 }
 
 /** Stops prune before it changes anything when a point cannot be read: its references are unknown. */
@@ -84,15 +132,19 @@ async function allManifests(repo: Repository): Promise<Manifest[]> {
   return manifests;
 }
 
-/** Every entry of every index file, condemned packs included. */
-async function rawIndex(repo: Repository): Promise<{ files: string[]; entries: Map<string, IndexEntry> }> {
+/**
+ * Every entry of every index file, condemned packs included, once per chunk and pack: a chunk two backups
+ * stored at once is in two packs, and both entries count (keeping only one could drop the live one).
+ */
+async function rawIndex(repo: Repository): Promise<{ files: string[]; entries: [string, IndexEntry][] }> {
   const files = await repo.indexFiles();
-  const entries = new Map<string, IndexEntry>();
+  const entries = new Map<string, [string, IndexEntry]>();
   for (const name of files) {
     const plaintext = await repo.readSealed(name, INDEX_MAGIC, `index file ${name}`);
-    for (const [key, entry] of decodeIndexEntries(plaintext)) entries.set(key, entry);
+    for (const [key, entry] of decodeIndexEntries(plaintext))
+      entries.set(`${key}:${entry.pack}`, [key, entry]);
   }
-  return { files, entries };
+  return { files, entries: [...entries.values()] };
 }
 
 export async function pruneRepository(
@@ -118,6 +170,11 @@ export async function pruneRepository(
     waitingRecords: 0,
     deletedTemps: 0,
     deletedSegments: 0,
+    rescuedPacks: 0,
+    retained: [],
+    retainedPacks: 0,
+    retainedBytes: 0,
+    retainedPacksUntil: null,
   };
 
   // Phase 1, under the lock: forget points, condemn packs nothing references.
@@ -127,7 +184,7 @@ export async function pruneRepository(
     const manifests = await allManifests(repo);
     const running = new Set((await runningBackups(repo.backend)).map((r) => r.pointId));
     const complete = manifests.filter((m) => m.complete);
-    const keep = applyRetention(complete, policy);
+    const keep = retainPerSource(complete, policy);
     const forget: Manifest[] = complete.filter((m) => !keep.has(m.id));
     // A checkpoint nobody is resuming, older than a complete point of its source, is no longer useful.
     for (const checkpoint of manifests.filter((m) => !m.complete && !running.has(m.id))) {
@@ -136,16 +193,27 @@ export async function pruneRepository(
       );
       if (superseded) forget.push(checkpoint);
     }
+    // Object Lock: a point whose manifest the store retains is kept (deleting its name would hide a point the
+    // store still guards); prune says until when.
+    if (repo.backend.retainedUntil) {
+      for (const manifest of [...forget]) {
+        const until = await repo.backend.retainedUntil(manifestName(manifest.id));
+        if (until === null) continue;
+        forget.splice(forget.indexOf(manifest), 1);
+        const when = new Date(until).toISOString();
+        keep.set(manifest.id, [...(keep.get(manifest.id) ?? []), `retained until ${when}`]);
+        report.retained.push({ id: manifest.id, until: when });
+      }
+    }
     report.kept = [...keep].map(([id, reasons]) => ({ id, reasons }));
     report.forgotten = forget.map((m) => m.id);
     const remaining = manifests.filter((m) => !forget.includes(m));
     const referenced = (await referencedBy(repo, remaining)).chunks;
     const index = await repo.loadIndex(true);
+    // Every pack holding a referenced chunk is in use, not just the one the index would read it from.
     const packsInUse = new Set<string>();
-    for (const key of referenced) {
-      const entry = index.get(key);
-      if (entry) packsInUse.add(entry.pack);
-    }
+    for (const [key, entry] of (await rawIndex(repo)).entries)
+      if (referenced.has(key)) packsInUse.add(entry.pack);
     const unreferenced = [...index.packs()].filter((pack) => !packsInUse.has(pack));
     report.condemnedPacks = unreferenced.length;
     if (options.dryRun) return;
@@ -177,11 +245,22 @@ export async function pruneRepository(
         if (!current) return null;
         let deleting = current;
         if (current.phase === 'condemned') {
+          // By the storage's clock on both sides, so machines whose clocks disagree agree on what came first;
+          // a registration within the clock's granularity of the record counts as older.
+          const recordTime = (await repo.backend.modifiedAt(current.name)) ?? Date.parse(current.time);
           const blockers = (await runningBackups(repo.backend)).filter(
-            (b) => Date.parse(b.time) <= Date.parse(current.time),
+            (b) => registrationTime(b) <= recordTime + STORAGE_CLOCK_GRANULARITY_MS,
           );
           if (blockers.length > 0) return null;
-          deleting = { ...current, phase: 'deleting' };
+          // Every backup that may have deduplicated against these packs has ended: rescue those its points
+          // (complete or checkpoints) use, then the rest may go.
+          const rescued = await packsStillUsed(repo, new Set(current.packs));
+          deleting = {
+            ...current,
+            packs: current.packs.filter((pack) => !rescued.has(pack)),
+            phase: 'deleting',
+          };
+          report.rescuedPacks += rescued.size;
           await repo.writePruneRecord(deleting);
           await step('record marked deleting');
         }
@@ -190,7 +269,7 @@ export async function pruneRepository(
         const { files, entries } = await rawIndex(repo);
         const live: [string, IndexEntry][] = [];
         for (const pair of entries) if (!doomed.has(pair[1].pack)) live.push(pair);
-        if (live.length < entries.size) {
+        if (live.length < entries.length) {
           await repo.writeIndexFiles(live, limits.entriesPerIndexFile);
           await step('index rewritten');
           for (const name of files) {
@@ -207,7 +286,16 @@ export async function pruneRepository(
     }
     for (const pack of record.packs) {
       const name = packFileName(pack);
-      report.freedBytes += (await repo.backend.size(name)) ?? 0;
+      const bytes = (await repo.backend.size(name)) ?? 0;
+      // Under Object Lock the name goes but the store keeps the bytes until the retention ends (a lifecycle
+      // rule for noncurrent versions then removes them): counted apart, not as freed.
+      const until = (await repo.backend.retainedUntil?.(name)) ?? null;
+      if (until === null) report.freedBytes += bytes;
+      else {
+        report.retainedPacks += 1;
+        report.retainedBytes += bytes;
+        report.retainedPacksUntil = Math.max(report.retainedPacksUntil ?? 0, until);
+      }
       await repo.backend.delete(name);
       report.deletedPacks += 1;
       await step('pack deleted');

@@ -2,13 +2,15 @@
 // mount, instant restore and restore use. Writing a point lives in point-writer.ts, pruning in prune.ts.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { PointSummary } from '../../protocol/model.ts';
+import { CachedBackend } from '../backend/file-cache.ts';
 import { nameBehind, RepositoryGoneError } from '../backend/held-directory.ts';
 import { LocalBackend } from '../backend/local.ts';
 import { S3Backend } from '../backend/s3/backend.ts';
 import { isS3Location } from '../backend/s3/location.ts';
 import { type Backend, UnsafeFileError } from '../backend/types.ts';
+import { defaultStateDir } from '../config/state.ts';
 import {
   ChunkDamage,
   DamagedChunkError,
@@ -42,7 +44,7 @@ import {
   parseConfig,
   type RepositoryConfig,
 } from './config.ts';
-import { DamagedRepositoryError, RepositoryError } from './errors.ts';
+import { DamagedRepositoryError, MissingFileError, RepositoryError } from './errors.ts';
 import {
   DEFAULT_SCRYPT,
   deriveKeys,
@@ -109,6 +111,15 @@ const LIST_READS = 8;
 /** Decoded segments kept for readers that come back to them (mount reads, restore planning's two passes). */
 const RECENT_SEGMENTS = 8;
 
+export interface OpenOptions {
+  password?: string | null;
+  /**
+   * Where remote repositories keep a local copy of their index files and manifests (one folder per repository
+   * id); by default the engine's state folder's `cache`; null for none.
+   */
+  cacheDir?: string | null;
+}
+
 export interface InitOptions {
   /** Required unless insecureNoEncryption; at least of the strength passphraseWeakness asks for. */
   password?: string | null;
@@ -135,6 +146,9 @@ export interface PruneRecord {
   phase: 'condemned' | 'deleting';
 }
 
+/** The point asked for is not in the repository (never was, or a prune forgot it). */
+export class PointNotFoundError extends RepositoryError {}
+
 export function newId(): string {
   return randomBytes(16).toString('hex');
 }
@@ -156,6 +170,8 @@ export interface PointReader {
 }
 
 const DECODED_CACHE_CHUNKS = 64;
+/** Loads of the index started over because a concurrent prune replaced an index file, before that is damage. */
+const INDEX_LOAD_ATTEMPTS = 5;
 /** Group blobs kept decoded for readChunk: sequential reads take one group's chunks one after another. */
 const RECENT_GROUPS = 4;
 
@@ -269,10 +285,14 @@ export class Repository {
     return new Repository(backend.location, backend, config, deriveKeys(masterKey, id, encryption !== null));
   }
 
-  static async open(path: string, options: { password?: string | null } = {}): Promise<Repository> {
+  static async open(path: string, options: OpenOptions = {}): Promise<Repository> {
     if (isS3Location(path)) {
-      const store = new S3Backend(path);
-      return Repository.#load(path, store.location, store, options);
+      const store = new CachedBackend(new S3Backend(path));
+      const repo = await Repository.#load(path, store.location, store, options);
+      // Keyed by the repository's id: the same repository under another location shares its cache.
+      if (options.cacheDir !== null)
+        await store.attach(join(options.cacheDir ?? join(defaultStateDir(), 'cache'), repo.config.id));
+      return repo;
     }
     // A repository the engine holds comes as its descriptor's link: messages name the repository it stands for.
     const held = path !== (await nameBehind(path));
@@ -406,13 +426,13 @@ export class Repository {
   }
 
   /** A sealed file's plaintext, read with its kind's size limit; a DamagedRepositoryError saying what is wrong. */
-  async readSealed(name: string, magic: string, what: string): Promise<Buffer> {
+  async readSealed(name: string, magic: string, what: string, retried = false): Promise<Buffer> {
     let file: Buffer;
     try {
       file = await this.backend.get(name, SEALED_MAX_BYTES[magic] ?? CONFIG_MAX_BYTES);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new DamagedRepositoryError(`${what} is missing`);
+        throw new MissingFileError(`${what} is missing`);
       if (error instanceof UnsafeFileError)
         throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
       throw error;
@@ -420,8 +440,11 @@ export class Repository {
     try {
       return unseal(this.keys, magic, file, what, this.#boundName(name));
     } catch (error) {
-      if (error instanceof DamagedFileError) throw new DamagedRepositoryError(error.message);
-      throw error;
+      if (!(error instanceof DamagedFileError)) throw error;
+      // A local copy is never trusted over the store: one that fails is dropped and the file read again.
+      if (!retried && this.backend instanceof CachedBackend && (await this.backend.evict(name)))
+        return this.readSealed(name, magic, what, true);
+      throw new DamagedRepositoryError(error.message);
     }
   }
 
@@ -454,17 +477,33 @@ export class Repository {
     return (await this.backend.list('index/')).sort();
   }
 
-  /** The union of index files minus condemned packs; cached until `reload`. */
+  /**
+   * The union of index files, condemned packs for reading only; cached until `reload`. A prune on another
+   * machine may replace index files between the listing and the reads (it writes the new file before it deletes
+   * the old ones): an index file gone meanwhile makes the load start over, a few times, before it is damage.
+   */
   async loadIndex(reload = false): Promise<ChunkIndex> {
     if (this.#index && !reload) return this.#index;
-    const condemned = new Set<string>();
-    for (const record of await this.pruneRecords()) for (const pack of record.packs) condemned.add(pack);
-    const index = new ChunkIndex();
-    for (const name of await this.indexFiles()) {
-      index.addFile(await this.readSealed(name, INDEX_MAGIC, `index file ${name}`), condemned);
+    for (let attempt = 1; ; attempt++) {
+      const condemned = new Set<string>();
+      for (const record of await this.pruneRecords()) for (const pack of record.packs) condemned.add(pack);
+      const index = new ChunkIndex();
+      let vanished = false;
+      for (const name of await this.indexFiles()) {
+        let plaintext: Buffer;
+        try {
+          plaintext = await this.readSealed(name, INDEX_MAGIC, `index file ${name}`);
+        } catch (error) {
+          if (!(error instanceof MissingFileError) || attempt >= INDEX_LOAD_ATTEMPTS) throw error;
+          vanished = true;
+          break;
+        }
+        index.addFile(plaintext, condemned);
+      }
+      if (vanished) continue;
+      this.#index = index;
+      return index;
     }
-    this.#index = index;
-    return index;
   }
 
   /**
@@ -529,6 +568,7 @@ export class Repository {
   async #readPoint(
     pointId: string,
     withMap: boolean,
+    retried = false,
   ): Promise<{ manifest: Manifest; list: SegmentList | null; legacy: LegacyManifest | null }> {
     if (!/^[0-9a-f]{32}$/.test(pointId)) {
       throw new RepositoryError(
@@ -537,27 +577,22 @@ export class Repository {
     }
     const what = `manifest of point ${pointId}`;
     const name = manifestName(pointId);
-    const unsafe = (error: unknown) => {
+    // No size check first: one request per point, not two (a missing one is told by the read). Read whole, not
+    // by ranges: a point file is replaced by each checkpoint, and range reads may be served from a handle held
+    // on the file it replaced. A segmented point's file is its head and a list of 48 bytes per GiB of disk; only
+    // the head is opened unless the map is wanted.
+    let file: Buffer;
+    try {
+      file = await this.backend.get(name, MANIFEST_MAX_BYTES);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new PointNotFoundError(
+          `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
+        );
       if (error instanceof UnsafeFileError)
         throw new DamagedRepositoryError(`${what} is damaged: ${error.message}`);
       throw error;
-    };
-    const size = await this.backend.size(name).catch(unsafe);
-    if (size === null) {
-      throw new RepositoryError(
-        `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
-      );
     }
-    // Read whole, not by ranges: a point file is replaced by each checkpoint, and range reads may be served
-    // from a handle held on the file it replaced. A segmented point's file is its head and a list of 48 bytes
-    // per GiB of disk; only the head is opened unless the map is wanted.
-    const file = await this.backend.get(name, MANIFEST_MAX_BYTES).catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new RepositoryError(
-          `no restore point ${pointId} in repository ${this.path}; list them with 'diskline points'`,
-        );
-      return unsafe(error);
-    });
     let manifest: Manifest;
     let list: SegmentList | null = null;
     let legacy: LegacyManifest | null = null;
@@ -587,6 +622,9 @@ export class Repository {
         manifest = done ? { ...head, partialSegments: Array.from({ length: segments }, (_, i) => i) } : head;
       }
     } catch (error) {
+      // A local copy is never trusted over the store: one that fails is dropped and the file read again.
+      if (!retried && this.backend instanceof CachedBackend && (await this.backend.evict(name)))
+        return this.#readPoint(pointId, withMap, true);
       if (error instanceof DamagedRepositoryError) throw error;
       throw new DamagedRepositoryError(
         error instanceof DamagedFileError ? error.message : `${what} is damaged: ${(error as Error).message}`,
@@ -594,6 +632,8 @@ export class Repository {
     }
     // The one check a format 2 manifest has against being copied or moved to another point's name.
     if (manifest.id !== pointId) {
+      if (!retried && this.backend instanceof CachedBackend && (await this.backend.evict(name)))
+        return this.#readPoint(pointId, withMap, true);
       throw new DamagedRepositoryError(
         `${what} is damaged: it holds point ${manifest.id} (a manifest copied or moved to another name)`,
       );
@@ -687,6 +727,8 @@ export class Repository {
         try {
           points.push(this.summarize(await this.loadManifest(id)));
         } catch (error) {
+          // Forgotten by a prune between the listing and the read: not damage, just gone.
+          if (error instanceof PointNotFoundError) continue;
           damaged.push({ id, error: (error as Error).message });
         }
       }

@@ -10,7 +10,7 @@ import { buildTestDisk, type TestDisk } from '../testing/disk.ts';
 import { checkFilesystem, readFilesystemChecksums } from '../testing/filesystems.ts';
 import { MiB, withTempDir } from '../testing/image.ts';
 import { attachLoopRange } from '../testing/loop.ts';
-import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
+import { loopUnavailableReason, missingToolReason, runTool } from '../testing/tools.ts';
 import { testBit } from './manifest.ts';
 import { Repository } from './repository.ts';
 import { usedMapOf } from './testing/point-chunks.ts';
@@ -104,13 +104,21 @@ test('ext4, FAT32 and NTFS survive backup and restore byte for byte, twice and t
     await runCliOk(['restore', backup.point.id, '--repo', repo, '--to', restored, '--json']);
     assert.equal(await sha256(restored), sourceSum, 'second restore equals the source');
 
-    // A bigger target keeps its size; the disk's bytes are at its start.
+    // A bigger target keeps its size; the disk's bytes are at its start, but for the GPT: its backup header and
+    // table move to the new end (so the primary header changes: it names where the backup lies).
     const bigger = join(dir, 'bigger.img');
     await writeFile(bigger, Buffer.alloc(0));
     await truncate(bigger, 160 * MiB);
     await runCliOk(['restore', 'latest', '--repo', repo, '--to', bigger]);
     assert.equal((await stat(bigger)).size, 160 * MiB);
-    assert.equal(await sha256(bigger, 128 * MiB), sourceSum, 'bigger target holds the disk at its start');
+    const tableEnd = 34 * 512;
+    const partitionsEnd = 128 * MiB - 33 * 512;
+    const biggerBytes = await readFile(bigger);
+    assert.ok(
+      biggerBytes.subarray(tableEnd, partitionsEnd).equals(expected.subarray(tableEnd, partitionsEnd)),
+      'bigger target holds the disk at its start',
+    );
+    assert.match((await runTool('sgdisk', ['-v', bigger])).stdout, /No problems found/);
     await assertFilesystemsIntact(bigger, disk);
 
     const verify = await runCliOk(['verify', '--repo', repo, '--read-data']);

@@ -12,6 +12,7 @@ import {
   MEMBER_BYTES,
 } from './chunk-codec.ts';
 import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk-index.ts';
+import { RepositoryError } from './errors.ts';
 import type { Manifest } from './manifest.ts';
 import {
   PACK_END_MAGIC,
@@ -37,10 +38,45 @@ export interface VerifyReport {
 
 export interface VerifyOptions {
   readData: boolean;
+  /**
+   * With readData: only the packs this says (`--read-data-subset`); every structure check still runs. See
+   * parseReadDataSubset.
+   */
+  readDataSubset?: ((pack: string) => boolean) | undefined;
   onProgress?: (progress: { doneChunks: number; totalChunks: number }) => void;
 }
 
 const MAX_PROBLEMS_PER_POINT = 10;
+
+/**
+ * `--read-data-subset`: `N/M` reads the packs of the N-th of M fixed parts (by pack id, so M runs with N = 1..M
+ * read every pack once: a big remote repository checked a part a night); `P%` reads a random P% of the packs
+ * (a different sample each run). Throws a RepositoryError of kind 'usage' saying the forms when the text is neither.
+ */
+export function parseReadDataSubset(text: string): (pack: string) => boolean {
+  const part = /^(\d+)\/(\d+)$/.exec(text);
+  if (part) {
+    const n = Number(part[1]);
+    const m = Number(part[2]);
+    if (m >= 1 && n >= 1 && n <= m) return (pack) => Number.parseInt(pack.slice(0, 8), 16) % m === n - 1;
+  }
+  const percent = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  if (percent) {
+    const share = Number(percent[1]) / 100;
+    if (share > 0 && share <= 1) {
+      const chosen = new Map<string, boolean>();
+      return (pack) => {
+        let pick = chosen.get(pack);
+        if (pick === undefined) chosen.set(pack, (pick = Math.random() < share));
+        return pick;
+      };
+    }
+  }
+  throw new RepositoryError(
+    `--read-data-subset ${text}: expected N/M (the N-th of M parts, 1 <= N <= M) or P% (0 < P <= 100)`,
+    'usage',
+  );
+}
 
 export async function verifyRepository(repo: Repository, options: VerifyOptions): Promise<VerifyReport> {
   const problems: string[] = [];
@@ -53,15 +89,19 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
     problems.push((error as Error).message);
   }
   const index = new Map<string, IndexEntry>();
+  // Condemned packs count only where no live one holds the chunk: a point a backup committed while a prune
+  // waited for it may use them until that prune rescues them.
+  const condemnedEntries = new Map<string, IndexEntry>();
   for (const name of await repo.indexFiles()) {
     try {
       const plaintext = await repo.readSealed(name, INDEX_MAGIC, `index file ${name}`);
       for (const [key, entry] of decodeIndexEntries(plaintext))
-        if (!condemned.has(entry.pack)) index.set(key, entry);
+        (condemned.has(entry.pack) ? condemnedEntries : index).set(key, entry);
     } catch (error) {
       problems.push((error as Error).message);
     }
   }
+  for (const [key, entry] of condemnedEntries) if (!index.has(key)) index.set(key, entry);
   // Packs: the structure of each pack the index names (header, trailer, each indexed group's member list).
   const packProblems = new Map<string, string>();
   const byPack = new Map<string, [string, IndexEntry][]>();
@@ -167,16 +207,18 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions)
   let chunksChecked = 0;
   if (options.readData) {
     await repo.loadIndex(true);
-    const total = needed.size;
+    let total = 0;
     // Group by group blob: each is read, opened and every member's id recomputed once.
     const groups = new Map<string, { entry: IndexEntry; keys: string[] }>();
     for (const key of needed) {
       const entry = index.get(key);
       if (badChunks.has(key) || !entry || packProblems.has(entry.pack)) continue;
+      if (options.readDataSubset && !options.readDataSubset(entry.pack)) continue;
       const where = `${entry.pack}:${entry.blobOffset}`;
       const group = groups.get(where);
       if (group) group.keys.push(key);
       else groups.set(where, { entry, keys: [key] });
+      total += 1;
     }
     for (const { entry, keys } of groups.values()) {
       try {

@@ -4,7 +4,7 @@
 // process ending — leaves nothing behind.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,8 @@ export interface S3Store {
   killGateway(): Promise<void>;
   /** Starts radosgw again on the same port; resolves when it answers. */
   startGateway(): Promise<void>;
+  /** Requests the gateway has answered since it started (its log's "req done" lines): what a paid store bills. */
+  requestsServed(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -173,6 +175,10 @@ rgw gc obj min wait = 0
         await exited;
       },
       startGateway,
+      requestsServed: async () => {
+        const log = await readFile(join(base, 'log', 'client.rgw.test.log'), 'utf8').catch(() => '');
+        return log.split('====== req done').length - 1;
+      },
       stop,
     };
   } catch (error) {

@@ -100,6 +100,7 @@ export function controlledRunners(work: ControlledWork, pointSize = 1 << 20): Jo
     restore: (_params, context) => work.run(context),
     verify: async () => ({ ok: true }),
     prune: (_params, context) => work.run(context),
+    copy: (_params, context) => work.run(context),
     drill: async () => ({ ok: true, detail: 'fsck -n: clean' }),
     mount: async ({ point }) => ({ path: `/mnt/${point}` }),
     unmount: async () => {},

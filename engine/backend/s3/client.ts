@@ -152,10 +152,11 @@ export function xmlValue(xml: string, tag: string): string {
   return match ? decodeXml(match[1] as string) : '';
 }
 
-/** Every <tag>…</tag> text in order. */
-export function xmlValues(xml: string, tag: string): string[] {
-  return [...xml.matchAll(new RegExp(`<${tag}>([^<]*)</${tag}>`, 'g'))].map((match) =>
-    decodeXml(match[1] as string),
+/** Every <tag>…</tag> text in order; with `raw`, the inner XML of each (elements holding elements), undecoded. */
+export function xmlValues(xml: string, tag: string, raw = false): string[] {
+  const pattern = raw ? `<${tag}>([\\s\\S]*?)</${tag}>` : `<${tag}>([^<]*)</${tag}>`;
+  return [...xml.matchAll(new RegExp(pattern, 'g'))].map((match) =>
+    raw ? (match[1] as string) : decodeXml(match[1] as string),
   );
 }
 

@@ -90,12 +90,15 @@ describe('against a real S3 store (Ceph radosgw on loopback)', { skip: unavailab
     AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
     DISKLINE_PASSWORD: 'a passphrase for the S3 tests',
+    DISKLINE_STATE_DIR: join(dir, 'state'),
   });
 
   test('the backend keeps the contract: whole and ranged reads, parts, create-once, listing past a page, delete', async () => {
     const backend = new S3Backend(store.location('contract'), {
       credentials: store.credentials,
       listPageSize: 7,
+      // Small enough that the 17 MiB object below goes in parts.
+      upload: { multipartThreshold: 16 << 20, partSize: 8 << 20 },
     });
     await backend.ensureBucket();
     await backend.put('config', Buffer.from('hello'));

@@ -8,6 +8,16 @@ import { formatBytes, repositoryHelp, repositoryOptions, requireRepo } from '../
 import { parseRetention, retentionOptions } from '../retention-options.ts';
 import { parseVerbArgs, type Verb } from '../verb.ts';
 
+/** What Object Lock kept from this prune, in words. */
+function retentionNotes(report: PruneReport): string {
+  let text = '';
+  for (const { id, until } of report.retained)
+    text += `Cannot forget point ${id} yet: the store retains it until ${until} (Object Lock)\n`;
+  if (report.retainedPacks > 0 && report.retainedPacksUntil !== null)
+    text += `${report.retainedPacks} pack(s) (${formatBytes(report.retainedBytes)}) left the repository, but the store keeps their bytes until ${new Date(report.retainedPacksUntil).toISOString()} (Object Lock); a lifecycle rule for noncurrent versions frees them after\n`;
+  return text;
+}
+
 export const verb: Verb = {
   usage: 'prune --repo R --keep-last N [--keep-hourly N …] [--dry-run] [--json]',
   summary: 'Forget restore points a retention policy does not keep and free their space',
@@ -44,6 +54,7 @@ export const verb: Verb = {
           `${report.dryRun ? `${report.condemnedPacks} pack(s) would be freed` : `deleted ${report.deletedPacks} pack(s), freed ${formatBytes(report.freedBytes)}`}` +
           `${report.waitingRecords ? `; ${report.waitingRecords} batch(es) wait for running backups (the next prune deletes them)` : ''}\n`,
       );
+      process.stdout.write(retentionNotes(report));
     } finally {
       await client.close();
     }

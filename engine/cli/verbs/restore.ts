@@ -1,5 +1,5 @@
-// `diskline restore <point> --repo R --to T`: writes a restore point to an image file or a device of the same
-// size or bigger, through the engine's restore job. The engine's preview says what the target is and refuses
+// `diskline restore <point> --repo R --to T`: writes a restore point to an image file or a device — onto one of
+// another size with a fitted layout (--plan shows it and changes nothing) — through the engine's restore job. The engine's preview says what the target is and refuses
 // (mounted, attached, being backed up, too small) before a single byte is written; a device also needs --yes.
 // With --instant the engine serves the target at once as a loop device while it fills (the daemon when it runs,
 // else this command until the restore is complete and the loop device unmounted).
@@ -7,14 +7,24 @@ import { resolve } from 'node:path';
 import { RefusalError, UsageError } from '../../../protocol/failure.ts';
 import { followJob, openEngineClient, repoForEngine, requireSucceeded } from '../engine-jobs.ts';
 import { formatBytes, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
+import {
+  describePlanOnStderr,
+  describeRestoreOutcome,
+  fitHelp,
+  fitOptions,
+  fitParams,
+  printPlan,
+} from '../restore-fit-options.ts';
 import { parseVerbArgs, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
-  usage: 'restore <point> --repo R --to T [--instant] [--yes] [--json]',
-  summary: 'Write a restore point to an image file or a device (same size or bigger)',
+  usage:
+    'restore <point> --repo R --to T [--plan] [--grow] [--resize N] [--size S] [--new-identity] [--instant] [--yes] [--json]',
+  summary: 'Write a restore point to an image file or a device (smaller when the data fits, or bigger)',
   help:
     `${repositoryHelp}\n  --to T                 target: an image file (created or emptied) or a block device\n` +
     '  --yes                  confirm overwriting a device (its identity is printed)\n' +
+    `${fitHelp}\n` +
     '  --instant              serve T at once as a loop device (usable while it fills); runs until done and unmounted\n' +
     '  --json                 print {point, target, writtenBytes, usedBytes, seconds} ({point, target, loopDevice} first with --instant)\n' +
     "  <point> may be an id, a unique prefix of one, or 'latest'",
@@ -25,7 +35,13 @@ export const verb: Verb = {
       yes: { type: 'boolean' },
       json: { type: 'boolean' },
       instant: { type: 'boolean' },
+      ...fitOptions,
     });
+    const fit = fitParams(values);
+    if (values.instant && (fit.newIdentity || fit.grow || fit.resize))
+      throw new UsageError(
+        '--instant writes the layout as it is: it takes no --grow, --resize or --new-identity',
+      );
     const [reference, ...extra] = positionals;
     if (!reference) throw new UsageError('which restore point? give its id (see diskline points)');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
@@ -35,11 +51,13 @@ export const verb: Verb = {
     const instant = values.instant === true;
     const client = await openEngineClient(values);
     try {
-      const preview = await client.call('restore.preview', { repo, point: reference, to: target });
+      const preview = await client.call('restore.preview', { repo, point: reference, to: target, ...fit });
+      if (values.plan) return printPlan(preview.plan, target, values.json);
       if (preview.refusal) throw new RefusalError(preview.refusal);
       if (!values.json) {
         process.stderr.write(`target: ${preview.targetDescription}\n`);
         for (const item of preview.overwrites) process.stderr.write(`  overwrites ${item}\n`);
+        describePlanOnStderr(preview.plan);
       }
       if (preview.targetKind === 'device' && !values.yes) {
         throw new RefusalError(
@@ -56,6 +74,7 @@ export const verb: Verb = {
             to: target,
             confirmToken: preview.confirmToken,
             instant,
+            ...fit,
           }),
         values.json || instant ? null : 'restore',
         (update) => {
@@ -86,9 +105,13 @@ export const verb: Verb = {
         writtenBytes: Number(result.writtenBytes ?? 0),
         usedBytes: Number(result.usedBytes ?? 0),
         seconds,
+        ...(result.plan ? { plan: result.plan } : {}),
+        ...(result.identity ? { identity: result.identity } : {}),
+        ...(result.bootCheck ? { bootCheck: result.bootCheck } : {}),
       };
       if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-      else
+      else describeRestoreOutcome(result);
+      if (!values.json)
         process.stdout.write(
           `Restored point ${summary.point} to ${summary.target}: ${formatBytes(summary.usedBytes)} used, ${formatBytes(summary.writtenBytes)} written in ${seconds.toFixed(1)} s\n`,
         );

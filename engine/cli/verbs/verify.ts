@@ -1,6 +1,7 @@
 // `diskline verify --repo R [--read-data]`: checks the repository's structure (or every byte) through the
 // engine's verify job and names each damaged restore point; damage found is reported as damage (exit 4).
-import { DamageError } from '../../../protocol/failure.ts';
+import { DamageError, UsageError } from '../../../protocol/failure.ts';
+import { parseReadDataSubset } from '../../repository/verify.ts';
 import { followJob, openEngineClient, repoForEngine, requireSucceeded } from '../engine-jobs.ts';
 import { formatBytes, repositoryHelp, repositoryOptions, requireRepo } from '../repository-access.ts';
 import { parseVerbArgs, type Verb } from '../verb.ts';
@@ -16,22 +17,32 @@ interface Report {
 }
 
 export const verb: Verb = {
-  usage: 'verify --repo R [--read-data] [--json]',
+  usage: 'verify --repo R [--read-data | --read-data-subset N/M|P%] [--json]',
   summary: 'Check a repository; --read-data also decrypts and checks every chunk',
-  help: `${repositoryHelp}\n  --read-data            read, decrypt, decompress and re-hash every chunk\n  --json                 print the report`,
+  help: `${repositoryHelp}\n  --read-data            read, decrypt, decompress and re-hash every chunk\n  --read-data-subset S   the same for a sample of the packs: N/M the N-th of M parts (M runs cover all), P% a random share\n  --json                 print the report`,
   async run(args) {
     const { values } = parseVerbArgs(args, {
       ...repositoryOptions,
       'read-data': { type: 'boolean' },
+      'read-data-subset': { type: 'string' },
       json: { type: 'boolean' },
     });
+    const readDataSubset = values['read-data-subset'];
+    if (readDataSubset !== undefined) {
+      try {
+        parseReadDataSubset(readDataSubset);
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+    }
+    const readData = values['read-data'] === true || readDataSubset !== undefined;
     const repo = repoForEngine(requireRepo(values));
     const client = await openEngineClient(values);
     let job: Awaited<ReturnType<typeof followJob>>;
     try {
       job = await followJob(
         client,
-        () => client.call('verify.start', { repo, readData: values['read-data'] === true }),
+        () => client.call('verify.start', { repo, readData, ...(readDataSubset ? { readDataSubset } : {}) }),
         values.json ? null : 'verify',
       );
     } finally {
@@ -54,7 +65,7 @@ export const verb: Verb = {
       for (const problem of report.problems) process.stdout.write(`problem: ${problem}\n`);
       if (report.ok) {
         process.stdout.write(
-          `Repository ${repo} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${values['read-data'] ? `, ${formatBytes(report.bytesRead)} read and checked` : ''}\n`,
+          `Repository ${repo} is sound: ${report.pointsChecked} points, ${report.chunksChecked} chunks${readData ? `, ${formatBytes(report.bytesRead)} read and checked${readDataSubset ? ` (sample ${readDataSubset})` : ''}` : ''}\n`,
         );
       }
     }

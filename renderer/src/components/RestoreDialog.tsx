@@ -1,9 +1,11 @@
-// The restore confirmation: states exactly what will be overwritten (from restore.preview), asks for the device's
-// name to be typed when the target is a whole device, and shows the engine's refusal when it will not do it.
+// The restore confirmation: states exactly what will be overwritten (from restore.preview) and, onto a target of
+// another size, the layout that will be written; asks for the device's name to be typed when the target is a
+// whole device, and shows the engine's refusal when it will not do it.
 import { useEffect, useRef, useState } from 'react';
 import { formatBytes, formatTime } from '../format/units.ts';
 import { useApp } from '../store/app-store.ts';
 import { useFocusTrap } from './focus-trap.ts';
+import { RestorePlan } from './RestorePlan.tsx';
 
 export function RestoreDialog() {
   const restore = useApp((s) => s.restore);
@@ -66,6 +68,7 @@ export function RestoreDialog() {
                 ))}
               </ul>
             </div>
+            {preview.plan && <RestorePlan plan={preview.plan} />}
             {preview.refusal && (
               <div className="error-note" role="alert">
                 {preview.refusal}
@@ -85,7 +88,7 @@ export function RestoreDialog() {
                 />
               </label>
             )}
-            {!preview.refusal && (
+            {!preview.refusal && (!preview.plan || preview.plan.mode === 'as-is') && (
               <label className="check">
                 <input type="checkbox" checked={instant} onChange={(e) => setInstant(e.target.checked)} />
                 Restore on the fly: the target is usable at once while the rest is filled in behind

@@ -1,5 +1,6 @@
 // Restore points of the current repository and the timeline's selection and zoom. The list of repositories the
 // user works with lives here too (from plans, the address's #repo= and settings).
+import type { Params, Result } from '../../../protocol/messages.ts';
 import type { PointSummary } from '../../../protocol/model.ts';
 import { messageOf, type SliceCreator } from './app-store.ts';
 
@@ -15,6 +16,8 @@ export interface PointsSlice {
   selectedPointId: string | null;
   zoom: ZoomLevel;
   addRepo(repo: string): void;
+  /** The engine's read-only test of an S3 location (the add-repository form); null when the call failed. */
+  checkS3(params: Params<'repo.checkS3'>): Promise<Result<'repo.checkS3'> | null>;
   removeRepo(repo: string): void;
   setCurrentRepo(repo: string | null): void;
   loadPoints(): Promise<void>;
@@ -37,6 +40,9 @@ export const createPointsSlice: SliceCreator<PointsSlice> = (set, get, engine) =
     if (!get().repos.includes(trimmed)) set({ repos: [...get().repos, trimmed] });
     if (!get().currentRepo) get().setCurrentRepo(trimmed);
     get().savePreferences();
+  },
+  checkS3(params) {
+    return get().attempt('repo.checkS3', () => engine.call('repo.checkS3', params));
   },
   removeRepo(repo) {
     const repos = get().repos.filter((r) => r !== repo);

@@ -1,5 +1,6 @@
 // Settings: theme, the repositories this window works with, and the engine link.
 import { useState } from 'react';
+import { S3RepositoryForm } from '../components/S3RepositoryForm.tsx';
 import { useApp } from '../store/app-store.ts';
 import type { ThemeChoice } from '../store/ui-slice.ts';
 
@@ -10,6 +11,7 @@ export function SettingsView() {
   const currentRepo = useApp((s) => s.currentRepo);
   const addRepo = useApp((s) => s.addRepo);
   const removeRepo = useApp((s) => s.removeRepo);
+  const checkS3 = useApp((s) => s.checkS3);
   const setCurrentRepo = useApp((s) => s.setCurrentRepo);
   const connection = useApp((s) => s.connection);
   const version = useApp((s) => s.engineVersion);
@@ -74,7 +76,7 @@ export function SettingsView() {
               aria-label="Repository path"
               value={newRepo}
               onChange={(e) => setNewRepo(e.target.value)}
-              placeholder="/srv/backups/laptop or s3://bucket/prefix"
+              placeholder="/srv/backups/laptop"
             />
             <button type="submit" disabled={!newRepo.trim()}>
               Add
@@ -83,6 +85,8 @@ export function SettingsView() {
           <p className="muted small">
             Forgetting a repository only removes it from this list; nothing is deleted.
           </p>
+          <h4>S3-compatible object storage</h4>
+          <S3RepositoryForm check={checkS3} onAdd={addRepo} />
         </section>
         <section className="card" aria-labelledby="engine-title">
           <h3 id="engine-title">Engine</h3>

@@ -146,6 +146,56 @@ describe('Timeline view', () => {
     ).toBe(true);
   });
 
+  it('shows the fitted layout before the typed confirmation when the disk is smaller', async () => {
+    const { engine } = setup();
+    const GiB = 1024 ** 3;
+    engine.handle('restore.preview', () => ({
+      ...devicePreview,
+      plan: {
+        table: 'gpt' as const,
+        sectorSize: 512,
+        sourceSize: 4 * GiB,
+        targetSize: 2 * GiB,
+        mode: 'shrink' as const,
+        partitions: [
+          {
+            index: 1,
+            filesystem: 'fat32',
+            usedBytes: 1024 ** 2,
+            from: { start: 1024 ** 2, size: 64 * 1024 ** 2 },
+            to: { start: 1024 ** 2, size: 64 * 1024 ** 2 },
+            change: 'kept' as const,
+          },
+          {
+            index: 2,
+            filesystem: 'ext4',
+            usedBytes: GiB,
+            from: { start: 65 * 1024 ** 2, size: 4 * GiB - 66 * 1024 ** 2 },
+            to: { start: 65 * 1024 ** 2, size: 2 * GiB - 66 * 1024 ** 2 },
+            change: 'shrunk' as const,
+            resizeWith: 'resize2fs',
+          },
+        ],
+        refusal: null,
+        warnings: [],
+      },
+    }));
+    fireEvent.click(within(screen.getByRole('list', { name: 'Timeline' })).getAllByRole('button')[0]!);
+    fireEvent.click(screen.getByRole('button', { name: 'Restore to…' }));
+    fireEvent.click(screen.getByRole('menuitem', { name: /USB disk/ }));
+    const dialog = await screen.findByRole('dialog');
+    const layout = within(dialog).getByRole('list', { name: 'Planned layout' });
+    const rows = within(layout)
+      .getAllByRole('listitem')
+      .map((row) => row.textContent);
+    expect(rows[0]).toMatch(/^Partition 1 \(fat32, .* used\): kept/);
+    expect(rows[1]).toMatch(/^Partition 2 \(ext4, .* used\): shrunk, .* → .* \(resize2fs\)$/);
+    // The plan comes before the typed confirmation, and an instant restore (which cannot fit) is not offered.
+    const typed = within(dialog).getByLabelText('Type sdb to confirm');
+    expect(layout.compareDocumentPosition(typed) & Node.DOCUMENT_POSITION_FOLLOWING).toBeTruthy();
+    expect(within(dialog).queryByText(/Restore on the fly/)).toBeNull();
+  });
+
   it('zooms from the segmented control', () => {
     const { store } = setup();
     fireEvent.click(screen.getByRole('button', { name: 'Years' }));

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Diskline's initramfs-tools hook: puts dmsetup and the list of protected partitions into the initramfs, so that
+# the local-top script can stack a linear device-mapper target over each before anything mounts it.
+PREREQ=""
+prereqs() { echo "$PREREQ"; }
+case "$1" in prereqs) prereqs; exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+copy_exec /sbin/dmsetup /sbin
+manual_add_modules dm-mod dm-snapshot
+mkdir -p "$DESTDIR/etc/diskline"
+cp /etc/diskline/protected.conf "$DESTDIR/etc/diskline/protected.conf"
