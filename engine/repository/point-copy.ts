@@ -2,11 +2,13 @@
 // bytes are read from the source repository and written through a PointWriter into the target, so they are
 // hashed with the target's keys and deduplicated against everything the target holds — only chunks the target
 // lacks are stored. The copy keeps the point's time, source, layout and consistency; it gets the target's own
-// id. A point already copied (same source, size and time, complete) is not copied again.
+// id. The target's point has its own segments, written by the point writer (chunk ids are keyed per repository,
+// so a source's segments could not be shared); a format 3 point of the source is read through its map alike. A point already copied (same source, size and time, complete) is not copied again.
 import { RepositoryError } from './errors.ts';
-import { type Manifest, rangesOfUnits, testBit } from './manifest.ts';
+import type { Manifest } from './manifest.ts';
 import { PointWriter } from './point-writer.ts';
 import type { Repository } from './repository.ts';
+import { bit } from './segment.ts';
 
 /** Bytes read from the source point at a time (its chunks are read in parallel inside). */
 const READ_BYTES = 4 * 1024 * 1024;
@@ -24,6 +26,31 @@ export interface CopyOutcome {
 export interface CopyOptions {
   signal?: AbortSignal;
   onProgress?: (progress: { doneBytes: number; totalBytes: number }) => void;
+}
+
+/**
+ * The point's used byte ranges (merged, in order), read from its map a segment at a time: a format 4 point's
+ * used map lives in its segments, never whole in memory.
+ */
+async function usedRangesOf(
+  repo: Repository,
+  manifest: Manifest,
+): Promise<{ start: number; length: number }[]> {
+  const ranges: { start: number; length: number }[] = [];
+  const { unitSize } = manifest;
+  const size = manifest.source.size;
+  const map = await repo.openMap(manifest);
+  for await (const { firstUnit, segment } of map.segments()) {
+    for (let u = 0; u < segment.unitCount; u++) {
+      if (!bit(segment.used, u)) continue;
+      const start = (firstUnit + u) * unitSize;
+      const end = Math.min(size, start + unitSize);
+      const last = ranges[ranges.length - 1];
+      if (last && last.start + last.length === start) last.length = end - last.start;
+      else ranges.push({ start, length: end - start });
+    }
+  }
+  return ranges;
 }
 
 export async function copyPoint(
@@ -58,9 +85,7 @@ export async function copyPoint(
   }
   const earlier = sameSource.filter((p) => p.time < manifest.time).at(-1);
   const parent: Manifest | null = earlier ? await to.loadManifest(earlier.id) : null;
-  const usedRanges = rangesOfUnits(manifest.unitCount, manifest.unitSize, manifest.source.size, (unit) =>
-    testBit(manifest.used, unit),
-  );
+  const usedRanges = await usedRangesOf(from, manifest);
   const writer = await PointWriter.create(to, {
     source: manifest.source,
     partitions: manifest.partitions,

@@ -29,7 +29,7 @@ import { PackBuilder, packFileName } from './pack.ts';
 import { SegmentList } from './point-file.ts';
 import { type PointMap, segmentUnits } from './point-map.ts';
 import { manifestName, newId, type Repository } from './repository.ts';
-import { bit, chunkOf, type Segment, SegmentBuilder, UNITS_PER_SEGMENT, usedDigest } from './segment.ts';
+import { bit, chunkOf, type Segment, SegmentBuilder, usedDigest } from './segment.ts';
 import { countBits, UnitRanges } from './unit-ranges.ts';
 
 /**
@@ -246,7 +246,10 @@ export class PointWriter implements UnitSink {
       // since. Units are taken from them only when every chunk they would lend is live; else all are read
       // (dedup against live packs still spares storing what is there).
       if (await writer.#lendsCondemned(index)) {
-        const { parentMap, registeredAt } = { parentMap: writer.#parentMap, registeredAt: writer.#registeredAt };
+        const { parentMap, registeredAt } = {
+          parentMap: writer.#parentMap,
+          registeredAt: writer.#registeredAt,
+        };
         writer = new PointWriter(
           repo,
           { ...options, parent: options.parent ?? null, changedRanges: null, resume: null },

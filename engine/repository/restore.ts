@@ -38,6 +38,31 @@ export interface RestoreOptions {
   decodeThreads?: number;
   /** The caller has just run checkChunksPresent (before emptying the target): not done twice. */
   chunksChecked?: boolean;
+  /** Only the units touching one of these byte ranges of the source are restored (a fitted restore's routes). */
+  onlyRanges?: readonly { start: number; end: number }[];
+}
+
+/**
+ * Whether a unit touches one of `ranges`; asked in ascending unit order (a cursor walks the ranges), and
+ * starting over when asked about an earlier unit.
+ */
+function unitsTouching(
+  ranges: readonly { start: number; end: number }[],
+  unitSize: number,
+): (unit: number) => boolean {
+  const sorted = ranges.filter((r) => r.end > r.start).sort((a, b) => a.start - b.start);
+  let at = 0;
+  let last = -1;
+  return (unit) => {
+    if (unit < last) at = 0;
+    last = unit;
+    const start = unit * unitSize;
+    while (at < sorted.length && sorted[at]!.end <= start) at++;
+    // Ranges ending before this unit are passed; one starting before its end touches it.
+    for (let i = at; i < sorted.length && sorted[i]!.start < start + unitSize; i++)
+      if (sorted[i]!.end > start) return true;
+    return false;
+  };
 }
 
 export interface RestoreResult {
@@ -108,9 +133,11 @@ export async function restorePoint(
   let totalBytes = 0;
   let usedBytes = 0;
   let anyStored = false;
+  const touched = options.onlyRanges ? unitsTouching(options.onlyRanges, unitSize) : null;
   for await (const { firstUnit, segment } of map.segments()) {
     for (let u = 0; u < segment.unitCount; u++) {
       if (!bit(segment.used, u)) continue;
+      if (touched && !touched(firstUnit + u)) continue;
       usedBytes += unitLength(firstUnit + u);
       const k = segment.units[u]!;
       if (k === 0 && options.targetIsZeroed) continue;
@@ -121,12 +148,14 @@ export async function restorePoint(
   // Plan: the units to write, in disk order, gathered into spans of blobs that lie back to back in one pack
   // (a backup writes a disk's chunks in disk order), so each span is one read. Spans are made as the restore
   // needs them: a plan of the whole disk would hold an object per unit (some 2 GiB for a 2 TB disk).
+  const spanTouched = options.onlyRanges ? unitsTouching(options.onlyRanges, unitSize) : null;
   async function* planSpans(): AsyncGenerator<Span> {
     let last: Span | null = null;
     for await (const { firstUnit, segment } of map.segments())
       for (let u = 0; u < segment.unitCount; u++) {
         if (!bit(segment.used, u)) continue;
         const unit = firstUnit + u;
+        if (spanTouched && !spanTouched(unit)) continue;
         const chunk = chunkOf(segment, u);
         if (chunk === null && options.targetIsZeroed) continue;
         const id = chunk === null ? null : chunk;

@@ -46,7 +46,7 @@ test('N/M parts cover every pack once and only the part holding a damaged pack r
   assert.equal(bytes, whole.bytesRead, 'the parts together read what --read-data reads');
 
   // Flip a byte inside the stored bytes of one group (its sealed data, not its header).
-  const [, victim] = [...index.entries].find(([, entry]) => entry.pack === packs[2])!;
+  const [, victim] = [...index.entries()].find(([, entry]) => entry.pack === packs[2])!;
   const file = await open(join(path, packFileName(victim.pack)), 'r+');
   const at = victim.blobOffset + victim.blobLength - 20;
   const byte = Buffer.alloc(1);

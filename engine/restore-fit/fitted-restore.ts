@@ -16,7 +16,7 @@ import { usedMapOf } from '../filesystems/index.ts';
 import { partitionVolume } from '../filesystems/volume.ts';
 import { ALIGNMENT, type FitPlan, type PlannedPartition, tableTailBytes } from '../partition/fit-layout.ts';
 import { rewritePartitionTable } from '../partition/rewrite-table.ts';
-import { isUsed, type Manifest } from '../repository/manifest.ts';
+import type { Manifest } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import { restorePoint } from '../repository/restore.ts';
 import { runTool, withLoopRange } from '../volume-files/loop-range.ts';
@@ -52,20 +52,6 @@ export interface FittedRestoreResult {
   /** Seconds each phase took. */
   seconds: { staging: number; shrinking: number; target: number; copyShrunk: number; grow: number };
   warnings: string[];
-}
-
-/** The manifest with only the units that touch one of `ranges` marked used. */
-function maskedManifest(manifest: Manifest, ranges: { start: number; end: number }[]): Manifest {
-  const used = new Uint8Array(manifest.used.length);
-  const { unitSize } = manifest;
-  for (const range of ranges) {
-    const first = Math.floor(range.start / unitSize);
-    const last = Math.min(manifest.unitCount - 1, Math.ceil(range.end / unitSize) - 1);
-    for (let unit = first; unit <= last; unit++) {
-      if (isUsed(manifest, unit)) used[unit >>> 3]! |= 1 << (unit & 7);
-    }
-  }
-  return { ...manifest, used };
 }
 
 const end = (p: PlannedPartition) => p.from.start + p.from.size;
@@ -173,16 +159,12 @@ export async function restoreFitted(
       try {
         const routes = [{ start: p.from.start, end: end(p), to: writer, offset: 0 }];
         const result = await timed('staging', () =>
-          restorePoint(
-            repo,
-            maskedManifest(manifest, routes),
-            routedWriter(file, manifest.source.size, routes),
-            {
-              targetIsZeroed: true,
-              chunksChecked: true,
-              ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-            },
-          ),
+          restorePoint(repo, manifest, routedWriter(file, manifest.source.size, routes), {
+            onlyRanges: routes,
+            targetIsZeroed: true,
+            chunksChecked: true,
+            ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          }),
         );
         stagedBytes += result.writtenBytes;
       } finally {
@@ -227,16 +209,12 @@ export async function restoreFitted(
     try {
       const routes = targetRoutes(plan, target);
       const result = await timed('target', () =>
-        restorePoint(
-          repo,
-          maskedManifest(manifest, routes),
-          routedWriter(targetPath, manifest.source.size, routes),
-          {
-            targetIsZeroed: !options.isDevice,
-            chunksChecked: true,
-            ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-          },
-        ),
+        restorePoint(repo, manifest, routedWriter(targetPath, manifest.source.size, routes), {
+          onlyRanges: routes,
+          targetIsZeroed: !options.isDevice,
+          chunksChecked: true,
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        }),
       );
       writtenBytes += result.writtenBytes;
       for (const p of shrunk) {
@@ -268,12 +246,7 @@ export async function restoreFitted(
       );
       if (warning) warnings.push(warning);
     }
-    let usedBytes = 0;
-    for (let unit = 0; unit < manifest.unitCount; unit++) {
-      if (isUsed(manifest, unit))
-        usedBytes += Math.min(manifest.unitSize, manifest.source.size - unit * manifest.unitSize);
-    }
-    return { writtenBytes, usedBytes, stagedBytes, seconds, warnings };
+    return { writtenBytes, usedBytes: manifest.stats.usedBytes, stagedBytes, seconds, warnings };
   } finally {
     await rm(stagingRoot, { recursive: true, force: true });
   }

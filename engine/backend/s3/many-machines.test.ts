@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeIndexEntries, INDEX_MAGIC, idKey } from '../../repository/chunk-index.ts';
 import { Repository } from '../../repository/repository.ts';
+import { chunkOf } from '../../repository/segment.ts';
 import { runCli, TEST_PASSWORD } from '../../repository/testing/run-cli.ts';
 import { type S3Store, s3StoreUnavailableReason, startS3Store } from '../../testing/s3-store.ts';
 
@@ -130,10 +131,12 @@ describe('two machines back up into one bucket with a prune beside them', {
     for (const [name, value] of Object.entries(env)) process.env[name] = value;
     const opened = await Repository.open(repo, { password: TEST_PASSWORD });
     try {
-      const manifest = await opened.loadManifest(complete[0]!.id);
+      const map = await opened.openMap(complete[0]!.id);
       const shared = new Set<string>();
-      for (let unit = 0; unit < SHARED_UNITS; unit++)
-        shared.add(idKey(manifest.chunkIds[manifest.units[unit]! - 1]!));
+      for (let unit = 0; unit < SHARED_UNITS; unit++) {
+        const segment = await map.segment(Math.floor(unit / map.unitsPerSegment));
+        shared.add(idKey(chunkOf(segment, unit % map.unitsPerSegment)!));
+      }
       const holders = new Map<string, Set<string>>();
       for (const name of await opened.indexFiles()) {
         const plaintext = await opened.readSealed(name, INDEX_MAGIC, name);
