@@ -1,5 +1,6 @@
 // The chunk index's flat tables against a Map: entries set, overwritten and looked up across table growth and
-// page boundaries, index files added with condemned packs skipped, ids and packs listed — the same answers.
+// page boundaries, index files added with condemned packs held for reading only, ids and packs listed — the
+// same answers.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
@@ -49,7 +50,7 @@ test('the flat index answers as a Map of the same entries, past a page of entrie
   assert.equal(counted, model.size);
 });
 
-test('an index file is added without the entries of condemned packs; a later file overrides an earlier one', () => {
+test("condemned packs' entries are kept for reading only; a live entry always wins; a later file overrides", () => {
   const kept = randomBytes(16).toString('hex');
   const condemned = randomBytes(16).toString('hex');
   const entries: [string, IndexEntry][] = Array.from({ length: 1000 }, (_, i) => [
@@ -58,14 +59,35 @@ test('an index file is added without the entries of condemned packs; a later fil
   ]);
   const index = new ChunkIndex();
   index.addFile(encodeIndexEntries(entries), new Set([condemned]));
-  assert.equal(index.size, 500);
-  for (const [key, entry] of entries)
-    assert.deepEqual(index.get(key), entry.pack === kept ? entry : undefined);
+  assert.equal(index.size, 1000, 'both kinds are held');
+  assert.equal(index.hasCondemned, true);
+  for (const [key, entry] of entries) {
+    assert.deepEqual(index.get(key), entry, 'every chunk can be read');
+    assert.equal(index.has(key), entry.pack === kept, 'only live chunks are deduplicated against');
+  }
+  assert.deepEqual(index.packs(), new Set([kept]), 'packs lists live packs only');
+  assert.equal([...index.entries()].length, 500);
+  assert.equal([...index.ids()].length, 500, 'ids (what a backup knows) skip condemned entries');
+  // The same chunks in a condemned pack again, after their live entries: the live ones stay.
+  const liveFirst = entries.filter(([, entry]) => entry.pack === kept);
+  const again: [string, IndexEntry][] = liveFirst.map(([key, entry]) => [
+    key,
+    { ...entry, pack: condemned, blobOffset: 99 },
+  ]);
+  index.addFile(encodeIndexEntries(again), new Set([condemned]));
+  for (const [key, entry] of liveFirst) {
+    assert.deepEqual(index.get(key), entry, 'a condemned copy does not replace a live entry');
+    assert.equal(index.has(key), true);
+  }
+  // Live copies of the condemned chunks, after them: they take over.
   const moved: [string, IndexEntry][] = entries.map(([key, entry]) => [
     key,
     { ...entry, pack: kept, blobOffset: 7 },
   ]);
-  index.addFile(encodeIndexEntries(moved), new Set());
+  index.addFile(encodeIndexEntries(moved), new Set([condemned]));
   assert.equal(index.size, 1000);
-  for (const [key] of entries) assert.equal(index.get(key)?.blobOffset, 7);
+  for (const [key] of entries) {
+    assert.equal(index.get(key)?.blobOffset, 7);
+    assert.equal(index.has(key), true);
+  }
 });
