@@ -173,3 +173,60 @@ test('prune removes temp files left by writers that died, and keeps a fresh one 
   assert.deepEqual((await readdir(tmp)).sort(), ['fresh']);
   await repo.close();
 });
+
+test('a backup registering while a prune deletes segments waits for it, then stores the segments it names', async () => {
+  const name = 'segment-race';
+  const repo = await Repository.init(join(dir, name), {
+    password: TEST_PASSWORD,
+    scrypt: { N: 1024, r: 8, p: 1 },
+    packSize: 256 * 1024,
+  });
+  // Segments of one unit: the forgotten point has a dozen or more of its own, deleted one by one.
+  const limits = { unitsPerSegment: 1 };
+  const path = join(dir, `${name}.img`);
+  const old = patternedImage(`${name}-old`, 24, UNIT);
+  await writeFile(path, old);
+  const oldPoint = await backupImage(repo, path, { limits });
+  await writeFile(path, patternedImage(`${name}-new`, 24, UNIT));
+  await backupImage(repo, path, { limits });
+  // Another machine backs up the old bytes again: its segments are, by content, the ones being deleted.
+  const again = join(dir, `${name}-again.img`);
+  await writeFile(again, old);
+  const other = await Repository.open(join(dir, name), { password: TEST_PASSWORD });
+  const events: string[] = [];
+  let backup: Promise<unknown> | null = null;
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+  const report = await pruneRepository(
+    repo,
+    { keepLast: 1 },
+    {
+      dryRun: false,
+      onStep: async (step) => {
+        if (step !== 'segment deleted') return;
+        events.push(step);
+        if (!backup) {
+          backup = backupImage(other, again, { limits }).then((manifest) => {
+            events.push('backup done');
+            return manifest;
+          });
+          // Registered (an event on the storage) while this prune still holds segments it will delete.
+          while (!(await repo.backend.list('locks/')).some((n) => n.startsWith('locks/backup-')))
+            await turn();
+        }
+        // The backup gets many turns between two deletions; it must write no point file (naming segments
+        // this prune is deleting) until the prune is done with segments.
+        for (let i = 0; i < 200; i++) await turn();
+        assert.equal((await repo.pointIds()).length, 1, 'no point file appears while segments are deleted');
+      },
+    },
+  );
+  assert.deepEqual(report.forgotten, [oldPoint.id]);
+  assert.ok(report.deletedSegments >= 10, JSON.stringify(report));
+  const manifest = (await backup!) as { id: string };
+  assert.equal(events.indexOf('backup done'), events.length - 1, `the backup waited: ${events.join(', ')}`);
+  assert.ok((await readWholePoint(other, manifest.id)).equals(old), 'the new point reads back whole');
+  const verify = await verifyRepository(other, { readData: true });
+  assert.ok(verify.ok, JSON.stringify(verify));
+  await other.close();
+  await repo.close();
+});
