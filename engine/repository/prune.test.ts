@@ -230,3 +230,48 @@ test('a backup registering while a prune deletes segments waits for it, then sto
   await other.close();
   await repo.close();
 });
+
+test('a parent naming chunks of condemned packs lends none of them: the incremental reads its units again', async () => {
+  const { repo, images } = await repoWithPoints('lend', 1);
+  const [parentId] = [...images.keys()];
+  const bytes = images.get(parentId!)!;
+  // As when the parent's backup deduplicated against packs a prune condemned while it ran: a record condemns
+  // every pack the parent uses, and it stands when the incremental starts.
+  const index = await repo.loadIndex(true);
+  const time = new Date().toISOString();
+  const name = `prune/${time.replace(/[-:.]/g, '')}-${'0'.repeat(32)}`;
+  await repo.writePruneRecord({ name, time, packs: [...index.packs()], phase: 'condemned' });
+  const parent = await repo.loadManifest(parentId!);
+  const path = join(dir, 'lend.img');
+  const writer = await PointWriter.create(repo, {
+    source: parent.source,
+    partitions: [],
+    usedRanges: null,
+    consistency: 'offline',
+    parent,
+    // Nothing changed since the parent: without condemned chunks every unit would be taken from it unread.
+    changedRanges: [],
+  });
+  await writeFile(path, bytes);
+  const reader = await openReader(path);
+  const ranges = writer.rangesToRead();
+  assert.equal(
+    ranges.reduce((sum, r) => sum + r.length, 0),
+    bytes.length,
+    'every unit is read again',
+  );
+  await copyRangesOffline(reader, ranges, UNIT, writer);
+  await writer.finish();
+  await reader.close();
+  assert.ok(writer.result.stats.newChunks > 0, 'the chunks are stored again in live packs');
+  // The prune finishes the record (no backup runs): every chunk the parent names is now in a live pack too, so
+  // the condemned one is not rescued but deleted, and both points restore from the new copies.
+  const report = await pruneRepository(repo, { keepLast: 2 }, { dryRun: false });
+  assert.equal(report.rescuedPacks, 0, JSON.stringify(report));
+  assert.ok(report.deletedPacks > 0, JSON.stringify(report));
+  const verify = await verifyRepository(repo, { readData: true });
+  assert.ok(verify.ok, JSON.stringify(verify));
+  assert.ok((await readWholePoint(repo, writer.pointId)).equals(bytes), 'the incremental restores exactly');
+  assert.ok((await readWholePoint(repo, parentId!)).equals(bytes), 'the parent restores exactly');
+  await repo.close();
+});
