@@ -231,9 +231,10 @@ export class PointWriter implements UnitSink {
       await withWriterLock(repo.backend, `backup ${writer.pointId}: segments settle`, async () => undefined);
       repo.forgetStoredSegments();
       // The parent and checkpoint must still be there (a prune that forgot one before this backup registered
-      // may have deleted segments only it named).
+      // may have deleted segments only it named). Asked of the store by a listing: a cached size could be older.
+      const present = new Set(await repo.pointIds());
       for (const other of [options.parent, options.resume]) {
-        if (other && (await repo.backend.size(manifestName(other.id))) === null)
+        if (other && !present.has(other.id))
           throw new RepositoryError(
             `point ${other.id} was removed by a prune as this backup started; run the backup again`,
           );
