@@ -84,6 +84,33 @@ export async function withWriterLock<T>(
   }
 }
 
+/** What a prune deleting segments writes as the writer lock's purpose: backups starting meanwhile wait for it. */
+export const SEGMENT_DELETION = 'prune: unreferenced segments';
+
+/**
+ * Returns once `locks/writer` is not held for `purpose` by a live holder: absent, held for something else, or
+ * stale (its holder died, and with it what it was doing). Polls as withWriterLock's waiters do; never takes it.
+ */
+export async function waitWhileHeldFor(backend: Backend, purpose: string): Promise<void> {
+  for (let delay = 5; ; delay = Math.min(delay * 2, 250)) {
+    let holder: Holder;
+    try {
+      holder = JSON.parse((await backend.get(WRITER_LOCK, LOCK_MAX_BYTES)).toString('utf8')) as Holder;
+    } catch (error) {
+      // Gone, or a half-written lock of a crashed holder; a failure to ask the store is not an answer.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || error instanceof SyntaxError) return;
+      throw error;
+    }
+    if (
+      holder.purpose !== purpose ||
+      holderIsGone(holder) ||
+      Date.now() - Date.parse(holder.time) > STALE_AFTER_MS
+    )
+      return;
+    await sleep(delay);
+  }
+}
+
 export interface BackupRegistration extends Holder {
   pointId: string;
   source: string;

@@ -20,15 +20,17 @@ import {
   REGISTRATION_REFRESH_MS,
   refreshBackup,
   registerBackup,
+  SEGMENT_DELETION,
   stillRegistered,
   unregisterBackup,
+  waitWhileHeldFor,
   withWriterLock,
 } from './locks.ts';
 import type { Manifest, PartitionRecord, SourceIdentity } from './manifest.ts';
 import { PackBuilder, packFileName } from './pack.ts';
 import { SegmentList } from './point-file.ts';
 import { type PointMap, segmentUnits } from './point-map.ts';
-import { manifestName, newId, type Repository } from './repository.ts';
+import { newId, type Repository } from './repository.ts';
 import { bit, chunkOf, type Segment, SegmentBuilder, usedDigest } from './segment.ts';
 import { countBits, UnitRanges } from './unit-ranges.ts';
 
@@ -225,10 +227,11 @@ export class PointWriter implements UnitSink {
     writer.#registeredAt = await registerBackup(repo.backend, writer.pointId, options.source.path);
     writer.#refreshedAt = Date.now();
     try {
-      // Registered, so no prune deletes segments from now on. A prune that checked for backups just before this
-      // registration may still be deleting segments (under the writer lock): waited for, and what this
-      // repository object believed stored is forgotten, before any segment is taken as stored.
-      await withWriterLock(repo.backend, `backup ${writer.pointId}: segments settle`, async () => undefined);
+      // Registered, so no prune starts deleting segments from now on. One that checked for backups just before
+      // this registration may still be deleting (holding the writer lock for that from before its check to its
+      // last delete): waited for — and only for that, not for prune's other steps — and what this repository
+      // object believed stored is forgotten, before any segment is taken as stored.
+      await waitWhileHeldFor(repo.backend, SEGMENT_DELETION);
       repo.forgetStoredSegments();
       // The parent and checkpoint must still be there (a prune that forgot one before this backup registered
       // may have deleted segments only it named). Asked of the store by a listing: a cached size could be older.
@@ -247,10 +250,8 @@ export class PointWriter implements UnitSink {
       // since. Units are taken from them only when every chunk they would lend is live; else all are read
       // (dedup against live packs still spares storing what is there).
       if (await writer.#lendsCondemned(index)) {
-        const { parentMap, registeredAt } = {
-          parentMap: writer.#parentMap,
-          registeredAt: writer.#registeredAt,
-        };
+        const parentMap = writer.#parentMap;
+        const registeredAt = writer.#registeredAt;
         writer = new PointWriter(
           repo,
           { ...options, parent: options.parent ?? null, changedRanges: null, resume: null },

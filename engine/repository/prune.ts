@@ -7,7 +7,7 @@ import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
-import { registrationTime, runningBackups, withWriterLock } from './locks.ts';
+import { registrationTime, runningBackups, SEGMENT_DELETION, withWriterLock } from './locks.ts';
 import type { Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
 import { manifestName, newId, type PruneRecord, type Repository } from './repository.ts';
@@ -330,7 +330,7 @@ async function removeUnreferencedSegments(
   repo: Repository,
   step: (name: string) => Promise<void>,
 ): Promise<number> {
-  return withWriterLock(repo.backend, 'prune: unreferenced segments', async () => {
+  return withWriterLock(repo.backend, SEGMENT_DELETION, async () => {
     await repo.ensureHeld();
     const names = await repo.backend.list('segments/');
     if (names.length === 0 || (await runningBackups(repo.backend)).length > 0) return 0;
