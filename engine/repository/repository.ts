@@ -542,7 +542,7 @@ export class Repository {
     return (await this.backend.list('points/')).map((name) => name.slice('points/'.length));
   }
 
-  /** A point's head: for a segmented point a range read of its file's first part, never its segment list. */
+  /** A point's head (its file is read whole; a segmented point's list is not decoded). */
   async loadManifest(pointId: string): Promise<Manifest> {
     return (await this.#readPoint(pointId, false)).manifest;
   }
