@@ -93,3 +93,43 @@ test('a flipped byte in a pack fails the restore naming the pack, on either path
     await repo.close();
   }
 });
+
+test('onlyRanges restores just the units touching the ranges; the rest of a zeroed target stays zero', async () => {
+  const { repo, image, manifest } = await backedUp('ranges');
+  try {
+    const unit = repo.chunkSize;
+    // Unsorted: one from inside unit 299 to the end (the short unit 300), one inside a unit, one across a unit
+    // boundary, one empty.
+    const ranges = [
+      { start: 299 * unit + 5, end: image.length },
+      { start: 10 * unit + 100, end: 10 * unit + 200 },
+      { start: 40 * unit - 1, end: 41 * unit + 1 },
+      { start: 90 * unit, end: 90 * unit },
+    ];
+    const wanted = new Set([10, 39, 40, 41, 299, 300]);
+    const path = join(dir, 'ranges-restored.img');
+    const writer = await openWriter(path, { minSize: manifest.source.size });
+    let result: Awaited<ReturnType<typeof restorePoint>>;
+    try {
+      result = await restorePoint(repo, manifest, writer, { targetIsZeroed: true, onlyRanges: ranges });
+    } finally {
+      await writer.close();
+    }
+    const restored = await readFile(path);
+    const expected = Buffer.alloc(image.length);
+    for (const u of wanted) image.copy(expected, u * unit, u * unit, Math.min(image.length, (u + 1) * unit));
+    const differing: number[] = [];
+    for (let u = 0; u * unit < image.length; u++) {
+      const end = Math.min(image.length, (u + 1) * unit);
+      if (!restored.subarray(u * unit, end).equals(expected.subarray(u * unit, end))) differing.push(u);
+    }
+    assert.deepEqual(differing, [], 'only the touched units were written');
+    assert.equal(
+      result.usedBytes,
+      4 * unit + (image.length - 299 * unit),
+      'usedBytes counts the touched units',
+    );
+  } finally {
+    await repo.close();
+  }
+});
