@@ -321,10 +321,11 @@ export async function pruneRepository(
 }
 
 /**
- * Segments no point names: left by forgotten points and by killed backups. Deleted only when no backup runs:
- * a running backup may name segments of a point forgotten after it started, and writes segments before the
- * checkpoint naming them. The listing comes first: a backup registering after the check writes only segments
- * this listing cannot hold, and reuses only segments of points that remain.
+ * Segments no point names: left by forgotten points and by killed backups. Deleted only when no backup is
+ * registered: a running backup may name segments of a point forgotten after it started, names a segment it finds
+ * stored without writing it, and writes segments before the checkpoint naming them. The lock is held under its
+ * own purpose from before the check to the last delete: a backup registering after the check waits for it
+ * (point-writer.ts) before it takes any segment as stored, and reuses only segments of points that remain.
  */
 async function removeUnreferencedSegments(
   repo: Repository,
