@@ -41,15 +41,17 @@ test('the preload exposes only window.diskline, with call and on, and listens on
 });
 
 test('every protocol method is callable and goes out on the call channel as { method, params }', async () => {
-  for (const method of Object.keys(methods) as (keyof typeof methods)[]) {
-    if (method === 'mount.stop') continue;
+  const called = (Object.keys(methods) as (keyof typeof methods)[]).filter(
+    (method) => method !== 'mount.stop',
+  );
+  for (const method of called) {
     assert.deepEqual(await bridge.call(method, {} as never), { answered: 'diskline:call' }, method);
   }
-  assert.deepEqual(fake.invocations.at(-1), {
-    channel: 'diskline:call',
-    payload: { method: 'blockmap.subscribe', params: {} },
-  });
-  assert.equal(fake.invocations.length, Object.keys(methods).length - 1);
+  assert.deepEqual(
+    fake.invocations.map((invocation) => invocation.payload),
+    called.map((method) => ({ method, params: {} })),
+  );
+  assert.ok(fake.invocations.every((invocation) => invocation.channel === 'diskline:call'));
 });
 
 test("an engine error comes back as an Error with the engine's own message and code", async () => {
