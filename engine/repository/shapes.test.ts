@@ -184,10 +184,38 @@ async function runCase(
 /** Index files a prune writes, at most: small, so the rewritten index is split. */
 const PRUNE_INDEX_ENTRIES = 5;
 
-/** Prune keeps the last three points: the index it rewrites is split within the limit, and they restore exactly. */
+/** Generations of one disk a block also backs up: retention is per source, so only these give prune work. */
+const GENERATIONS = 5;
+
+/** Back up successive generations of one disk (same path and size, new random units each time). */
+async function backUpGenerations(repo: Repository, block: number, shapeOfPoint: Map<string, DiskShape>) {
+  const source = join(dir, `generations-${block}.img`);
+  try {
+    for (let generation = 0; generation < GENERATIONS; generation += 1) {
+      const shape: DiskShape = {
+        kind: 'distinct-random',
+        seed: 1_000_000 + block * GENERATIONS + generation,
+        size: 12 * repo.chunkSize,
+        unitSize: repo.chunkSize,
+        maxRunUnits: 1,
+      };
+      await writeFile(source, new ShapeGenerator(shape).bytes());
+      const manifest = await backupImage(repo, source, { threads: 1, checkpointIntervalMs: 0 });
+      assert.equal(manifest.complete, true, `generation ${generation} of block ${block}`);
+      shapeOfPoint.set(manifest.id, shape);
+    }
+  } finally {
+    await rm(source, { force: true });
+  }
+}
+
+/**
+ * Prune keeps the last three points of each source: the generations' oldest go, the index it rewrites is split
+ * within the limit, and what it keeps restores exactly.
+ */
 async function pruneAndCheck(
   repo: Repository,
-  seedOfPoint: Map<string, number>,
+  shapeOfPoint: Map<string, DiskShape>,
   reached: Reached,
   label: string,
 ) {
@@ -205,15 +233,15 @@ async function pruneAndCheck(
     }
   }
   await verifyClean(repo, `${label}, pruned`);
+  assert.equal(report.kept.length, shapeOfPoint.size - (GENERATIONS - 3), `${label}: points kept`);
   for (const { id } of report.kept) {
-    const seed = seedOfPoint.get(id)!;
-    const target = join(dir, `pruned-${seed}.img`);
+    const shape = shapeOfPoint.get(id)!;
+    const target = join(dir, `pruned-${shape.seed}.img`);
     try {
       await restoreToFile(repo, id, target, 0);
-      const { shape } = caseOf(seed, repo.chunkSize);
       assert.ok(
         (await readFile(target)).equals(new ShapeGenerator(shape).bytes()),
-        `${label}: seed ${seed} after prune`,
+        `${label}: seed ${shape.seed} after prune`,
       );
     } finally {
       await rm(target, { force: true });
@@ -263,11 +291,13 @@ test('every shape of disk backs up, restores byte for byte and verifies, with gr
       });
       try {
         const seen = { packs: new Set<string>(), index: new Set<string>() };
-        const seedOfPoint = new Map<string, number>();
-        for (const seed of blockSeeds) seedOfPoint.set(await runCase(repo, seed, seen, reached), seed);
+        const shapeOfPoint = new Map<string, DiskShape>();
+        for (const seed of blockSeeds)
+          shapeOfPoint.set(await runCase(repo, seed, seen, reached), caseOf(seed, repo.chunkSize).shape);
+        await backUpGenerations(repo, block, shapeOfPoint);
         const label = `repository of cases ${blockSeeds[0]} to ${blockSeeds.at(-1)}`;
         await verifyClean(repo, label);
-        await pruneAndCheck(repo, seedOfPoint, reached, label);
+        await pruneAndCheck(repo, shapeOfPoint, reached, label);
       } finally {
         await repo.close();
       }
