@@ -67,6 +67,10 @@ export interface VmRunOptions {
   cpuModel?: string;
   /** A failure guard only: a boot under TCG on a busy machine can be slow. */
   timeoutMs?: number;
+  /** Boot a system disk's own initramfs instead of the test bed's: it mounts that system's root, whose init
+   *  (vm/booted-init.sh, installed there as /sbin/diskline-booted-init) then runs the script as the test bed's
+   *  does. `cmdline` names the root as the system's boot configuration would (root=UUID=…). */
+  bootedSystem?: { initrd: string; cmdline: string };
 }
 
 export interface VmRunResult {
@@ -87,7 +91,16 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
   try {
     // A marker no script prints by accident: it opens the script's output and carries its exit status.
     const marker = `diskline-vm-${randomBytes(8).toString('hex')}`;
-    const initramfs = await buildInitramfs(work, kernel.version, options.script, marker);
+    let initramfs: string;
+    let cmdline = 'console=ttyS0 quiet panic=-1';
+    if (options.bootedSystem) {
+      // The script and settings wait in the work folder, which the booted system reaches over the shared root.
+      await writeRunFiles(work, options.script, marker);
+      initramfs = options.bootedSystem.initrd;
+      cmdline = `${options.bootedSystem.cmdline} ${cmdline} init=/sbin/diskline-booted-init diskline.run=${work}`;
+    } else {
+      initramfs = await buildInitramfs(work, kernel.version, options.script, marker);
+    }
     const socket = join(work, 'virtiofs.sock');
     const virtiofsd = spawn(
       VIRTIOFSD,
@@ -119,7 +132,7 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
       '-initrd',
       initramfs,
       '-append',
-      'console=ttyS0 quiet panic=-1',
+      cmdline,
       // virtiofs needs the guest's memory shared with virtiofsd.
       '-object',
       `memory-backend-memfd,id=mem,size=${memory}M,share=on`,
@@ -189,6 +202,22 @@ async function buildInitramfs(
     join(root, 'lib', 'load-order'),
     INITRAMFS_MODULES.map((module) => basename(module)).join('\n'),
   );
+  await writeRunFiles(root, script, marker);
+  await run('chmod', ['0755', join(root, 'init')]);
+  const image = join(work, 'initramfs.cpio');
+  await run('/bin/sh', [
+    '-c',
+    `cd "$1" && find . | "$2" cpio -o -H newc > "$3" 2>/dev/null`,
+    'sh',
+    root,
+    BUSYBOX,
+    image,
+  ]);
+  return image;
+}
+
+/** The settings and the script the guest's init runs (in the initramfs, or in a folder a booted system reads). */
+async function writeRunFiles(root: string, script: string, marker: string): Promise<void> {
   const guestPath = [
     join(projectRoot, 'node_modules', '.bin'),
     '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -207,17 +236,6 @@ async function buildInitramfs(
   const preamble =
     'modprobe() { command modprobe -d "$DISKLINE_VM_KERNEL_ROOT" "$@"; }\nexport -f modprobe\n';
   await writeFile(join(root, 'script.sh'), preamble + script);
-  await run('chmod', ['0755', join(root, 'init')]);
-  const image = join(work, 'initramfs.cpio');
-  await run('/bin/sh', [
-    '-c',
-    `cd "$1" && find . | "$2" cpio -o -H newc > "$3" 2>/dev/null`,
-    'sh',
-    root,
-    BUSYBOX,
-    image,
-  ]);
-  return image;
 }
 
 /** Resolves once virtiofsd has created its socket (it does so before it accepts the guest). */
