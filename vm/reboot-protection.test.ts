@@ -36,7 +36,7 @@ const prelude = `set -euo pipefail
 export NODE_COMPILE_CACHE=/tmp/node-compile-cache
 export PATH="$PWD/vm/guest:$PATH" DISKLINE_SYSTEM_ROOT=/run/system
 diskline() { node engine/cli/main.ts "$@"; }
-requests() { cat /run/system/boot/initramfs-requests 2>/dev/null | wc -l; }
+requests() { if [ -e /run/system/boot/initramfs-requests ]; then wc -l < /run/system/boot/initramfs-requests; else echo 0; fi; }
 root_device() { # major:minor of the device the booted root is mounted from
   awk '$5 == "/" { print $3 }' /run/booted-mountinfo
 }
@@ -117,6 +117,7 @@ umount /run/system
       bootedSystem: { initrd: protectedInitrd, cmdline },
       script: `${prelude}
 modprobe dm-snapshot
+modprobe loop
 echo "root from $(root_device); the target is $(cat /sys/block/dm-0/dev) $(cat /sys/block/dm-0/dm/name)"
 echo "table: $(dmsetup table diskline-vda3)"
 echo "vda3 is $(cat /sys/class/block/vda3/dev), held by $(ls /sys/class/block/vda3/holders)"
