@@ -1,6 +1,6 @@
 // The boot setup's local-top script, run in the test bed's guest as the initramfs would run it: each partition
 // listed by PARTUUID gets a linear target named diskline-<name>, which holds the partition so nothing mounts it
-// directly, and the file system mounts from the target. (A full reboot through a real initramfs is not run here.)
+// directly, and the file system mounts from the target. The real reboot is vm/reboot-protection.test.ts.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';

@@ -118,6 +118,7 @@ umount /run/system
       script: `${prelude}
 modprobe dm-snapshot
 modprobe loop
+mount -t cgroup2 none /sys/fs/cgroup
 echo "root from $(root_device); the target is $(cat /sys/block/dm-0/dev) $(cat /sys/block/dm-0/dm/name)"
 echo "table: $(dmsetup table diskline-vda3)"
 echo "vda3 is $(cat /sys/class/block/vda3/dev), held by $(ls /sys/class/block/vda3/holders)"
