@@ -1,9 +1,9 @@
 // The reboot proof of boot-time protection: a small Debian system disk whose initramfs is made by
-// initramfs-tools is protected with `diskline protect` (its root partition, by PARTUUID), its initramfs is
+// initramfs-tools is protected by the engine's protection module (its root partition, by PARTUUID), its initramfs is
 // regenerated with the hook (on the host, from the system's own /etc: vm/system-initramfs.ts), and the disk is
 // booted again through that initramfs: the root comes up through the
 // linear target diskline-vda3 and is mounted from it, and a device-mapper backup swaps a snapshot in under the
-// live root and copies it. Then `diskline unprotect`, regenerate, boot again: the hook is gone and the root is
+// live root and copies it. Then unprotect (on the running system), regenerate, boot again: the hook is gone and the root is
 // mounted from the partition itself. The boots are the disk's own kernel and initramfs (qemu's direct kernel
 // boot: GRUB is proved by the boot proof), with the test bed's root shared so the engine runs in the booted
 // system. Slow under TCG: runs only with DISKLINE_VM_REBOOT=1 (docs/test-bed.md).
@@ -31,11 +31,12 @@ const skip: string | false =
 const dir = await mkdtemp(join(tmpdir(), 'diskline-vm-reboot-'));
 after(() => rm(dir, { recursive: true, force: true }));
 
-/** What every run in the protected system's life starts with: the engine's CLI, and update-initramfs for it. */
+/** What every run in the protected system's life starts with: the engine's protection module (as the engine
+ *  calls it for `diskline protect`), and update-initramfs for the system. */
 const prelude = `set -euo pipefail
 export NODE_COMPILE_CACHE=/tmp/node-compile-cache
 export PATH="$PWD/vm/guest:$PATH" DISKLINE_SYSTEM_ROOT=/run/system
-diskline() { node engine/cli/main.ts "$@"; }
+protection() { node vm/guest/protection.ts "$@"; }
 requests() { if [ -e /run/system/boot/initramfs-requests ]; then wc -l < /run/system/boot/initramfs-requests; else echo 0; fi; }
 root_device() { # major:minor of the device the booted root is mounted from
   awk '$5 == "/" { print $3 }' /run/booted-mountinfo
@@ -91,7 +92,7 @@ sed 's/^MODULES=.*/MODULES=list/' /etc/initramfs-tools/initramfs.conf > /run/sys
 printf '%s\\n' virtio_pci virtio_blk ext4 virtiofs > /run/system/etc/initramfs-tools/modules
 cp vm/booted-init.sh /run/system/sbin/diskline-booted-init
 before=$(requests)
-diskline protect /dev/vda3 --confirm /dev/vda3
+protection protect /dev/vda3
 grep -v '^#' /run/system/etc/diskline/protected.conf
 echo "update-initramfs asked for: $(( $(requests) - before ))"
 umount /run/system
@@ -122,7 +123,7 @@ mount -t cgroup2 none /sys/fs/cgroup
 echo "root from $(root_device); the target is $(cat /sys/block/dm-0/dev) $(cat /sys/block/dm-0/dm/name)"
 echo "table: $(dmsetup table diskline-vda3)"
 echo "vda3 is $(cat /sys/class/block/vda3/dev), held by $(ls /sys/class/block/vda3/holders)"
-echo "protection: $(diskline protection /dev/vda --json 2>&1 | tr -d '\\n')"
+echo "protection: $(protection status /dev/vda)"
 export DISKLINE_MEMORY_STORE_DIR=/run
 node vm/guest/dm-backup.ts --source /dev/mapper/diskline-vda3 --store memory:$((32 << 20)) --out /dev/vdb
 echo "after the backup: $(dmsetup table diskline-vda3)"
@@ -132,7 +133,7 @@ mkdir -p /tmp/copy && mount -o ro /dev/vdb /tmp/copy
 umount /tmp/copy
 mount -o remount,rw /run/system
 before=$(requests)
-diskline unprotect /dev/vda3 --confirm /dev/vda3
+protection unprotect /dev/vda3
 echo "left: $(ls /run/system/etc/initramfs-tools/hooks /run/system/etc/initramfs-tools/scripts/local-top 2>/dev/null | grep -c diskline || true) hook files, list $(test -e /run/system/etc/diskline/protected.conf && echo kept || echo gone)"
 echo "update-initramfs asked for: $(( $(requests) - before ))"
 mount -o remount,ro /run/system
@@ -148,6 +149,15 @@ mount -o remount,ro /run/system
   const vda3 = protectedBoot.output.match(/^vda3 is (\d+:\d+), held by dm-0$/m);
   assert.ok(vda3, protectedBoot.output);
   assert.match(protectedBoot.output, new RegExp(`^table: 0 \\d+ linear ${vda3[1]} 0$`, 'm'));
+  const statuses = JSON.parse(protectedBoot.output.match(/^protection: (.*)$/m)?.[1] ?? '[]') as {
+    device: string;
+    kind: string;
+    detail: string;
+  }[];
+  const root = statuses.find((status) => status.device === '/dev/vda3');
+  assert.ok(root, JSON.stringify(statuses));
+  assert.equal(root.kind, 'device-mapper');
+  assert.match(root.detail, /mounted through \/dev\/mapper\/diskline-vda3/);
   assert.match(protectedBoot.output, /"event":"point"/);
   assert.match(protectedBoot.output, /"event":"done"/);
   assert.match(protectedBoot.output, new RegExp(`^after the backup: 0 \\d+ linear ${vda3[1]} 0$`, 'm'));
