@@ -284,16 +284,19 @@ export async function unregisterBackup(backend: Backend, pointId: string): Promi
  * of any machine's when not refreshed for REGISTRATION_EXPIRES_MS by the storage's clock.
  */
 export async function runningBackups(backend: Backend): Promise<BackupRegistration[]> {
-  const running: BackupRegistration[] = [];
+  return liveRegistrations<BackupRegistration>(backend, 'locks/backup-');
+}
+
+/** The registrations under `prefix` still alive; removes those of dead processes here and expired ones. */
+async function liveRegistrations<T extends Holder>(backend: Backend, prefix: string): Promise<T[]> {
+  const live: T[] = [];
   let now: number | null | undefined;
   for (const name of await backend.list('locks/')) {
-    if (!name.startsWith('locks/backup-')) continue;
-    let registration: BackupRegistration;
+    if (!name.startsWith(prefix)) continue;
+    let registration: T;
     let modified: number | null;
     try {
-      registration = JSON.parse(
-        (await backend.get(name, LOCK_MAX_BYTES)).toString('utf8'),
-      ) as BackupRegistration;
+      registration = JSON.parse((await backend.get(name, LOCK_MAX_BYTES)).toString('utf8')) as T;
       modified = await backend.modifiedAt(name);
     } catch {
       continue;
@@ -305,9 +308,81 @@ export async function runningBackups(backend: Backend): Promise<BackupRegistrati
       expired = now !== null && now - (modified as number) > REGISTRATION_EXPIRES_MS;
     }
     if (holderIsGone(registration) || expired) await backend.delete(name);
-    else running.push(registration);
+    else live.push(registration);
   }
-  return running;
+  return live;
+}
+
+export interface ReaderRegistration extends Holder {
+  /** The point being read. */
+  pointId: string;
+}
+
+/**
+ * A point being read (a restore, a mount, an instant restore, a copy, a drill): prune keeps it while the reader
+ * lives, so what the reader needs is never deleted under it. Renewed on a timer (a mount may sit idle for days);
+ * `close` ends it. A renewal never brings back a registration a prune found expired.
+ */
+export class PointReading {
+  readonly #backend: Backend;
+  readonly #name: string;
+  readonly #body: Buffer;
+  readonly #timer: { cancel(): void };
+  #renewing: Promise<void> = Promise.resolve();
+
+  private constructor(backend: Backend, name: string, body: Buffer, every: Every) {
+    this.#backend = backend;
+    this.#name = name;
+    this.#body = body;
+    this.#timer = every(REGISTRATION_REFRESH_MS, () => {
+      this.#renewing = this.#renew().catch(() => {
+        // A store that does not answer now may answer at the next renewal; the reader's own reads say more.
+      });
+    });
+  }
+
+  static async start(backend: Backend, pointId: string, every: Every = everyInterval): Promise<PointReading> {
+    const name = `locks/read-${randomBytes(16).toString('hex')}`;
+    const registration: ReaderRegistration = { ...me('read'), pointId };
+    const body = Buffer.from(JSON.stringify(registration));
+    await backend.put(name, body);
+    return new PointReading(backend, name, body, every);
+  }
+
+  async #renew(): Promise<void> {
+    if ((await this.#backend.size(this.#name)) === null) return;
+    await this.#backend.put(this.#name, this.#body);
+  }
+
+  async close(): Promise<void> {
+    this.#timer.cancel();
+    await this.#renewing;
+    await this.#backend.delete(this.#name);
+  }
+}
+
+/** Runs `body` every `ms` until cancelled, without keeping the process alive. */
+export type Every = (ms: number, body: () => void) => { cancel(): void };
+
+const everyInterval: Every = (ms, body) => {
+  const timer = setInterval(body, ms);
+  timer.unref();
+  return { cancel: () => clearInterval(timer) };
+};
+
+/** Points some live reader is reading. Expired registrations (readers that died elsewhere) are removed. */
+export async function pointsBeingRead(backend: Backend): Promise<Set<string>> {
+  return new Set((await liveRegistrations<ReaderRegistration>(backend, 'locks/read-')).map((r) => r.pointId));
+}
+
+/** Runs `body` with `pointId` registered as being read. */
+export async function whileReading<T>(backend: Backend, pointId: string, body: () => Promise<T>): Promise<T> {
+  const reading = await PointReading.start(backend, pointId);
+  try {
+    return await body();
+  } finally {
+    await reading.close();
+  }
 }
 
 /** When a backup registered, by the storage's clock where recorded. */

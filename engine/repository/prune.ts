@@ -8,6 +8,7 @@ import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
 import {
+  pointsBeingRead,
   registrationTime,
   runningBackups,
   SEGMENT_DELETION,
@@ -205,6 +206,13 @@ export async function pruneRepository(
         (m) => m.source.path === checkpoint.source.path && m.time > checkpoint.time && keep.has(m.id),
       );
       if (superseded) forget.push(checkpoint);
+    }
+    // A point a restore, mount or copy is reading right now is kept: what the reader needs stays.
+    const beingRead = await pointsBeingRead(repo.backend);
+    for (const manifest of [...forget]) {
+      if (!beingRead.has(manifest.id)) continue;
+      forget.splice(forget.indexOf(manifest), 1);
+      keep.set(manifest.id, [...(keep.get(manifest.id) ?? []), 'being read (a restore, mount or copy)']);
     }
     // Object Lock: a point whose manifest the store retains is kept (deleting its name would hide a point the
     // store still guards); prune says until when.
