@@ -803,7 +803,8 @@ test('the daemon answered another caller within a second throughout the attacks'
 }, async () => {
   pinging = false;
   const roundTrips = await pinger;
-  const slowest = Math.max(...roundTrips);
+  // Folded, not spread: a long run gathers more pings than a call can take as arguments.
+  const slowest = roundTrips.reduce((most, each) => Math.max(most, each), 0);
   process.stdout.write(`# ${roundTrips.length} pings, slowest ${slowest.toFixed(1)} ms\n`);
   assert.ok(roundTrips.length > 10, 'the pinger ran throughout');
   assert.ok(slowest < 1000, `a ping waited ${slowest.toFixed(0)} ms`);
