@@ -18,6 +18,8 @@ export const VolumeProtectionSchema = z.object({
   kind: ProtectionKindSchema,
   detail: z.string(),
   inUse: z.boolean(),
+  /** In the boot setup's list: protected from the next restart on, or still (unprotect would remove it). */
+  protectedAtBoot: z.boolean(),
   /** What the next restart changes for this volume; null when nothing. */
   afterRestart: z.string().nullable(),
 });

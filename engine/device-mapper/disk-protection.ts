@@ -5,7 +5,7 @@
 // alone (a linear target over it would keep it from being mounted directly). All refusals are checked for
 // every partition before the first change, so a refusal changes nothing.
 import { stat } from 'node:fs/promises';
-import type { DiskProtection } from '../../protocol/protection.ts';
+import type { DiskProtection, VolumeProtection } from '../../protocol/protection.ts';
 import { kernelName, parentDisk, sysfsPartitions } from '../device/sysfs.ts';
 import {
   checkProtect,
@@ -17,6 +17,10 @@ import {
   protectionStatus,
   unprotect,
 } from './protection.ts';
+
+function volumeProtection({ listed, ...volume }: ProtectionStatus): VolumeProtection {
+  return { ...volume, protectedAtBoot: listed };
+}
 
 function list(devices: ProtectionStatus[]): string {
   return devices.map((volume) => volume.device).join(', ');
@@ -43,9 +47,7 @@ export async function diskProtection(
       ...tapOnly(
         `served through the tap as ${attachedAs}: mount ${attachedAs}, not the disk, and backups stay consistent while it is written`,
       ),
-      volumes: info.isBlockDevice()
-        ? (await protectionStatus(disk, system)).map(({ listed: _, ...volume }) => volume)
-        : [],
+      volumes: info.isBlockDevice() ? (await protectionStatus(disk, system)).map(volumeProtection) : [],
     };
   if (info?.isFile())
     return tapOnly(
@@ -96,7 +98,7 @@ export async function diskProtection(
     afterRestart,
     canProtect: unprotected.length > 0,
     canUnprotect: volumes.some((volume) => volume.listed),
-    volumes: volumes.map(({ listed: _, ...volume }) => volume),
+    volumes: volumes.map(volumeProtection),
   };
 }
 

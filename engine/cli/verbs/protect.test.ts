@@ -215,6 +215,10 @@ test(
     assert.equal(state?.kind, 'needs-restart');
     assert.equal(state?.canUnprotect, true);
     assert.equal(state?.canProtect, false);
+    assert.deepEqual(
+      state?.volumes.map((volume) => volume.protectedAtBoot),
+      [false, true, false],
+    );
     assert.match(
       state!.afterRestart!,
       new RegExp(`after a restart ${disk.partitions[1]} is mounted through a linear device-mapper target`),
