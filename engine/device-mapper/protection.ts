@@ -294,13 +294,12 @@ export async function protect(request: ProtectRequest, system = defaultSystem())
       listed: false,
       afterRestart: null,
     };
-  await installBootSetup(system);
   const list = await readList(system);
   if (!list.some((entry) => entry.partUuid === partUuid)) {
-    list.push({ partUuid, name: kernel.replace(/[^A-Za-z0-9_.+-]/g, '_') });
-    await writeList(system, list);
+    await installBootSetup(system);
+    await writeList(system, [...list, { partUuid, name: kernel.replace(/[^A-Za-z0-9_.+-]/g, '_') }]);
+    await rebuildOrRestore(system, list);
   }
-  await system.updateInitramfs?.();
   return {
     device: request.device,
     kind: 'needs-restart',
@@ -329,7 +328,7 @@ export async function unprotect(
     throw new ProtectionRefused(`${request.device} is not protected; nothing was changed`);
   await writeList(system, left);
   if (left.length === 0) await removeBootSetup(system);
-  await system.updateInitramfs?.();
+  await rebuildOrRestore(system, list);
 }
 
 async function inUse(device: string): Promise<boolean> {
@@ -344,6 +343,26 @@ async function storeOnVolume(storePath: string, kernel: string): Promise<boolean
   if (!info) return false;
   if (info.isBlockDevice()) return deviceNumberOf(info.rdev) === volume;
   return deviceNumberOf(info.dev) === volume;
+}
+
+/**
+ * Rebuilds the initramfs with the boot setup as now written; when that fails, puts the setup back to
+ * `previous` (the list, and the hook with it) so the files never claim a protection the initramfs lacks.
+ */
+async function rebuildOrRestore(system: ProtectionSystem, previous: ProtectedEntry[]): Promise<void> {
+  try {
+    await system.updateInitramfs?.();
+  } catch (error) {
+    if (previous.length) {
+      await installBootSetup(system);
+      await writeList(system, previous);
+    } else {
+      await removeBootSetup(system);
+    }
+    throw new Error(
+      `rebuilding the initramfs failed (${(error as Error).message.trim()}): the boot setup was put back as it was; nothing was changed`,
+    );
+  }
 }
 
 async function installBootSetup(system: ProtectionSystem): Promise<void> {
