@@ -744,7 +744,7 @@ export class Engine {
         const info = await stat(path).catch(() => null);
         if (!info?.isBlockDevice() && !(info?.isFile() && this.state.config.images.includes(path)))
           throw new ApiError('not-found', `${device} is not there: no such disk or registered image.`);
-        return [await this.#diskProtection(info.isBlockDevice() ? device : path)];
+        return [await this.#diskProtection(path)];
       },
       'protection.protect': async ({ device, confirm, repos, store }) => {
         const disk = await protectDisk(

@@ -40,9 +40,11 @@ export const verb: Verb = {
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     const client = await connectEngine();
     try {
+      // Named from here: the engine's cwd is not ours. The confirmation is made absolute alike, so it still
+      // has to name the same device as written.
       const disk = await client.call('protection.protect', {
-        device,
-        ...(values.confirm !== undefined ? { confirm: values.confirm } : {}),
+        device: resolve(device),
+        ...(values.confirm !== undefined ? { confirm: resolve(values.confirm) } : {}),
         ...(values.repo?.length ? { repos: values.repo.map(repoArgument) } : {}),
         ...(values.store ? { store: resolve(values.store) } : {}),
       });

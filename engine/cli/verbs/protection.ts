@@ -2,6 +2,7 @@
 // while it is in use — the tap, device-mapper (now), needs a restart (protected, boot setup pending),
 // unprotected (and what to do), or cannot (why) — what the next restart changes, and each volume's state.
 // Asks the engine (the daemon, or one hosted here), which knows which disks the tap serves.
+import { resolve } from 'node:path';
 import { connectEngine } from '../../api/client.ts';
 import { printProtection } from '../protection-output.ts';
 import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
@@ -18,7 +19,10 @@ export const verb: Verb = {
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     const client = await connectEngine();
     try {
-      printProtection(await client.call('protection.list', device ? { device } : {}), values.json);
+      printProtection(
+        await client.call('protection.list', device ? { device: resolve(device) } : {}),
+        values.json,
+      );
     } finally {
       await client.close();
     }

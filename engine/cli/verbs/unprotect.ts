@@ -1,6 +1,7 @@
 // `diskline unprotect DEVICE --confirm DEVICE`: removes a partition (or every partition of a disk) from the
 // boot setup, and the initramfs hook with the last one; from the next restart on it is mounted directly again.
 // The engine does it (protection.unprotect); refused with nothing changed without the disk named again.
+import { resolve } from 'node:path';
 import { connectEngine } from '../../api/client.ts';
 import { printProtection } from '../protection-output.ts';
 import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
@@ -19,9 +20,11 @@ export const verb: Verb = {
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
     const client = await connectEngine();
     try {
+      // Named from here: the engine's cwd is not ours. The confirmation is made absolute alike, so it still
+      // has to name the same device as written.
       const disk = await client.call('protection.unprotect', {
-        device,
-        ...(values.confirm !== undefined ? { confirm: values.confirm } : {}),
+        device: resolve(device),
+        ...(values.confirm !== undefined ? { confirm: resolve(values.confirm) } : {}),
       });
       printProtection([disk], values.json);
     } finally {
