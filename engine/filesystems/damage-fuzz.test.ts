@@ -7,21 +7,10 @@ import { test } from 'node:test';
 import { withTestDisk } from '../testing/disk.ts';
 import type { TestFilesystem } from '../testing/filesystems.ts';
 import { MiB } from '../testing/image.ts';
+import { seededRandom } from '../testing/seeded-random.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
 import { usedMapOf } from './index.ts';
 import { FilesystemDamagedError, type Volume, VolumeTruncatedError } from './types.ts';
-
-/** mulberry32: small, seeded, good enough to pick offsets. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A volume over bytes in memory; `reads` (when given) records every range a reader asked for. */
 function memoryVolume(bytes: Buffer, name: string, reads?: { start: number; length: number }[]): Volume {
@@ -67,7 +56,7 @@ for (const c of cases) {
         const intact = await usedMapOf(memoryVolume(bytes, 'intact', reads), { strict: true });
         let damagedErrors = 0;
         for (let seed = 1; seed <= rounds; seed++) {
-          const next = random(seed * 7919 + c.kind.length);
+          const next = seededRandom(seed * 7919 + c.kind.length);
           const saved = new Map<number, number>();
           for (let flip = 0; flip < 1 + Math.floor(next() * 8); flip++) {
             const range = reads[Math.floor(next() * reads.length)]!;

@@ -19,6 +19,7 @@ import { withTestDisk } from '../testing/disk.ts';
 import { readFilesystemChecksums, type TestFilesystem } from '../testing/filesystems.ts';
 import { MiB, withTempDir } from '../testing/image.ts';
 import { withLoop } from '../testing/loop.ts';
+import { seededRandom } from '../testing/seeded-random.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
 import { crc32c } from './crc32c.ts';
 import { exfatGeometry } from './exfat.ts';
@@ -35,18 +36,6 @@ const rounds = Number(process.env.DISKLINE_FUZZ_ROUNDS) || 600;
 const readBackSamples = 4;
 /** Trusted maps smaller than the intact one are each read back; more than this many fails the test. */
 const maxSuspicious = 20;
-
-/** mulberry32: small, seeded, good enough to pick offsets. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A volume over bytes in memory; `reads` (when given) records every range read. */
 function memoryVolume(bytes: Buffer, name: string, reads?: ByteRange[]): Volume {
@@ -262,7 +251,7 @@ for (const c of cases) {
         const suspicious: { seed: number; image: Buffer; map: UsedMap }[] = [];
         for (let seed = 1; seed <= rounds; seed++) {
           const name = `${c.kind} seed ${seed}`;
-          const saved = damage(record, bytes, random(seed * 7919 + c.kind.length));
+          const saved = damage(record, bytes, seededRandom(seed * 7919 + c.kind.length));
           try {
             let strictError: Error | null = null;
             try {
@@ -360,7 +349,7 @@ for (const c of cases) {
         let firstTrusted: { seed: number; image: Buffer; map: UsedMap } | undefined;
         const counts = { refused: 0, trusted: 0, readBack: 0, unreadableSource: 0 };
         for (let seed = 1; seed <= recordRounds; seed++) {
-          const next = random(seed * 104729 + c.kind.length);
+          const next = seededRandom(seed * 104729 + c.kind.length);
           const saved = new Map<number, number>();
           for (let flip = 0; flip < 1 + Math.floor(next() * 8); flip++) {
             const range = reads[Math.floor(next() * reads.length)]!;
