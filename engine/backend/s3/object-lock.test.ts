@@ -6,7 +6,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { runCli } from '../../repository/testing/run-cli.ts';
 import { s3CliSuite } from '../../repository/testing/s3-cli-suite.ts';
 import { type S3Store, s3StoreUnavailableReason } from '../../testing/s3-store.ts';
 import { S3Backend } from './backend.ts';
@@ -40,7 +39,6 @@ const unavailable = s3StoreUnavailableReason();
 describe('a repository in an Object Lock bucket', { skip: unavailable ?? false }, () => {
   const suite = s3CliSuite('diskline-s3-lock-');
   const { ok } = suite;
-  const _cli = (args: string[]) => runCli(args, suite.env);
 
   test('a point under retention is not pruned, prune says until when, and every point restores and verifies', async () => {
     const { store, dir } = suite;
