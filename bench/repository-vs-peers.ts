@@ -191,21 +191,25 @@ async function main(): Promise<void> {
       mark = new Map(cpuSeconds);
       return spent;
     };
-    const full = {
+    /** Wall seconds of one backup of the image by each tool (borg's archive called `archive`). */
+    const backUpEach = (archive: string) => ({
       diskline: timed(cli, ['backup', image, '--repo', repos.diskline, '--json']),
       restic: timed(
         'restic',
         ['-r', repos.restic, 'backup', '--compression', 'auto', '-q', image],
         resticEnv,
       ),
-      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::full`, image], borgEnv),
-    };
-    const fullCpu = cpuSince();
-    const fullSizes = {
+      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::${archive}`, image], borgEnv),
+    });
+    /** Each tool's repository size on disk. */
+    const sizeOfEach = () => ({
       diskline: duBytes(repos.diskline),
       restic: duBytes(repos.restic),
       borg: duBytes(repos.borg),
-    };
+    });
+    const full = backUpEach('full');
+    const fullCpu = cpuSince();
+    const fullSizes = sizeOfEach();
 
     // Keep the image and Diskline's repository as they are now, for the incremental from tracked changes.
     const before = join(work, 'before.img');
@@ -224,22 +228,10 @@ async function main(): Promise<void> {
     run('umount', [mnt]);
     run('sync', []);
     run('sh', ['-c', `cat ${image} > /dev/null`]);
-    const incremental = {
-      diskline: timed(cli, ['backup', image, '--repo', repos.diskline, '--json']),
-      restic: timed(
-        'restic',
-        ['-r', repos.restic, 'backup', '--compression', 'auto', '-q', image],
-        resticEnv,
-      ),
-      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::incr`, image], borgEnv),
-    };
+    const incremental = backUpEach('incr');
     const incrCpu = cpuSince();
     const tracked = await incrementalFromTrackedChanges(trackedRepo, before, image);
-    const incrSizes = {
-      diskline: duBytes(repos.diskline),
-      restic: duBytes(repos.restic),
-      borg: duBytes(repos.borg),
-    };
+    const incrSizes = sizeOfEach();
 
     // Restore the latest point of each, with its repository in the page cache: what is no longer needed is
     // removed first, and each restored copy before the next restore, so the cache is not evicted to make room
