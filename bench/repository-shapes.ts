@@ -6,16 +6,14 @@
 //
 //   npx node bench/repository-shapes.ts [--size 1G] [--shapes zero,repeated,…] [--keep]
 
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SHAPE_KINDS, ShapeGenerator } from '../engine/repository/testing/disk-shapes.ts';
 import { parseByteSize } from '../protocol/byte-size.ts';
+import { disklineCli as cli, duBytes, runTool, timedTool } from './tool-runs.ts';
 
-const cli = fileURLToPath(new URL('../bin/diskline', import.meta.url));
 const PASSWORD = 'bench passphrase';
 const UNIT = 64 << 10;
 const MiB = 1 << 20;
@@ -49,39 +47,12 @@ for (const shape of shapes)
 // A tail shorter than a unit: the disk ends inside one.
 const size = Math.floor(sizeBytes / UNIT) * UNIT + 1234;
 
-const env = { ...process.env, DISKLINE_PASSWORD: PASSWORD, RESTIC_PASSWORD: PASSWORD };
+const env = { DISKLINE_PASSWORD: PASSWORD, RESTIC_PASSWORD: PASSWORD };
 
-function run(command: string, args: string[], extraEnv: Record<string, string> = {}): string {
-  const result = spawnSync(command, args, {
-    env: { ...env, ...extraEnv },
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  });
-  if (result.status !== 0)
-    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
-  return result.stdout;
-}
-
-/** Wall and CPU (user + system, from /usr/bin/time) seconds of one run. */
-function timed(command: string, args: string[], extraEnv: Record<string, string> = {}) {
-  const started = performance.now();
-  const result = spawnSync('/usr/bin/time', ['-f', 'cpu %U %S', command, ...args], {
-    env: { ...env, ...extraEnv },
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  });
-  if (result.status !== 0)
-    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
-  const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(result.stderr);
-  return {
-    seconds: (performance.now() - started) / 1000,
-    cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : Number.NaN,
-  };
-}
-
-function duBytes(path: string): number {
-  return Number(run('du', ['-sb', path]).split('\t')[0]);
-}
+const run = (command: string, args: string[], extraEnv: Record<string, string> = {}) =>
+  runTool(command, args, { ...env, ...extraEnv });
+const timed = (command: string, args: string[], extraEnv: Record<string, string> = {}) =>
+  timedTool(command, args, { ...env, ...extraEnv });
 
 const fmt = (bytes: number) =>
   bytes < MiB ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / MiB).toFixed(1)} MiB`;

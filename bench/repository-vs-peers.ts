@@ -12,7 +12,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openReader } from '../engine/device/open.ts';
 import { describeSource, findRelatives } from '../engine/repository/point-source.ts';
@@ -20,8 +19,8 @@ import { Repository } from '../engine/repository/repository.ts';
 import { backupImage, countingReader } from '../engine/repository/testing/backup-image.ts';
 import { parseByteSize } from '../protocol/byte-size.ts';
 import { fillFiles } from './fixtures/mixed-files.ts';
+import { disklineCli as cli, duBytes, runTool, timedTool } from './tool-runs.ts';
 
-const cli = fileURLToPath(new URL('../bin/diskline', import.meta.url));
 const PASSWORD = 'bench passphrase';
 
 function parseSize(text: string): number {
@@ -54,7 +53,6 @@ if (values.help) {
 const size = parseSize(String(values.size));
 
 const env = {
-  ...process.env,
   DISKLINE_PASSWORD: PASSWORD,
   RESTIC_PASSWORD: PASSWORD,
   BORG_PASSPHRASE: PASSWORD,
@@ -62,16 +60,8 @@ const env = {
   BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
 };
 
-function run(command: string, args: string[], extraEnv: Record<string, string> = {}): string {
-  const result = spawnSync(command, args, {
-    env: { ...env, ...extraEnv },
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  });
-  if (result.status !== 0)
-    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
-  return result.stdout;
-}
+const run = (command: string, args: string[], extraEnv: Record<string, string> = {}) =>
+  runTool(command, args, { ...env, ...extraEnv });
 
 /** CPU seconds (user + system) of every run, by tool: the figure that holds on a busy machine. */
 const cpuSeconds = new Map<string, number>();
@@ -83,21 +73,9 @@ function timed(
   extraEnv: Record<string, string> = {},
   label = command === cli ? 'diskline' : command === 'sh' ? 'borg' : command,
 ): number {
-  const started = performance.now();
-  const result = spawnSync('/usr/bin/time', ['-f', 'cpu %U %S', command, ...args], {
-    env: { ...env, ...extraEnv },
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  });
-  if (result.status !== 0)
-    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
-  const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(result.stderr);
-  if (cpu) cpuSeconds.set(label, (cpuSeconds.get(label) ?? 0) + Number(cpu[1]) + Number(cpu[2]));
-  return (performance.now() - started) / 1000;
-}
-
-function duBytes(path: string): number {
-  return Number(run('du', ['-sb', path]).split('\t')[0]);
+  const { seconds, cpuSeconds: cpu } = timedTool(command, args, { ...env, ...extraEnv });
+  if (!Number.isNaN(cpu)) cpuSeconds.set(label, (cpuSeconds.get(label) ?? 0) + cpu);
+  return seconds;
 }
 
 const MiB = 1 << 20;
@@ -213,21 +191,25 @@ async function main(): Promise<void> {
       mark = new Map(cpuSeconds);
       return spent;
     };
-    const full = {
+    /** Wall seconds of one backup of the image by each tool (borg's archive called `archive`). */
+    const backUpEach = (archive: string) => ({
       diskline: timed(cli, ['backup', image, '--repo', repos.diskline, '--json']),
       restic: timed(
         'restic',
         ['-r', repos.restic, 'backup', '--compression', 'auto', '-q', image],
         resticEnv,
       ),
-      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::full`, image], borgEnv),
-    };
-    const fullCpu = cpuSince();
-    const fullSizes = {
+      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::${archive}`, image], borgEnv),
+    });
+    /** Each tool's repository size on disk. */
+    const sizeOfEach = () => ({
       diskline: duBytes(repos.diskline),
       restic: duBytes(repos.restic),
       borg: duBytes(repos.borg),
-    };
+    });
+    const full = backUpEach('full');
+    const fullCpu = cpuSince();
+    const fullSizes = sizeOfEach();
 
     // Keep the image and Diskline's repository as they are now, for the incremental from tracked changes.
     const before = join(work, 'before.img');
@@ -246,22 +228,10 @@ async function main(): Promise<void> {
     run('umount', [mnt]);
     run('sync', []);
     run('sh', ['-c', `cat ${image} > /dev/null`]);
-    const incremental = {
-      diskline: timed(cli, ['backup', image, '--repo', repos.diskline, '--json']),
-      restic: timed(
-        'restic',
-        ['-r', repos.restic, 'backup', '--compression', 'auto', '-q', image],
-        resticEnv,
-      ),
-      borg: timed('borg', ['create', '--compression', 'zstd,3', `${repos.borg}::incr`, image], borgEnv),
-    };
+    const incremental = backUpEach('incr');
     const incrCpu = cpuSince();
     const tracked = await incrementalFromTrackedChanges(trackedRepo, before, image);
-    const incrSizes = {
-      diskline: duBytes(repos.diskline),
-      restic: duBytes(repos.restic),
-      borg: duBytes(repos.borg),
-    };
+    const incrSizes = sizeOfEach();
 
     // Restore the latest point of each, with its repository in the page cache: what is no longer needed is
     // removed first, and each restored copy before the next restore, so the cache is not evicted to make room

@@ -10,15 +10,14 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { S3Backend } from '../engine/backend/s3/backend.ts';
 import type { S3Credentials } from '../engine/backend/s3/signer.ts';
 import { s3StoreUnavailableReason, startS3Store } from '../engine/testing/s3-store.ts';
 import { parseByteSize } from '../protocol/byte-size.ts';
 import { fillFiles } from './fixtures/mixed-files.ts';
+import { disklineCli as cli, runTool, timedTool } from './tool-runs.ts';
 
-const cli = fileURLToPath(new URL('../bin/diskline', import.meta.url));
 const PASSWORD = 'bench passphrase for the store';
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -44,34 +43,6 @@ const sizeBytes = parseByteSize(String(values.size));
 if (sizeBytes === null || sizeBytes < 64 * MiB) throw new Error(`--size ${values.size}: at least 64M`);
 const size = Math.floor(sizeBytes / MiB) * MiB;
 
-function run(command: string, args: string[], env: Record<string, string> = {}): string {
-  const result = spawnSync(command, args, {
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  });
-  if (result.status !== 0)
-    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
-  return result.stdout;
-}
-
-/** Wall seconds and CPU seconds (user + system, from /usr/bin/time) of one run. */
-function timed(command: string, args: string[], env: Record<string, string>): { wall: number; cpu: number } {
-  const started = performance.now();
-  const result = spawnSync('/usr/bin/time', ['-f', 'cpu %U %S', command, ...args], {
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  });
-  if (result.status !== 0)
-    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
-  const cpu = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(result.stderr);
-  return {
-    wall: (performance.now() - started) / 1000,
-    cpu: cpu ? Number(cpu[1]) + Number(cpu[2]) : Number.NaN,
-  };
-}
-
 const fmt = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 const secs = (s: number) => `${s.toFixed(2)} s`;
 
@@ -95,13 +66,13 @@ async function main(): Promise<void> {
   await mkdir(out, { recursive: true });
   const store = await startS3Store();
   try {
-    run('truncate', ['-s', String(size), image]);
-    run('mkfs.ext4', ['-q', '-F', image]);
-    run('mount', ['-o', 'loop', image, mnt]);
+    runTool('truncate', ['-s', String(size), image]);
+    runTool('mkfs.ext4', ['-q', '-F', image]);
+    runTool('mount', ['-o', 'loop', image, mnt]);
     await fillFiles(mnt, Math.floor(size * 0.6), 'full');
-    run('umount', [mnt]);
-    run('sync', []);
-    run('sh', ['-c', `cat ${image} > /dev/null`]);
+    runTool('umount', [mnt]);
+    runTool('sync', []);
+    runTool('sh', ['-c', `cat ${image} > /dev/null`]);
     process.stdout.write(`ext4 image of ${fmt(size)}, ~60% filled (half random, half text-like files)\n`);
 
     const env = {
@@ -115,48 +86,48 @@ async function main(): Promise<void> {
     const remote = store.location('diskline-bench', 'repo');
     const resticRemote = `s3:${store.endpoint}/restic-bench`;
 
-    run(cli, ['init', '--repo', local], env);
-    const localBackup = timed(cli, ['backup', image, '--repo', local, '--json'], env);
+    runTool(cli, ['init', '--repo', local], env);
+    const localBackup = timedTool(cli, ['backup', image, '--repo', local, '--json'], env);
     await rm(local, { recursive: true, force: true });
     // Figures as they come, so a run that fails late still tells what it measured.
     const note = (text: string) => process.stdout.write(`  ${text}\n`);
-    note(`diskline backup to a local directory: ${secs(localBackup.wall)}`);
+    note(`diskline backup to a local directory: ${secs(localBackup.seconds)}`);
 
-    run(cli, ['init', '--repo', remote], env);
+    runTool(cli, ['init', '--repo', remote], env);
     let mark = await store.requestsServed();
-    const s3Backup = timed(cli, ['backup', image, '--repo', remote, '--json'], env);
+    const s3Backup = timedTool(cli, ['backup', image, '--repo', remote, '--json'], env);
     const s3Requests = (await store.requestsServed()) - mark;
     const s3Stored = await storedBytes(remote, store.credentials);
-    const usedBytes = JSON.parse(run(cli, ['points', '--repo', remote, '--json'], env)).at(-1)
+    const usedBytes = JSON.parse(runTool(cli, ['points', '--repo', remote, '--json'], env)).at(-1)
       .usedBytes as number;
-    note(`diskline backup to S3: ${secs(s3Backup.wall)}, ${s3Requests} requests, ${fmt(s3Stored)} stored`);
+    note(`diskline backup to S3: ${secs(s3Backup.seconds)}, ${s3Requests} requests, ${fmt(s3Stored)} stored`);
 
     mark = await store.requestsServed();
-    const s3Restore = timed(
+    const s3Restore = timedTool(
       cli,
       ['restore', 'latest', '--repo', remote, '--to', join(out, 'diskline.img'), '--json'],
       env,
     );
     const restoreRequests = (await store.requestsServed()) - mark;
-    run('cmp', [image, join(out, 'diskline.img')]);
+    runTool('cmp', [image, join(out, 'diskline.img')]);
     await rm(join(out, 'diskline.img'));
-    note(`diskline restore from S3: ${secs(s3Restore.wall)}, ${restoreRequests} requests`);
+    note(`diskline restore from S3: ${secs(s3Restore.seconds)}, ${restoreRequests} requests`);
     // The store keeps objects in memory: Diskline's go before restic's come.
     const diskline = new S3Backend(remote, { credentials: store.credentials });
     for (const name of await diskline.list('')) await diskline.delete(name);
 
-    run('restic', ['-r', resticRemote, 'init', '--repository-version', '2', '-q'], env);
+    runTool('restic', ['-r', resticRemote, 'init', '--repository-version', '2', '-q'], env);
     mark = await store.requestsServed();
-    const resticBackup = timed(
+    const resticBackup = timedTool(
       'restic',
       ['-r', resticRemote, 'backup', '--compression', 'auto', '-q', image],
       env,
     );
     const resticRequests = (await store.requestsServed()) - mark;
-    note(`restic backup to S3: ${secs(resticBackup.wall)}, ${resticRequests} requests`);
+    note(`restic backup to S3: ${secs(resticBackup.seconds)}, ${resticRequests} requests`);
     const resticStored = await storedBytes(`s3:${store.endpoint}/restic-bench`, store.credentials);
     mark = await store.requestsServed();
-    const resticRestore = timed(
+    const resticRestore = timedTool(
       'restic',
       ['-r', resticRemote, 'restore', 'latest', '--target', out, '-q'],
       env,
@@ -166,18 +137,23 @@ async function main(): Promise<void> {
     const row = (name: string, ...cells: string[]) =>
       `${name.padEnd(36)}${cells.map((c) => c.padStart(16)).join('')}\n`;
     let table = row('', 'diskline local', 'diskline s3', 'restic s3');
-    table += row('full backup', secs(localBackup.wall), secs(s3Backup.wall), secs(resticBackup.wall));
+    table += row(
+      'full backup',
+      secs(localBackup.seconds),
+      secs(s3Backup.seconds),
+      secs(resticBackup.seconds),
+    );
     table += row(
       '  cpu seconds (user+sys)',
-      secs(localBackup.cpu),
-      secs(s3Backup.cpu),
-      secs(resticBackup.cpu),
+      secs(localBackup.cpuSeconds),
+      secs(s3Backup.cpuSeconds),
+      secs(resticBackup.cpuSeconds),
     );
     table += row(
       '  image bytes/s',
-      `${fmt(size / localBackup.wall)}/s`,
-      `${fmt(size / s3Backup.wall)}/s`,
-      `${fmt(size / resticBackup.wall)}/s`,
+      `${fmt(size / localBackup.seconds)}/s`,
+      `${fmt(size / s3Backup.seconds)}/s`,
+      `${fmt(size / resticBackup.seconds)}/s`,
     );
     table += row('stored in the bucket', '-', fmt(s3Stored), fmt(resticStored));
     table += row('backup requests', '-', String(s3Requests), String(resticRequests));
@@ -187,23 +163,23 @@ async function main(): Promise<void> {
       (s3Requests / (s3Stored / GiB)).toFixed(1),
       (resticRequests / (resticStored / GiB)).toFixed(1),
     );
-    table += row('restore latest', '-', secs(s3Restore.wall), secs(resticRestore.wall));
-    table += row('  cpu seconds (user+sys)', '-', secs(s3Restore.cpu), secs(resticRestore.cpu));
+    table += row('restore latest', '-', secs(s3Restore.seconds), secs(resticRestore.seconds));
+    table += row('  cpu seconds (user+sys)', '-', secs(s3Restore.cpuSeconds), secs(resticRestore.cpuSeconds));
     table += row(
       '  disk bytes/s',
       '-',
-      `${fmt(size / s3Restore.wall)}/s`,
-      `${fmt(size / resticRestore.wall)}/s`,
+      `${fmt(size / s3Restore.seconds)}/s`,
+      `${fmt(size / resticRestore.seconds)}/s`,
     );
-    table += row('  used bytes/s', '-', `${fmt(usedBytes / s3Restore.wall)}/s`, '-');
+    table += row('  used bytes/s', '-', `${fmt(usedBytes / s3Restore.seconds)}/s`, '-');
     table += row('  requests', '-', String(restoreRequests), String(resticRestoreRequests));
     process.stdout.write(`\n${table}`);
     process.stdout.write(
       `\nratios\n` +
-        `  diskline to S3 / diskline local, backup speed: ${((localBackup.wall / s3Backup.wall) * 100).toFixed(0)}% (goal: at least 70%)\n` +
-        `  restic to S3 / diskline to S3, backup time:    ${(resticBackup.wall / s3Backup.wall).toFixed(2)}x (>1: diskline faster)\n` +
+        `  diskline to S3 / diskline local, backup speed: ${((localBackup.seconds / s3Backup.seconds) * 100).toFixed(0)}% (goal: at least 70%)\n` +
+        `  restic to S3 / diskline to S3, backup time:    ${(resticBackup.seconds / s3Backup.seconds).toFixed(2)}x (>1: diskline faster)\n` +
         `  requests per GiB stored, restic / diskline:    ${(resticRequests / (resticStored / GiB) / (s3Requests / (s3Stored / GiB))).toFixed(2)}x\n` +
-        `  restore from S3: ${fmt(size / s3Restore.wall)}/s of disk (goal: 300 MiB/s), restic ${(resticRestore.wall / s3Restore.wall).toFixed(2)}x diskline's time\n`,
+        `  restore from S3: ${fmt(size / s3Restore.seconds)}/s of disk (goal: 300 MiB/s), restic ${(resticRestore.seconds / s3Restore.seconds).toFixed(2)}x diskline's time\n`,
     );
   } finally {
     spawnSync('umount', [mnt]);

@@ -46,6 +46,11 @@ test('timeline, live backup and drag-to-restore against a real engine', { timeou
       await source.waitFor();
       await drives.getByRole('listitem').filter({ hasText: fixture.target }).waitFor();
       assert.match((await source.textContent()) ?? '', /ext4/);
+      // An image is protected through the tap: the card says so, and offers no boot-time protection.
+      const protection = source.getByRole('region', { name: `Protection of ${fixture.source}` });
+      await protection.getByText('Tap', { exact: true }).waitFor();
+      assert.match((await protection.textContent()) ?? '', /an image file: attach it through the tap/);
+      assert.equal(await protection.getByRole('button', { name: 'Protect…' }).count(), 0);
     });
 
     // Something changed since the first point, so the second one differs from it.

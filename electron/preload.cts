@@ -37,6 +37,9 @@ const methodList = [
   'blockmap.subscribe',
   'repo.checkS3',
   'copy.start',
+  'protection.list',
+  'protection.protect',
+  'protection.unprotect',
 ] as const satisfies readonly MethodName[];
 
 const eventList = [

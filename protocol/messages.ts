@@ -9,6 +9,7 @@ import {
   PointSummarySchema,
   RetentionSchema,
 } from './model.ts';
+import { DiskProtectionSchema } from './protection.ts';
 import { DrillBootSchema, FitPlanSchema, RestoreFitParamsSchema } from './restore-plan.ts';
 
 export { CellState, MAX_MESSAGE_BYTES } from './constants.ts';
@@ -154,6 +155,28 @@ export const methods = {
       secretAccessKey: z.string().min(1).optional(),
     }),
     S3ConnectionReportSchema,
+  ],
+  /** How each disk (or just `device`) is protected while in use, and what a restart will change. */
+  'protection.list': [z.object({ device: z.string().min(1).optional() }), z.array(DiskProtectionSchema)],
+  /**
+   * Sets up device-mapper protection from the next restart on for a partition, or for every volume in use on a
+   * disk. Changes how the machine boots, so `confirm` must name `device` again; refused with nothing changed.
+   */
+  'protection.protect': [
+    z.object({
+      device: z.string().min(1),
+      confirm: z.string().optional(),
+      /** Repositories besides the engine's own whose disks must not be protected (they would hold their own backups). */
+      repos: z.array(z.string().min(1)).optional(),
+      /** The copy-on-write store later backups use, when a file or partition: refused on the protected volume. */
+      store: z.string().min(1).optional(),
+    }),
+    DiskProtectionSchema,
+  ],
+  /** Removes a partition (or every one of a disk) from the boot setup, from the next restart on. */
+  'protection.unprotect': [
+    z.object({ device: z.string().min(1), confirm: z.string().optional() }),
+    DiskProtectionSchema,
   ],
 } as const;
 

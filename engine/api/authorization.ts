@@ -29,7 +29,9 @@ export type Touched =
   | 'plan'
   | 'volume'
   | 'mount'
-  | 'schedules';
+  | 'schedules'
+  /** How the machine boots (the device-mapper protection's boot setup). */
+  | 'boot';
 
 export interface MethodRule {
   touches: readonly Touched[];
@@ -66,6 +68,10 @@ export const methodRules: { readonly [M in MethodName]: MethodRule } = {
   'plans.runNow': { touches: ['plan', 'job'], who: 'owner' },
   'schedules.setPaused': { touches: ['schedules'], who: 'root' },
   'blockmap.subscribe': { touches: ['job'], who: 'owner' },
+  // Reading protection is reading drives; changing it changes how the machine boots: root's alone.
+  'protection.list': { touches: ['drives'], who: 'anyone' },
+  'protection.protect': { touches: ['drives', 'boot'], who: 'root' },
+  'protection.unprotect': { touches: ['drives', 'boot'], who: 'root' },
 };
 
 /** Who is calling, as far as authorization goes. */

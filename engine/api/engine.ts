@@ -10,6 +10,8 @@ import type { Job, Plan, PointSummary } from '../../protocol/model.ts';
 import { checkS3Connection } from '../backend/s3/connection-check.ts';
 import { isS3Location } from '../backend/s3/location.ts';
 import type { StateStore } from '../config/state.ts';
+import { diskProtection, protectDisk, unprotectDisk } from '../device-mapper/disk-protection.ts';
+import { defaultSystem, type ProtectionSystem } from '../device-mapper/protection.ts';
 import {
   createInHeldDirectory,
   type HeldPath,
@@ -64,6 +66,8 @@ export interface EngineOptions {
   privileged?: boolean;
   /** Times jobs, paces their progress and runs the schedules (tests drive it). */
   clock?: Clock;
+  /** Where protect / unprotect change the boot setup (tests point it at a scratch root). */
+  protectionSystem?: ProtectionSystem;
 }
 
 /**
@@ -124,6 +128,7 @@ export class Engine {
   readonly privileged: boolean;
   readonly handlers: Handlers;
   #tokens = new ConfirmTokens();
+  #protectionSystem: ProtectionSystem;
   /** Times jobs, schedules and block-map feeds. */
   #clock: Clock;
   /** Backup job id → its block map, while it runs (for block-map subscriptions). */
@@ -148,6 +153,7 @@ export class Engine {
     this.runners = options.runners;
     this.privileged = options.privileged ?? process.getuid?.() === 0;
     this.#clock = options.clock ?? systemClock;
+    this.#protectionSystem = options.protectionSystem ?? defaultSystem();
     this.jobs = new JobManager(this.state, this.events, this.#clock);
     this.scheduler = new Scheduler(this.state, this.events, (plan) => this.#runPlan(plan), this.#clock);
     this.handlers = this.#makeHandlers();
@@ -680,6 +686,23 @@ export class Engine {
     return job;
   }
 
+  /** Every repository this engine knows (named, default, plans') and `extra`: their disks are not protected. */
+  #knownRepositories(extra: string[]): string[] {
+    const { config } = this.state;
+    const named = [
+      ...extra,
+      ...Object.keys(config.repositories),
+      ...(config.defaultRepo ? [config.defaultRepo] : []),
+      ...this.state.plans.map((plan) => plan.repo),
+    ];
+    return [...new Set(named.map((repo) => this.resolveRepo(repo)))];
+  }
+
+  /** A disk's protection, with the tap's loop device when the tap serves it. */
+  #diskProtection(disk: string) {
+    return diskProtection(disk, this.#volumes.get(disk)?.loopDevice ?? null, this.#protectionSystem);
+  }
+
   #requirePlan(caller: Caller, id: string): Plan {
     const plan = this.state.plans.find((candidate) => candidate.id === id);
     if (!plan) throw new ApiError('not-found', `No plan '${id}'.`);
@@ -709,6 +732,37 @@ export class Engine {
           ...drive,
           attachedAs: this.#volumes.get(drive.device)?.loopDevice ?? null,
         }));
+      },
+      'protection.list': async ({ device }) => {
+        if (!device) {
+          const drives = await listDrives(this.state.config.images);
+          return Promise.all(drives.map((drive) => this.#diskProtection(drive.device)));
+        }
+        // Only what drives.list could show: a block device or a registered image (a root stat answers alike
+        // for any other path, so a caller learns nothing of files it cannot see).
+        const path = resolve(device);
+        const info = await stat(path).catch(() => null);
+        if (!info?.isBlockDevice() && !(info?.isFile() && this.state.config.images.includes(path)))
+          throw new ApiError('not-found', `${device} is not there: no such disk or registered image.`);
+        return [await this.#diskProtection(path)];
+      },
+      'protection.protect': async ({ device, confirm, repos, store }) => {
+        const disk = await protectDisk(
+          {
+            device,
+            confirm,
+            repositories: this.#knownRepositories(repos ?? []),
+            storePath: store,
+          },
+          this.#protectionSystem,
+        );
+        this.events.emit('drives.changed', {});
+        return this.#diskProtection(disk);
+      },
+      'protection.unprotect': async ({ device, confirm }) => {
+        const disk = await unprotectDisk({ device, confirm }, this.#protectionSystem);
+        this.events.emit('drives.changed', {});
+        return this.#diskProtection(disk);
       },
       'points.list': ({ repo }, connection) =>
         this.#withRepository(callerOf(connection), repo, async ({ location, path }) => {

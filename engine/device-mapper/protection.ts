@@ -34,8 +34,14 @@ export type ProtectionKind = 'device-mapper' | 'needs-restart' | 'unprotected' |
 export interface ProtectionStatus {
   device: string;
   kind: ProtectionKind;
-  /** What the state means for the user and what a restart would change. */
+  /** What the state means for the user. */
   detail: string;
+  /** Mounted, swapped on, held or otherwise used by the running system. */
+  inUse: boolean;
+  /** Recorded in the boot setup's list (protected from the next restart on, or still). */
+  listed: boolean;
+  /** What the next restart changes for this volume; null when nothing. */
+  afterRestart: string | null;
 }
 
 /** A protect/unprotect that was refused: nothing was changed (exit 3). */
@@ -160,7 +166,17 @@ export async function protectionStatus(
   system = defaultSystem(),
 ): Promise<ProtectionStatus[]> {
   const info = await stat(device).catch(() => null);
-  if (!info?.isBlockDevice()) return [{ device, kind: 'cannot', detail: `${device} is not there` }];
+  if (!info?.isBlockDevice())
+    return [
+      {
+        device,
+        kind: 'cannot',
+        detail: `${device} is not there`,
+        inUse: false,
+        listed: false,
+        afterRestart: null,
+      },
+    ];
   const kernel = await kernelName(device);
   const partitions = await sysfsPartitions(kernel);
   const names = partitions.length ? partitions : [kernel];
@@ -168,30 +184,46 @@ export async function protectionStatus(
   const statuses: ProtectionStatus[] = [];
   for (const name of names) {
     const path = `/dev/${name}`;
+    const uses = await deviceUses(path).catch(() => [] as string[]);
+    const inUse = uses.length > 0;
     if (await dmNameOf(name)) {
       statuses.push({
         device: path,
         kind: 'device-mapper',
         detail: 'a mapped device: snapshots need no restart',
-      });
-      continue;
-    }
-    const holders = await sysfsHolders(name);
-    const holderNames = await Promise.all(holders.map((holder) => dmNameOf(holder)));
-    if (holderNames.some((holder) => holder?.startsWith('diskline-'))) {
-      statuses.push({
-        device: path,
-        kind: 'device-mapper',
-        detail: `protected: mounted through /dev/mapper/${holderNames.find((h) => h?.startsWith('diskline-'))}`,
+        inUse,
+        listed: false,
+        afterRestart: null,
       });
       continue;
     }
     const partUuid = await partUuidOf(path);
-    if (partUuid && list.some((entry) => entry.partUuid === partUuid)) {
+    const listed = partUuid !== null && list.some((entry) => entry.partUuid === partUuid);
+    const holders = await sysfsHolders(name);
+    const holderNames = await Promise.all(holders.map((holder) => dmNameOf(holder)));
+    const stacked = holderNames.find((holder) => holder?.startsWith('diskline-'));
+    if (stacked) {
+      statuses.push({
+        device: path,
+        kind: 'device-mapper',
+        detail: `protected: mounted through /dev/mapper/${stacked}`,
+        inUse,
+        listed,
+        // Unprotected since this boot: the target stays until the restart that mounts the partition directly.
+        afterRestart: listed
+          ? null
+          : `after a restart ${path} is mounted directly again, and no longer protected`,
+      });
+      continue;
+    }
+    if (listed) {
       statuses.push({
         device: path,
         kind: 'needs-restart',
         detail: 'protected from the next restart on: the boot setup will stack a linear target over it',
+        inUse,
+        listed,
+        afterRestart: `after a restart ${path} is mounted through a linear device-mapper target, and backups take consistent points of it`,
       });
       continue;
     }
@@ -200,33 +232,40 @@ export async function protectionStatus(
         device: path,
         kind: 'cannot',
         detail: 'not a partition with a PARTUUID (GPT or MBR): attach it through the tap instead',
+        inUse,
+        listed,
+        afterRestart: null,
       });
       continue;
     }
-    const uses = await deviceUses(path).catch(() => []);
     statuses.push({
       device: path,
       kind: 'unprotected',
-      detail: uses.length
+      detail: inUse
         ? `in use (${uses.join('; ')}): protect it, then restart`
         : 'not in use: attach it through the tap, or protect it and restart',
+      inUse,
+      listed,
+      afterRestart: null,
     });
   }
   return statuses;
 }
 
-export async function protect(request: ProtectRequest, system = defaultSystem()): Promise<ProtectionStatus> {
+/**
+ * Every refusal protecting `request.device` can meet, checked without changing anything: the partition's kernel
+ * name and PARTUUID when it needs the boot setup, a null PARTUUID for a device that is already mapped.
+ */
+export async function checkProtect(
+  request: ProtectRequest,
+  system = defaultSystem(),
+): Promise<{ kernel: string; partUuid: string | null }> {
   const { kernel } = await checkTarget(request.device, request.repositories);
   if (request.confirm !== request.device)
     throw new ProtectionRefused(
       `protecting ${request.device} changes how this machine boots: confirm by naming it (--confirm ${request.device}); nothing was changed`,
     );
-  if (await dmNameOf(kernel))
-    return {
-      device: request.device,
-      kind: 'device-mapper',
-      detail: 'already a mapped device: snapshots need no restart and no boot setup',
-    };
+  if (await dmNameOf(kernel)) return { kernel, partUuid: null };
   const partUuid = await partUuidOf(request.device);
   if (!partUuid)
     throw new ProtectionRefused(
@@ -236,17 +275,38 @@ export async function protect(request: ProtectRequest, system = defaultSystem())
     throw new ProtectionRefused(
       `the store ${request.storePath} is on ${request.device}: under device-mapper its blocks cannot be excluded from the snapshot; choose a store on another volume, in memory, or a spare partition; nothing was changed`,
     );
-  await installBootSetup(system);
+  await access(paths(system).hooksDir, constants.F_OK).catch(() => {
+    throw new ProtectionRefused(
+      'this system has no initramfs-tools (/etc/initramfs-tools): the boot setup cannot be installed; nothing was changed',
+    );
+  });
+  return { kernel, partUuid };
+}
+
+export async function protect(request: ProtectRequest, system = defaultSystem()): Promise<ProtectionStatus> {
+  const { kernel, partUuid } = await checkProtect(request, system);
+  if (!partUuid)
+    return {
+      device: request.device,
+      kind: 'device-mapper',
+      detail: 'already a mapped device: snapshots need no restart and no boot setup',
+      inUse: await inUse(request.device),
+      listed: false,
+      afterRestart: null,
+    };
   const list = await readList(system);
   if (!list.some((entry) => entry.partUuid === partUuid)) {
-    list.push({ partUuid, name: kernel.replace(/[^A-Za-z0-9_.+-]/g, '_') });
-    await writeList(system, list);
+    await installBootSetup(system);
+    await writeList(system, [...list, { partUuid, name: kernel.replace(/[^A-Za-z0-9_.+-]/g, '_') }]);
+    await rebuildOrRestore(system, list);
   }
-  await system.updateInitramfs?.();
   return {
     device: request.device,
     kind: 'needs-restart',
     detail: 'protected from the next restart on: the boot setup will stack a linear target over it',
+    inUse: await inUse(request.device),
+    listed: true,
+    afterRestart: `after a restart ${request.device} is mounted through a linear device-mapper target`,
   };
 }
 
@@ -268,7 +328,11 @@ export async function unprotect(
     throw new ProtectionRefused(`${request.device} is not protected; nothing was changed`);
   await writeList(system, left);
   if (left.length === 0) await removeBootSetup(system);
-  await system.updateInitramfs?.();
+  await rebuildOrRestore(system, list);
+}
+
+async function inUse(device: string): Promise<boolean> {
+  return (await deviceUses(device).catch(() => [] as string[])).length > 0;
 }
 
 /** Whether a store (a file, a folder it would be made in, or a partition) lives on the volume `kernel`. */
@@ -279,6 +343,26 @@ async function storeOnVolume(storePath: string, kernel: string): Promise<boolean
   if (!info) return false;
   if (info.isBlockDevice()) return deviceNumberOf(info.rdev) === volume;
   return deviceNumberOf(info.dev) === volume;
+}
+
+/**
+ * Rebuilds the initramfs with the boot setup as now written; when that fails, puts the setup back to
+ * `previous` (the list, and the hook with it) so the files never claim a protection the initramfs lacks.
+ */
+async function rebuildOrRestore(system: ProtectionSystem, previous: ProtectedEntry[]): Promise<void> {
+  try {
+    await system.updateInitramfs?.();
+  } catch (error) {
+    if (previous.length) {
+      await installBootSetup(system);
+      await writeList(system, previous);
+    } else {
+      await removeBootSetup(system);
+    }
+    throw new Error(
+      `rebuilding the initramfs failed (${(error as Error).message.trim()}): the boot setup was put back as it was; nothing was changed`,
+    );
+  }
 }
 
 async function installBootSetup(system: ProtectionSystem): Promise<void> {

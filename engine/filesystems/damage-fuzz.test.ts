@@ -7,36 +7,12 @@ import { test } from 'node:test';
 import { withTestDisk } from '../testing/disk.ts';
 import type { TestFilesystem } from '../testing/filesystems.ts';
 import { MiB } from '../testing/image.ts';
+import { seededRandom } from '../testing/seeded-random.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
 import { usedMapOf } from './index.ts';
-import { FilesystemDamagedError, type Volume, VolumeTruncatedError } from './types.ts';
-
-/** mulberry32: small, seeded, good enough to pick offsets. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A volume over bytes in memory; `reads` (when given) records every range a reader asked for. */
-function memoryVolume(bytes: Buffer, name: string, reads?: { start: number; length: number }[]): Volume {
-  return {
-    name,
-    size: bytes.length,
-    async read(offset, length) {
-      if (offset < 0 || offset + length > bytes.length) {
-        throw new VolumeTruncatedError(`${name}: read of ${length} bytes at ${offset} is past the end`);
-      }
-      reads?.push({ start: offset, length });
-      return Buffer.from(bytes.subarray(offset, offset + length));
-    },
-  };
-}
+import { flipBytesWithin, restoreBytes } from './testing/byte-flips.ts';
+import { memoryVolume } from './testing/memory-volume.ts';
+import { FilesystemDamagedError } from './types.ts';
 
 /** Rounds per file system; DISKLINE_FUZZ_ROUNDS runs more (a soak). */
 const rounds = Number(process.env.DISKLINE_FUZZ_ROUNDS) || 150;
@@ -67,14 +43,8 @@ for (const c of cases) {
         const intact = await usedMapOf(memoryVolume(bytes, 'intact', reads), { strict: true });
         let damagedErrors = 0;
         for (let seed = 1; seed <= rounds; seed++) {
-          const next = random(seed * 7919 + c.kind.length);
-          const saved = new Map<number, number>();
-          for (let flip = 0; flip < 1 + Math.floor(next() * 8); flip++) {
-            const range = reads[Math.floor(next() * reads.length)]!;
-            const at = range.start + Math.floor(next() * range.length);
-            if (!saved.has(at)) saved.set(at, bytes[at]!);
-            bytes[at] = Math.floor(next() * 256);
-          }
+          const next = seededRandom(seed * 7919 + c.kind.length);
+          const saved = flipBytesWithin(bytes, reads, next);
           const name = `${c.kind} seed ${seed}`;
           try {
             const map = await usedMapOf(memoryVolume(bytes, name), { strict: true });
@@ -95,7 +65,7 @@ for (const c of cases) {
             assert.ok((error as Error).message.startsWith(name), `${name}: the error names the volume`);
             damagedErrors++;
           } finally {
-            for (const [at, value] of saved) bytes[at] = value;
+            restoreBytes(bytes, saved);
           }
         }
         t.diagnostic(`${damagedErrors} of ${rounds} damaged copies were refused with FilesystemDamagedError`);

@@ -1,46 +1,22 @@
 // A mounted ext4 whose journal holds committed allocations not yet written home: the used map must follow
 // the journal, or a backup taken at that moment would miss the files' blocks.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, open } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openReader, openWriter } from '../device/open.ts';
 import { rangesBytes } from '../device/ranges.ts';
-import type { ByteRange } from '../device/types.ts';
 import {
   checkFilesystem,
   makeFilesystem,
   readFilesystemChecksums,
   withMount,
+  writeSyncedFiles,
 } from '../testing/filesystems.ts';
 import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
 import { attachLoopRange } from '../testing/loop.ts';
 import { partcloneUsedRanges } from '../testing/partclone.ts';
 import { loopUnavailableReason, missingToolReason, runTool } from '../testing/tools.ts';
-import { usedMapOf } from './index.ts';
-import { partitionVolume } from './volume.ts';
-
-async function mapOf(image: string) {
-  const reader = await openReader(image);
-  try {
-    return await usedMapOf(partitionVolume(reader, 0, reader.size, image));
-  } finally {
-    await reader.close();
-  }
-}
-
-async function copyRanges(from: string, to: string, ranges: ByteRange[], size: number) {
-  const reader = await openReader(from);
-  const writer = await openWriter(to, { minSize: size });
-  try {
-    for (const r of ranges) await writer.write(r.start, await reader.read(r.start, r.length));
-    await writer.flush();
-  } finally {
-    await reader.close();
-    await writer.close();
-  }
-}
+import { copyRanges, usedMapOfImage } from './testing/image-map.ts';
 
 test('a mounted ext4 with fsynced files: the map replays the journal and equals partclone after e2fsck', async (t) => {
   const skip =
@@ -54,22 +30,16 @@ test('a mounted ext4 with fsynced files: the map replays the journal and equals 
     const loop = await attachLoopRange(image, 0, 96 * MiB);
     try {
       await withMount(loop.device, 'ext4', async (mountDir) => {
-        for (let i = 0; i < 4; i++) {
-          const content = randomBytes(2 * MiB + i * 4099);
-          const handle = await open(join(mountDir, `f${i}`), 'w');
-          await handle.writeFile(content);
-          // fsync commits the transaction (bitmaps in the journal) without writing the bitmaps home.
-          await handle.sync();
-          await handle.close();
-          checksums.set(`f${i}`, createHash('sha256').update(content).digest('hex'));
-        }
+        // fsync commits the transaction (bitmaps in the journal) without writing the bitmaps home.
+        const sizes = [0, 1, 2, 3].map((i) => 2 * MiB + i * 4099);
+        for (const [name, sum] of await writeSyncedFiles(mountDir, sizes)) checksums.set(name, sum);
         // The image as the device holds it right now, file system still mounted.
         await copyFile(image, snapshot);
       });
     } finally {
       await loop.detach();
     }
-    const map = await mapOf(snapshot);
+    const map = await usedMapOfImage(snapshot);
     assert.equal(map.allBlocks, false, map.warnings.join('; '));
     assert.ok(rangesBytes(map.usedRanges) > 8 * MiB, 'the fsynced files are in the map');
 
@@ -77,7 +47,7 @@ test('a mounted ext4 with fsynced files: the map replays the journal and equals 
     const bitmapsOnly = join(dir, 'bitmaps-only.img');
     await copyFile(snapshot, bitmapsOnly);
     await runTool('debugfs', ['-w', '-R', 'feature -needs_recovery', bitmapsOnly]);
-    const withoutJournal = rangesBytes((await mapOf(bitmapsOnly)).usedRanges);
+    const withoutJournal = rangesBytes((await usedMapOfImage(bitmapsOnly)).usedRanges);
     // (A sync anywhere on the machine writes the bitmaps home early, so "fewer" is likely, not certain.)
     assert.ok(withoutJournal <= rangesBytes(map.usedRanges), 'the map includes everything the bitmaps hold');
     t.diagnostic(

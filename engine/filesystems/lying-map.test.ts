@@ -19,6 +19,7 @@ import { withTestDisk } from '../testing/disk.ts';
 import { readFilesystemChecksums, type TestFilesystem } from '../testing/filesystems.ts';
 import { MiB, withTempDir } from '../testing/image.ts';
 import { withLoop } from '../testing/loop.ts';
+import { seededRandom } from '../testing/seeded-random.ts';
 import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
 import { crc32c } from './crc32c.ts';
 import { exfatGeometry } from './exfat.ts';
@@ -27,7 +28,9 @@ import { entryReader, fatGeometry } from './fat.ts';
 import { usedMapOf } from './index.ts';
 import { UsedMapMismatchError } from './map-check.ts';
 import { ntfsGeometry, unnamedData } from './ntfs.ts';
-import { FilesystemDamagedError, type UsedMap, type Volume, VolumeTruncatedError } from './types.ts';
+import { flipBytesWithin, restoreBytes } from './testing/byte-flips.ts';
+import { memoryVolume } from './testing/memory-volume.ts';
+import { FilesystemDamagedError, type UsedMap } from './types.ts';
 import { xfsGeometry } from './xfs.ts';
 
 const rounds = Number(process.env.DISKLINE_FUZZ_ROUNDS) || 600;
@@ -35,33 +38,6 @@ const rounds = Number(process.env.DISKLINE_FUZZ_ROUNDS) || 600;
 const readBackSamples = 4;
 /** Trusted maps smaller than the intact one are each read back; more than this many fails the test. */
 const maxSuspicious = 20;
-
-/** mulberry32: small, seeded, good enough to pick offsets. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A volume over bytes in memory; `reads` (when given) records every range read. */
-function memoryVolume(bytes: Buffer, name: string, reads?: ByteRange[]): Volume {
-  return {
-    name,
-    size: bytes.length,
-    async read(offset, length) {
-      if (offset < 0 || offset + length > bytes.length) {
-        throw new VolumeTruncatedError(`${name}: read of ${length} bytes at ${offset} is past the end`);
-      }
-      reads?.push({ start: offset, length });
-      return Buffer.from(bytes.subarray(offset, offset + length));
-    },
-  };
-}
 
 /** Where a file system keeps the record its used map is read from: byte ranges of the volume. */
 interface AllocationRecord {
@@ -229,102 +205,116 @@ async function assertCopyReadsBack(
   return true;
 }
 
-const cases: { kind: TestFilesystem; size: number; tools: string[]; mkfsArgs?: string[] }[] = [
+interface Case {
+  kind: TestFilesystem;
+  size: number;
+  tools: string[];
+  mkfsArgs?: string[];
+}
+
+const cases: Case[] = [
   { kind: 'ntfs', size: 16 * MiB, tools: ['mkfs.ntfs', 'ntfs-3g'] },
   { kind: 'fat16', size: 32 * MiB, tools: ['mkfs.vfat', 'mcopy'] },
   { kind: 'exfat', size: 16 * MiB, tools: ['mkfs.exfat', 'mount.exfat-fuse'] },
   { kind: 'ext4', size: 16 * MiB, tools: ['mkfs.ext4'], mkfsArgs: ['-O', '^metadata_csum,^uninit_bg'] },
 ];
 
+/** The case's file system, made by mkfs on a disk with no table and filled with files, directories and deleted files. */
+async function withFilledImage(c: Case, use: (bytes: Buffer) => Promise<void>): Promise<void> {
+  await withTestDisk(
+    {
+      size: c.size,
+      table: 'none',
+      partitions: [
+        {
+          filesystem: c.kind,
+          ...(c.mkfsArgs ? { mkfsArgs: c.mkfsArgs } : {}),
+          fill: { files: 16, maxFileSize: 256 * 1024, directories: 3, deletedFiles: 6 },
+        },
+      ],
+    },
+    async (disk) => use(await readFile(disk.image)),
+  );
+}
+
+/** A damaged copy whose map was trusted, kept to be read back through the real driver. */
+type Sample = { seed: number; image: Buffer; map: UsedMap };
+
 for (const c of cases) {
   test(`${c.kind}: ${rounds} damaged allocation records never give a trusted short map`, async (t) => {
     const skip = loopUnavailableReason() ?? missingToolReason(...c.tools);
     if (skip) return t.skip(skip);
-    await withTestDisk(
-      {
-        size: c.size,
-        table: 'none',
-        partitions: [
-          {
-            filesystem: c.kind,
-            ...(c.mkfsArgs ? { mkfsArgs: c.mkfsArgs } : {}),
-            fill: { files: 16, maxFileSize: 256 * 1024, directories: 3, deletedFiles: 6 },
-          },
-        ],
-      },
-      async (disk) => {
-        const bytes = await readFile(disk.image);
-        const intact = await usedMapOf(memoryVolume(bytes, 'intact'), { strict: true });
-        assert.equal(intact.allBlocks, false);
-        const record = await allocationRecord(c.kind, bytes);
-        const counts = { refused: 0, wholeWithWarning: 0, trusted: 0, readBack: 0 };
-        const readBack: { seed: number; image: Buffer; map: UsedMap }[] = [];
-        const suspicious: { seed: number; image: Buffer; map: UsedMap }[] = [];
-        for (let seed = 1; seed <= rounds; seed++) {
-          const name = `${c.kind} seed ${seed}`;
-          const saved = damage(record, bytes, random(seed * 7919 + c.kind.length));
+    await withFilledImage(c, async (bytes) => {
+      const intact = await usedMapOf(memoryVolume(bytes, 'intact'), { strict: true });
+      assert.equal(intact.allBlocks, false);
+      const record = await allocationRecord(c.kind, bytes);
+      const counts = { refused: 0, wholeWithWarning: 0, trusted: 0, readBack: 0 };
+      const readBack: Sample[] = [];
+      const suspicious: Sample[] = [];
+      for (let seed = 1; seed <= rounds; seed++) {
+        const name = `${c.kind} seed ${seed}`;
+        const saved = damage(record, bytes, seededRandom(seed * 7919 + c.kind.length));
+        try {
+          let strictError: Error | null = null;
           try {
-            let strictError: Error | null = null;
-            try {
-              await usedMapOf(memoryVolume(bytes, name), { strict: true });
-            } catch (error) {
-              strictError = error as Error;
-            }
-            const map = await usedMapOf(memoryVolume(bytes, name));
-            if (strictError) {
-              assert.ok(strictError instanceof FilesystemDamagedError, `${name}: ${strictError.stack}`);
-              assert.ok(strictError.message.startsWith(name), `${name}: the error names the volume`);
-              assert.equal(map.allBlocks, true, `${name}: refused under strict, whole without it`);
-              assert.ok(
-                map.warnings.some((w) => w.startsWith(strictError.message)),
-                `${name}: the warning says why`,
-              );
-              counts.refused++;
-              continue;
-            }
-            if (map.allBlocks) {
-              counts.wholeWithWarning++;
-              continue;
-            }
-            counts.trusted++;
-            const missing = uncovered(neededBytes(record, bytes, intact), map.usedRanges);
-            if (missing > 0) {
-              // Less than the intact map held: only safe if the damaged file system no longer uses those bytes
-              // (a chain cut short orphans clusters no file reaches). The real driver decides, below.
-              assert.ok(
-                suspicious.length < maxSuspicious,
-                `${name}: more than ${maxSuspicious} trusted maps leave out bytes the intact map held`,
-              );
-              suspicious.push({ seed, image: Buffer.from(bytes), map });
-              continue;
-            }
-            const changed = JSON.stringify(map.usedRanges) !== JSON.stringify(intact.usedRanges);
-            if (readBack.length < readBackSamples && (changed || readBack.length === 0)) {
-              readBack.push({ seed, image: Buffer.from(bytes), map });
-            }
-          } finally {
-            for (const [at, value] of saved) bytes[at] = value;
+            await usedMapOf(memoryVolume(bytes, name), { strict: true });
+          } catch (error) {
+            strictError = error as Error;
           }
-        }
-        // Real outcome for a sample: a copy of only the mapped bytes reads back, file for file, like the damaged source.
-        await withTempDir(async (dir) => {
-          for (const sample of [...suspicious, ...readBack]) {
-            const label = `${c.kind} seed ${sample.seed}`;
+          const map = await usedMapOf(memoryVolume(bytes, name));
+          if (strictError) {
+            assert.ok(strictError instanceof FilesystemDamagedError, `${name}: ${strictError.stack}`);
+            assert.ok(strictError.message.startsWith(name), `${name}: the error names the volume`);
+            assert.equal(map.allBlocks, true, `${name}: refused under strict, whole without it`);
             assert.ok(
-              await assertCopyReadsBack(dir, c.kind, label, sample.image, sample.map),
-              `${label}: readable`,
+              map.warnings.some((w) => w.startsWith(strictError.message)),
+              `${name}: the warning says why`,
             );
-            counts.readBack++;
+            counts.refused++;
+            continue;
           }
-        });
-        t.diagnostic(
-          `${c.kind}: ${counts.refused} refused under strict (copied whole with a warning otherwise), ` +
-            `${counts.wholeWithWarning} copied whole, ${counts.trusted} trusted (${suspicious.length} of them ` +
-            `smaller than the intact map), ${counts.readBack} read back file for file`,
-        );
-        assert.ok(counts.refused > 0, `${c.kind}: some damage was found`);
-      },
-    );
+          if (map.allBlocks) {
+            counts.wholeWithWarning++;
+            continue;
+          }
+          counts.trusted++;
+          const missing = uncovered(neededBytes(record, bytes, intact), map.usedRanges);
+          if (missing > 0) {
+            // Less than the intact map held: only safe if the damaged file system no longer uses those bytes
+            // (a chain cut short orphans clusters no file reaches). The real driver decides, below.
+            assert.ok(
+              suspicious.length < maxSuspicious,
+              `${name}: more than ${maxSuspicious} trusted maps leave out bytes the intact map held`,
+            );
+            suspicious.push({ seed, image: Buffer.from(bytes), map });
+            continue;
+          }
+          const changed = JSON.stringify(map.usedRanges) !== JSON.stringify(intact.usedRanges);
+          if (readBack.length < readBackSamples && (changed || readBack.length === 0)) {
+            readBack.push({ seed, image: Buffer.from(bytes), map });
+          }
+        } finally {
+          restoreBytes(bytes, saved);
+        }
+      }
+      // Real outcome for a sample: a copy of only the mapped bytes reads back, file for file, like the damaged source.
+      await withTempDir(async (dir) => {
+        for (const sample of [...suspicious, ...readBack]) {
+          const label = `${c.kind} seed ${sample.seed}`;
+          assert.ok(
+            await assertCopyReadsBack(dir, c.kind, label, sample.image, sample.map),
+            `${label}: readable`,
+          );
+          counts.readBack++;
+        }
+      });
+      t.diagnostic(
+        `${c.kind}: ${counts.refused} refused under strict (copied whole with a warning otherwise), ` +
+          `${counts.wholeWithWarning} copied whole, ${counts.trusted} trusted (${suspicious.length} of them ` +
+          `smaller than the intact map), ${counts.readBack} read back file for file`,
+      );
+      assert.ok(counts.refused > 0, `${c.kind}: some damage was found`);
+    });
   });
 }
 
@@ -336,73 +326,53 @@ for (const c of cases) {
   test(`${c.kind}: ${recordRounds} copies with damage anywhere in the records read give no trusted map that reads back short`, async (t) => {
     const skip = loopUnavailableReason() ?? missingToolReason(...c.tools);
     if (skip) return t.skip(skip);
-    await withTestDisk(
-      {
-        size: c.size,
-        table: 'none',
-        partitions: [
-          {
-            filesystem: c.kind,
-            ...(c.mkfsArgs ? { mkfsArgs: c.mkfsArgs } : {}),
-            fill: { files: 16, maxFileSize: 256 * 1024, directories: 3, deletedFiles: 6 },
-          },
-        ],
-      },
-      async (disk) => {
-        const bytes = await readFile(disk.image);
-        // What the map and its cross-check read on the intact file system: boot sectors, MFT, FATs, directories,
-        // descriptors, bitmaps, inode tables, extent blocks. Damage lands there.
-        const reads: ByteRange[] = [];
-        const intact = await usedMapOf(memoryVolume(bytes, 'intact', reads), { strict: true });
-        const suspicious: { seed: number; image: Buffer; map: UsedMap }[] = [];
-        // Besides those, a couple of trusted maps that damage changed (else any trusted one) are read back too.
-        const changed: { seed: number; image: Buffer; map: UsedMap }[] = [];
-        let firstTrusted: { seed: number; image: Buffer; map: UsedMap } | undefined;
-        const counts = { refused: 0, trusted: 0, readBack: 0, unreadableSource: 0 };
-        for (let seed = 1; seed <= recordRounds; seed++) {
-          const next = random(seed * 104729 + c.kind.length);
-          const saved = new Map<number, number>();
-          for (let flip = 0; flip < 1 + Math.floor(next() * 8); flip++) {
-            const range = reads[Math.floor(next() * reads.length)]!;
-            const at = range.start + Math.floor(next() * range.length);
-            if (!saved.has(at)) saved.set(at, bytes[at]!);
-            bytes[at] = Math.floor(next() * 256);
+    await withFilledImage(c, async (bytes) => {
+      // What the map and its cross-check read on the intact file system: boot sectors, MFT, FATs, directories,
+      // descriptors, bitmaps, inode tables, extent blocks. Damage lands there.
+      const reads: ByteRange[] = [];
+      const intact = await usedMapOf(memoryVolume(bytes, 'intact', reads), { strict: true });
+      const suspicious: Sample[] = [];
+      // Besides those, a couple of trusted maps that damage changed (else any trusted one) are read back too.
+      const changed: Sample[] = [];
+      let firstTrusted: Sample | undefined;
+      const counts = { refused: 0, trusted: 0, readBack: 0, unreadableSource: 0 };
+      for (let seed = 1; seed <= recordRounds; seed++) {
+        const next = seededRandom(seed * 104729 + c.kind.length);
+        const saved = flipBytesWithin(bytes, reads, next);
+        const name = `${c.kind} record seed ${seed}`;
+        try {
+          const map = await usedMapOf(memoryVolume(bytes, name));
+          if (map.allBlocks) {
+            counts.refused++;
+            continue;
           }
-          const name = `${c.kind} record seed ${seed}`;
-          try {
-            const map = await usedMapOf(memoryVolume(bytes, name));
-            if (map.allBlocks) {
-              counts.refused++;
-              continue;
-            }
-            counts.trusted++;
-            // A trusted map that lost some of what the intact one held is the kind that could read back short.
-            if (uncovered(intact.usedRanges, map.usedRanges) > 0) {
-              suspicious.push({ seed, image: Buffer.from(bytes), map });
-            } else if (JSON.stringify(map.usedRanges) !== JSON.stringify(intact.usedRanges)) {
-              if (changed.length < 2) changed.push({ seed, image: Buffer.from(bytes), map });
-            } else {
-              firstTrusted ??= { seed, image: Buffer.from(bytes), map };
-            }
-          } finally {
-            for (const [at, value] of saved) bytes[at] = value;
+          counts.trusted++;
+          // A trusted map that lost some of what the intact one held is the kind that could read back short.
+          if (uncovered(intact.usedRanges, map.usedRanges) > 0) {
+            suspicious.push({ seed, image: Buffer.from(bytes), map });
+          } else if (JSON.stringify(map.usedRanges) !== JSON.stringify(intact.usedRanges)) {
+            if (changed.length < 2) changed.push({ seed, image: Buffer.from(bytes), map });
+          } else {
+            firstTrusted ??= { seed, image: Buffer.from(bytes), map };
           }
+        } finally {
+          restoreBytes(bytes, saved);
         }
-        await withTempDir(async (dir) => {
-          const others = changed.length > 0 ? changed : firstTrusted ? [firstTrusted] : [];
-          for (const sample of [...suspicious.slice(0, maxRecordReadBacks), ...others]) {
-            const label = `${c.kind} record seed ${sample.seed}`;
-            if (await assertCopyReadsBack(dir, c.kind, label, sample.image, sample.map)) counts.readBack++;
-            else counts.unreadableSource++;
-          }
-        });
-        t.diagnostic(
-          `${c.kind}: ${counts.refused} copied whole with a warning, ${counts.trusted} trusted, ` +
-            `${suspicious.length} of them smaller than the intact map; ${counts.readBack} read back file for file, ` +
-            `${counts.unreadableSource} whose damaged source the driver cannot read either`,
-        );
-      },
-    );
+      }
+      await withTempDir(async (dir) => {
+        const others = changed.length > 0 ? changed : firstTrusted ? [firstTrusted] : [];
+        for (const sample of [...suspicious.slice(0, maxRecordReadBacks), ...others]) {
+          const label = `${c.kind} record seed ${sample.seed}`;
+          if (await assertCopyReadsBack(dir, c.kind, label, sample.image, sample.map)) counts.readBack++;
+          else counts.unreadableSource++;
+        }
+      });
+      t.diagnostic(
+        `${c.kind}: ${counts.refused} copied whole with a warning, ${counts.trusted} trusted, ` +
+          `${suspicious.length} of them smaller than the intact map; ${counts.readBack} read back file for file, ` +
+          `${counts.unreadableSource} whose damaged source the driver cannot read either`,
+      );
+    });
   });
 }
 

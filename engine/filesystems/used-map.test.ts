@@ -12,20 +12,14 @@ import { type FillOptions, makeFilesystem, type TestFilesystem } from '../testin
 import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
 import { partcloneUsedRanges } from '../testing/partclone.ts';
 import { loopUnavailableReason, missingToolReason, runTool } from '../testing/tools.ts';
-import { type MapOptions, usedMapOf } from './index.ts';
+import type { MapOptions } from './index.ts';
+import { usedMapOfImage } from './testing/image-map.ts';
 import type { UsedMap } from './types.ts';
-import { partitionVolume } from './volume.ts';
 
 const fill: FillOptions = { files: 16, maxFileSize: 512 * 1024, deletedFiles: 6 };
 
-async function mapOf(image: string, options: MapOptions = {}): Promise<UsedMap> {
-  const reader = await openReader(image);
-  try {
-    return await usedMapOf(partitionVolume(reader, 0, reader.size, `test volume ${image}`), options);
-  } finally {
-    await reader.close();
-  }
-}
+const mapOf = (image: string, options: MapOptions = {}): Promise<UsedMap> =>
+  usedMapOfImage(image, options, `test volume ${image}`);
 
 /** Builds a single-file-system image (no table), filled with files, and runs `body` on it. */
 function withFilesystemImage(

@@ -1,27 +1,20 @@
 // XFS free-space trees are only trusted with a clean or covered log: a mounted XFS with fresh changes is
 // copied whole, a frozen one (covered log) is mapped exactly — and a copy of only that map is whole.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, open } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openReader, openWriter } from '../device/open.ts';
-import { makeFilesystem, readFilesystemChecksums, withMount } from '../testing/filesystems.ts';
+import {
+  makeFilesystem,
+  readFilesystemChecksums,
+  withMount,
+  writeSyncedFiles,
+} from '../testing/filesystems.ts';
 import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
 import { attachLoopRange } from '../testing/loop.ts';
 import { partcloneUsedRanges } from '../testing/partclone.ts';
 import { loopUnavailableReason, missingToolReason, runTool } from '../testing/tools.ts';
-import { usedMapOf } from './index.ts';
-import { partitionVolume } from './volume.ts';
-
-async function mapOf(image: string) {
-  const reader = await openReader(image);
-  try {
-    return await usedMapOf(partitionVolume(reader, 0, reader.size, image));
-  } finally {
-    await reader.close();
-  }
-}
+import { copyRanges, usedMapOfImage } from './testing/image-map.ts';
 
 test('XFS: mounted with fresh changes is every block; frozen is mapped exactly and a copy of the map is whole', async (t) => {
   const skip =
@@ -37,14 +30,8 @@ test('XFS: mounted with fresh changes is every block; frozen is mapped exactly a
     const loop = await attachLoopRange(image, 0, size);
     try {
       await withMount(loop.device, 'xfs', async (mountDir) => {
-        for (let i = 0; i < 3; i++) {
-          const content = randomBytes(2 * MiB + i * 777);
-          const handle = await open(join(mountDir, `f${i}`), 'w');
-          await handle.writeFile(content);
-          await handle.sync();
-          await handle.close();
-          checksums.set(`f${i}`, createHash('sha256').update(content).digest('hex'));
-        }
+        const sizes = [0, 1, 2].map((i) => 2 * MiB + i * 777);
+        for (const [name, sum] of await writeSyncedFiles(mountDir, sizes)) checksums.set(name, sum);
         await copyFile(image, dirtyCopy);
         await runTool('fsfreeze', ['--freeze', mountDir]);
         try {
@@ -57,22 +44,17 @@ test('XFS: mounted with fresh changes is every block; frozen is mapped exactly a
       await loop.detach();
     }
 
-    const dirty = await mapOf(dirtyCopy);
+    const dirty = await usedMapOfImage(dirtyCopy);
     assert.equal(dirty.allBlocks, true);
     assert.match(dirty.warnings[0]!, /the XFS log (holds changes not yet written home|has records after)/);
 
-    const frozen = await mapOf(frozenCopy);
+    const frozen = await usedMapOfImage(frozenCopy);
     assert.equal(frozen.allBlocks, false, frozen.warnings.join('; '));
     assert.deepEqual(frozen.usedRanges, await partcloneUsedRanges('xfs', frozenCopy));
 
     const copy = join(dir, 'copy.img');
     await makeSparseImage(copy, size);
-    const source = await openReader(frozenCopy);
-    const target = await openWriter(copy, { minSize: size });
-    for (const r of frozen.usedRanges) await target.write(r.start, await source.read(r.start, r.length));
-    await target.flush();
-    await target.close();
-    await source.close();
+    await copyRanges(frozenCopy, copy, frozen.usedRanges, size);
     const copyLoop = await attachLoopRange(copy, 0, size);
     try {
       // Mounting replays the covered log (superblock only); then the checker and the files must agree.

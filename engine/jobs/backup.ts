@@ -15,6 +15,7 @@ import { openContainer } from '../container/open.ts';
 import { openReader } from '../device/open.ts';
 import type { BlockReader } from '../device/types.ts';
 import { FilesystemDamagedError } from '../filesystems/types.ts';
+import { heldNameOf } from '../handles/held-path.ts';
 import type { Manifest } from '../repository/manifest.ts';
 import { describeSource, findRelatives } from '../repository/point-source.ts';
 import { PointWriter } from '../repository/point-writer.ts';
@@ -79,6 +80,12 @@ async function describeStrictly(path: string, reader: BlockReader, strict = fals
     if (strict && error instanceof FilesystemDamagedError) {
       throw new FilesystemDamagedError(`refused (--strict): ${error.message}`);
     }
+    // A held source removed as the backup started: its descriptor's name ends in " (deleted)", which the caller
+    // never gave. Say it by the name they did.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error(
+        `the source ${heldNameOf(path) ?? path} was removed as the backup started; nothing was stored`,
+      );
     throw error;
   }
 }

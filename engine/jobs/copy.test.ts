@@ -2,43 +2,24 @@
 // there, keep their time and source, store only what the target lacks, and are not copied twice.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { runCli } from '../repository/testing/run-cli.ts';
-import { type S3Store, s3StoreUnavailableReason, startS3Store } from '../testing/s3-store.ts';
+import { describe, test } from 'node:test';
+import { s3CliSuite } from '../repository/testing/s3-cli-suite.ts';
+import { s3StoreUnavailableReason } from '../testing/s3-store.ts';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const MiB = 1 << 20;
 
 const unavailable = s3StoreUnavailableReason();
 describe('diskline copy from a local repository to S3', { skip: unavailable ?? false }, () => {
-  let store: S3Store;
-  let dir: string;
-  let env: Record<string, string>;
-  before(async () => {
-    store = await startS3Store();
-    dir = await mkdtemp(join(tmpdir(), 'diskline-copy-'));
-    env = {
-      AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
-      DISKLINE_STATE_DIR: join(dir, 'state'),
-      DISKLINE_TO_PASSWORD: 'another passphrase for the target',
-    };
+  const suite = s3CliSuite('diskline-copy-', {
+    DISKLINE_TO_PASSWORD: 'another passphrase for the target',
   });
-  after(async () => {
-    await store?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  const ok = async (args: string[], extra: Record<string, string> = {}) => {
-    const run = await runCli(args, { ...env, ...extra });
-    assert.equal(run.status, 0, `diskline ${args.join(' ')}: ${run.stderr}`);
-    return run;
-  };
+  const { ok } = suite;
 
   test('copied points restore exactly from the target, keep their time, store only what it lacks, and copy once', async () => {
+    const { store, dir, env } = suite;
     const local = join(dir, 'local');
     const remote = store.location('offsite', 'mirror');
     await ok(['init', '--repo', local]);

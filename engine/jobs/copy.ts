@@ -1,6 +1,8 @@
 // The copy job: mirrors restore points from one repository into another (engine/repository/point-copy.ts),
 // deduplicating against the target. The target's passphrase is DISKLINE_TO_PASSWORD when it differs from the
 // source's.
+
+import { whileReading } from '../repository/locks.ts';
 import type { CopyOutcome } from '../repository/point-copy.ts';
 import { copyPoint } from '../repository/point-copy.ts';
 import { Repository } from '../repository/repository.ts';
@@ -29,11 +31,13 @@ export async function runCopy(
       for (const [n, id] of ids.entries()) {
         context.signal.throwIfAborted();
         copied.push(
-          await copyPoint(source, target, id, {
-            signal: context.signal,
-            onProgress: ({ doneBytes, totalBytes }) =>
-              context.progress({ doneBytes, totalBytes, detail: { point: n + 1, of: ids.length } }),
-          }),
+          await whileReading(source.backend, id, () =>
+            copyPoint(source, target, id, {
+              signal: context.signal,
+              onProgress: ({ doneBytes, totalBytes }) =>
+                context.progress({ doneBytes, totalBytes, detail: { point: n + 1, of: ids.length } }),
+            }),
+          ),
         );
       }
       await target.ensureHeld();

@@ -12,6 +12,7 @@ import type { StateStore } from '../config/state.ts';
 import { openReader } from '../device/open.ts';
 import { nativeHelperAvailable } from '../native/index.ts';
 import { readPartitionTable } from '../partition/read.ts';
+import { whileReading } from '../repository/locks.ts';
 import { servePointReadOnly } from '../tap/serve-point.ts';
 import { tapUnavailableReason } from '../tap/system-state.ts';
 import { bootDrill, type DrillBootOptions } from './drill-boot.ts';
@@ -68,19 +69,25 @@ type VolumeCheck = (volumes: { name: string; device: string }[]) => Promise<void
  * partition device, or the whole device without a partition table.
  */
 async function checkServed(repoPath: string, pointId: string, each: VolumeCheck): Promise<void> {
-  await withRepository(repoPath, async (repo) => {
-    const reader = await repo.openPoint(pointId);
-    const served = await servePointReadOnly(reader, reader.manifest.source.size, `restore point ${pointId}`);
-    try {
-      await each(
-        served.partitions.length
-          ? served.partitions.map((device, index) => ({ name: `partition ${index + 1}`, device }))
-          : [{ name: 'whole disk', device: served.loopDevice }],
+  await withRepository(repoPath, (repo) =>
+    whileReading(repo.backend, pointId, async () => {
+      const reader = await repo.openPoint(pointId);
+      const served = await servePointReadOnly(
+        reader,
+        reader.manifest.source.size,
+        `restore point ${pointId}`,
       );
-    } finally {
-      await served.stop();
-    }
-  });
+      try {
+        await each(
+          served.partitions.length
+            ? served.partitions.map((device, index) => ({ name: `partition ${index + 1}`, device }))
+            : [{ name: 'whole disk', device: served.loopDevice }],
+        );
+      } finally {
+        await served.stop();
+      }
+    }),
+  );
 }
 
 /** Restores the point to a sparse scratch image and attaches each partition as its own read-only loop device. */

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type HeldPath, holdPath } from '../handles/held-path.ts';
+import { PointReading } from '../repository/locks.ts';
 import type { Repository } from '../repository/repository.ts';
 import { type MountedPoint, mountPointReadOnly } from '../tap/serve-point.ts';
 import { openEngineRepository } from './repository-access.ts';
@@ -14,6 +15,8 @@ export class NotMountedError extends Error {}
 
 interface Mount {
   repo: Repository;
+  /** The point registered as being read, so a prune keeps it while it is mounted. */
+  reading: PointReading;
   mounted: MountedPoint;
   /** The directory mounted on, held open until it is unmounted. */
   dir: HeldPath;
@@ -35,10 +38,13 @@ export class MountTable {
     }
     const held = dir ?? holdPath(await mkdtemp(join(tmpdir(), 'diskline-mount-')));
     const path = held.name;
+    let reading: PointReading | undefined;
     try {
       if (this.#mounts.has(path))
         throw new Error(`${path} already holds a mounted restore point; choose another directory.`);
       const pointId = await repo.resolvePointId(point);
+      // Registered as read while mounted: a prune meanwhile keeps the point and all it needs.
+      reading = await PointReading.start(repo.backend, pointId);
       const manifest = await repo.loadManifest(pointId);
       if (!manifest.complete)
         throw new Error(
@@ -51,7 +57,7 @@ export class MountTable {
         `restore point ${pointId}`,
         held,
       );
-      const entry = { repo, mounted, dir: held, ownDir: !dir };
+      const entry = { repo, reading, mounted, dir: held, ownDir: !dir };
       this.#mounts.set(path, entry);
       // Someone ran umount themselves: stop serving and forget the mount.
       void mounted.whenUnmounted().then(() => {
@@ -59,6 +65,7 @@ export class MountTable {
       });
       return { path };
     } catch (error) {
+      await reading?.close().catch(() => {});
       await repo.close();
       held.close();
       if (!dir) await rm(path, { recursive: true, force: true });
@@ -74,6 +81,7 @@ export class MountTable {
     try {
       await entry.mounted.unmount();
     } finally {
+      await entry.reading.close().catch(() => {});
       await entry.repo.close();
       entry.dir.close();
       if (entry.ownDir) await rm(key, { recursive: true, force: true });

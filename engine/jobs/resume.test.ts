@@ -25,6 +25,7 @@ import {
   withMount,
 } from '../testing/filesystems.ts';
 import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
+import { type SeededDraws, seededDraws } from '../testing/seeded-random.ts';
 import { type BackupParams, runBackup } from './backup.ts';
 import type { JobContext } from './manager.ts';
 import { defaultRunners } from './runners.ts';
@@ -33,28 +34,6 @@ const SEED = Number(process.env.DISKLINE_SEED ?? randomInt(2 ** 31));
 const ROUNDS = Number(process.env.DISKLINE_SOAK_ROUNDS ?? 3);
 const IMAGE_BYTES = 96 * MiB;
 const PASSWORD = 'resume-test';
-
-/** mulberry32: a small seeded generator, so a failing run is re-run from its seed. */
-function seeded(seed: number) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  return {
-    next,
-    int: (below: number) => Math.floor(next() * below),
-    bytes(length: number): Buffer {
-      const out = Buffer.alloc(length);
-      for (let at = 0; at + 4 <= length; at += 4) out.writeUInt32LE((next() * 2 ** 32) >>> 0, at);
-      return out;
-    },
-  };
-}
-type Random = ReturnType<typeof seeded>;
 
 let previousEnv: string | undefined;
 before(() => {
@@ -77,7 +56,7 @@ after(() => {
 let fileCounter = 0;
 
 /** New files (landing in blocks free until now), files rewritten in place, files deleted; the new checksums. */
-async function changeSource(image: string, random: Random, log: string[]): Promise<Checksums> {
+async function changeSource(image: string, random: SeededDraws, log: string[]): Promise<Checksums> {
   return withMount(image, 'ext4', async (root) => {
     const names = (await readdir(root)).filter((name) => name.startsWith('f')).sort();
     for (let i = random.int(3); i > 0 && names.length > 1; i--) {
@@ -174,7 +153,7 @@ type Attempt = (
  * each next attempt, then an attempt left to finish; its point must hold the image as that attempt found it.
  */
 async function resumeRounds(dir: string, image: string, repoPath: string, attempt: Attempt, label: string) {
-  const random = seeded(SEED);
+  const random = seededDraws(SEED);
   const log: string[] = [];
   let expected = await changeSource(image, random, log);
   let interruptions = 0;

@@ -14,7 +14,7 @@ import { UnixServer } from '../api/unix-server.ts';
 import { StateStore } from '../config/state.ts';
 import { usedMapOf } from '../filesystems/index.ts';
 import { ntfsGeometry, unnamedData } from '../filesystems/ntfs.ts';
-import { type Volume, VolumeTruncatedError } from '../filesystems/types.ts';
+import { memoryVolume } from '../filesystems/testing/memory-volume.ts';
 import { Repository } from '../repository/repository.ts';
 import { runCli, TEST_PASSWORD } from '../repository/testing/run-cli.ts';
 import { buildTestDisk } from '../testing/disk.ts';
@@ -25,18 +25,6 @@ import { loopUnavailableReason, missingToolReason } from '../testing/tools.ts';
 import { defaultRunners } from './runners.ts';
 
 const skip = loopUnavailableReason() ?? missingToolReason('mkfs.ntfs', 'ntfs-3g');
-
-function memoryVolume(bytes: Buffer, name: string): Volume {
-  return {
-    name,
-    size: bytes.length,
-    async read(offset, length) {
-      if (offset < 0 || offset + length > bytes.length)
-        throw new VolumeTruncatedError(`${name}: past the end`);
-      return Buffer.from(bytes.subarray(offset, offset + length));
-    },
-  };
-}
 
 /** Clears the 32 bytes of $Bitmap that mark the most clusters used; returns how many cluster bits it cleared. */
 async function clearBitmapBytes(image: Buffer): Promise<number> {

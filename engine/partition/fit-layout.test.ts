@@ -68,27 +68,16 @@ test('data bigger than the new partition is refused with the size that would hol
 });
 
 test('the last logical MBR partition is resized, but no logical partition is moved', () => {
-  const logical = planFit(
-    {
-      table: 'mbr',
-      sectorSize: 512,
-      size: 2 * GiB,
-      partitions: [part(1, MiB, GiB, 'ext4'), part(5, GiB + 2 * MiB, GiB - 3 * MiB, 'ext4')],
-    },
-    GiB + 512 * MiB,
-  );
+  const source: SourceLayout = {
+    table: 'mbr',
+    sectorSize: 512,
+    size: 2 * GiB,
+    partitions: [part(1, MiB, GiB, 'ext4'), part(5, GiB + 2 * MiB, GiB - 3 * MiB, 'ext4')],
+  };
+  const logical = planFit(source, GiB + 512 * MiB);
   assert.equal(logical.refusal, null);
   assert.deepEqual(logical.partitions[1]!.to, { start: GiB + 2 * MiB, size: 510 * MiB });
-  const plan = planFit(
-    {
-      table: 'mbr',
-      sectorSize: 512,
-      size: 2 * GiB,
-      partitions: [part(1, MiB, GiB, 'ext4'), part(5, GiB + 2 * MiB, GiB - 3 * MiB, 'ext4')],
-    },
-    GiB + 512 * MiB,
-    { resize: 1 },
-  );
+  const plan = planFit(source, GiB + 512 * MiB, { resize: 1 });
   assert.match(plan.refusal!.reason, /logical partition 5 would have to move/);
 });
 

@@ -138,10 +138,16 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
     refusal: { reason, neededBytes },
     warnings,
   });
+  /** Every partition stays where it is: the table is written as it was, or only its GPT tail moves. */
+  const unchanged = (mode: 'as-is' | 'table-moved'): FitPlan => ({
+    ...base,
+    mode,
+    partitions: byIndex(partitions.map(kept)),
+    refusal: null,
+    warnings,
+  });
 
-  if (targetSize === source.size && !options.grow) {
-    return { ...base, mode: 'as-is', partitions: byIndex(partitions.map(kept)), refusal: null, warnings };
-  }
+  if (targetSize === source.size && !options.grow) return unchanged('as-is');
   if (source.table === 'none') {
     // A file system on the whole disk: no table to rewrite; only a bigger target fits it as it is.
     if (targetSize >= source.size && !options.grow) {
@@ -152,9 +158,7 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
       source.size,
     );
   }
-  if (partitions.length === 0) {
-    return { ...base, mode: 'table-moved', partitions: [], refusal: null, warnings };
-  }
+  if (partitions.length === 0) return unchanged('table-moved');
   const chosen =
     options.resize === undefined
       ? partitions.reduce((a, b) => (b.start + b.size >= a.start + a.size ? b : a))
@@ -168,13 +172,7 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
   const fitsAsIs = layoutEnd <= end;
   if (fitsAsIs && !options.grow) {
     // Free space at the source's end absorbs the difference: nothing moves.
-    return {
-      ...base,
-      mode: 'table-moved',
-      partitions: byIndex(partitions.map(kept)),
-      refusal: null,
-      warnings,
-    };
+    return unchanged('table-moved');
   }
   // The partitions after the chosen one keep their sizes and move up (or down) to sit right after it.
   const after = partitions.filter((p) => p.start > chosen.start);
@@ -210,15 +208,7 @@ export function planFit(source: SourceLayout, targetSize: number, options: FitOp
       );
     }
   }
-  if (growing && !options.grow) {
-    return {
-      ...base,
-      mode: 'table-moved',
-      partitions: byIndex(partitions.map(kept)),
-      refusal: null,
-      warnings,
-    };
-  }
+  if (growing && !options.grow) return unchanged('table-moved');
   if (growing && !GROWERS[filesystem]) {
     warnings.push(
       `partition ${chosen.index} grows, but its ${filesystem === 'unknown' ? 'content' : filesystem} keeps its size (no tool Diskline uses grows it)`,

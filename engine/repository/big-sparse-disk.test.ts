@@ -4,48 +4,15 @@
 // KiB, not a map of the whole disk; each restore is e2fsck clean with every file's checksum. The time and peak
 // memory of each step are printed as diagnostics.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { open, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkFilesystem, checksumTree, makeFilesystem, withMount } from '../testing/filesystems.ts';
 import { MiB, makeSparseImage, withTempDir } from '../testing/image.ts';
-import { cliPath, TEST_PASSWORD } from './testing/run-cli.ts';
+import { timedCli } from './testing/run-cli.ts';
 
 const DISK_BYTES = 2 * 1024 ** 4;
-
-interface TimedRun {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-  peakMiB: number;
-}
-
-/** The command line under /usr/bin/time: its exit, output, wall time and peak resident memory. */
-function timedCli(args: string[]): Promise<TimedRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'DISKLINE-TIME %e %M', cliPath, ...args], {
-      env: { ...process.env, DISKLINE_PASSWORD: TEST_PASSWORD },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (status) => {
-      const line = stderr.split('\n').find((l) => l.startsWith('DISKLINE-TIME ')) ?? 'DISKLINE-TIME 0 0';
-      const [, seconds, kib] = line.split(' ');
-      resolve({ status, stdout, stderr, seconds: Number(seconds), peakMiB: Math.round(Number(kib) / 1024) });
-    });
-  });
-}
 
 async function folderEntries(path: string): Promise<string[]> {
   return (await readdir(path).catch(() => [] as string[])).sort();

@@ -28,6 +28,25 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** A fresh repository under the test folder: cheap key derivation, and small packs so kills land between them. */
+function initRepository(name: string): Promise<Repository> {
+  return Repository.init(join(dir, name), {
+    password: PASSWORD,
+    scrypt: { N: 1024, r: 8, p: 1 },
+    packSize: 128 * 1024,
+  });
+}
+
+/** Opens the repository at `repoPath`, runs `use` on it and closes it again. */
+async function withOpened<T>(repoPath: string, use: (repo: Repository) => Promise<T>): Promise<T> {
+  const repo = await Repository.open(repoPath, { password: PASSWORD });
+  try {
+    return await use(repo);
+  } finally {
+    await repo.close();
+  }
+}
+
 /** Runs the child; kills it with SIGKILL `killAfterMs` after it is ready. Resolves true when it finished on its own. */
 function runChild(args: string[], killAfterMs: number): Promise<{ finished: boolean; output: string }> {
   return new Promise((resolve, reject) => {
@@ -59,8 +78,7 @@ async function assertRepositorySound(
   expected: Map<string, Buffer>,
   context: string,
 ): Promise<void> {
-  const repo = await Repository.open(repoPath, { password: PASSWORD });
-  try {
+  await withOpened(repoPath, async (repo) => {
     const report = await verifyRepository(repo, { readData: true });
     assert.ok(
       report.ok,
@@ -75,20 +93,14 @@ async function assertRepositorySound(
         `${context}: point ${point.id} reads back exactly`,
       );
     }
-  } finally {
-    await repo.close();
-  }
+  });
 }
 
 test('a backup killed at random moments leaves every committed point intact and resumes', {
   timeout: 170_000,
 }, async () => {
   const repoPath = join(dir, 'backup-crash');
-  const repo = await Repository.init(repoPath, {
-    password: PASSWORD,
-    scrypt: { N: 1024, r: 8, p: 1 },
-    packSize: 128 * 1024,
-  });
+  const repo = await initRepository('backup-crash');
   const imagePath = join(dir, 'backup-crash.img');
   let image = patternedImage('crash', UNITS, UNIT);
   await writeFile(imagePath, image);
@@ -109,11 +121,11 @@ test('a backup killed at random moments leaves every committed point intact and 
     } else {
       kills += 1;
       // Killed after committing but before saying so: the new complete point holds the image as it is now.
-      const check = await Repository.open(repoPath, { password: PASSWORD });
-      for (const point of (await check.listPoints()).points) {
-        if (point.complete && !expected.has(point.id)) expected.set(point.id, Buffer.from(image));
-      }
-      await check.close();
+      await withOpened(repoPath, async (check) => {
+        for (const point of (await check.listPoints()).points) {
+          if (point.complete && !expected.has(point.id)) expected.set(point.id, Buffer.from(image));
+        }
+      });
     }
     await assertRepositorySound(repoPath, expected, context);
     // Change the disk only after a finished backup: an interrupted one is resumed on the same bytes.
@@ -128,9 +140,7 @@ test('a backup killed at random moments leaves every committed point intact and 
   assert.ok(final.finished);
   expected.set(/committed ([0-9a-f]+)/.exec(final.output)![1]!, Buffer.from(image));
   await assertRepositorySound(repoPath, expected, 'after the final backup');
-  const check = await Repository.open(repoPath, { password: PASSWORD });
-  const { points } = await check.listPoints();
-  await check.close();
+  const { points } = await withOpened(repoPath, (check) => check.listPoints());
   assert.ok(
     points.every((p) => p.complete),
     'no incomplete point is left after a finished backup of the same source',
@@ -145,11 +155,7 @@ test('a prune killed at random moments leaves a valid repository whose remaining
   timeout: 170_000,
 }, async () => {
   const repoPath = join(dir, 'prune-crash');
-  const repo = await Repository.init(repoPath, {
-    password: PASSWORD,
-    scrypt: { N: 1024, r: 8, p: 1 },
-    packSize: 128 * 1024,
-  });
+  const repo = await initRepository('prune-crash');
   const expected = new Map<string, Buffer>();
   const addPoint = async (seed: string) => {
     const bytes = patternedImage(seed, 32, UNIT);
@@ -177,12 +183,9 @@ test('a prune killed at random moments leaves a valid repository whose remaining
   const last = await runChild(['prune', repoPath, '2'], 60_000);
   assert.ok(last.finished, last.output);
   await assertRepositorySound(repoPath, expected, 'after the final prune');
-  const check = await Repository.open(repoPath, { password: PASSWORD });
-  try {
+  await withOpened(repoPath, async (check) => {
     const { points } = await check.listPoints();
     assert.equal(points.length, 2);
     assert.equal((await check.pruneRecords()).length, 0, 'no prune record is left');
-  } finally {
-    await check.close();
-  }
+  });
 });

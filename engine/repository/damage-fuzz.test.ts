@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openWriter } from '../device/open.ts';
+import { seededRandom } from '../testing/seeded-random.ts';
 import { RepositoryError } from './errors.ts';
 import { Repository } from './repository.ts';
 import { restorePoint } from './restore.ts';
@@ -36,18 +37,6 @@ let dir: string;
 const pristine = { encrypted: '', unencrypted: '' };
 /** Each point's disk, by point id. */
 const disks = new Map<string, Buffer>();
-
-/** mulberry32: small, fast and the same on every machine. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'diskline-damage-fuzz-'));
@@ -168,7 +157,7 @@ function assertDamage(error: unknown, context: string): void {
 }
 
 async function runSeed(seed: number, kind: keyof typeof pristine): Promise<void> {
-  const next = random(seed);
+  const next = seededRandom(seed);
   const root = join(dir, `seed-${seed}-${kind}`);
   await cp(pristine[kind], root, { recursive: true });
   const done: string[] = [];

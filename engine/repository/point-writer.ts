@@ -18,6 +18,7 @@ import { mayHoldLeftovers, removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
 import {
   REGISTRATION_REFRESH_MS,
+  RegistrationLostError,
   refreshBackup,
   registerBackup,
   SEGMENT_DELETION,
@@ -799,9 +800,12 @@ export class PointWriter implements UnitSink {
     // Only into the repository this backup opened: one removed, moved or replaced since fails here.
     await this.#repo.ensureHeld();
     // A prune that found this backup's registration expired (no refresh for half an hour) no longer waits
-    // for it and may have deleted chunks or segments it uses: such a backup must not commit.
+    // for it and may have deleted chunks or segments it uses: such a backup must not commit. Renewed first when
+    // due, so no prune can find it expired while this commit writes.
+    await this.#refreshing;
+    await this.#refreshRegistration();
     if (!(await stillRegistered(this.#repo.backend, this.pointId))) {
-      throw new RepositoryError(
+      throw new RegistrationLostError(
         `backup ${this.pointId} lost its registration in ${this.#repo.path} (it was not refreshed in time, so a prune no longer waits for it); run the backup again`,
       );
     }
@@ -849,9 +853,18 @@ export class PointWriter implements UnitSink {
 
   /** Stores the registration again when due, so other machines' prunes see this backup alive. */
   async #refreshRegistration(): Promise<void> {
-    if (Date.now() - this.#refreshedAt < REGISTRATION_REFRESH_MS) return;
-    this.#refreshedAt = Date.now();
-    await refreshBackup(this.#repo.backend, this.pointId, this.#options.source.path, this.#registeredAt);
+    const since = Date.now() - this.#refreshedAt;
+    if (since < REGISTRATION_REFRESH_MS) return;
+    // Counted from before the put: the storage's time of it is no earlier.
+    const started = Date.now();
+    this.#refreshedAt = started;
+    await refreshBackup(
+      this.#repo.backend,
+      this.pointId,
+      this.#options.source.path,
+      this.#registeredAt,
+      since,
+    );
   }
 
   async #drain(): Promise<void> {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openReader } from '../device/open.ts';
+import { PointReading } from './locks.ts';
 import { PointWriter } from './point-writer.ts';
 import { pruneRepository } from './prune.ts';
 import { Repository } from './repository.ts';
@@ -273,5 +274,51 @@ test('a parent naming chunks of condemned packs lends none of them: the incremen
   assert.ok(verify.ok, JSON.stringify(verify));
   assert.ok((await readWholePoint(repo, writer.pointId)).equals(bytes), 'the incremental restores exactly');
   assert.ok((await readWholePoint(repo, parentId!)).equals(bytes), 'the parent restores exactly');
+  await repo.close();
+});
+
+test('a point being read (a restore, mount or copy) is kept by prune until its reader ends; an expired reader keeps nothing', async () => {
+  const { repo, images } = await repoWithPoints('reading', 3);
+  const ids = [...images.keys()];
+  let renew: (() => void) | undefined;
+  const reading = await PointReading.start(repo.backend, ids[0]!, (_ms, body) => {
+    renew = body;
+    return { cancel: () => {} };
+  });
+  const report = await pruneRepository(repo, { keepLast: 1 }, { dryRun: false });
+  assert.deepEqual(report.forgotten, [ids[1]]);
+  assert.deepEqual(report.kept.find((k) => k.id === ids[0])?.reasons, [
+    'being read (a restore, mount or copy)',
+  ]);
+  assert.ok(
+    (await readWholePoint(repo, ids[0]!)).equals(images.get(ids[0]!)!),
+    'the point read restores exactly',
+  );
+  const [name] = (await repo.backend.list('locks/')).filter((n) => n.startsWith('locks/read-'));
+  assert.ok(name, 'the reader is registered');
+  // A reader whose renewals stopped (its machine died) for longer than a registration lasts keeps nothing.
+  const stale = new Date(Date.now() - 31 * 60_000);
+  await writeFile(
+    join(repo.path, name),
+    JSON.stringify({
+      pid: 1,
+      host: 'another-machine',
+      time: stale.toISOString(),
+      purpose: 'read',
+      pointId: ids[0],
+    }),
+  );
+  await utimes(join(repo.path, name), stale, stale);
+  const after = await pruneRepository(repo, { keepLast: 1 }, { dryRun: false });
+  assert.deepEqual(after.forgotten, [ids[0]]);
+  assert.equal(await repo.backend.size(name), null, 'the expired registration is removed');
+  // Its renewal does not bring it back, and closing it is harmless.
+  renew?.();
+  await reading.close();
+  assert.deepEqual(
+    (await repo.backend.list('locks/')).filter((n) => n.startsWith('locks/read-')),
+    [],
+  );
+  assert.ok((await verifyRepository(repo, { readData: true })).ok);
   await repo.close();
 });

@@ -7,7 +7,14 @@ import { decodeIndexEntries, INDEX_MAGIC, type IndexEntry, idKey } from './chunk
 import { DamagedRepositoryError, RepositoryError } from './errors.ts';
 import { removeLeftovers } from './leftovers.ts';
 import { type WriteLimits, writeLimits } from './limits.ts';
-import { registrationTime, runningBackups, SEGMENT_DELETION, withWriterLock } from './locks.ts';
+import {
+  pointsBeingRead,
+  registrationTime,
+  runningBackups,
+  SEGMENT_DELETION,
+  type WriterLease,
+  withWriterLock,
+} from './locks.ts';
 import type { Manifest } from './manifest.ts';
 import { packFileName } from './pack.ts';
 import { manifestName, newId, type PruneRecord, type Repository } from './repository.ts';
@@ -69,11 +76,16 @@ function retainPerSource(complete: readonly Manifest[], policy: Retention): Map<
  * The packs among `doomed` that a point now in the repository needs: those holding a chunk it names that no
  * other pack (outside `doomed`) holds.
  */
-async function packsStillUsed(repo: Repository, doomed: ReadonlySet<string>): Promise<Set<string>> {
-  const referenced = (await referencedBy(repo, await allManifests(repo))).chunks;
+async function packsStillUsed(
+  repo: Repository,
+  doomed: ReadonlySet<string>,
+  lease: WriterLease,
+): Promise<Set<string>> {
+  const referenced = (await referencedBy(repo, await allManifests(repo), lease)).chunks;
   const elsewhere = new Set<string>();
   const holders = new Map<string, string[]>();
   for (const name of await repo.indexFiles()) {
+    await lease.keep();
     const plaintext = await repo.readSealed(name, INDEX_MAGIC, `index file ${name}`);
     for (const [key, entry] of decodeIndexEntries(plaintext)) {
       if (!referenced.has(key)) continue;
@@ -104,6 +116,7 @@ function unreadable(error: unknown): never {
 async function referencedBy(
   repo: Repository,
   manifests: readonly Manifest[],
+  lease: WriterLease,
 ): Promise<{ chunks: Set<string>; segments: Set<string> }> {
   const chunks = new Set<string>();
   const segments = new Set<string>();
@@ -116,6 +129,7 @@ async function referencedBy(
         if (segments.has(key)) continue;
         segments.add(key);
       }
+      await lease.keep();
       const segment = await map.segment(index).catch(unreadable);
       for (let at = 0; at < segment.chunkIds.length; at += 32)
         chunks.add(idKey(segment.chunkIds.subarray(at, at + 32)));
@@ -178,7 +192,7 @@ export async function pruneRepository(
   };
 
   // Phase 1, under the lock: forget points, condemn packs nothing references.
-  await withWriterLock(repo.backend, 'prune: forget points', async () => {
+  await withWriterLock(repo.backend, 'prune: forget points', async (lease) => {
     // Prune only the repository it opened; each phase starts by checking that it still is where it was named.
     await repo.ensureHeld();
     const manifests = await allManifests(repo);
@@ -192,6 +206,13 @@ export async function pruneRepository(
         (m) => m.source.path === checkpoint.source.path && m.time > checkpoint.time && keep.has(m.id),
       );
       if (superseded) forget.push(checkpoint);
+    }
+    // A point a restore, mount or copy is reading right now is kept: what the reader needs stays.
+    const beingRead = await pointsBeingRead(repo.backend);
+    for (const manifest of [...forget]) {
+      if (!beingRead.has(manifest.id)) continue;
+      forget.splice(forget.indexOf(manifest), 1);
+      keep.set(manifest.id, [...(keep.get(manifest.id) ?? []), 'being read (a restore, mount or copy)']);
     }
     // Object Lock: a point whose manifest the store retains is kept (deleting its name would hide a point the
     // store still guards); prune says until when.
@@ -208,7 +229,7 @@ export async function pruneRepository(
     report.kept = [...keep].map(([id, reasons]) => ({ id, reasons }));
     report.forgotten = forget.map((m) => m.id);
     const remaining = manifests.filter((m) => !forget.includes(m));
-    const referenced = (await referencedBy(repo, remaining)).chunks;
+    const referenced = (await referencedBy(repo, remaining, lease)).chunks;
     const index = await repo.loadIndex(true);
     // Every pack holding a referenced chunk is in use, not just the one the index would read it from.
     const packsInUse = new Set<string>();
@@ -218,6 +239,7 @@ export async function pruneRepository(
     report.condemnedPacks = unreferenced.length;
     if (options.dryRun) return;
     for (const manifest of forget) {
+      await lease.keep();
       await repo.backend.delete(manifestName(manifest.id));
       await step('forgot a point');
     }
@@ -239,7 +261,7 @@ export async function pruneRepository(
     const record = await withWriterLock(
       repo.backend,
       'prune: retire index entries',
-      async (): Promise<PruneRecord | null> => {
+      async (lease): Promise<PruneRecord | null> => {
         await repo.ensureHeld();
         const current = (await repo.pruneRecords()).find((r) => r.name === initial.name);
         if (!current) return null;
@@ -254,7 +276,7 @@ export async function pruneRepository(
           if (blockers.length > 0) return null;
           // Every backup that may have deduplicated against these packs has ended: rescue those its points
           // (complete or checkpoints) use, then the rest may go.
-          const rescued = await packsStillUsed(repo, new Set(current.packs));
+          const rescued = await packsStillUsed(repo, new Set(current.packs), lease);
           deleting = {
             ...current,
             packs: current.packs.filter((pack) => !rescued.has(pack)),
@@ -273,6 +295,7 @@ export async function pruneRepository(
           await repo.writeIndexFiles(live, limits.entriesPerIndexFile);
           await step('index rewritten');
           for (const name of files) {
+            await lease.keep();
             await repo.backend.delete(name);
             await step('old index file deleted');
           }
@@ -331,18 +354,20 @@ async function removeUnreferencedSegments(
   repo: Repository,
   step: (name: string) => Promise<void>,
 ): Promise<number> {
-  return withWriterLock(repo.backend, SEGMENT_DELETION, async () => {
+  return withWriterLock(repo.backend, SEGMENT_DELETION, async (lease) => {
     await repo.ensureHeld();
     const names = await repo.backend.list('segments/');
     if (names.length === 0 || (await runningBackups(repo.backend)).length > 0) return 0;
     const named = new Set<string>();
     for (const id of await repo.pointIds()) {
+      await lease.keep();
       const map = await repo.openMap(id).catch(unreadable);
       for (const key of map.list.distinctIds()) named.add(key);
     }
     let deleted = 0;
     for (const name of names) {
       if (!isSegmentName(name) || named.has(name.slice('segments/'.length))) continue;
+      await lease.keep();
       await repo.backend.delete(name);
       deleted += 1;
       await step('segment deleted');

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { ByteRange } from '../device/types.ts';
+import { seededDraws } from '../testing/seeded-random.ts';
 import { encodeLegacyManifest, MANIFEST_MAGIC, type Manifest } from './manifest.ts';
 import { diffPoints } from './point-diff.ts';
 import type { SegmentList } from './point-file.ts';
@@ -35,24 +36,12 @@ import { verifyRepository } from './verify.ts';
 const SEED = Number(process.env.DISKLINE_SEED ?? randomInt(2 ** 31));
 const UNIT = 16 * 1024;
 
+/** The shared seeded draws, plus up to six random byte ranges within a disk of `unitCount` units. */
 function seeded(seed: number) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  const int = (below: number) => Math.floor(next() * below);
+  const draws = seededDraws(seed);
+  const { int } = draws;
   return {
-    int,
-    chance: (p: number) => next() < p,
-    bytes(length: number): Buffer {
-      const out = Buffer.alloc(length);
-      for (let at = 0; at + 4 <= length; at += 4) out.writeUInt32LE((next() * 2 ** 32) >>> 0, at);
-      return out;
-    },
+    ...draws,
     ranges(unitCount: number, size: number): ByteRange[] {
       const ranges: ByteRange[] = [];
       for (let i = int(5); i >= 0; i--) {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { openWriter } from '../device/open.ts';
 import type { BlockWriter } from '../device/types.ts';
+import { seededRandom } from '../testing/seeded-random.ts';
 import { groupUnits, MAX_GROUP_BYTES } from './chunk-codec.ts';
 import { decodeIndexEntries, INDEX_MAGIC } from './chunk-index.ts';
 import { MAX_PACK_SIZE } from './config.ts';
@@ -19,7 +20,7 @@ import { pruneRepository } from './prune.ts';
 import { Repository } from './repository.ts';
 import { restorePoint } from './restore.ts';
 import { backupImage, readWholePoint } from './testing/backup-image.ts';
-import { type DiskShape, SHAPE_KINDS, ShapeGenerator, seededRandom } from './testing/disk-shapes.ts';
+import { type DiskShape, SHAPE_KINDS, ShapeGenerator } from './testing/disk-shapes.ts';
 import { chunkIdsOf } from './testing/point-chunks.ts';
 import { verifyRepository } from './verify.ts';
 

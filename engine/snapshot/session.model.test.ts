@@ -12,27 +12,19 @@ import type { IntermediateContainer } from '../container/types.ts';
 import { openReader } from '../device/open.ts';
 import type { BlockReader, ByteRange } from '../device/types.ts';
 import { withTempDir } from '../testing/image.ts';
+import { seededDraws } from '../testing/seeded-random.ts';
 import { SnapshotSession } from './session.ts';
 import { MemoryDisk } from './testing/memory-disk.ts';
 import type { ReadableUnitSink } from './types.ts';
 
-/** mulberry32: small, fast, good enough to drive test scenarios reproducibly. */
+/** The shared seeded draws, with bytes drawn one at a time (so each seed keeps the scenario it has always run). */
 function random(seed: number) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const draws = seededDraws(seed);
   return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    chance: (p: number) => next() < p,
+    ...draws,
     bytes: (n: number) => {
       const out = Buffer.allocUnsafe(n);
-      for (let i = 0; i < n; i++) out[i] = Math.floor(next() * 256);
+      for (let i = 0; i < n; i++) out[i] = Math.floor(draws.next() * 256);
       return out;
     },
   };

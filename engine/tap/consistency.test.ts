@@ -45,13 +45,17 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
   }
 }
 
-/** Backs up the attached volume through a SnapshotSession into `imagePath` while writers run. */
-async function backupVolume(
+/**
+ * Backs up the attached volume through a SnapshotSession into `imagePath` while writers run; `alongside`, when
+ * given, starts once the point is taken and its outcome is returned with the backup's.
+ */
+async function backupVolume<T>(
   volume: AttachedVolume,
   imagePath: string,
   hooks: { preHook?: string; postHook?: string },
   containerBytes = 8 * MiB,
   sinkDelayMs = 2,
+  alongside?: () => Promise<T>,
 ) {
   const reader = await openReader(volume.source);
   const imageSink = await ImageSink.create(imagePath, volume.size);
@@ -76,8 +80,9 @@ async function backupVolume(
   });
   try {
     const point = await takeConsistentPoint(volume, session, hooks);
+    const running = alongside?.();
     const result = await session.run();
-    return { point, result };
+    return { point, result, alongside: await running };
   } finally {
     await volume.setInterceptor(null, unitSize);
     await reader.close();
@@ -332,34 +337,13 @@ test('fio writing through a tiny container: every write completes and verifies, 
     const before = await readFile(image);
     const volume = await attachVolume(image, { partscan: false });
     try {
-      const unitSize = 64 * 1024;
-      const containerBytes = 4 * unitSize;
-      const reader = await openReader(volume.source);
+      const containerBytes = 4 * 64 * 1024;
       const backup = join(dir, 'backup.img');
-      const imageSink = await ImageSink.create(backup, volume.size);
-      // A slow sink keeps the copy going for seconds so fio meets pending units and fills the container.
-      const sink: UnitSink = {
-        writeUnit: async (offset, data) => {
-          await new Promise((resolve) => setTimeout(resolve, 3));
-          await imageSink.writeUnit(offset, data);
-        },
-        finish: () => imageSink.finish(),
-        abort: (reason) => imageSink.abort(reason),
-      };
-      const session = new SnapshotSession({
-        reader,
-        usedRanges: [{ start: 0, length: volume.size }],
-        unitSize,
-        container: new MemoryContainer({ capacityBytes: containerBytes, slotSize: unitSize }),
-        sink,
-        readsInFlight: 1,
-        onSettle: (firstUnit, count) => volume.settleUnits(firstUnit, count),
-      });
-      try {
-        await takeConsistentPoint(volume, session, {});
-        // fio in its own process (an intercepted write is answered on this event loop): random 4 KiB writes at
-        // queue depth 16, each block checksummed and read back at the end.
-        const fio = run('fio', [
+      // A slow sink keeps the copy going for seconds so fio meets pending units and fills the container. fio
+      // runs in its own process (an intercepted write is answered on this event loop): random 4 KiB writes at
+      // queue depth 16, each block checksummed and read back at the end.
+      const { result, alongside: fio } = await backupVolume(volume, backup, {}, containerBytes, 3, () =>
+        run('fio', [
           '--name=busy',
           `--filename=${volume.loopDevice}`,
           '--rw=randwrite',
@@ -374,26 +358,22 @@ test('fio writing through a tiny container: every write completes and verifies, 
           '--verify_fatal=1',
           '--verify_state_save=0',
           '--output-format=json',
-        ]);
-        const result = await session.run();
-        const { stdout } = await fio;
-        const job = (JSON.parse(stdout) as { jobs: { error: number; write: { total_ios: number } }[] })
-          .jobs[0]!;
-        t.diagnostic(
-          `${job.write.total_ios} fio writes; ${result.writes.intercepted} intercepted, ${result.writes.throttled} throttled, ` +
-            `${result.writes.suspended} suspended; container peak ${result.peakContainerBytes} of ${containerBytes}`,
-        );
-        assert.equal(job.error, 0, 'fio finished without an error, its read-back verification included');
-        assert.equal(job.write.total_ios, (6 * MiB) / 4096, 'every write completed');
-        assert.ok(result.peakContainerBytes <= containerBytes, 'the container never exceeded its capacity');
-        // How often writers were throttled or suspended depends on timing (printed above); that every write
-        // met pending units and still completed does not.
-        assert.ok(result.writes.intercepted > 0, 'fio wrote to units not yet copied');
-        assert.ok((await readFile(backup)).equals(before), 'the backup is the disk as it was at the point');
-      } finally {
-        await volume.setInterceptor(null, unitSize);
-        await reader.close();
-      }
+        ]),
+      );
+      const { stdout } = fio!;
+      const job = (JSON.parse(stdout) as { jobs: { error: number; write: { total_ios: number } }[] })
+        .jobs[0]!;
+      t.diagnostic(
+        `${job.write.total_ios} fio writes; ${result.writes.intercepted} intercepted, ${result.writes.throttled} throttled, ` +
+          `${result.writes.suspended} suspended; container peak ${result.peakContainerBytes} of ${containerBytes}`,
+      );
+      assert.equal(job.error, 0, 'fio finished without an error, its read-back verification included');
+      assert.equal(job.write.total_ios, (6 * MiB) / 4096, 'every write completed');
+      assert.ok(result.peakContainerBytes <= containerBytes, 'the container never exceeded its capacity');
+      // How often writers were throttled or suspended depends on timing (printed above); that every write
+      // met pending units and still completed does not.
+      assert.ok(result.writes.intercepted > 0, 'fio wrote to units not yet copied');
+      assert.ok((await readFile(backup)).equals(before), 'the backup is the disk as it was at the point');
     } finally {
       await volume.detach();
     }

@@ -72,100 +72,115 @@ function assertStamped(data: Buffer, blocks: number): void {
   }
 }
 
+/** A fresh folder with a raw image of BLOCKS blocks; afterwards every helper serving from it is stopped and it is removed. */
+async function withRawImage(
+  use: (bed: { dir: string; image: string; trackingDir: string; runtimeDir: string }) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'diskline-crash-'));
+  const bed = {
+    dir,
+    image: join(dir, 'raw.img'),
+    trackingDir: join(dir, 'tracking'),
+    runtimeDir: join(dir, 'taps'),
+  };
+  try {
+    await run('truncate', ['-s', `${(BLOCKS * 4096) / (1 << 20)}M`, bed.image]);
+    await use(bed);
+  } finally {
+    await stopHelpersUnder(bed.runtimeDir);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The first `blocks` blocks as the loop device serves them. */
+async function readThrough(loopDevice: string, blocks: number): Promise<Buffer> {
+  const device = await open(loopDevice, 'r');
+  const through = Buffer.alloc(blocks * 4096);
+  await device.read(through, 0, through.length, 0);
+  await device.close();
+  return through;
+}
+
 test('kill -9 of the engine: no write fails, the next engine adopts the volume with its tracking; a second attach is refused', {
   skip: skipReason ?? false,
   timeout: 120_000,
 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'diskline-crash-'));
-  const image = join(dir, 'raw.img');
-  const trackingDir = join(dir, 'tracking');
-  const runtimeDir = join(dir, 'taps');
-  let host: ReturnType<typeof spawn> | null = null;
-  try {
-    await run('truncate', ['-s', `${(BLOCKS * 4096) / (1 << 20)}M`, image]);
-    // A point (a new tracking generation) and a clean detach first, so a valid tracking record exists.
-    const first = await attachVolume(image, { trackingDir, runtimeDir, partscan: false });
-    await first.setInterceptor(null, 65536, { resetTracking: true });
-    await first.detach();
-
-    host = spawn(process.execPath, [
-      '--input-type=module',
-      '-e',
-      hostScript,
-      attachModule,
-      image,
-      trackingDir,
-      runtimeDir,
-    ]);
-    const started = host;
-    const hostExited = new Promise((resolve) => started.on('exit', resolve));
-    const { loopDevice } = await new Promise<{ loopDevice: string }>((resolve, reject) => {
-      let out = '';
-      started.stdout?.on('data', (chunk) => {
-        out += chunk;
-        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] as string));
-      });
-      started.on('exit', (code) => reject(new Error(`host exited ${code}`)));
-    });
-    const writer = startWriter(loopDevice);
-    await writer.acked(200);
-
-    // While a helper serves the image, nobody serves it again: not this engine, not one with other directories.
-    await assert.rejects(
-      attachVolume(image, { trackingDir, runtimeDir, partscan: false }),
-      (error: Error) =>
-        error instanceof TapRefusedError && /a tap helper serves it for another engine/.test(error.message),
-    );
-    await assert.rejects(
-      attachVolume(image, { runtimeDir: join(dir, 'elsewhere'), partscan: false }),
-      (error: Error) =>
-        error instanceof TapRefusedError && /already served by another tap/.test(error.message),
-    );
-    // Adopting is refused too while the host is connected to the helper.
-    await assert.rejects(
-      attachVolume(image, { trackingDir, runtimeDir, partscan: false, adopt: true }),
-      /its tap helper serves another engine/,
-    );
-
-    started.kill('SIGKILL');
-    await hostExited;
-    const { acknowledged, failed } = await writer.ended;
-    assert.equal(failed, false, 'no write failed');
-    assert.equal(acknowledged, BLOCKS, 'every write went through');
-
-    const adopted = await attachVolume(image, { trackingDir, runtimeDir, partscan: false, adopt: true });
+  await withRawImage(async ({ dir, image, trackingDir, runtimeDir }) => {
+    let host: ReturnType<typeof spawn> | null = null;
     try {
-      assert.equal(adopted.loopDevice, loopDevice, 'the same loop device: nothing was remounted');
-      assert.deepEqual(await loopDevicesBackedBy(image), []);
-      const status = await adopted.changedRanges();
-      assert.equal(status.valid, true, status.reason);
-      assert.deepEqual(status.ranges, [{ start: 0, length: BLOCKS * 4096 }]);
-      const device = await open(loopDevice, 'r');
-      const through = Buffer.alloc(BLOCKS * 4096);
-      await device.read(through, 0, through.length, 0);
-      await device.close();
-      assertStamped(through, BLOCKS);
+      // A point (a new tracking generation) and a clean detach first, so a valid tracking record exists.
+      const first = await attachVolume(image, { trackingDir, runtimeDir, partscan: false });
+      await first.setInterceptor(null, 65536, { resetTracking: true });
+      await first.detach();
+
+      host = spawn(process.execPath, [
+        '--input-type=module',
+        '-e',
+        hostScript,
+        attachModule,
+        image,
+        trackingDir,
+        runtimeDir,
+      ]);
+      const started = host;
+      const hostExited = new Promise((resolve) => started.on('exit', resolve));
+      const { loopDevice } = await new Promise<{ loopDevice: string }>((resolve, reject) => {
+        let out = '';
+        started.stdout?.on('data', (chunk) => {
+          out += chunk;
+          if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] as string));
+        });
+        started.on('exit', (code) => reject(new Error(`host exited ${code}`)));
+      });
+      const writer = startWriter(loopDevice);
+      await writer.acked(200);
+
+      // While a helper serves the image, nobody serves it again: not this engine, not one with other directories.
+      await assert.rejects(
+        attachVolume(image, { trackingDir, runtimeDir, partscan: false }),
+        (error: Error) =>
+          error instanceof TapRefusedError && /a tap helper serves it for another engine/.test(error.message),
+      );
+      await assert.rejects(
+        attachVolume(image, { runtimeDir: join(dir, 'elsewhere'), partscan: false }),
+        (error: Error) =>
+          error instanceof TapRefusedError && /already served by another tap/.test(error.message),
+      );
+      // Adopting is refused too while the host is connected to the helper.
+      await assert.rejects(
+        attachVolume(image, { trackingDir, runtimeDir, partscan: false, adopt: true }),
+        /its tap helper serves another engine/,
+      );
+
+      started.kill('SIGKILL');
+      await hostExited;
+      const { acknowledged, failed } = await writer.ended;
+      assert.equal(failed, false, 'no write failed');
+      assert.equal(acknowledged, BLOCKS, 'every write went through');
+
+      const adopted = await attachVolume(image, { trackingDir, runtimeDir, partscan: false, adopt: true });
+      try {
+        assert.equal(adopted.loopDevice, loopDevice, 'the same loop device: nothing was remounted');
+        assert.deepEqual(await loopDevicesBackedBy(image), []);
+        const status = await adopted.changedRanges();
+        assert.equal(status.valid, true, status.reason);
+        assert.deepEqual(status.ranges, [{ start: 0, length: BLOCKS * 4096 }]);
+        assertStamped(await readThrough(loopDevice, BLOCKS), BLOCKS);
+      } finally {
+        await adopted.detach();
+      }
+      assertStamped(await readFile(image), BLOCKS);
     } finally {
-      await adopted.detach();
+      host?.kill('SIGKILL');
     }
-    assertStamped(await readFile(image), BLOCKS);
-  } finally {
-    host?.kill('SIGKILL');
-    await stopHelpersUnder(runtimeDir);
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('kill -9 of the tap helper: writes fail at once, acknowledged ones are in the image, attaching again serves it anew', {
   skip: skipReason ?? false,
   timeout: 120_000,
 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'diskline-crash-'));
-  const image = join(dir, 'raw.img');
-  const trackingDir = join(dir, 'tracking');
-  const runtimeDir = join(dir, 'taps');
-  try {
-    await run('truncate', ['-s', `${(BLOCKS * 4096) / (1 << 20)}M`, image]);
+  await withRawImage(async ({ image, trackingDir, runtimeDir }) => {
     const volume = await attachVolume(image, { trackingDir, runtimeDir, partscan: false });
     const writer = startWriter(volume.loopDevice);
     await writer.acked(200);
@@ -190,16 +205,9 @@ test('kill -9 of the tap helper: writes fail at once, acknowledged ones are in t
         status.reason,
         'the previous attach ended without a clean detach (engine crash or killed), so writes may be missing',
       );
-      const device = await open(again.loopDevice, 'r');
-      const through = Buffer.alloc(acknowledged * 4096);
-      await device.read(through, 0, through.length, 0);
-      await device.close();
-      assertStamped(through, acknowledged);
+      assertStamped(await readThrough(again.loopDevice, acknowledged), acknowledged);
     } finally {
       await again.detach();
     }
-  } finally {
-    await stopHelpersUnder(runtimeDir);
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });

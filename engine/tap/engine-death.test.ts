@@ -17,24 +17,13 @@ import { type DaemonProcess, startDaemon } from '../testing/daemon-process.ts';
 import { startFsyncWriter } from '../testing/fsync-writer.ts';
 import { jobEnded } from '../testing/job-end.ts';
 import { mountOptions } from '../testing/mount-options.ts';
+import { seededRandom } from '../testing/seeded-random.ts';
 import { helperPath } from './helper-channel.ts';
 import { stopHelpersUnder } from './helper-registry.ts';
 import { loopDevicesBackedBy, tapUnavailableReason } from './system-state.ts';
 
 const run = promisify(execFile);
 const skipReason = !existsSync(helperPath) ? 'tap helper not built (npm run build)' : tapUnavailableReason();
-
-/** A small seeded generator (mulberry32), so a failing run replays from its seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('kill -9 of the engine at random instants of a backup: the mounted volume never notices', {
   skip: skipReason ?? false,

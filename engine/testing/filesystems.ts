@@ -2,7 +2,7 @@
 // and trees of files with random content whose SHA-256 checksums are recorded, so a test can prove
 // that bytes survived a backup and restore.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -161,6 +161,23 @@ export async function fillWithFiles(root: string, options: FillOptions = {}): Pr
     checksums.set(relative(root, path), createHash('sha256').update(content).digest('hex'));
   }
   for (const path of doomed) await unlink(path);
+  return checksums;
+}
+
+/**
+ * Writes one file of random bytes per size under `root` (f0, f1, …), each fsynced: its allocation is committed
+ * (in the journal, where there is one) but need not be written home yet. Returns their checksums.
+ */
+export async function writeSyncedFiles(root: string, sizes: number[]): Promise<Checksums> {
+  const checksums: Checksums = new Map();
+  for (const [i, size] of sizes.entries()) {
+    const content = randomBytes(size);
+    const handle = await open(join(root, `f${i}`), 'w');
+    await handle.writeFile(content);
+    await handle.sync();
+    await handle.close();
+    checksums.set(`f${i}`, createHash('sha256').update(content).digest('hex'));
+  }
   return checksums;
 }
 

@@ -8,7 +8,7 @@ import { StateStore } from '../../config/state.ts';
 import type { JobContext } from '../../jobs/manager.ts';
 import type { JobRunners } from '../../jobs/runners.ts';
 import { SocketClient } from '../client.ts';
-import { Engine } from '../engine.ts';
+import { Engine, type EngineOptions } from '../engine.ts';
 import { UnixServer, type UnixServerOptions } from '../unix-server.ts';
 
 /**
@@ -122,10 +122,11 @@ export interface TestDaemon {
 export async function startTestDaemon(
   runners: JobRunners,
   options: Omit<UnixServerOptions, 'path'> = {},
+  engineOptions: Omit<EngineOptions, 'state' | 'runners'> = {},
 ): Promise<TestDaemon> {
   const dir = await mkdtemp(join(tmpdir(), 'diskline-daemon-'));
   const state = await StateStore.open(join(dir, 'state'));
-  const engine = new Engine({ state, runners });
+  const engine = new Engine({ ...engineOptions, state, runners });
   await engine.start();
   const socket = join(dir, 'engine.sock');
   const server = new UnixServer(engine, socket);

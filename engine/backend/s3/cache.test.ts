@@ -3,48 +3,29 @@
 // a damaged or swapped cached copy is never believed over the store.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Repository } from '../../repository/repository.ts';
-import { runCli, TEST_PASSWORD } from '../../repository/testing/run-cli.ts';
-import { type S3Store, s3StoreUnavailableReason, startS3Store } from '../../testing/s3-store.ts';
+import { TEST_PASSWORD } from '../../repository/testing/run-cli.ts';
+import { s3CliSuite } from '../../repository/testing/s3-cli-suite.ts';
+import { s3StoreUnavailableReason } from '../../testing/s3-store.ts';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 const unavailable = s3StoreUnavailableReason();
 describe('the local cache of an S3 repository', { skip: unavailable ?? false }, () => {
-  let store: S3Store;
-  let dir: string;
-  let env: Record<string, string>;
-  before(async () => {
-    store = await startS3Store();
-    dir = await mkdtemp(join(tmpdir(), 'diskline-s3-cache-'));
-    env = {
-      AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
-      DISKLINE_STATE_DIR: join(dir, 'state'),
-    };
-  });
-  after(async () => {
-    await store?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  const ok = async (args: string[]) => {
-    const run = await runCli(args, env);
-    assert.equal(run.status, 0, `diskline ${args.join(' ')}: ${run.stderr}`);
-    return run;
-  };
+  const suite = s3CliSuite('diskline-s3-cache-');
+  const { ok } = suite;
   /** The CLI's output and the requests the store answered while it ran. */
   const counted = async (args: string[]) => {
-    const before = await store.requestsServed();
+    const before = await suite.store.requestsServed();
     const run = await ok(args);
-    return { stdout: run.stdout, requests: (await store.requestsServed()) - before };
+    return { stdout: run.stdout, requests: (await suite.store.requestsServed()) - before };
   };
 
   test('points and restore read no index file or manifest from the store when warm; a cache deleted or damaged changes only the count', async () => {
+    const { store, dir, env } = suite;
     const repo = store.location('cached', 'repo');
     await ok(['init', '--repo', repo]);
     const image = join(dir, 'disk.img');

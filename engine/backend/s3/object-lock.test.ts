@@ -3,12 +3,11 @@
 // passes. The store itself refuses to destroy the retained bytes.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { runCli } from '../../repository/testing/run-cli.ts';
-import { type S3Store, s3StoreUnavailableReason, startS3Store } from '../../testing/s3-store.ts';
+import { describe, test } from 'node:test';
+import { s3CliSuite } from '../../repository/testing/s3-cli-suite.ts';
+import { type S3Store, s3StoreUnavailableReason } from '../../testing/s3-store.ts';
 import { S3Backend } from './backend.ts';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -38,31 +37,11 @@ async function lockedBucket(store: S3Store, bucket: string): Promise<void> {
 
 const unavailable = s3StoreUnavailableReason();
 describe('a repository in an Object Lock bucket', { skip: unavailable ?? false }, () => {
-  let store: S3Store;
-  let dir: string;
-  let env: Record<string, string>;
-  before(async () => {
-    store = await startS3Store();
-    dir = await mkdtemp(join(tmpdir(), 'diskline-s3-lock-'));
-    env = {
-      AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
-      DISKLINE_STATE_DIR: join(dir, 'state'),
-    };
-  });
-  after(async () => {
-    await store?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  const cli = (args: string[]) => runCli(args, env);
-  const ok = async (args: string[]) => {
-    const run = await cli(args);
-    assert.equal(run.status, 0, `diskline ${args.join(' ')}: ${run.stderr}`);
-    return run;
-  };
+  const suite = s3CliSuite('diskline-s3-lock-');
+  const { ok } = suite;
 
   test('a point under retention is not pruned, prune says until when, and every point restores and verifies', async () => {
+    const { store, dir } = suite;
     await lockedBucket(store, 'immutable');
     const repo = store.location('immutable', 'repo');
     await ok(['init', '--repo', repo]);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
@@ -7,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { type CliRun, runCli } from '../../repository/testing/run-cli.ts';
 import { type S3Store, s3StoreUnavailableReason, startS3Store } from '../../testing/s3-store.ts';
 import { runTool } from '../../testing/tools.ts';
 import { S3Backend } from './backend.ts';
@@ -16,7 +15,6 @@ import { Signer, sha256Hex } from './signer.ts';
 
 /** A read limit no test file reaches. */
 const ANY_SIZE = 1 << 30;
-const diskline = fileURLToPath(new URL('../../../bin/diskline', import.meta.url));
 
 test('SigV4 signs the reference GET request of the S3 documentation to its published signature', () => {
   const signer = new Signer(
@@ -231,30 +229,8 @@ describe('against a real S3 store (Ceph radosgw on loopback)', { skip: unavailab
   });
 });
 
-interface CliRun {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string>): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(diskline, args, {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (data: Buffer) => {
-      stdout += data.toString();
-    });
-    child.stderr.on('data', (data: Buffer) => {
-      stderr += data.toString();
-    });
-    child.once('error', reject);
-    child.once('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+/** The command line, with the test's own engine state and socket (run-cli.ts) under the caller's env. */
+const cli = runCli;
 
 async function cliOk(args: string[], env: Record<string, string>): Promise<CliRun> {
   const run = await cli(args, env);

@@ -1,26 +1,32 @@
-// `diskline protect <partition> --confirm <partition>`: the one-time boot setup that lets the disk the machine
-// runs from have consistent points (device-mapper): the partition is mounted through a linear target from the
-// next restart on. Refused — with nothing changed — for a disk that is not there, the disk holding a
-// repository, or a store on the volume itself; a mapped device (LVM, LUKS) needs nothing.
+// `diskline protect DEVICE --confirm DEVICE`: the one-time boot setup that lets the disk the machine runs from
+// have consistent points (device-mapper): a partition — or each partition in use of a disk — is mounted through
+// a linear target from the next restart on. Refused, with nothing changed, for a disk that is not there, the
+// disk holding a repository, a missing or wrong confirmation, or a store on the volume itself; a mapped device
+// (LVM, LUKS) needs nothing. The engine does it (protection.protect); this verb only asks and prints.
 import { resolve } from 'node:path';
-import { defaultStateDir, StateStore } from '../../config/state.ts';
-import { protect } from '../../device-mapper/protection.ts';
+import { connectEngine } from '../../api/client.ts';
+import { repoForEngine } from '../engine-jobs.ts';
+import { printProtection } from '../protection-output.ts';
 import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
-/** Repositories this machine's plans write to, plus the ones named here: their disks cannot be protected. */
-export async function knownRepositories(named: string[]): Promise<string[]> {
-  const state = await StateStore.open(defaultStateDir()).catch(() => null);
-  return [...named, ...(state?.plans.map((plan) => plan.repo) ?? [])];
+/** A repository path made absolute for the engine (whose cwd is not ours); names and object stores as given. */
+function repoArgument(repo: string): string {
+  return repo.includes('/') && !repo.includes('://') && !repo.startsWith('s3:')
+    ? resolve(repo)
+    : repoForEngine(repo);
 }
 
 export const verb: Verb = {
-  usage: 'protect <partition> --confirm <partition> [--repo R]… [--store PATH] [--json]',
-  summary: 'Protect a partition in use (the system disk too) with device-mapper from the next restart on',
+  usage: 'protect DEVICE --confirm DEVICE [--repo R]… [--store PATH] [--json]',
+  summary:
+    'Protect a disk or partition in use (the system disk too) with device-mapper from the next restart on',
   help:
-    '  --confirm DEVICE       the same partition again: the boot setup changes how this machine boots\n' +
-    '  --repo R               a repository this machine backs up to (its disk cannot be protected)\n' +
+    '  --confirm DEVICE       the same device again: the boot setup changes how this machine boots\n' +
+    "  --repo R               a repository this machine backs up to besides the engine's (its disk cannot be protected)\n" +
     '  --store PATH           the copy-on-write store later backups use (refused on the protected volume)\n' +
-    '  diskline unprotect <partition> --confirm <partition> undoes it; diskline protection shows the state.',
+    "  --json                 print the disk's protection afterwards (protocol DiskProtection)\n" +
+    '  A whole disk protects each of its partitions in use. diskline unprotect DEVICE --confirm DEVICE undoes it;\n' +
+    '  diskline protection shows the state.',
   async run(args) {
     const { values, positionals } = parseVerbArgs(args, {
       confirm: { type: 'string' },
@@ -29,15 +35,22 @@ export const verb: Verb = {
       json: { type: 'boolean' },
     });
     const [device, ...extra] = positionals;
-    if (!device) throw new UsageError('which partition? e.g. diskline protect /dev/sda2 --confirm /dev/sda2');
+    if (!device)
+      throw new UsageError('which disk or partition? e.g. diskline protect /dev/sda --confirm /dev/sda');
     if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
-    const status = await protect({
-      device,
-      confirm: values.confirm,
-      repositories: await knownRepositories((values.repo ?? []).map((repo) => resolve(repo))),
-      storePath: values.store,
-    });
-    if (values.json) process.stdout.write(`${JSON.stringify(status)}\n`);
-    else process.stdout.write(`${status.device}: ${status.detail}\n`);
+    const client = await connectEngine();
+    try {
+      // Named from here: the engine's cwd is not ours. The confirmation is made absolute alike, so it still
+      // has to name the same device as written.
+      const disk = await client.call('protection.protect', {
+        device: resolve(device),
+        ...(values.confirm !== undefined ? { confirm: resolve(values.confirm) } : {}),
+        ...(values.repo?.length ? { repos: values.repo.map(repoArgument) } : {}),
+        ...(values.store ? { store: resolve(values.store) } : {}),
+      });
+      printProtection([disk], values.json);
+    } finally {
+      await client.close();
+    }
   },
 };

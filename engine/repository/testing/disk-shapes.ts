@@ -5,6 +5,7 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { BlockReader } from '../../device/types.ts';
+import { seededRandom } from '../../testing/seeded-random.ts';
 import { isAllZero } from '../chunk-codec.ts';
 
 export const SHAPE_KINDS = [
@@ -29,18 +30,6 @@ export interface DiskShape {
   unitSize: number;
   /** Alternating disks: the longest run of one kind, in units. */
   maxRunUnits?: number;
-}
-
-/** mulberry32: small, seeded, good enough to pick shapes and run lengths reproducibly. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Makes the bytes of a disk of one shape, unit by unit. */

@@ -21,9 +21,10 @@ export interface CliRun {
   stderr: string;
 }
 
-export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
+/** Runs `command` (the CLI, or a wrapper given the CLI as its first argument) and collects its exit and output. */
+function collect(command: string, args: string[], env: Record<string, string | undefined>): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cliPath, args, {
+    const child = spawn(command, args, {
       env: { ...process.env, ...ownEnv, DISKLINE_PASSWORD: TEST_PASSWORD, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -38,6 +39,23 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
     child.on('error', reject);
     child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
+}
+
+export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
+  return collect(cliPath, args, env);
+}
+
+export interface TimedCliRun extends CliRun {
+  seconds: number;
+  peakMiB: number;
+}
+
+/** The command line under /usr/bin/time: its exit, output, wall time and peak resident memory. */
+export async function timedCli(args: string[]): Promise<TimedCliRun> {
+  const run = await collect('/usr/bin/time', ['-f', 'DISKLINE-TIME %e %M', cliPath, ...args], {});
+  const line = run.stderr.split('\n').find((l) => l.startsWith('DISKLINE-TIME ')) ?? 'DISKLINE-TIME 0 0';
+  const [, seconds, kib] = line.split(' ');
+  return { ...run, seconds: Number(seconds), peakMiB: Math.round(Number(kib) / 1024) };
 }
 
 /** Runs the CLI and fails with its output unless it exits 0; returns stdout parsed as JSON when asked. */

@@ -9,10 +9,12 @@ import { createDrivesSlice, type DrivesSlice } from './drives-slice.ts';
 import { createJobsSlice, type JobsSlice } from './jobs-slice.ts';
 import { createPlansSlice, type PlansSlice } from './plans-slice.ts';
 import { createPointsSlice, type PointsSlice } from './points-slice.ts';
+import { createProtectionSlice, type ProtectionSlice } from './protection-slice.ts';
 import { createRestoreSlice, type RestoreSlice } from './restore-slice.ts';
 import { createUiSlice, type UiSlice } from './ui-slice.ts';
 
 export type AppState = DrivesSlice &
+  ProtectionSlice &
   PointsSlice &
   JobsSlice &
   BlockMapSlice &
@@ -36,6 +38,7 @@ export interface StoreOptions {
 export function createAppStore(engine: EngineClient, options: StoreOptions = {}): AppStore {
   return createStore<AppState>()((set, get) => ({
     ...createDrivesSlice(set, get, engine),
+    ...createProtectionSlice(set, get, engine),
     ...createPointsSlice(set, get, engine),
     ...createJobsSlice(set, get, engine),
     ...createBlockMapSlice(set, get, engine),

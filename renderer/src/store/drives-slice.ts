@@ -48,6 +48,8 @@ export const createDrivesSlice: SliceCreator<DrivesSlice> = (set, get, engine) =
     try {
       const drives = await engine.call('drives.list', {});
       set({ drives, drivesLoaded: true, drivesError: null });
+      // How each is protected changes with what is mounted and attached: read it with the drives.
+      await get().loadProtection();
     } catch (error) {
       set({ drivesLoaded: true, drivesError: `Could not list drives: ${messageOf(error)}` });
     }

@@ -1,10 +1,13 @@
 // Drives: model, size, partitions with file system and used space; the system disk flagged. From here a drive can
 // be backed up at once into the current repository; a drive in use and not protected by the tap first says why a
-// backup now would not be consistent and offers the ways out (protect it, back up anyway, or cancel).
+// backup now would not be consistent and offers the ways out (protect it, back up anyway, or cancel). Each
+// card says how the drive is protected while in use and offers the boot-time protection where it applies.
 import { useState } from 'react';
 import type { Drive } from '../../../protocol/model.ts';
+import { DriveProtection } from '../components/DriveProtection.tsx';
 import { ErrorNote, InlineError } from '../components/ErrorNote.tsx';
 import { PartitionBar } from '../components/PartitionBar.tsx';
+import { ProtectionDialog } from '../components/ProtectionDialog.tsx';
 import { formatBytes } from '../format/units.ts';
 import { useApp } from '../store/app-store.ts';
 
@@ -45,6 +48,7 @@ function DriveCard({ drive }: { drive: Drive }) {
         </div>
       </header>
       <PartitionBar drive={drive} />
+      <DriveProtection device={drive.device} />
       <table className="partitions">
         <thead>
           <tr>
@@ -158,6 +162,7 @@ export function DrivesView() {
   const loaded = useApp((s) => s.drivesLoaded);
   const error = useApp((s) => s.drivesError);
   const currentRepo = useApp((s) => s.currentRepo);
+  const protectionError = useApp((s) => s.protectionError);
   return (
     <section className="view" aria-labelledby="drives-title">
       <header className="view-head">
@@ -174,12 +179,14 @@ export function DrivesView() {
       </header>
       <InlineError message={error} />
       <ErrorNote place="backup" />
+      {protectionError && <p className="muted small">{protectionError}</p>}
       {loaded && drives.length === 0 && !error && <p className="empty">The engine sees no drives.</p>}
       <ul className="drive-list" aria-label="Drives">
         {drives.map((drive) => (
           <DriveCard key={drive.device} drive={drive} />
         ))}
       </ul>
+      <ProtectionDialog />
     </section>
   );
 }
