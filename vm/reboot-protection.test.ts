@@ -6,7 +6,7 @@
 // live root and copies it. Then unprotect (on the running system), regenerate, boot again: the hook is gone and the root is
 // mounted from the partition itself. The boots are the disk's own kernel and initramfs (qemu's direct kernel
 // boot: GRUB is proved by the boot proof), with the test bed's root shared so the engine runs in the booted
-// system. Slow under TCG: runs only with DISKLINE_VM_REBOOT=1 (docs/test-bed.md).
+// system. Slow under TCG: runs only with DISKLINE_VM_SLOW=1 (docs/test-bed.md).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
@@ -22,8 +22,8 @@ import { systemInitramfs, systemInitramfsUnavailableReason } from './system-init
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 const skip: string | false =
-  (process.env.DISKLINE_VM_REBOOT !== '1' &&
-    'the reboot proof takes minutes under TCG: set DISKLINE_VM_REBOOT=1 to run it') ||
+  (process.env.DISKLINE_VM_SLOW !== '1' &&
+    'the reboot proof takes minutes under TCG: set DISKLINE_VM_SLOW=1 to run it') ||
   vmUnavailableReason() ||
   bootImageUnavailableReason() ||
   systemInitramfsUnavailableReason() ||
