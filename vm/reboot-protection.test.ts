@@ -20,6 +20,7 @@ import { runInVm, vmUnavailableReason } from './harness.ts';
 import { systemInitramfs, systemInitramfsUnavailableReason } from './system-initramfs.ts';
 
 const execFileAsync = promisify(execFile);
+const STEP_GUARD_MS = 30 * 60_000;
 const MiB = 1024 * 1024;
 const skip: string | false =
   (process.env.DISKLINE_VM_SLOW !== '1' &&
@@ -82,6 +83,8 @@ test('a protected root comes up through its linear target after a reboot, backs 
   const install = await timed('protect and regenerate (test bed)', () =>
     runInVm({
       disks,
+      // A failure guard: each step takes minutes under TCG, several times that on a busy host.
+      timeoutMs: STEP_GUARD_MS,
       script: `${prelude}
 modprobe ext4
 modprobe dm-mod
@@ -115,6 +118,8 @@ umount /run/system
   const protectedBoot = await timed('protected boot, backup, unprotect', () =>
     runInVm({
       disks,
+      // A failure guard: each step takes minutes under TCG, several times that on a busy host.
+      timeoutMs: STEP_GUARD_MS,
       bootedSystem: { initrd: protectedInitrd, cmdline },
       script: `${prelude}
 modprobe dm-snapshot
@@ -177,6 +182,8 @@ mount -o remount,ro /run/system
   const plainBoot = await timed('unprotected boot', () =>
     runInVm({
       disks,
+      // A failure guard: each step takes minutes under TCG, several times that on a busy host.
+      timeoutMs: STEP_GUARD_MS,
       bootedSystem: { initrd: plainInitrd, cmdline },
       script: `${prelude}
 echo "root from $(root_device); vda3 is $(cat /sys/class/block/vda3/dev)"
