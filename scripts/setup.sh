@@ -24,6 +24,8 @@ packages=(
   qemu-system-x86 busybox-static kmod dmsetup
   # the boot proof: UEFI and BIOS firmware for qemu, GRUB's EFI and BIOS images for the small system disk it boots
   ovmf seabios grub-efi-amd64-bin grub-pc-bin
+  # rescue media (diskline media): the compressed root and the hybrid ISO grub-mkrescue writes
+  squashfs-tools xorriso
   # resizing partition tables (sgdisk -v checks a fitted GPT)
   gdisk
   # a real S3 store for the object-storage backend's tests and benchmarks: a one-node Ceph with radosgw
