@@ -73,6 +73,8 @@ export interface MediaResult {
   /** Initramfs drivers the kernel does not have as modules (built in, or absent). */
   missingDrivers: string[];
   seconds: number;
+  /** Seconds per step: root (gathering the tree), squashfs, iso. */
+  steps: Record<string, number>;
 }
 
 function kernelIn(dir: string): { image: string; version: string; modulesDir: string } | null {
@@ -91,7 +93,9 @@ export function defaultKernelDir(projectRoot = defaultProjectRoot): string {
 }
 
 /** Why media cannot be built here, or null. */
-export function mediaUnavailableReason(options: { kernelDir?: string; projectRoot?: string } = {}): string | null {
+export function mediaUnavailableReason(
+  options: { kernelDir?: string; projectRoot?: string } = {},
+): string | null {
   const kernelDir = options.kernelDir ?? defaultKernelDir(options.projectRoot);
   if (!kernelIn(kernelDir))
     return `no unpacked kernel in ${kernelDir} (scripts/vm-kernel.sh fetches Debian's; --kernel-dir names another)`;
@@ -100,11 +104,12 @@ export function mediaUnavailableReason(options: { kernelDir?: string; projectRoo
     ['xorriso', 'xorriso'],
     ['mksquashfs', 'squashfs-tools'],
     ['mformat', 'mtools'],
-  ]) {
+  ] as const) {
     if (!['/usr/bin', '/usr/sbin', '/bin', '/sbin'].some((dir) => existsSync(join(dir, tool))))
       return `${tool} is missing (package ${pkg})`;
   }
-  if (!existsSync('/usr/lib/grub/i386-pc/cdboot.img')) return 'GRUB for BIOS is missing (package grub-pc-bin)';
+  if (!existsSync('/usr/lib/grub/i386-pc/cdboot.img'))
+    return 'GRUB for BIOS is missing (package grub-pc-bin)';
   if (!existsSync('/usr/lib/grub/x86_64-efi/kernel.img'))
     return 'GRUB for EFI is missing (package grub-efi-amd64-bin)';
   return rootUnavailableReason();
@@ -132,7 +137,11 @@ function grubConfig(kernelArgs: string, serialConsole: boolean): string {
   ].join('\n');
 }
 
-async function buildInitramfs(work: string, modulesDir: string, mediaId: string): Promise<{ path: string; missing: string[] }> {
+async function buildInitramfs(
+  work: string,
+  modulesDir: string,
+  mediaId: string,
+): Promise<{ path: string; missing: string[] }> {
   const root = join(work, 'initramfs');
   for (const dir of ['bin', 'lib/modules', 'proc', 'sys', 'dev', 'newroot'])
     await mkdir(join(root, dir), { recursive: true });
@@ -141,7 +150,8 @@ async function buildInitramfs(work: string, modulesDir: string, mediaId: string)
   await chmod(join(root, 'init'), 0o755);
   await writeFile(join(root, 'media-id'), `${mediaId}\n`);
   const { load, missing } = moduleClosure(modulesDir, INITRAMFS_MODULES);
-  for (const module of load) await cp(join(modulesDir, module.path), join(root, 'lib/modules', `${module.name}.ko`));
+  for (const module of load)
+    await cp(join(modulesDir, module.path), join(root, 'lib/modules', `${module.name}.ko`));
   await writeFile(join(root, 'lib/load-order'), `${load.map((m) => m.name).join('\n')}\n`);
   const path = join(work, 'initrd.img');
   await runTool('/bin/sh', [
@@ -179,6 +189,12 @@ export async function buildRescueMedia(options: MediaOptions): Promise<MediaResu
       grubConfig(options.bootArgs ?? '', options.serialConsole === true),
     );
 
+    const steps: Record<string, number> = {};
+    let stepStarted = performance.now();
+    const stepDone = (name: string) => {
+      steps[name] = Math.round((performance.now() - stepStarted) / 100) / 10;
+      stepStarted = performance.now();
+    };
     const tree = join(work, 'root');
     await gatherRoot(tree, {
       projectRoot,
@@ -187,6 +203,7 @@ export async function buildRescueMedia(options: MediaOptions): Promise<MediaResu
       ...(options.repo ? { repo: options.repo } : {}),
       ...(options.keyFile ? { keyFile: options.keyFile } : {}),
     });
+    stepDone('root');
     const squashfs = join(iso, 'diskline/root.squashfs');
     await runTool('mksquashfs', [
       tree,
@@ -199,12 +216,14 @@ export async function buildRescueMedia(options: MediaOptions): Promise<MediaResu
       '-Xcompression-level',
       String(options.compressionLevel ?? 15),
     ]);
+    stepDone('squashfs');
     const rootBytes = (await stat(squashfs)).size;
     // The squashfs is written; the tree it came from is no longer needed and may be large.
     await rm(tree, { recursive: true, force: true });
 
     await runTool('grub-mkrescue', ['-o', partial, iso, '--', '-volid', VOLUME_ID]);
     await rename(partial, out);
+    stepDone('iso');
     return {
       path: out,
       bytes: (await stat(out)).size,
@@ -212,6 +231,7 @@ export async function buildRescueMedia(options: MediaOptions): Promise<MediaResu
       kernelVersion: kernel.version,
       missingDrivers: initramfs.missing,
       seconds: (performance.now() - started) / 1000,
+      steps,
     };
   } finally {
     await rm(partial, { force: true });

@@ -18,14 +18,22 @@ const canonical = (name: string) => name.replaceAll('-', '_');
  * The wanted modules and their dependencies, dependencies first. A wanted module the kernel lacks (built in,
  * or not configured) is left out and named in `missing`; whether that matters is the caller's to say.
  */
-export function moduleClosure(modulesDir: string, wanted: string[]): { load: KernelModule[]; missing: string[] } {
+export function moduleClosure(
+  modulesDir: string,
+  wanted: string[],
+): { load: KernelModule[]; missing: string[] } {
   const deps = new Map<string, { path: string; needs: string[] }>();
   for (const line of readFileSync(join(modulesDir, 'modules.dep'), 'utf8').split('\n')) {
     const [path, rest] = line.split(':');
     if (!path || rest === undefined) continue;
     deps.set(canonical(moduleName(path)), {
       path,
-      needs: rest.trim() ? rest.trim().split(/\s+/).map((p) => canonical(moduleName(p))) : [],
+      needs: rest.trim()
+        ? rest
+            .trim()
+            .split(/\s+/)
+            .map((p) => canonical(moduleName(p)))
+        : [],
     });
   }
   const load: KernelModule[] = [];

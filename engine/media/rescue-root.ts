@@ -60,13 +60,14 @@ export function rootUnavailableReason(): string | null {
 export async function gatherRoot(tree: string, sources: RootSources): Promise<void> {
   // Debian's merged /usr: /bin, /sbin and /lib lead into /usr, so a package's /bin/x and /usr/bin/x agree.
   await mkdir(tree, { recursive: true });
-  for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib', 'usr/lib64']) await mkdir(join(tree, dir), { recursive: true });
+  for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib', 'usr/lib64'])
+    await mkdir(join(tree, dir), { recursive: true });
   for (const [link, target] of [
     ['bin', 'usr/bin'],
     ['sbin', 'usr/sbin'],
     ['lib', 'usr/lib'],
     ['lib64', 'usr/lib64'],
-  ])
+  ] as const)
     await symlink(target, join(tree, link));
   for (const dir of ['etc', 'proc', 'sys', 'dev', 'run', 'tmp', 'root', 'mnt', 'var/lib/diskline', 'var/tmp'])
     await mkdir(join(tree, dir), { recursive: true });
@@ -87,7 +88,8 @@ async function copyPackageFiles(tree: string): Promise<void> {
     const { stdout } = await runTool('dpkg-query', ['-L', name]).catch(() => {
       throw new Error(`the Debian package ${name} is not installed (scripts/setup.sh installs it)`);
     });
-    for (const path of stdout.split('\n')) if (KEPT_PACKAGE_PATH.test(path) && !isDirectory(path)) files.push(path);
+    for (const path of stdout.split('\n'))
+      if (KEPT_PACKAGE_PATH.test(path) && !isDirectory(path)) files.push(path);
   }
   await tarCopy(files, tree, false);
 }
@@ -229,7 +231,9 @@ async function installBusybox(tree: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   await cp(BUSYBOX, join(dir, 'busybox'));
   const { stdout } = await runTool(BUSYBOX, ['--list']);
-  for (const applet of stdout.split('\n').filter((name) => /^[a-z0-9_.[-]+$/.test(name) && name !== 'busybox'))
+  for (const applet of stdout
+    .split('\n')
+    .filter((name) => /^[a-z0-9_.[-]+$/.test(name) && name !== 'busybox'))
     await symlink('busybox', join(dir, applet));
 }
 

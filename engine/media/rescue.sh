@@ -11,6 +11,9 @@ REPO=''
 REPO_DEVICE=''
 PASSWORD_ARGS=()
 mkdir -p "$SCAN"
+# The scanned file systems are left clean whatever happens (the repository's was writable).
+unmount_scanned() { for dir in "$SCAN"/*; do mountpoint -q "$dir" && umount "$dir"; done; }
+trap unmount_scanned EXIT
 
 say() { echo "diskline rescue: $*"; }
 cmdline_value() {

@@ -7,8 +7,10 @@ import { formatBytes } from '../repository-access.ts';
 import { parseVerbArgs, UsageError, type Verb } from '../verb.ts';
 
 export const verb: Verb = {
-  usage: 'media --out F [--raw] [--repo LOCATION] [--key-file F] [--boot-args "…"] [--serial-console] [--json]',
-  summary: 'Build bootable rescue media (ISO, or a USB disk image) that finds a repository and restores a point',
+  usage:
+    'media --out F [--raw] [--repo LOCATION] [--key-file F] [--boot-args "…"] [--serial-console] [--json]',
+  summary:
+    'Build bootable rescue media (ISO, or a USB disk image) that finds a repository and restores a point',
   help:
     '  --out F                where the image goes\n' +
     '  --raw                  a disk image for a USB stick (dd it onto the stick); the same hybrid image as the ISO\n' +
@@ -33,7 +35,10 @@ export const verb: Verb = {
     });
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     if (!values.out) throw new UsageError('--out is required: where the image goes');
-    if (values.repo !== undefined && !/^(\/dev\/|(LABEL|UUID|PARTUUID)=)[^\s:]+(:\/?\S*)?$|^auto$/.test(values.repo))
+    if (
+      values.repo !== undefined &&
+      !/^(\/dev\/|(LABEL|UUID|PARTUUID)=)[^\s:]+(:\/?\S*)?$|^auto$/.test(values.repo)
+    )
       throw new UsageError(`--repo ${values.repo}: give DEVICE[:PATH], e.g. LABEL=backups:/diskline`);
     if (values['boot-args'] !== undefined && /[\n'{}]/.test(values['boot-args']))
       throw new UsageError('--boot-args takes plain words (no quotes, braces or new lines)');

@@ -1,0 +1,229 @@
+// The rescue media's proof: `diskline media` builds the ISO; the small bootable Debian disk (boot-image.ts) is
+// backed up with the CLI into a repository on a second virtual disk; the ISO boots under qemu (SeaBIOS, from a
+// CD) with that disk and an empty third one, its rescue program finds the repository by scanning the disks and
+// restores the latest point onto the third disk unattended (kernel command line); that disk then boots to its
+// marker under BIOS and UEFI. The same image written as a USB stick boots under UEFI and refuses a target that
+// holds the repository before the engine starts.
+// Opt-in (DISKLINE_VM_RESCUE=1): building the media and starting Node under TCG take several minutes.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { bootInVm, bootUnavailableReason } from '../engine/boot-check/vm-boot.ts';
+import { mediaUnavailableReason } from '../engine/media/build-media.ts';
+import { runTool } from '../engine/testing/tools.ts';
+import { BOOT_MARKER_PATTERN, type BootImage, bootImage, bootImageUnavailableReason } from './boot-image.ts';
+
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const MiB = 1024 * 1024;
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+const skip: string | false =
+  (process.env.DISKLINE_VM_RESCUE !== '1' &&
+    'opt-in: set DISKLINE_VM_RESCUE=1 (builds the media, then boots it and restores under TCG: about 10 minutes)') ||
+  mediaUnavailableReason() ||
+  bootUnavailableReason('bios') ||
+  bootUnavailableReason('uefi') ||
+  bootImageUnavailableReason() ||
+  false;
+
+let dir = '';
+let image: BootImage;
+let iso = '';
+let repoDisk = '';
+
+/** Runs the CLI as a user would, with the passphrase in a file. */
+async function diskline(args: string[]): Promise<string> {
+  const { stdout } = await runTool(process.execPath, [join(projectRoot, 'engine/cli/main.ts'), ...args]);
+  return stdout;
+}
+
+async function firstMiBHash(path: string): Promise<string> {
+  return (await runTool('sh', ['-c', 'head -c 1048576 "$1" | sha256sum', 'sh', path])).stdout;
+}
+
+/** Boots qemu until the guest powers off (the rescue program's end), returning the serial console's text. */
+function bootUntilOff(args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const qemu = spawn(
+      'qemu-system-x86_64',
+      [
+        '-machine',
+        'q35',
+        '-accel',
+        process.env.DISKLINE_VM_ACCEL ?? 'tcg',
+        '-cpu',
+        'max',
+        // One vCPU: Node under multi-threaded TCG stopped on V8 checks (docs/test-bed.md).
+        '-smp',
+        '1',
+        '-m',
+        '1536M',
+        '-nographic',
+        '-no-reboot',
+        '-nic',
+        'none',
+        ...args,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let text = '';
+    const onData = (data: Buffer) => {
+      text += data.toString('latin1').replace(/\r\n?/g, '\n');
+    };
+    qemu.stdout.on('data', onData);
+    qemu.stderr.on('data', onData);
+    const guard = setTimeout(() => {
+      qemu.kill('SIGKILL');
+      reject(
+        new Error(
+          `the rescue system ran past ${timeoutMs / 1000} s; its console ended with:\n${text.slice(-4000)}`,
+        ),
+      );
+    }, timeoutMs);
+    qemu.once('error', reject);
+    qemu.once('close', () => {
+      clearTimeout(guard);
+      resolvePromise(text);
+    });
+  });
+}
+
+before(async () => {
+  if (skip) return;
+  dir = await mkdtemp(join(tmpdir(), 'diskline-rescue-'));
+  image = await bootImage();
+  const key = join(dir, 'key');
+  await writeFile(key, 'rescue media passphrase, long enough\n', { mode: 0o600 });
+
+  // The repository, made and filled on the host with the CLI, then put on a GPT disk's ext4 partition.
+  const content = join(dir, 'repo-fs');
+  const repo = join(content, 'backups', 'diskline');
+  await mkdir(dirname(repo), { recursive: true });
+  await diskline(['init', '--repo', repo, '--password-file', key]);
+  await diskline(['backup', image.path, '--repo', repo, '--password-file', key]);
+  repoDisk = join(dir, 'repo-disk.img');
+  await writeFile(repoDisk, '');
+  await truncate(repoDisk, 128 * MiB);
+  await runTool('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', repoDisk], {
+    input: 'label: gpt\nstart=2048, type=L\n',
+  });
+  await runTool('mkfs.ext4', [
+    '-q',
+    '-F',
+    '-L',
+    'dl-backups',
+    '-d',
+    content,
+    '-E',
+    `offset=${MiB}`,
+    repoDisk,
+    `${126 * 1024}k`,
+  ]);
+
+  // The media: scans for the repository, carries the key, and restores the latest point onto /dev/vdb
+  // unattended (the CD is /dev/sr0, the repository's disk /dev/vda).
+  iso = join(dir, 'rescue.iso');
+  const started = performance.now();
+  const built = JSON.parse(
+    await diskline([
+      'media',
+      '--out',
+      iso,
+      '--key-file',
+      key,
+      '--serial-console',
+      '--boot-args',
+      'diskline.restore=latest diskline.target=/dev/vdb diskline.confirm=vdb',
+      '--json',
+    ]),
+  ) as { bytes: number; rootBytes: number; steps: Record<string, number> };
+  console.log(
+    `# media: ${(built.bytes / MiB).toFixed(1)} MiB (root ${(built.rootBytes / MiB).toFixed(1)} MiB) in ${((performance.now() - started) / 1000).toFixed(0)} s ${JSON.stringify(built.steps)}`,
+  );
+});
+after(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('the rescue ISO finds the repository on a second disk, restores onto a third, and that disk boots', {
+  skip,
+}, async () => {
+  const target = join(dir, 'target.img');
+  await writeFile(target, '');
+  await truncate(target, image.size);
+  const started = performance.now();
+  const console_ = await bootUntilOff(
+    [
+      '-bios',
+      '/usr/share/seabios/bios.bin',
+      '-device',
+      'virtio-scsi-pci,id=scsi',
+      '-drive',
+      `if=none,id=cd,file=${iso},media=cdrom,readonly=on`,
+      '-device',
+      'scsi-cd,drive=cd,bootindex=0',
+      '-drive',
+      `file=${repoDisk},if=virtio,format=raw,cache=none`,
+      '-drive',
+      `file=${target},if=virtio,format=raw,cache=none`,
+    ],
+    30 * 60_000,
+  );
+  const lines = console_.split('\n').filter((line) => /diskline|DISKLINE|Restored|target:|boot/i.test(line));
+  console.log(
+    `# rescue boot and restore: ${((performance.now() - started) / 1000).toFixed(0)} s\n${lines.slice(-20).join('\n').replace(/^/gm, '# ')}`,
+  );
+  assert.match(console_, /diskline rescue: media found on \/dev\/sr0/);
+  assert.match(
+    console_,
+    /diskline rescue: repository: \/run\/rescue\/scan\/vda1\/backups\/diskline \(on \/dev\/vda1\)/,
+  );
+  assert.match(console_, /DISKLINE-RESCUE: restore done/, console_.slice(-4000));
+
+  for (const firmware of ['bios', 'uefi'] as const) {
+    const boot = await bootInVm({ disk: target, firmware, marker: BOOT_MARKER_PATTERN });
+    console.log(
+      `# restored disk, ${firmware}: ${boot.booted ? 'booted' : 'not booted'} in ${boot.seconds.toFixed(0)} s`,
+    );
+    assert.ok(boot.booted, `${firmware}: ${boot.reason}\n${boot.consoleTail}`);
+    assert.match(boot.consoleTail, new RegExp(`root=UUID=${image.rootUuid}`));
+  }
+});
+
+test('the same image as a USB stick boots under UEFI and refuses a target that holds the repository', {
+  skip,
+}, async () => {
+  // The stick is /dev/vda here, the repository's disk /dev/vdb: the baked target. Nothing may be written to it.
+  const stick = join(dir, 'stick.img');
+  await copyFile(iso, stick);
+  const vars = join(dir, 'vars.fd');
+  await copyFile(OVMF_VARS, vars);
+  const tableBefore = await firstMiBHash(repoDisk);
+  const console_ = await bootUntilOff(
+    [
+      '-drive',
+      `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      '-drive',
+      `if=pflash,format=raw,unit=1,file=${vars}`,
+      '-drive',
+      `file=${stick},if=virtio,format=raw,cache=none,readonly=on`,
+      '-drive',
+      `file=${repoDisk},if=virtio,format=raw,cache=none`,
+    ],
+    15 * 60_000,
+  );
+  assert.match(console_, /diskline rescue: media found on \/dev\/vda/, console_.slice(-4000));
+  assert.match(console_, /diskline rescue: refused: \/dev\/vdb holds the repository/, console_.slice(-4000));
+  assert.match(console_, /DISKLINE-RESCUE: restore refused/);
+  assert.doesNotMatch(console_, /DISKLINE-RESCUE: restore done/);
+  // Its file system was mounted to be found (and made writable for a restore's reader registration), so its
+  // bytes may change; the refusal wrote nothing: the table is as it was and the file system unmounted clean.
+  assert.equal(await firstMiBHash(repoDisk), tableBefore);
+  const partition = join(dir, 'repo-partition.img');
+  await runTool('dd', [`if=${repoDisk}`, `of=${partition}`, 'bs=1M', 'skip=1', 'count=126', 'status=none']);
+  await runTool('e2fsck', ['-fn', partition]);
+});
