@@ -21,6 +21,9 @@ const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const MiB = 1024 * 1024;
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+/** ESC [ … letter, and ESC c: what firmware and GRUB write to a serial terminal. */
+const TERMINAL_ESCAPES = new RegExp(`${String.fromCharCode(27)}(\\[[0-9;?]*[A-Za-z]|c)`, 'g');
+const tail = (text: string) => text.split('\n').slice(-30).join('\n');
 const skip: string | false =
   (process.env.DISKLINE_VM_RESCUE !== '1' &&
     'opt-in: set DISKLINE_VM_RESCUE=1 (builds the media, then boots it and restores under TCG: about 10 minutes)') ||
@@ -79,15 +82,13 @@ function bootUntilOff(args: string[], timeoutMs: number): Promise<string> {
     const guard = setTimeout(() => {
       qemu.kill('SIGKILL');
       reject(
-        new Error(
-          `the rescue system ran past ${timeoutMs / 1000} s; its console ended with:\n${text.slice(-4000)}`,
-        ),
+        new Error(`the rescue system ran past ${timeoutMs / 1000} s; its console ended with:\n${tail(text)}`),
       );
     }, timeoutMs);
     qemu.once('error', reject);
     qemu.once('close', () => {
       clearTimeout(guard);
-      resolvePromise(text);
+      resolvePromise(text.replace(TERMINAL_ESCAPES, ''));
     });
   });
 }
@@ -177,12 +178,12 @@ test('the rescue ISO finds the repository on a second disk, restores onto a thir
   console.log(
     `# rescue boot and restore: ${((performance.now() - started) / 1000).toFixed(0)} s\n${lines.slice(-20).join('\n').replace(/^/gm, '# ')}`,
   );
-  assert.match(console_, /diskline rescue: media found on \/dev\/sr0/);
+  assert.match(console_, /diskline rescue: media found on \/dev\/sr0/, tail(console_));
   assert.match(
     console_,
     /diskline rescue: repository: \/run\/rescue\/scan\/vda1\/backups\/diskline \(on \/dev\/vda1\)/,
   );
-  assert.match(console_, /DISKLINE-RESCUE: restore done/, console_.slice(-4000));
+  assert.match(console_, /DISKLINE-RESCUE: restore done/, tail(console_));
 
   for (const firmware of ['bios', 'uefi'] as const) {
     const boot = await bootInVm({ disk: target, firmware, marker: BOOT_MARKER_PATTERN });
@@ -216,9 +217,9 @@ test('the same image as a USB stick boots under UEFI and refuses a target that h
     ],
     15 * 60_000,
   );
-  assert.match(console_, /diskline rescue: media found on \/dev\/vda/, console_.slice(-4000));
-  assert.match(console_, /diskline rescue: refused: \/dev\/vdb holds the repository/, console_.slice(-4000));
-  assert.match(console_, /DISKLINE-RESCUE: restore refused/);
+  assert.match(console_, /diskline rescue: media found on \/dev\/vda/, tail(console_));
+  assert.match(console_, /diskline rescue: refused: \/dev\/vdb holds the repository/, tail(console_));
+  assert.match(console_, /DISKLINE-RESCUE: restore refused/, tail(console_));
   assert.doesNotMatch(console_, /DISKLINE-RESCUE: restore done/);
   // Its file system was mounted to be found (and made writable for a restore's reader registration), so its
   // bytes may change; the refusal wrote nothing: the table is as it was and the file system unmounted clean.

@@ -9,6 +9,11 @@ mount -t sysfs sys /sys
 mount -t tmpfs -o mode=0755 run-tmp /tmp
 mkdir -p /dev/pts /dev/shm /run/lock /var/lib/diskline
 mount -t devpts devpts /dev/pts 2>/dev/null
+# devtmpfs makes device nodes only; bash's process substitution needs /dev/fd.
+ln -sfn /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 ln -sf /proc/self/mounts /etc/mtab
 for module in loop dm-mod dm-snapshot fuse vfat nls_cp437 nls_iso8859-1 nls_utf8 btrfs xfs ntfs3; do
   modprobe -q "$module" 2>/dev/null
