@@ -4,6 +4,8 @@
 # Being process 1 it never exits: the program's end powers the machine off (or reboots it, when asked).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:/opt/diskline/bin:/usr/lib/diskline-rescue/busybox
 export HOME=/root TERM=${TERM:-linux}
+# Compiled when the media was built, for these very paths: starting the engine under a slow CPU is mostly compiling.
+export NODE_COMPILE_CACHE=/opt/diskline/compile-cache
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t tmpfs -o mode=0755 run-tmp /tmp

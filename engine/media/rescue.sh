@@ -23,11 +23,11 @@ cmdline_value() {
   done
   return 1
 }
-# The whole disk a block device belongs to (itself for a disk).
+# The whole disk a block device belongs to (itself for a disk), from sysfs: there is no udev to ask.
 disk_of() {
-  local name=${1#/dev/} parent
-  parent=$(lsblk -ndo PKNAME "/dev/$name" 2>/dev/null)
-  echo "${parent:-$name}"
+  local name=${1#/dev/} path
+  path=$(readlink -f "/sys/class/block/$name")
+  if [ -f "$path/partition" ]; then basename "$(dirname "$path")"; else echo "$name"; fi
 }
 media_disk() { disk_of "$(cat /run/rescue/media-device 2>/dev/null)"; }
 
@@ -36,7 +36,10 @@ media_disk() { disk_of "$(cat /run/rescue/media-device 2>/dev/null)"; }
 scan_repositories() {
   local media name fstype dir config
   media=$(media_disk)
-  while read -r name fstype; do
+  for name in $(ls /sys/class/block); do
+    case $name in loop* | ram* | zram*) continue ;; esac
+    # Probed directly (blkid -p): without udev, lsblk knows no file-system types.
+    fstype=$(blkid -p -s TYPE -o value "/dev/$name" 2>/dev/null)
     [ -n "$fstype" ] || continue
     case $fstype in swap | crypto_LUKS | LVM2_member | linux_raid_member | iso9660) continue ;; esac
     [ "$(disk_of "$name")" = "$media" ] && continue
@@ -47,7 +50,7 @@ scan_repositories() {
       dir=${config%/config}
       [ -d "$dir/points" ] && grep -q '"chunkSize"' "$config" 2>/dev/null && printf '%s\t%s\n' "$name" "$dir"
     done < <(find "$SCAN/$name" -maxdepth 4 -name config -type f 2>/dev/null)
-  done < <(lsblk -rno NAME,FSTYPE)
+  done
 }
 
 # Makes a repository found at $2 on device $1 the one to use: its file system writable (a restore registers
@@ -240,7 +243,7 @@ menu() {
       2) read -r -p 'Location: ' spec && locate_repository "$spec" && choose_key ask ;;
       3) [ -n "$REPO" ] && diskline points --repo "$REPO" "${PASSWORD_ARGS[@]}" ;;
       4) restore_menu ;;
-      5) lsblk -o NAME,SIZE,TYPE,FSTYPE,LABEL,MODEL ;;
+      5) lsblk -o NAME,SIZE,TYPE,MODEL,SERIAL && blkid ;;
       6) bash -i ;;
       7) sync && reboot -f ;;
       8) return 0 ;;
