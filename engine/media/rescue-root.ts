@@ -11,6 +11,7 @@ import { runTool } from '../volume-files/loop-range.ts';
 /** Debian packages whose programs (and /etc files) go into the root. */
 export const ROOT_PACKAGES = [
   'bash',
+  'dash',
   'coreutils',
   'util-linux',
   'mount',
@@ -75,6 +76,8 @@ export async function gatherRoot(tree: string, sources: RootSources): Promise<vo
   await chmod(join(tree, 'root'), 0o700);
 
   await copyPackageFiles(tree);
+  // /bin/sh runs bin/diskline and the engine's hooks; dash ships it as a link this machine may have replaced.
+  if (!existsSync(join(tree, 'usr/bin/sh'))) await symlink('dash', join(tree, 'usr/bin/sh'));
   await copyDiskline(tree, sources);
   await copyKernelModules(tree, sources.modulesDir);
   await copySharedLibraries(tree);
@@ -99,8 +102,8 @@ async function warmCompileCache(tree: string): Promise<void> {
     'chroot',
     [
       tree,
-      '/opt/diskline/node_modules/node/bin/node',
-      '/opt/diskline/engine/cli/main.ts',
+      // The command the rescue program runs, as it runs it.
+      '/opt/diskline/bin/diskline',
       'restore',
       'latest',
       '--repo',
