@@ -70,7 +70,7 @@ export interface MediaResult {
   bytes: number;
   rootBytes: number;
   kernelVersion: string;
-  /** Initramfs drivers the kernel does not have as modules (built in, or absent). */
+  /** Drivers the initramfs would load that this kernel has neither built in nor as modules. */
   missingDrivers: string[];
   seconds: number;
   /** Seconds per step: root (gathering the tree), squashfs, iso. */

@@ -1,6 +1,6 @@
 // The kernel modules an initramfs loads, with what each depends on, in load order: read from the kernel's
 // modules.dep, so the list names only what is wanted (a driver, a file system) and never goes stale.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 export interface KernelModule {
@@ -15,8 +15,8 @@ const moduleName = (path: string) => basename(path).replace(/\.ko(\.[a-z]+)?$/, 
 const canonical = (name: string) => name.replaceAll('-', '_');
 
 /**
- * The wanted modules and their dependencies, dependencies first. A wanted module the kernel lacks (built in,
- * or not configured) is left out and named in `missing`; whether that matters is the caller's to say.
+ * The wanted modules and their dependencies, dependencies first. A wanted module built into the kernel needs no
+ * loading; one the kernel lacks altogether is named in `missing` — whether that matters is the caller's to say.
  */
 export function moduleClosure(
   modulesDir: string,
@@ -46,10 +46,18 @@ export function moduleClosure(
     for (const need of entry.needs) visit(need);
     load.push({ name, path: entry.path });
   };
+  const builtin = new Set(
+    existsSync(join(modulesDir, 'modules.builtin'))
+      ? readFileSync(join(modulesDir, 'modules.builtin'), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((path) => canonical(moduleName(path)))
+      : [],
+  );
   const missing: string[] = [];
   for (const name of wanted) {
     if (deps.has(canonical(name))) visit(canonical(name));
-    else missing.push(name);
+    else if (!builtin.has(canonical(name))) missing.push(name);
   }
   return { load, missing };
 }

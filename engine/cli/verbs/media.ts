@@ -56,10 +56,14 @@ export const verb: Verb = {
     }
     if (result.missingDrivers.length)
       process.stderr.write(
-        `note: kernel ${result.kernelVersion} has no module for ${result.missingDrivers.join(', ')} (built in, or the media cannot use such devices)\n`,
+        `note: kernel ${result.kernelVersion} lacks ${result.missingDrivers.join(', ')}: the media cannot reach devices that need them (--kernel-dir takes another kernel)\n`,
       );
     process.stdout.write(
-      `${values.raw ? 'USB disk image' : 'Rescue ISO'} ${result.path}: ${formatBytes(result.bytes)} (root ${formatBytes(result.rootBytes)}), kernel ${result.kernelVersion}, built in ${result.seconds.toFixed(0)} s\n`,
+      `${values.raw ? 'USB disk image' : 'Rescue ISO'} ${result.path}: ${formatBytes(result.bytes)} (root ${formatBytes(result.rootBytes)}), kernel ${result.kernelVersion}, built in ${result.seconds.toFixed(0)} s (${Object.entries(
+        result.steps,
+      )
+        .map(([step, seconds]) => `${step} ${seconds} s`)
+        .join(', ')})\n`,
     );
   },
 };
