@@ -21,6 +21,14 @@ for module in loop dm-mod dm-snapshot fuse vfat nls_cp437 nls_iso8859-1 nls_utf8
   modprobe -q "$module" 2>/dev/null
 done
 hostname diskline-rescue
+# The running system is the media, not the machine's fixed disks: the engine refuses only the media's disk as
+# "the running system" (its other checks — mounted, in use, too small — stand as they are).
+media=$(cat /run/rescue/media-device 2>/dev/null)
+if [ -n "$media" ]; then
+  path=$(readlink -f "/sys/class/block/$media")
+  [ -f "$path/partition" ] && media=$(basename "$(dirname "$path")")
+  export DISKLINE_SYSTEM_DISKS="/dev/$media"
+fi
 /usr/lib/diskline-rescue/rescue </dev/console >/dev/console 2>&1
 status=$?
 sync
