@@ -26,7 +26,7 @@ const TERMINAL_ESCAPES = new RegExp(`${String.fromCharCode(27)}(\\[[0-9;?]*[A-Za
 const tail = (text: string) => text.split('\n').slice(-30).join('\n');
 const skip: string | false =
   (process.env.DISKLINE_VM_RESCUE !== '1' &&
-    'opt-in: set DISKLINE_VM_RESCUE=1 (builds the media, then boots it and restores under TCG: about 10 minutes)') ||
+    'opt-in: set DISKLINE_VM_RESCUE=1 (builds the media, then boots it and restores under TCG: about 6 minutes)') ||
   mediaUnavailableReason() ||
   bootUnavailableReason('bios') ||
   bootUnavailableReason('uefi') ||
