@@ -48,8 +48,11 @@ async function firstMiBHash(path: string): Promise<string> {
   return (await runTool('sh', ['-c', 'head -c 1048576 "$1" | sha256sum', 'sh', path])).stdout;
 }
 
+/** What a user types at the serial console: each answer once its prompt has appeared after the previous one. */
+type Dialogue = { prompt: RegExp; answer: string }[];
+
 /** Boots qemu until the guest powers off (the rescue program's end), returning the serial console's text. */
-function bootUntilOff(args: string[], timeoutMs: number): Promise<string> {
+function bootUntilOff(args: string[], timeoutMs: number, dialogue: Dialogue = []): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     const qemu = spawn(
       'qemu-system-x86_64',
@@ -71,11 +74,20 @@ function bootUntilOff(args: string[], timeoutMs: number): Promise<string> {
         'none',
         ...args,
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     let text = '';
+    let answeredUpTo = 0;
+    const steps = [...dialogue];
     const onData = (data: Buffer) => {
       text += data.toString('latin1').replace(/\r\n?/g, '\n');
+      const step = steps[0];
+      const seen = step && text.slice(answeredUpTo).replace(TERMINAL_ESCAPES, '').match(step.prompt);
+      if (step && seen) {
+        steps.shift();
+        answeredUpTo = text.length;
+        qemu.stdin.write(`${step.answer}\n`);
+      }
     };
     qemu.stdout.on('data', onData);
     qemu.stderr.on('data', onData);
@@ -128,25 +140,22 @@ before(async () => {
   // The media: scans for the repository, carries the key, and restores the latest point onto /dev/vdb
   // unattended (the CD is /dev/sr0, the repository's disk /dev/vda).
   iso = join(dir, 'rescue.iso');
+  await buildMedia(iso, key, [
+    '--boot-args',
+    // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can fail and panic.
+    'no_timer_check diskline.restore=latest diskline.target=/dev/vdb diskline.confirm=vdb',
+  ]);
+});
+
+async function buildMedia(path: string, key: string, extra: string[]): Promise<void> {
   const started = performance.now();
   const built = JSON.parse(
-    await diskline([
-      'media',
-      '--out',
-      iso,
-      '--key-file',
-      key,
-      '--serial-console',
-      '--boot-args',
-      // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can fail and panic.
-      'no_timer_check diskline.restore=latest diskline.target=/dev/vdb diskline.confirm=vdb',
-      '--json',
-    ]),
+    await diskline(['media', '--out', path, '--key-file', key, '--serial-console', ...extra, '--json']),
   ) as { bytes: number; rootBytes: number; steps: Record<string, number> };
   console.log(
     `# media: ${(built.bytes / MiB).toFixed(1)} MiB (root ${(built.rootBytes / MiB).toFixed(1)} MiB) in ${((performance.now() - started) / 1000).toFixed(0)} s ${JSON.stringify(built.steps)}`,
   );
-});
+}
 after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -231,4 +240,46 @@ test('the same image as a USB stick boots under UEFI and refuses a target that h
   const partition = join(dir, 'repo-partition.img');
   await runTool('dd', [`if=${repoDisk}`, `of=${partition}`, 'bs=1M', 'skip=1', 'count=126', 'status=none']);
   await runTool('e2fsck', ['-fn', partition]);
+});
+
+test('from the menu a user picks the found repository and a point, sees the plan, and restores by typing the disk', {
+  skip,
+}, async () => {
+  const menuIso = join(dir, 'menu.iso');
+  await buildMedia(menuIso, join(dir, 'key'), ['--boot-args', 'no_timer_check']);
+  const target = join(dir, 'menu-target.img');
+  await writeFile(target, '');
+  await truncate(target, image.size);
+  const started = performance.now();
+  const console_ = await bootUntilOff(
+    [
+      '-bios',
+      '/usr/share/seabios/bios.bin',
+      '-device',
+      'virtio-scsi-pci,id=scsi',
+      '-drive',
+      `if=none,id=cd,file=${menuIso},media=cdrom,readonly=on`,
+      '-device',
+      'scsi-cd,drive=cd,bootindex=0',
+      '-drive',
+      `file=${repoDisk},if=virtio,format=raw,cache=none`,
+      '-drive',
+      `file=${target},if=virtio,format=raw,cache=none`,
+    ],
+    30 * 60_000,
+    [
+      { prompt: /Choice: $/, answer: '1' },
+      { prompt: /1\) \/dev\/vda1 {2}\S+\/backups\/diskline\n[\s\S]*Repository number: $/, answer: '1' },
+      { prompt: /Choice: $/, answer: '4' },
+      { prompt: /Point id \(or 'latest'\): $/, answer: 'latest' },
+      { prompt: /Restore onto which disk[^\n]*\? $/, answer: 'vdb' },
+      { prompt: /Type the disk's name \(vdb\) to restore onto it: $/, answer: 'vdb' },
+      { prompt: /Restored point [\s\S]*Choice: $/, answer: '8' },
+    ],
+  );
+  console.log(`# menu boot, choices and restore: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  assert.match(console_, /target: \S+ \/dev\/vdb \(268435456 bytes\)/, tail(console_));
+  assert.match(console_, /Restored point [0-9a-f]{32} to \/dev\/vdb/, tail(console_));
+  const boot = await bootInVm({ disk: target, firmware: 'bios', marker: BOOT_MARKER_PATTERN });
+  assert.ok(boot.booted, `${boot.reason}\n${boot.consoleTail}`);
 });
