@@ -3,7 +3,9 @@
 // CD) with that disk and an empty third one, its rescue program finds the repository by scanning the disks and
 // restores the latest point onto the third disk unattended (kernel command line); that disk then boots to its
 // marker under BIOS and UEFI. The same image written as a USB stick boots under UEFI and refuses a target that
-// holds the repository before the engine starts.
+// holds the repository before the engine starts. Media without the unattended settings is driven through its
+// menu at the serial console, as a user would: find the repository, pick the latest point and the disk, read the
+// plan, type the disk's name; the restored disk boots.
 // Opt-in (DISKLINE_VM_RESCUE=1): building the media and starting Node under TCG take several minutes.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
