@@ -28,7 +28,7 @@ const TERMINAL_ESCAPES = new RegExp(`${String.fromCharCode(27)}(\\[[0-9;?]*[A-Za
 const tail = (text: string) => text.split('\n').slice(-30).join('\n');
 const skip: string | false =
   (process.env.DISKLINE_VM_RESCUE !== '1' &&
-    'opt-in: set DISKLINE_VM_RESCUE=1 (builds the media, then boots it and restores under TCG: 7 to 11 minutes)') ||
+    'opt-in: set DISKLINE_VM_RESCUE=1 (builds the media, then boots it and restores under TCG: 7 to 9 minutes)') ||
   mediaUnavailableReason() ||
   bootUnavailableReason('bios') ||
   bootUnavailableReason('uefi') ||
