@@ -28,6 +28,7 @@ const engineRanks: Record<string, number> = {
   'restore-fit': 1,
   'boot-check': 1,
   'volume-files': 1,
+  media: 1,
   native: 0,
 };
 const rankNames = ['native', 'domain folders', 'jobs/schedule', 'api', 'cli'];

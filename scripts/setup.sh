@@ -26,6 +26,8 @@ packages=(
   ovmf seabios grub-efi-amd64-bin grub-pc-bin
   # the reboot proof: initramfs-tools builds the protected system image's initramfs with the boot setup
   initramfs-tools-core
+  # rescue media (diskline media): the compressed root and the hybrid ISO grub-mkrescue writes
+  squashfs-tools xorriso
   # resizing partition tables (sgdisk -v checks a fitted GPT)
   gdisk
   # a real S3 store for the object-storage backend's tests and benchmarks: a one-node Ceph with radosgw

@@ -50,6 +50,18 @@ function tableKind(type: string | null | undefined): Drive['partitionTable'] {
   return null;
 }
 
+/**
+ * Which disk holds the running system. drivelist calls every fixed disk a system disk, which is right for a
+ * machine running from its own disk; a system that runs from elsewhere — the rescue media, booted from a CD or
+ * a USB stick — names its disks in DISKLINE_SYSTEM_DISKS (device paths, space-separated), and the fixed disks
+ * it came to restore are then not refused as its own.
+ */
+export function holdsRunningSystem(disk: { device: string; isSystem: boolean }): boolean {
+  const named = process.env.DISKLINE_SYSTEM_DISKS;
+  if (named === undefined) return disk.isSystem;
+  return named.split(/\s+/).includes(disk.device);
+}
+
 /** The machine's disks. Virtual devices without a size (zram, empty loop devices) are left out. */
 export async function listDisks(withPartitions = true): Promise<Drive[]> {
   const found = await drivelist.list();
@@ -63,7 +75,7 @@ export async function listDisks(withPartitions = true): Promise<Drive[]> {
         device: disk.device,
         description: disk.description || disk.device,
         size: disk.size ?? 0,
-        isSystem: disk.isSystem,
+        isSystem: holdsRunningSystem(disk),
         isRemovable: disk.isRemovable,
         mountpoints: disk.mountpoints.map((mount) => mount.path),
         partitionTable: tableKind(layout.table) ?? tableKind(disk.partitionTableType),
