@@ -347,14 +347,14 @@ export function describeBootReport(report: BootReport): string[] {
 
 /** The boot check after a restore: the report when the disk holds a system (an ESP, boot code or a root), else
  * null. A check that cannot run does not fail the restore: its reason is the report's only problem. */
-export async function checkRestoredSystem(disk: string): Promise<BootReport | null> {
+export async function checkRestoredSystem(disk: string, name = disk): Promise<BootReport | null> {
   try {
-    const report = await checkBoot(disk);
+    const report = { ...(await checkBoot(disk)), disk: name };
     const system = report.uefi.esp !== null || report.bios.bootCode || report.roots.length > 0;
     return system ? report : null;
   } catch (error) {
     return {
-      disk,
+      disk: name,
       table: 'none',
       uefi: { esp: null, loaders: [], fallback: false },
       bios: { bootCode: false, grub: false, coreImage: null },

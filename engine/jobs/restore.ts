@@ -7,6 +7,7 @@ import { RefusalError } from '../../protocol/failure.ts';
 import { checkRestoredSystem } from '../boot-check/check.ts';
 import { loopDevicesBacking } from '../device/busy.ts';
 import { openWriter } from '../device/open.ts';
+import { heldNameOf } from '../handles/held-path.ts';
 import { runningBackups, whileReading } from '../repository/locks.ts';
 import { checkChunksPresent, restorePoint } from '../repository/restore.ts';
 import { restoreFitted } from '../restore-fit/fitted-restore.ts';
@@ -43,6 +44,8 @@ export async function runRestore(
       const existing = await stat(params.to).catch(() => null);
       // `to` may be a held target (/proc/PID/fd/N): it is opened as given, and its real name only looked up.
       const target = params.to;
+      // What messages and the result call it: the name the caller gave, not the descriptor's path.
+      const targetName = heldNameOf(target) ?? target;
       const isDevice = existing?.isBlockDevice() ?? false;
       // A backup running into this repository from another process (another command's engine) reads the target;
       // backups record their source by its real name.
@@ -71,10 +74,10 @@ export async function runRestore(
           onProgress: (progress) => context.progress(progress),
         });
         const identity = params.newIdentity ? await giveNewIdentity(target) : null;
-        const bootCheck = await checkRestoredSystem(target);
+        const bootCheck = await checkRestoredSystem(target, targetName);
         return {
           point: manifest.id,
-          target,
+          target: targetName,
           plan,
           ...fitted,
           ...(identity ? { identity } : {}),
@@ -111,10 +114,10 @@ export async function runRestore(
       }
       const identity = params.newIdentity ? await giveNewIdentity(target) : null;
       // What a boot needs is checked before anyone reboots into the restored system.
-      const bootCheck = await checkRestoredSystem(target);
+      const bootCheck = await checkRestoredSystem(target, targetName);
       return {
         point: manifest.id,
-        target,
+        target: targetName,
         ...result,
         ...(identity ? { identity } : {}),
         ...(bootCheck ? { bootCheck } : {}),
