@@ -16,6 +16,11 @@ const dir = await mkdtemp(join(tmpdir(), 'diskline-vm-dm-'));
 after(() => rm(dir, { recursive: true, force: true }));
 
 const WRITER = 'vm/guest/stamped-writer.py';
+/**
+ * A failure guard per guest run, not a budget: each starts Node in the guest several times (20-120 s each under
+ * TCG), and a loaded host took over 20 minutes for one.
+ */
+const GUEST_GUARD_MS = 45 * 60_000;
 
 /** The guest's common start: device-mapper and loop loaded, cgroup v2 with the io controller, a writers' cgroup, the disk under a linear target. */
 const prelude = `set -euo pipefail
@@ -164,7 +169,7 @@ test('the engine killed at random instants before, during and after the point: w
   const kills = [`opened ${within(12)}`, `point ${within(2)}`, `fill ${within(1)}`, `done ${within(1)}`];
   const { exitCode, output } = await runInVm({
     disks: [{ path: disk }, { path: copy }],
-    timeoutMs: 1_500_000,
+    timeoutMs: GUEST_GUARD_MS,
     script: `${prelude}
 (in_writers python3 ${WRITER} write /dev/mapper/prot ${seed} /tmp/stop) > /tmp/writer.log 2>&1 &
 writer=$!
@@ -255,7 +260,7 @@ test('ext4 and xfs mounted and written during the backup: each copy is fsck-clea
   });
   const { exitCode, output } = await runInVm({
     disks,
-    timeoutMs: 1_200_000,
+    timeoutMs: GUEST_GUARD_MS,
     script: `${prelude.replace('dmsetup create prot --table "0 $size linear /dev/vda 0"', '')}
 modprobe xfs
 modprobe ext4 || true
@@ -329,7 +334,7 @@ test("the engine's backup job takes a device-mapper point of a mounted mapped de
   await execFileAsync('mkfs.ext4', ['-q', '-F', disk]);
   const { exitCode, output } = await runInVm({
     disks: [{ path: disk }],
-    timeoutMs: 1_200_000,
+    timeoutMs: GUEST_GUARD_MS,
     script: `${prelude}
 export DISKLINE_PASSWORD='a long passphrase for the guest repository'
 mkdir -p /tmp/fs && mount /dev/mapper/prot /tmp/fs

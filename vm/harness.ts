@@ -11,6 +11,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** How long a guest may run before it is taken as hung: a failure guard, far over a loaded host's minutes. */
+const DEFAULT_GUARD_MS = 30 * 60_000;
 /** Where scripts/vm-kernel.sh unpacks the guest kernel and its modules. */
 export const kernelRoot = join(projectRoot, '.vm', 'kernel');
 
@@ -151,7 +153,7 @@ export async function runInVm(options: VmRunOptions): Promise<VmRunResult> {
     }
     const qemu = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(qemu);
-    const output = await collectUntilExit(qemu, options.timeoutMs ?? 600_000);
+    const output = await collectUntilExit(qemu, options.timeoutMs ?? DEFAULT_GUARD_MS);
     const end = output.match(new RegExp(`\\n${marker} exit (\\d+)\\n`));
     if (!end || end.index === undefined) {
       throw new Error(
