@@ -47,6 +47,10 @@ import { writeLimitFor } from './write-limit.ts';
 
 /** dm-snapshot's chunk: 8 sectors (4 KiB), so a 4 KiB write costs the store 4 KiB, not a large chunk. */
 const CHUNK_SECTORS = 8;
+/** Readings of the store whose spacing sets how long a limit may stand unchecked. */
+const RECENT_PERIODS = 8;
+/** Until two readings show how fast the watcher reacts, it is taken to need this long. */
+const FIRST_REACTION_SECONDS = 2;
 
 export interface DeviceMapperProviderOptions {
   /** Where the snapshot keeps old chunks: memory, a preallocated file, a spare partition. */
@@ -239,6 +243,18 @@ export class DeviceMapperProvider implements SnapshotProvider {
       this.madePoint = true;
       this.watchdog.guardTable(this.name, this.table);
       await loadTable(this.name, `0 ${this.sectors} snapshot-origin /dev/mapper/${this.realName}`);
+      // From the swap on, writes fill the store; the watcher's first reading may be seconds away on a busy
+      // machine, so writers start under the limit an empty store can stand for that long.
+      await this.limit.apply(
+        writeLimitFor({
+          usedBytes: 0,
+          capacityBytes: this.cowStore.capacityBytes,
+          remainingCopyBytes: this.sectors * 512,
+          copyBytesPerSecond: 0,
+          reactionSeconds: FIRST_REACTION_SECONDS,
+          ...(this.options.highWatermark ? { highWatermark: this.options.highWatermark } : {}),
+        }),
+      );
       this.swapped = true;
       // Unlike the tap, arming is bookkeeping only here: the kernel keeps the old chunks from the suspend on.
       session.arm();
@@ -271,7 +287,14 @@ export class DeviceMapperProvider implements SnapshotProvider {
    */
   async watch(progress: CopyProgress, signal: AbortSignal): Promise<void> {
     const interval = this.options.fillIntervalMs ?? 100;
+    // The time between readings, as seen lately: how long a limit stands before the next can change it.
+    const periods: number[] = [];
+    let lastReading: number | null = null;
     while (!signal.aborted) {
+      const readingAt = this.clock.now();
+      if (lastReading !== null) periods.push((readingAt - lastReading) / 1000);
+      if (periods.length > RECENT_PERIODS) periods.shift();
+      lastReading = readingAt;
       const fill = parseSnapshotStatus(await statusOf(this.pointName));
       if (fill.invalid) {
         this.invalidReason = `the snapshot of ${this.source} was dropped by the kernel (its store ${this.cowStore.description} overflowed or failed)`;
@@ -284,6 +307,8 @@ export class DeviceMapperProvider implements SnapshotProvider {
         capacityBytes,
         remainingCopyBytes: progress.remainingBytes(),
         copyBytesPerSecond: progress.bytesPerSecond(),
+        // Twice the longest recent period: a busy machine's next reading may come later still.
+        reactionSeconds: periods.length ? 2 * Math.max(...periods) : FIRST_REACTION_SECONDS,
         ...(this.options.highWatermark ? { highWatermark: this.options.highWatermark } : {}),
       });
       await this.limit.apply(limit);

@@ -53,3 +53,24 @@ test('the snapshot status line gives the fill, or says the kernel dropped it', (
   assert.equal(parseSnapshotStatus('0 32768 snapshot Overflow\n').invalid, true);
   assert.throws(() => parseSnapshotStatus('0 32768 snapshot what'));
 });
+
+test("below the high watermark a limit still stands until the watcher's next reading: it never lets writers carry a small store past the hold margin before then", () => {
+  const small = { ...base, capacityBytes: 1 * MiB, usedBytes: 0 };
+  // Spare room 768 KiB (1 MiB less the 256 KiB margin), one second to the next reading: half of it.
+  const slow = writeLimitFor({ ...small, reactionSeconds: 1 });
+  assert.ok(slow.state === 'throttled');
+  assert.equal(slow.writeBytesPerSecond, (768 * 1024) / 2);
+  // A watcher that reacts within a tenth of a second lets the writers run free on a big store.
+  assert.deepEqual(
+    writeLimitFor({ ...base, capacityBytes: 4096 * MiB, usedBytes: 0, reactionSeconds: 0.1 }),
+    {
+      state: 'normal',
+    },
+  );
+  // A reaction so slow that not even the least throttled rate fits holds them.
+  assert.equal(writeLimitFor({ ...small, reactionSeconds: 10 }).state, 'held');
+  // Past the watermark the tighter of the two rules wins.
+  const past = writeLimitFor({ ...base, usedBytes: 10 * MiB, reactionSeconds: 20 });
+  assert.ok(past.state === 'throttled');
+  assert.equal(past.writeBytesPerSecond, Math.floor((5 * MiB) / 20 / 2));
+});

@@ -4,7 +4,10 @@
 // store's headroom can absorb over the copy still to do (half of it, for margin); within the hold margin of
 // capacity they are held to a trickle (one 4 KiB write a second: the kernel's I/O limit cannot be zero). A
 // chunk the store holds is given back only when the snapshot is dropped at the end of the backup: dm-snapshot
-// has no way to release a chunk the copier no longer needs.
+// has no way to release a chunk the copier no longer needs. And whatever the fill, a limit holds until the
+// watcher's next reading can change it: writers may write at it for that long unchecked, so it never lets them
+// carry the store past the hold margin before then (the watcher's reaction time; for a small store and a slow,
+// busy machine that is a real limit even below the high watermark).
 
 export interface StoreFill {
   usedBytes: number;
@@ -19,6 +22,8 @@ export interface WriteLimitInputs extends StoreFill {
   highWatermark?: number;
   /** Headroom at which writers are held (default: 1/16 of capacity, at least 256 KiB). */
   holdMarginBytes?: number;
+  /** Seconds until the watcher can next change the limit (0 or absent: no cap for it). */
+  reactionSeconds?: number;
 }
 
 export type WriteLimit =
@@ -31,6 +36,8 @@ export const HELD_BYTES_PER_SECOND = 4096;
 const MIN_IOPS_LIMIT = 2;
 /** The least a throttled writer gets (above the hold). */
 const MIN_THROTTLED_BYTES_PER_SECOND = 64 * 1024;
+/** A cap above this slows no disk: writers run free. */
+const UNLIMITED_BYTES_PER_SECOND = 2 ** 31;
 
 export function holdMargin(capacityBytes: number): number {
   return Math.max(256 * 1024, Math.floor(capacityBytes / 16));
@@ -41,12 +48,18 @@ export function writeLimitFor(inputs: WriteLimitInputs): WriteLimit {
   const margin = inputs.holdMarginBytes ?? holdMargin(inputs.capacityBytes);
   const headroom = inputs.capacityBytes - inputs.usedBytes;
   if (headroom <= margin) return held();
-  if (inputs.usedBytes < inputs.capacityBytes * high) return { state: 'normal' };
   const spare = headroom - margin;
-  // Unknown copy rate (the copier has just started): assume the worst the next second can bring.
-  const seconds =
-    inputs.copyBytesPerSecond > 0 ? Math.max(1, inputs.remainingCopyBytes / inputs.copyBytesPerSecond) : 10;
-  const rate = Math.max(MIN_THROTTLED_BYTES_PER_SECOND, Math.floor(spare / seconds / 2));
+  // Until the next reading: at most half the spare room at this rate.
+  const reaction = inputs.reactionSeconds ?? 0;
+  const reactionCap = reaction > 0 ? Math.floor(spare / reaction / 2) : Number.POSITIVE_INFINITY;
+  let rate = reactionCap;
+  if (inputs.usedBytes >= inputs.capacityBytes * high) {
+    // Unknown copy rate (the copier has just started): assume the worst the next second can bring.
+    const seconds =
+      inputs.copyBytesPerSecond > 0 ? Math.max(1, inputs.remainingCopyBytes / inputs.copyBytesPerSecond) : 10;
+    rate = Math.min(rate, Math.max(MIN_THROTTLED_BYTES_PER_SECOND, Math.floor(spare / seconds / 2)));
+  } else if (reactionCap >= UNLIMITED_BYTES_PER_SECOND) return { state: 'normal' };
+  if (rate < MIN_THROTTLED_BYTES_PER_SECOND) return held();
   return {
     state: 'throttled',
     writeBytesPerSecond: rate,
