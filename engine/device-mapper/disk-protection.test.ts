@@ -13,6 +13,7 @@ import { attachLoop, type LoopDevice } from '../testing/loop.ts';
 import { loopUnavailableReason } from '../testing/tools.ts';
 import { diskProtection, protectDisk, unprotectDisk } from './disk-protection.ts';
 import { ProtectionRefused, type ProtectionSystem } from './protection.ts';
+import { attachSystemDisk } from './testing/system-disk.ts';
 
 const run = promisify(execFile);
 const unavailable = loopUnavailableReason();
@@ -36,16 +37,7 @@ async function mountAt(device: string, name: string): Promise<string> {
 before(async () => {
   if (unavailable) return;
   dir = await mkdtemp(join(tmpdir(), 'diskline-disk-protection-'));
-  const image = await buildTestDisk(join(dir, 'disk.img'), {
-    size: 48 << 20,
-    table: 'gpt',
-    partitions: [
-      { size: 16 << 20, filesystem: 'ext4' },
-      { size: 16 << 20, filesystem: 'ext4' },
-      { filesystem: null },
-    ],
-  });
-  disk = await attachLoop(image.image);
+  disk = await attachSystemDisk(dir);
   await mountAt(disk.partitions[0]!, 'p1');
   await mountAt(disk.partitions[1]!, 'p2');
   const wholeImage = await buildTestDisk(join(dir, 'whole.img'), {

@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { buildTestDisk } from '../testing/disk.ts';
-import { attachLoop, type LoopDevice } from '../testing/loop.ts';
+import type { LoopDevice } from '../testing/loop.ts';
 import { loopUnavailableReason } from '../testing/tools.ts';
 import {
   ProtectionRefused,
@@ -17,6 +16,7 @@ import {
   protectionStatus,
   unprotect,
 } from './protection.ts';
+import { attachSystemDisk } from './testing/system-disk.ts';
 
 const run = promisify(execFile);
 const unavailable = loopUnavailableReason();
@@ -29,16 +29,7 @@ let initramfsUpdates = 0;
 before(async () => {
   if (unavailable) return;
   dir = await mkdtemp(join(tmpdir(), 'diskline-protect-'));
-  const disk = await buildTestDisk(join(dir, 'disk.img'), {
-    size: 48 << 20,
-    table: 'gpt',
-    partitions: [
-      { size: 16 << 20, filesystem: 'ext4' },
-      { size: 16 << 20, filesystem: 'ext4' },
-      { filesystem: null },
-    ],
-  });
-  loop = await attachLoop(disk.image);
+  loop = await attachSystemDisk(dir);
   mounted = join(dir, 'p2');
   await mkdir(mounted);
   await run('mount', [loop.partitions[1]!, mounted]);

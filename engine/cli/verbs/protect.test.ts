@@ -18,6 +18,7 @@ import {
   startTestDaemon,
   type TestDaemon,
 } from '../../api/testing/daemon.ts';
+import { attachSystemDisk } from '../../device-mapper/testing/system-disk.ts';
 import { buildTestDisk } from '../../testing/disk.ts';
 import { attachLoop, type LoopDevice } from '../../testing/loop.ts';
 import { loopUnavailableReason } from '../../testing/tools.ts';
@@ -38,16 +39,7 @@ let initramfsUpdates = 0;
 before(async () => {
   if (unavailable) return;
   dir = await mkdtemp(join(tmpdir(), 'diskline-protect-cli-'));
-  const image = await buildTestDisk(join(dir, 'disk.img'), {
-    size: 48 << 20,
-    table: 'gpt',
-    partitions: [
-      { size: 16 << 20, filesystem: 'ext4' },
-      { size: 16 << 20, filesystem: 'ext4' },
-      { filesystem: null },
-    ],
-  });
-  disk = await attachLoop(image.image);
+  disk = await attachSystemDisk(dir);
   mounted = join(dir, 'p2');
   await mkdir(mounted);
   await run('mount', [disk.partitions[1]!, mounted]);
